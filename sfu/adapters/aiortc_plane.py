@@ -1,0 +1,557 @@
+"""aiortc as a forwarding plane.
+
+This is the ONLY module of the project that reaches into aiortc's and aioice's internals.
+aiortc is built as an endpoint: it decodes what it receives and encodes what it sends.  An
+SFU needs its ICE, DTLS, SRTP and SDP machinery but none of its media pipeline, so this
+module:
+
+* registers the codecs and header extensions an SFU negotiates (VP9 profile 0, AV1, the
+  dependency descriptor, ...) in aiortc's module-level tables, widens the payload types it
+  accepts as "dynamic" to 35-63 (Chromium offers AV1 as 45 with RTX 46), and makes codec
+  matching look at the VP9/AV1 profile;
+* hooks :class:`aiortc.rtcdtlstransport.RTCDtlsTransport` so that the decrypted RTP and
+  RTCP of a transport the SFU owns go, raw and synchronously, to a sink object instead of
+  aiortc's parser, jitter buffer and decoder;
+* replaces, per transceiver, ``RTCRtpReceiver.receive`` and ``RTCRtpSender.send`` so that no
+  decoder thread or encoder loop is started: the negotiated parameters are handed to the SFU;
+* sends RTP/RTCP synchronously: SRTP protect, then ``sendto`` on the nominated ICE pair's
+  socket, with no task or await in between;
+* controls which host candidates aioice gathers (aioice leaves 127.0.0.1 out), on which
+  UDP ports, and which address is announced.
+
+It is pinned to the versions below; ``check_versions`` (called by :func:`install`) refuses
+other versions and ``tests/test_aiortc_plane.py`` fails loudly if the internals it relies on
+move.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import logging
+import re
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import aioice.ice
+import aiortc.codecs
+import aiortc.rtcpeerconnection
+import aiortc.rtp
+from aiortc import (
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+)
+from aiortc.rtcdtlstransport import RTCDtlsTransport, State
+from aiortc.rtcrtpparameters import (
+    RTCRtcpFeedback,
+    RTCRtpCodecParameters,
+    RTCRtpHeaderExtensionParameters,
+    RTCRtpReceiveParameters,
+    RTCRtpSendParameters,
+)
+
+from ..forwarding.track import StreamParameters
+from ..rtp import extensions as ext
+
+logger = logging.getLogger(__name__)
+
+AIORTC_VERSION = "1.16.0"
+AIOICE_VERSION = "0.13.0"
+
+#: payload types we accept from a remote offer as they are (RFC 3551 leaves 35-63 unassigned,
+#: and browsers use them once 96-127 are exhausted)
+DYNAMIC_PAYLOAD_TYPES = frozenset(range(35, 64)) | frozenset(range(96, 128))
+
+VIDEO_FEEDBACK = [
+    RTCRtcpFeedback(type="nack"),
+    RTCRtcpFeedback(type="nack", parameter="pli"),
+    RTCRtcpFeedback(type="goog-remb"),
+]
+
+_installed = False
+
+
+def check_versions() -> None:
+    for package, wanted in (("aiortc", AIORTC_VERSION), ("aioice", AIOICE_VERSION)):
+        found = importlib.metadata.version(package)
+        if found != wanted:
+            raise RuntimeError(
+                f"sfu.adapters.aiortc_plane is written against {package} {wanted}, "
+                f"found {found}: review the adapter before changing the pin"
+            )
+
+
+# --------------------------------------------------------------------------------------
+# ICE host candidates
+
+
+@dataclass
+class IceOptions:
+    #: addresses to gather host candidates on (127.0.0.1 included if listed)
+    listen_addresses: list[str] = field(default_factory=lambda: ["127.0.0.1"])
+    #: address written in the candidates instead of the bound one (1:1 NAT)
+    announced_address: str | None = None
+    #: inclusive UDP port range for the host candidates, or None for any port
+    port_range: tuple[int, int] | None = None
+
+
+_ice_options = IceOptions()
+_next_port = 0
+
+
+def configure_ice(options: IceOptions) -> None:
+    global _ice_options
+    _ice_options = options
+
+
+def _bind_udp(address: str) -> socket.socket:
+    """A UDP socket bound to ``address`` within the configured port range."""
+    global _next_port
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    port_range = _ice_options.port_range
+    if port_range is None:
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        sock.bind((address, 0))
+        return sock
+    low, high = port_range
+    count = high - low + 1
+    for i in range(count):
+        port = low + (_next_port + i) % count
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.bind((address, port))
+        except OSError:
+            sock.close()
+            continue
+        _next_port = (port - low + 1) % count
+        return sock
+    raise OSError(f"no free UDP port in {low}-{high} on {address}")
+
+
+async def _get_component_candidates(
+    self: aioice.ice.Connection, component: int, addresses: list[str], timeout: int = 5
+) -> list[aioice.Candidate]:
+    """Replaces ``aioice.ice.Connection.get_component_candidates``: host candidates only
+    (the SFU has a reachable address and uses no STUN/TURN), on the configured addresses,
+    ports and announced address."""
+    loop = asyncio.get_running_loop()
+    candidates = []
+    for address in _ice_options.listen_addresses:
+        try:
+            sock = _bind_udp(address)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            _, protocol = await loop.create_datagram_endpoint(
+                lambda: aioice.ice.StunProtocol(self), sock=sock
+            )
+        except OSError as exc:
+            logger.warning("ICE: cannot bind to %s: %s", address, exc)
+            continue
+        bound = protocol.transport.get_extra_info("sockname")
+        host = _ice_options.announced_address or bound[0]
+        protocol.local_candidate = aioice.Candidate(
+            foundation=aioice.ice.candidate_foundation("host", "udp", bound[0]),
+            component=component,
+            transport="udp",
+            priority=aioice.ice.candidate_priority(component, "host"),
+            host=host,
+            port=bound[1],
+            type="host",
+        )
+        self._protocols.append(protocol)
+        candidates.append(protocol.local_candidate)
+    return candidates
+
+
+# --------------------------------------------------------------------------------------
+# codecs, header extensions and SDP
+
+
+def _add_video_codec(mime_type: str, parameters: dict[str, Any]) -> None:
+    codecs = aiortc.codecs.CODECS["video"]
+    if any(
+        c.mimeType.lower() == mime_type.lower() and c.parameters == parameters for c in codecs
+    ):
+        return
+    used = {c.payloadType for c in codecs} | {c.payloadType for c in aiortc.codecs.CODECS["audio"]}
+    pt = next(p for p in range(96, 128) if p not in used and p + 1 not in used)
+    codecs.append(
+        RTCRtpCodecParameters(
+            mimeType=mime_type,
+            clockRate=90000,
+            payloadType=pt,
+            rtcpFeedback=list(VIDEO_FEEDBACK),
+            parameters=parameters,
+        )
+    )
+    codecs.append(
+        RTCRtpCodecParameters(
+            mimeType="video/rtx", clockRate=90000, payloadType=pt + 1, parameters={"apt": pt}
+        )
+    )
+
+
+def _profile(mime_type: str, parameters: Any) -> str:
+    name = mime_type.lower()
+    if name == "video/vp9":
+        return str(parameters.get("profile-id", 0))
+    if name == "video/av1":
+        return str(parameters.get("profile", 0))
+    return ""
+
+
+def _codec_profile(codec: RTCRtpCodecParameters) -> str:
+    return _profile(codec.mimeType, codec.parameters)
+
+
+_aiortc_is_codec_compatible = aiortc.rtcpeerconnection.is_codec_compatible
+
+
+def _is_codec_compatible(a: RTCRtpCodecParameters, b: RTCRtpCodecParameters) -> bool:
+    """aiortc's codec matching plus the VP9 ``profile-id`` and AV1 ``profile``: we forward
+    what we receive, so a subscriber must be able to decode exactly that profile."""
+    if not _aiortc_is_codec_compatible(a, b):
+        return False
+    return _codec_profile(a) == _codec_profile(b)
+
+
+def _header_extensions() -> dict[str, list[RTCRtpHeaderExtensionParameters]]:
+    ids = ext.SUBSCRIBER_EXTENSION_IDS
+    audio = [ext.MID, ext.AUDIO_LEVEL]
+    video = [ext.MID, ext.ABS_SEND_TIME, ext.DEPENDENCY_DESCRIPTOR, ext.VIDEO_LAYERS_ALLOCATION]
+    # VLA is accepted from publishers (answer side keeps their ids); it needs an id for
+    # our own offers too, though we never send it to subscribers.
+    all_ids = dict(ids)
+    all_ids.setdefault(ext.VIDEO_LAYERS_ALLOCATION, 5)
+    return {
+        "audio": [RTCRtpHeaderExtensionParameters(id=all_ids[u], uri=u) for u in audio],
+        "video": [RTCRtpHeaderExtensionParameters(id=all_ids[u], uri=u) for u in video],
+    }
+
+
+def install(ice: IceOptions | None = None) -> None:
+    """Turn aiortc into a forwarding plane (idempotent)."""
+    global _installed
+    if ice is not None:
+        configure_ice(ice)
+    if _installed:
+        return
+    check_versions()
+
+    # codecs: keep aiortc's VP8/H264/Opus, add VP9 profile 0 and AV1, all with RTX + feedback
+    _add_video_codec("video/VP9", {"profile-id": "0"})
+    _add_video_codec("video/AV1", {"level-idx": "5", "profile": "0", "tier": "0"})
+    for codec in aiortc.codecs.CODECS["video"]:
+        if codec.mimeType.lower() != "video/rtx":
+            codec.rtcpFeedback = list(VIDEO_FEEDBACK)
+    aiortc.codecs.HEADER_EXTENSIONS.clear()
+    aiortc.codecs.HEADER_EXTENSIONS.update(_header_extensions())
+    aiortc.rtp.DYNAMIC_PAYLOAD_TYPES = DYNAMIC_PAYLOAD_TYPES  # read at call time
+    aiortc.rtcpeerconnection.is_codec_compatible = _is_codec_compatible
+
+    # raw RTP/RTCP delivery to the SFU's sink
+    original_rtp = RTCDtlsTransport._handle_rtp_data
+    original_rtcp = RTCDtlsTransport._handle_rtcp_data
+
+    async def _handle_rtp_data(self: RTCDtlsTransport, data: bytes, arrival_time_ms: int) -> None:
+        sink: TransportSink | None = getattr(self, "_sfu_sink", None)
+        if sink is None:
+            await original_rtp(self, data, arrival_time_ms)
+            return
+        try:
+            sink.on_rtp(data, time.monotonic())
+        except Exception:  # one bad packet or peer must never stop the transport
+            logger.exception("RTP sink failed")
+
+    async def _handle_rtcp_data(self: RTCDtlsTransport, data: bytes) -> None:
+        sink: TransportSink | None = getattr(self, "_sfu_sink", None)
+        if sink is None:
+            await original_rtcp(self, data)
+            return
+        try:
+            sink.on_rtcp(data, time.monotonic())
+        except Exception:
+            logger.exception("RTCP sink failed")
+
+    RTCDtlsTransport._handle_rtp_data = _handle_rtp_data  # type: ignore[method-assign]
+    RTCDtlsTransport._handle_rtcp_data = _handle_rtcp_data  # type: ignore[method-assign]
+    aioice.ice.Connection.get_component_candidates = _get_component_candidates  # type: ignore[method-assign]
+    _installed = True
+
+
+_FMTP = re.compile(r"^a=fmtp:(\d+) (.*)$")
+_RTPMAP = re.compile(r"^a=rtpmap:(\d+) ([^/]+)/")
+
+
+def munge_sdp(sdp: str, start_bitrate_kbps: int | None = None) -> str:
+    """Adds what aiortc's SDP writer cannot express.
+
+    * ``a=extmap-allow-mixed`` at session level: without it Chromium negotiates the
+      dependency descriptor but never sends it (it needs the two-byte header form);
+    * ``x-google-start-bitrate`` on video codecs, so Chromium sends every spatial layer from
+      the first second instead of ramping up for 15-30 s.
+    """
+    lines = sdp.rstrip("\r\n").split("\r\n")
+    out: list[str] = []
+    video_pts: list[str] = []
+    fmtp_seen: set[str] = set()
+    section: list[str] = []
+
+    def flush(section: list[str]) -> None:
+        if not section:
+            return
+        if section[0].startswith("m=video") and start_bitrate_kbps:
+            for line in section:
+                m = _RTPMAP.match(line)
+                if m and m.group(2).lower() not in ("rtx", "red", "ulpfec", "flexfec-03"):
+                    video_pts.append(m.group(1))
+            for i, line in enumerate(section):
+                m = _FMTP.match(line)
+                if m and m.group(1) in video_pts:
+                    fmtp_seen.add(m.group(1))
+                    if "x-google-start-bitrate" not in line:
+                        section[i] = f"{line};x-google-start-bitrate={start_bitrate_kbps}"
+            for pt in video_pts:
+                if pt not in fmtp_seen:
+                    idx = max(i for i, ln in enumerate(section) if ln.startswith(f"a=rtpmap:{pt} "))
+                    section.insert(idx + 1, f"a=fmtp:{pt} x-google-start-bitrate={start_bitrate_kbps}")
+            video_pts.clear()
+            fmtp_seen.clear()
+        out.extend(section)
+
+    in_session = True
+    for line in lines:
+        if line.startswith("m="):
+            if in_session:
+                in_session = False
+                if "a=extmap-allow-mixed" not in out:
+                    out.append("a=extmap-allow-mixed")
+            else:
+                flush(section)
+            section = [line]
+        elif in_session:
+            out.append(line)
+        else:
+            section.append(line)
+    flush(section)
+    if in_session and "a=extmap-allow-mixed" not in out:
+        out.append("a=extmap-allow-mixed")
+    return "\r\n".join(out) + "\r\n"
+
+
+def create_peer_connection() -> RTCPeerConnection:
+    """A peer connection with no STUN/TURN server (host candidates only), max-bundle.
+
+    max-bundle matters: with aiortc's default (balanced) policy a transceiver added in a
+    later offer shares the transport of an earlier one of its kind, is marked bundled, and
+    keeps that transport when BUNDLE discards it: its media is never sent.
+    """
+    return RTCPeerConnection(
+        RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+    )
+
+
+# --------------------------------------------------------------------------------------
+# raw media plane
+
+
+class TransportSink(Protocol):
+    def on_rtp(self, data: bytes, now: float) -> None: ...
+
+    def on_rtcp(self, data: bytes, now: float) -> None: ...
+
+
+class RawTransport:
+    """Synchronous SRTP send on a connected DTLS transport, and the raw receive hook."""
+
+    def __init__(self, dtls: RTCDtlsTransport) -> None:
+        self.dtls = dtls
+        self.packets_sent = 0
+        self.bytes_sent = 0
+        self.send_errors = 0
+
+    def attach_sink(self, sink: TransportSink) -> None:
+        self.dtls._sfu_sink = sink  # read by the hooked _handle_rtp_data/_handle_rtcp_data
+
+    def detach_sink(self) -> None:
+        self.dtls._sfu_sink = None
+
+    @property
+    def connected(self) -> bool:
+        return bool(self.dtls._state == State.CONNECTED)
+
+    def send_rtp(self, data: bytes) -> None:
+        dtls = self.dtls
+        if dtls._state != State.CONNECTED:
+            return
+        pair = dtls.transport._connection._nominated.get(1)
+        if pair is None:
+            return
+        packet = dtls._tx_srtp.protect(data)
+        try:
+            pair.protocol.transport.sendto(packet, pair.remote_addr)
+        except (OSError, AttributeError):
+            self.send_errors += 1
+            return
+        self.packets_sent += 1
+        self.bytes_sent += len(packet)
+
+    def send_rtcp(self, data: bytes) -> None:
+        dtls = self.dtls
+        if dtls._state != State.CONNECTED:
+            return
+        pair = dtls.transport._connection._nominated.get(1)
+        if pair is None:
+            return
+        try:
+            pair.protocol.transport.sendto(dtls._tx_srtp.protect_rtcp(data), pair.remote_addr)
+        except (OSError, AttributeError):
+            self.send_errors += 1
+
+
+def stream_parameters_from_receive(
+    kind: str, params: RTCRtpReceiveParameters
+) -> StreamParameters | None:
+    """What the SFU needs of a publisher's negotiated stream."""
+    if not params.codecs or not params.encodings:
+        return None
+    codec = params.codecs[0]
+    encoding = next((e for e in params.encodings if e.payloadType == codec.payloadType), None)
+    if encoding is None or encoding.ssrc is None:
+        return None
+    rtx_pt = next(
+        (
+            c.payloadType
+            for c in params.codecs
+            if c.mimeType.lower().endswith("/rtx") and c.parameters.get("apt") == codec.payloadType
+        ),
+        None,
+    )
+    return StreamParameters(
+        kind=kind,
+        mime_type=codec.mimeType,
+        clock_rate=codec.clockRate,
+        payload_type=codec.payloadType,
+        ssrc=encoding.ssrc,
+        rtx_payload_type=rtx_pt,
+        rtx_ssrc=encoding.rtx.ssrc if encoding.rtx is not None and rtx_pt is not None else None,
+        extensions={e.uri: e.id for e in params.headerExtensions},
+        parameters=dict(codec.parameters),
+    )
+
+
+@dataclass
+class SendBinding:
+    """What a subscriber's sender negotiated."""
+
+    ssrc: int
+    payload_type: int
+    rtx_ssrc: int | None
+    rtx_payload_type: int | None
+    extensions: dict[str, int]
+    cname: str | None
+
+
+def take_over_receiver(
+    receiver: RTCRtpReceiver,
+    on_receive: Callable[[RTCRtpReceiveParameters], None],
+) -> None:
+    """Replace ``receiver.receive`` so that aiortc starts no decoder thread and no RTCP
+    task: the SFU receives this stream's packets raw through the transport sink."""
+    started = False
+
+    async def receive(parameters: RTCRtpReceiveParameters) -> None:
+        nonlocal started
+        if not started:
+            started = True
+            on_receive(parameters)
+
+    async def stop() -> None:
+        return None
+
+    receiver.receive = receive
+    receiver.stop = stop
+
+
+def take_over_sender(sender: RTCRtpSender, on_send: Callable[[SendBinding], None]) -> None:
+    """Replace ``sender.send`` so that aiortc starts no encoder loop and no RTCP task: the
+    SFU writes this sender's RTP itself, with the sender's SSRCs."""
+    started = False
+
+    async def send(parameters: RTCRtpSendParameters) -> None:
+        nonlocal started
+        if started:
+            return
+        started = True
+        codec = parameters.codecs[0]
+        rtx_pt = next(
+            (
+                c.payloadType
+                for c in parameters.codecs
+                if c.mimeType.lower().endswith("/rtx")
+                and c.parameters.get("apt") == codec.payloadType
+            ),
+            None,
+        )
+        on_send(
+            SendBinding(
+                ssrc=sender._ssrc,
+                payload_type=codec.payloadType,
+                rtx_ssrc=sender._rtx_ssrc if rtx_pt is not None else None,
+                rtx_payload_type=rtx_pt,
+                extensions={e.uri: e.id for e in parameters.headerExtensions},
+                cname=parameters.rtcp.cname,
+            )
+        )
+
+    async def stop() -> None:
+        return None
+
+    sender.send = send
+    sender.stop = stop
+
+
+def codec_preferences(kind: str, mime_type: str, parameters: dict[str, Any]) -> list[Any]:
+    """The capability list that makes a transceiver offer exactly one codec (and RTX)."""
+    caps = RTCRtpSender.getCapabilities(kind).codecs
+    profile = _profile(mime_type, parameters)
+    chosen = [
+        c
+        for c in caps
+        if c.mimeType.lower() == mime_type.lower() and _profile(c.mimeType, c.parameters) == profile
+    ][:1]
+    if not chosen:
+        raise ValueError(f"codec {mime_type} {parameters} is not registered")
+    if kind == "video":
+        chosen += [c for c in caps if c.mimeType.lower() == "video/rtx"]
+    return chosen
+
+
+def add_send_transceiver(
+    pc: RTCPeerConnection,
+    kind: str,
+    mime_type: str,
+    parameters: dict[str, Any],
+    stream_id: str,
+    track_id: str,
+    on_send: Callable[[SendBinding], None],
+) -> RTCRtpTransceiver:
+    transceiver = pc.addTransceiver(kind, direction="sendonly")
+    transceiver.setCodecPreferences(codec_preferences(kind, mime_type, parameters))
+    sender = transceiver.sender
+    sender._stream_id = stream_id  # becomes the a=msid of the m-line
+    sender._track_id = track_id
+    take_over_sender(sender, on_send)
+    return transceiver
+
+
+def dtls_transport_of(pc: RTCPeerConnection) -> RTCDtlsTransport | None:
+    for transceiver in pc.getTransceivers():
+        return transceiver.receiver.transport  # BUNDLE: one transport for all
+    return None

@@ -1,0 +1,341 @@
+"""The two peer connections of a participant, as the SFU drives them.
+
+:class:`PublisherPeer` answers a client's offer and turns each received track into a
+:class:`~sfu.forwarding.source.MediaSource`; :class:`SubscriberPeer` offers the client one
+send-only transceiver per track it subscribes to and feeds it through a
+:class:`~sfu.forwarding.downtrack.DownTrack`.  Both receive their packets raw through the
+transport sink installed by :mod:`sfu.adapters.aiortc_plane`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiortc import RTCRtpTransceiver, RTCSessionDescription
+from aiortc.rtcrtpparameters import RTCRtpReceiveParameters
+
+from ..forwarding.downtrack import DownTrack
+from ..forwarding.source import MediaSource
+from ..rtp import rtcp
+from ..rtp.packet import RtpError, parse_rtp
+from . import aiortc_plane as plane
+
+logger = logging.getLogger(__name__)
+
+TICK_INTERVAL = 0.05
+REPORT_INTERVAL = 1.0
+
+
+@dataclass
+class PeerSettings:
+    start_bitrate_kbps: int = 1500
+    #: REMB sent to publishers: the most we let a publisher send
+    publisher_max_bitrate: int = 10_000_000
+    keyframe_min_interval: float = 0.5
+
+
+class _Peer:
+    def __init__(self, settings: PeerSettings) -> None:
+        self.settings = settings
+        self.pc = plane.create_peer_connection()
+        self.raw: plane.RawTransport | None = None
+        self.rtcp_ssrc = random.getrandbits(32)
+        self.malformed_rtp = 0
+        self.malformed_rtcp = 0
+        self.unknown_ssrc = 0
+        self._task: asyncio.Task[None] | None = None
+        self.closed = False
+        self.on_failed: Callable[[], None] | None = None
+
+        @self.pc.on("connectionstatechange")
+        def _on_state() -> None:
+            if self.pc.connectionState == "failed" and self.on_failed is not None:
+                self.on_failed()
+
+    def _ensure_transport(self, transceiver: RTCRtpTransceiver) -> plane.RawTransport:
+        if self.raw is None:
+            self.raw = plane.RawTransport(transceiver.receiver.transport)
+            self.raw.attach_sink(self)
+            self._task = asyncio.ensure_future(self._run())
+        return self.raw
+
+    async def _run(self) -> None:
+        last_report = time.monotonic()
+        try:
+            while not self.closed:
+                await asyncio.sleep(TICK_INTERVAL)
+                now = time.monotonic()
+                self.tick(now)
+                if now - last_report >= REPORT_INTERVAL:
+                    last_report = now
+                    self.report(now)
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            logger.exception("peer timer failed")
+
+    def tick(self, now: float) -> None:
+        pass
+
+    def report(self, now: float) -> None:
+        pass
+
+    def on_rtp(self, data: bytes, now: float) -> None:
+        pass
+
+    def on_rtcp(self, data: bytes, now: float) -> None:
+        pass
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self._task is not None:
+            self._task.cancel()
+        if self.raw is not None:
+            self.raw.detach_sink()
+        await self.pc.close()
+
+
+class PublisherPeer(_Peer):
+    """The connection a client publishes on: we answer its offers."""
+
+    def __init__(
+        self,
+        track_prefix: str,
+        on_source: Callable[[MediaSource], None],
+        settings: PeerSettings,
+    ) -> None:
+        super().__init__(settings)
+        self.track_prefix = track_prefix
+        self._on_source = on_source
+        self.sources: dict[int, MediaSource] = {}  # by SSRC, media and RTX
+        self._taken: set[int] = set()
+
+    async def answer(self, offer_sdp: str) -> str:
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        for transceiver in self.pc.getTransceivers():
+            if id(transceiver) in self._taken:
+                continue
+            self._taken.add(id(transceiver))
+
+            def on_receive(params: RTCRtpReceiveParameters, t: RTCRtpTransceiver = transceiver) -> None:
+                self._on_receive(t, params)
+
+            plane.take_over_receiver(transceiver.receiver, on_receive)
+        answer = await self.pc.createAnswer()
+        await self.pc.setLocalDescription(answer)
+        return plane.munge_sdp(self.pc.localDescription.sdp, self.settings.start_bitrate_kbps)
+
+    def _on_receive(self, transceiver: RTCRtpTransceiver, params: RTCRtpReceiveParameters) -> None:
+        stream = plane.stream_parameters_from_receive(transceiver.kind, params)
+        if stream is None:
+            logger.warning("publisher %s: no usable stream for mid %s", self.track_prefix,
+                           transceiver.mid)
+            return
+        raw = self._ensure_transport(transceiver)
+        source = MediaSource(
+            f"{self.track_prefix}:{transceiver.mid}",
+            stream,
+            send_rtcp=raw.send_rtcp,
+            rtcp_ssrc=self.rtcp_ssrc,
+            max_bitrate=self.settings.publisher_max_bitrate,
+            keyframe_min_interval=self.settings.keyframe_min_interval,
+        )
+        self.sources[stream.ssrc] = source
+        if stream.rtx_ssrc is not None:
+            self.sources[stream.rtx_ssrc] = source
+        self._on_source(source)
+
+    def on_rtp(self, data: bytes, now: float) -> None:
+        try:
+            header = parse_rtp(data)
+        except RtpError:
+            self.malformed_rtp += 1
+            return
+        source = self.sources.get(header.ssrc)
+        if source is None:
+            self.unknown_ssrc += 1
+            return
+        source.on_rtp(data, header, now)
+
+    def on_rtcp(self, data: bytes, now: float) -> None:
+        try:
+            packets = rtcp.parse_rtcp(data)
+        except rtcp.RtcpError:
+            self.malformed_rtcp += 1
+            return
+        for packet in packets:
+            if isinstance(packet, rtcp.SenderReport):
+                source = self.sources.get(packet.ssrc)
+                if source is not None and source.params.ssrc == packet.ssrc:
+                    source.on_sender_report(packet, now)
+
+    @property
+    def media_sources(self) -> list[MediaSource]:
+        return list({id(s): s for s in self.sources.values()}.values())
+
+    def tick(self, now: float) -> None:
+        for source in self.media_sources:
+            source.tick(now)
+
+    def report(self, now: float) -> None:
+        if self.raw is None:
+            return
+        sources = self.media_sources
+        blocks = [b for b in (s.receiver_report(now) for s in sources) if b is not None]
+        if not blocks:
+            return
+        packet = rtcp.build_rr(rtcp.ReceiverReport(self.rtcp_ssrc, blocks[:31]))
+        video = [s.params.ssrc for s in sources if s.kind == "video"]
+        if video:
+            packet += rtcp.build_remb(self.rtcp_ssrc, self.settings.publisher_max_bitrate, video)
+        self.raw.send_rtcp(packet)
+
+
+class SubscriberPeer(_Peer):
+    """The connection a client receives on: we offer, it answers."""
+
+    def __init__(
+        self,
+        send_offer: Callable[[str], Awaitable[None]],
+        settings: PeerSettings,
+    ) -> None:
+        super().__init__(settings)
+        self._send_offer = send_offer
+        self.downtracks: dict[str, DownTrack] = {}  # by track id
+        self._by_ssrc: dict[int, DownTrack] = {}
+        self._transceivers: dict[str, RTCRtpTransceiver] = {}
+        self._cname: str | None = None
+        self._negotiating = False
+        self._dirty = False
+        self.offers_sent = 0
+
+    def add(self, source: MediaSource, stream_id: str) -> None:
+        if source.track_id in self._transceivers or self.closed:
+            return
+
+        def on_send(binding: plane.SendBinding) -> None:
+            self._bind(source, binding, transceiver)
+
+        transceiver = plane.add_send_transceiver(
+            self.pc,
+            source.kind,
+            source.params.mime_type,
+            dict(source.params.parameters),
+            stream_id=stream_id,
+            track_id=source.track_id,
+            on_send=on_send,
+        )
+        self._transceivers[source.track_id] = transceiver
+        self._dirty = True
+
+    def remove(self, track_id: str) -> None:
+        transceiver = self._transceivers.pop(track_id, None)
+        downtrack = self.downtracks.pop(track_id, None)
+        if downtrack is not None:
+            downtrack.closed = True
+            downtrack.source.detach(downtrack)
+            self._by_ssrc = {k: v for k, v in self._by_ssrc.items() if v is not downtrack}
+        if transceiver is not None and not self.closed:
+            transceiver.direction = "inactive"
+            self._dirty = True
+
+    def _bind(
+        self, source: MediaSource, binding: plane.SendBinding, transceiver: RTCRtpTransceiver
+    ) -> None:
+        if source.track_id not in self._transceivers:
+            return  # removed while negotiating
+        raw = self._ensure_transport(transceiver)
+        self._cname = binding.cname
+        downtrack = DownTrack(
+            source,
+            ssrc=binding.ssrc,
+            payload_type=binding.payload_type,
+            send=raw.send_rtp,
+            rtx_ssrc=binding.rtx_ssrc,
+            rtx_payload_type=binding.rtx_payload_type,
+        )
+        self.downtracks[source.track_id] = downtrack
+        self._by_ssrc[binding.ssrc] = downtrack
+        source.attach(downtrack)
+
+    async def negotiate(self) -> None:
+        """Send a new offer if anything changed (one offer outstanding at a time)."""
+        if self._negotiating or not self._dirty or self.closed:
+            return
+        self._negotiating = True
+        self._dirty = False
+        offer = await self.pc.createOffer()
+        await self.pc.setLocalDescription(offer)
+        self.offers_sent += 1
+        await self._send_offer(
+            plane.munge_sdp(self.pc.localDescription.sdp, self.settings.start_bitrate_kbps)
+        )
+
+    async def answer(self, answer_sdp: str) -> None:
+        if not self._negotiating:
+            raise ValueError("no subscriber offer is outstanding")
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer_sdp, type="answer"))
+        self._negotiating = False
+        if self._dirty:
+            await self.negotiate()
+
+    def on_rtcp(self, data: bytes, now: float) -> None:
+        try:
+            packets = rtcp.parse_rtcp(data)
+        except rtcp.RtcpError:
+            self.malformed_rtcp += 1
+            return
+        by_ssrc = self._by_ssrc
+        for packet in packets:
+            if isinstance(packet, (rtcp.ReceiverReport, rtcp.SenderReport)):
+                for block in packet.reports:
+                    downtrack = by_ssrc.get(block.ssrc)
+                    if downtrack is not None:
+                        downtrack.handle_rtcp(packet, now)
+            elif isinstance(packet, (rtcp.Nack, rtcp.Pli)):
+                downtrack = by_ssrc.get(packet.media_ssrc)
+                if downtrack is not None:
+                    downtrack.handle_rtcp(packet, now)
+            elif isinstance(packet, rtcp.Fir):
+                for ssrc, _ in packet.entries:
+                    downtrack = by_ssrc.get(ssrc)
+                    if downtrack is not None:
+                        downtrack.handle_rtcp(packet, now)
+            elif isinstance(packet, rtcp.Remb):
+                for ssrc in packet.ssrcs:
+                    downtrack = by_ssrc.get(ssrc)
+                    if downtrack is not None:
+                        downtrack.handle_rtcp(packet, now)
+
+    def report(self, now: float) -> None:
+        if self.raw is None:
+            return
+        out = b""
+        wallclock = time.time()
+        for downtrack in list(self.downtracks.values()):
+            sr = downtrack.sender_report(now, wallclock)
+            if sr is None:
+                continue
+            out += rtcp.build_sr(sr)
+            if self._cname:
+                out += rtcp.build_sdes_cname(downtrack.ssrc, self._cname)
+            if len(out) > 1000:
+                self.raw.send_rtcp(out)
+                out = b""
+        if out:
+            self.raw.send_rtcp(out)
+
+    async def close(self) -> None:
+        for track_id in list(self.downtracks):
+            downtrack = self.downtracks.pop(track_id)
+            downtrack.closed = True
+            downtrack.source.detach(downtrack)
+        self._by_ssrc.clear()
+        await super().close()

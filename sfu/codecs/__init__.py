@@ -1,0 +1,1 @@
+"""Sans-IO codec payload knowledge: payload descriptors and keyframe detection."""

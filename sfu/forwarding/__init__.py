@@ -1,0 +1,1 @@
+"""Sans-IO forwarding: per-source ingress bookkeeping and per-subscriber rewriting."""

@@ -1,0 +1,155 @@
+"""One published track as the SFU receives it: ingress bookkeeping and fan-out.
+
+:meth:`MediaSource.on_rtp` is fed every decrypted RTP packet of the track (media or RTX) with
+its arrival time.  It keeps the reception statistics and NACKs gaps upstream, builds the part
+of the outgoing packet that all subscribers share once, and hands it to each
+:class:`~sfu.forwarding.downtrack.DownTrack` in one synchronous pass.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from ..codecs.keyframe import KEYFRAME_DETECTORS
+from ..rtp import extensions as ext
+from ..rtp import rtcp
+from ..rtp.packet import RtpError, RtpHeader, parse_rtp, serialize_extensions, unwrap_rtx
+from ..rtp.statistics import ReceiveStatistics
+from .downtrack import DownTrack, ntp_from_time
+from .keyframe import KeyframeRequester
+from .nack import NackGenerator
+from .track import StreamParameters
+
+#: extensions copied from the publisher's packets to the subscribers' (by URI)
+_COPIED_EXTENSIONS = (ext.AUDIO_LEVEL, ext.DEPENDENCY_DESCRIPTOR)
+
+
+class MediaSource:
+    def __init__(
+        self,
+        track_id: str,
+        params: StreamParameters,
+        *,
+        send_rtcp: Callable[[bytes], None],
+        rtcp_ssrc: int,
+        out_extension_ids: dict[str, int] | None = None,
+        max_bitrate: int = 10_000_000,
+        keyframe_min_interval: float = 0.5,
+    ) -> None:
+        self.track_id = track_id
+        self.params = params
+        self.kind = params.kind
+        self.downtracks: list[DownTrack] = []
+        self._send_rtcp = send_rtcp
+        self._rtcp_ssrc = rtcp_ssrc
+        self.max_bitrate = max_bitrate
+        self.stats = ReceiveStatistics(params.clock_rate)
+        self.nack = NackGenerator() if params.kind == "video" else None
+        self.keyframes = KeyframeRequester(min_interval=keyframe_min_interval)
+        self.packets_dropped = 0  # malformed, unknown SSRC or payload type
+        self.nacks_sent = 0
+        self._sr: tuple[int, int, float] | None = None  # (ntp, rtp, arrival)
+        out_ids = out_extension_ids or ext.SUBSCRIBER_EXTENSION_IDS
+        self._copied = [
+            (params.extensions[uri], out_ids[uri])
+            for uri in _COPIED_EXTENSIONS
+            if uri in params.extensions and uri in out_ids
+        ]
+        self._abs_send_time_id = out_ids.get(ext.ABS_SEND_TIME)
+        self._is_keyframe = KEYFRAME_DETECTORS.get(params.codec)
+        self.keyframes_received = 0
+
+    # -- ingress (hot path) --------------------------------------------------------------
+    def on_rtp(self, data: bytes, header: RtpHeader, now: float) -> None:
+        params = self.params
+        if header.ssrc != params.ssrc:
+            if header.ssrc != params.rtx_ssrc or header.payload_type != params.rtx_payload_type:
+                self.packets_dropped += 1
+                return
+            try:
+                data = unwrap_rtx(data, header, params.payload_type, params.ssrc)
+                header = parse_rtp(data)
+            except RtpError:
+                self.packets_dropped += 1
+                return
+        elif header.payload_type != params.payload_type:
+            self.packets_dropped += 1
+            return
+
+        seq = header.sequence_number
+        self.stats.add(seq, header.timestamp, now, header.payload_end - header.payload_offset)
+        if self.nack is not None:
+            missing = self.nack.add(seq, now)
+            if missing:
+                self._nack(missing)
+
+        payload = data[header.payload_offset : header.payload_end]
+        if self._is_keyframe is not None and self._is_keyframe(payload):
+            self.keyframes_received += 1
+            self.keyframes.on_keyframe()
+
+        # the part of the packet after the fixed header, shared by every subscriber
+        elements: list[tuple[int, bytes]] = []
+        extensions = header.extensions
+        if extensions:
+            for in_id, out_id in self._copied:
+                value = extensions.get(in_id)
+                if value is not None:
+                    elements.append((out_id, value))
+        if self._abs_send_time_id is not None:
+            elements.append((self._abs_send_time_id, ext.abs_send_time(ntp_from_time(now))))
+        block = serialize_extensions(elements)
+        tail = block + payload
+        first_byte = 0x90 if block else 0x80
+        marker = 0x80 if header.marker else 0
+        ts = header.timestamp
+        for downtrack in self.downtracks:
+            downtrack.write(first_byte, marker, seq, ts, tail)
+
+    def on_sender_report(self, report: rtcp.SenderReport, now: float) -> None:
+        self._sr = (report.ntp_timestamp, report.rtp_timestamp, now)
+        self.stats.on_sender_report(report.ntp_timestamp, now)
+
+    # -- subscribers ---------------------------------------------------------------------
+    def attach(self, downtrack: DownTrack) -> None:
+        self.downtracks.append(downtrack)
+        if self.kind == "video":
+            self.request_keyframe(time.monotonic())
+
+    def detach(self, downtrack: DownTrack) -> None:
+        if downtrack in self.downtracks:
+            self.downtracks.remove(downtrack)
+
+    def clock_mapping(self, now: float) -> tuple[int, int] | None:
+        """The publisher's (NTP, RTP) clock pair extrapolated to ``now``, from its last SR."""
+        if self._sr is None:
+            return None
+        ntp, rtp_ts, at = self._sr
+        elapsed = now - at
+        ntp_now = (ntp + int(elapsed * (1 << 32))) & 0xFFFFFFFFFFFFFFFF
+        rtp_now = (rtp_ts + int(elapsed * self.params.clock_rate)) & 0xFFFFFFFF
+        return ntp_now, rtp_now
+
+    # -- feedback upstream ---------------------------------------------------------------
+    def request_keyframe(self, now: float) -> None:
+        if self.kind == "video" and self._is_keyframe is not None and self.keyframes.request(now):
+            self._send_rtcp(rtcp.build_pli(self._rtcp_ssrc, self.params.ssrc))
+
+    def _nack(self, lost: list[int]) -> None:
+        self.nacks_sent += 1
+        self._send_rtcp(rtcp.build_nack(self._rtcp_ssrc, self.params.ssrc, lost))
+
+    def tick(self, now: float) -> None:
+        """Periodic work (every ~50 ms): NACK retries and keyframe-request retries."""
+        if self.nack is not None:
+            due = self.nack.poll(now)
+            if due:
+                self._nack(due)
+        if self.keyframes.poll(now):
+            self._send_rtcp(rtcp.build_pli(self._rtcp_ssrc, self.params.ssrc))
+
+    def receiver_report(self, now: float) -> rtcp.ReportBlock | None:
+        if self.stats.packets_received == 0:
+            return None
+        return self.stats.report_block(self.params.ssrc, now)

@@ -1,0 +1,179 @@
+"""Rooms and participants: who publishes what, and who receives it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+
+from ..adapters.peers import PeerSettings, PublisherPeer, SubscriberPeer
+from ..forwarding.source import MediaSource
+from ..signaling import messages as m
+
+logger = logging.getLogger(__name__)
+
+Outbox = Callable[[m.ServerMessage], Awaitable[None]]
+
+
+class Participant:
+    def __init__(self, name: str, outbox: Outbox, settings: PeerSettings) -> None:
+        self.id = secrets.token_hex(6)
+        self.name = name
+        self.outbox = outbox
+        self.settings = settings
+        self.room: Room | None = None
+        self.publisher: PublisherPeer | None = None
+        self.subscriber: SubscriberPeer | None = None
+        self.sources: dict[str, MediaSource] = {}
+
+    @property
+    def info(self) -> m.ParticipantInfo:
+        return m.ParticipantInfo(participant_id=self.id, name=self.name)
+
+    async def send(self, message: m.ServerMessage) -> None:
+        try:
+            await self.outbox(message)
+        except Exception as exc:  # a dead socket must not disturb the room
+            logger.debug("participant %s: send failed: %s", self.id, exc)
+
+    def subscriber_peer(self) -> SubscriberPeer:
+        if self.subscriber is None:
+
+            async def send_offer(sdp: str) -> None:
+                await self.send(m.SubscribeOffer(sdp=sdp))
+
+            self.subscriber = SubscriberPeer(send_offer, self.settings)
+            self.subscriber.on_failed = self._on_failed
+        return self.subscriber
+
+    def publisher_peer(self) -> PublisherPeer:
+        if self.publisher is None:
+
+            def on_source(source: MediaSource) -> None:
+                if self.room is not None:
+                    self.room.publish(self, source)
+
+            self.publisher = PublisherPeer(self.id, on_source, self.settings)
+            self.publisher.on_failed = self._on_failed
+        return self.publisher
+
+    def _on_failed(self) -> None:
+        if self.room is not None:
+            room = self.room
+            asyncio.ensure_future(room.leave(self))
+
+    async def close(self) -> None:
+        for peer in (self.publisher, self.subscriber):
+            if peer is not None:
+                await peer.close()
+
+
+def track_info(participant: Participant, source: MediaSource) -> m.TrackInfo:
+    kind = "audio" if source.kind == "audio" else "video"
+    return m.TrackInfo(
+        track_id=source.track_id,
+        participant_id=participant.id,
+        kind=kind,
+        codec=source.params.codec,
+    )
+
+
+class Room:
+    def __init__(self, name: str, on_empty: Callable[[Room], None]) -> None:
+        self.name = name
+        self.participants: dict[str, Participant] = {}
+        self._on_empty = on_empty
+
+    @property
+    def tracks(self) -> list[m.TrackInfo]:
+        return [
+            track_info(p, s) for p in self.participants.values() for s in p.sources.values()
+        ]
+
+    async def join(self, participant: Participant, request_id: int | str | None = None) -> None:
+        others = list(self.participants.values())
+        participant.room = self
+        self.participants[participant.id] = participant
+        await participant.send(
+            m.Joined(
+                id=request_id,
+                room=self.name,
+                participant_id=participant.id,
+                participants=[p.info for p in others],
+                tracks=self.tracks,
+            )
+        )
+        for other in others:
+            await other.send(m.ParticipantJoined(participant=participant.info))
+        # subscribe the newcomer to everything already published
+        sources = [(p, s) for p in others for s in p.sources.values()]
+        if sources:
+            peer = participant.subscriber_peer()
+            for publisher, source in sources:
+                peer.add(source, stream_id=publisher.id)
+            await self._negotiate(participant)
+
+    def publish(self, participant: Participant, source: MediaSource) -> None:
+        """A new track arrived from ``participant``: every other participant subscribes."""
+        participant.sources[source.track_id] = source
+        info = track_info(participant, source)
+        for other in list(self.participants.values()):
+            if other is participant:
+                continue
+            other.subscriber_peer().add(source, stream_id=participant.id)
+            asyncio.ensure_future(self._announce_and_negotiate(other, info))
+
+    async def _announce_and_negotiate(self, participant: Participant, info: m.TrackInfo) -> None:
+        await participant.send(m.TrackPublished(track=info))
+        await self._negotiate(participant)
+
+    async def _negotiate(self, participant: Participant) -> None:
+        if participant.subscriber is None:
+            return
+        try:
+            await participant.subscriber.negotiate()
+        except Exception:
+            logger.exception("room %s: negotiation with %s failed", self.name, participant.id)
+
+    async def leave(self, participant: Participant) -> None:
+        if self.participants.pop(participant.id, None) is None:
+            return
+        participant.room = None
+        for track_id in list(participant.sources):
+            for other in self.participants.values():
+                if other.subscriber is not None:
+                    other.subscriber.remove(track_id)
+        for other in list(self.participants.values()):
+            for track_id in participant.sources:
+                await other.send(
+                    m.TrackUnpublished(track_id=track_id, participant_id=participant.id)
+                )
+            await other.send(m.ParticipantLeft(participant_id=participant.id))
+            await self._negotiate(other)
+        participant.sources.clear()
+        await participant.close()
+        if not self.participants:
+            self._on_empty(self)
+
+
+class RoomManager:
+    def __init__(self, settings: PeerSettings) -> None:
+        self.settings = settings
+        self.rooms: dict[str, Room] = {}
+
+    def get_or_create(self, name: str) -> Room:
+        room = self.rooms.get(name)
+        if room is None:
+            room = Room(name, self._remove)
+            self.rooms[name] = room
+        return room
+
+    def _remove(self, room: Room) -> None:
+        if self.rooms.get(room.name) is room and not room.participants:
+            del self.rooms[room.name]
+
+    async def close(self) -> None:
+        for room in list(self.rooms.values()):
+            for participant in list(room.participants.values()):
+                await room.leave(participant)

@@ -1,0 +1,199 @@
+"""RTP packets (RFC 3550) with header extensions (RFC 8285) and retransmission (RFC 4588).
+
+Plain functions over ``bytes``: nothing here knows about sockets or asyncio.  Parsing never
+raises anything but :class:`RtpError`, whatever the input.
+"""
+
+from __future__ import annotations
+
+import struct
+
+RTP_VERSION = 2
+RTP_HEADER_LENGTH = 12
+ONE_BYTE_PROFILE = 0xBEDE
+TWO_BYTE_PROFILE_MASK = 0xFFF0
+TWO_BYTE_PROFILE = 0x1000
+
+_HEADER = struct.Struct("!BBHII")
+_U16 = struct.Struct("!H")
+
+
+class RtpError(ValueError):
+    """A packet that is not valid RTP."""
+
+
+def is_rtcp(data: bytes) -> bool:
+    """RTP/RTCP demultiplexing on one port (RFC 5761 section 4)."""
+    return len(data) >= 2 and 192 <= data[1] <= 223
+
+
+class RtpHeader:
+    """The fields of one parsed RTP packet; the payload stays in the original buffer."""
+
+    __slots__ = (
+        "marker",
+        "payload_type",
+        "sequence_number",
+        "timestamp",
+        "ssrc",
+        "extensions",
+        "payload_offset",
+        "payload_end",
+    )
+
+    def __init__(self) -> None:
+        self.marker = False
+        self.payload_type = 0
+        self.sequence_number = 0
+        self.timestamp = 0
+        self.ssrc = 0
+        #: header extension elements by local identifier
+        self.extensions: dict[int, bytes] = {}
+        self.payload_offset = RTP_HEADER_LENGTH
+        self.payload_end = RTP_HEADER_LENGTH
+
+    @property
+    def payload_size(self) -> int:
+        return self.payload_end - self.payload_offset
+
+
+def parse_rtp(data: bytes) -> RtpHeader:
+    """Parse the header of an RTP packet; raises :class:`RtpError` if malformed."""
+    size = len(data)
+    if size < RTP_HEADER_LENGTH:
+        raise RtpError(f"RTP packet length is less than {RTP_HEADER_LENGTH} bytes")
+    first, second, seq, timestamp, ssrc = _HEADER.unpack_from(data, 0)
+    if first >> 6 != RTP_VERSION:
+        raise RtpError(f"RTP packet has invalid version {first >> 6}")
+    header = RtpHeader()
+    header.marker = bool(second & 0x80)
+    header.payload_type = second & 0x7F
+    header.sequence_number = seq
+    header.timestamp = timestamp
+    header.ssrc = ssrc
+
+    pos = RTP_HEADER_LENGTH + (first & 0x0F) * 4
+    if pos > size:
+        raise RtpError("RTP packet has truncated CSRC list")
+    if first & 0x10:
+        if pos + 4 > size:
+            raise RtpError("RTP packet has truncated extension header")
+        profile, length = struct.unpack_from("!HH", data, pos)
+        pos += 4
+        end = pos + length * 4
+        if end > size:
+            raise RtpError("RTP packet has truncated extension")
+        header.extensions = _parse_extensions(data, profile, pos, end)
+        pos = end
+    payload_end = size
+    if first & 0x20:
+        padding = data[-1]
+        if padding == 0 or pos + padding > size:
+            raise RtpError("RTP packet has invalid padding")
+        payload_end -= padding
+    header.payload_offset = pos
+    header.payload_end = payload_end
+    return header
+
+
+def _parse_extensions(data: bytes, profile: int, pos: int, end: int) -> dict[int, bytes]:
+    extensions: dict[int, bytes] = {}
+    if profile == ONE_BYTE_PROFILE:
+        while pos < end:
+            byte = data[pos]
+            if byte == 0:  # padding
+                pos += 1
+                continue
+            ext_id = byte >> 4
+            length = (byte & 0x0F) + 1
+            if ext_id == 15:  # reserved: stop parsing (RFC 8285 section 4.2)
+                break
+            pos += 1
+            if pos + length > end:
+                raise RtpError("RTP one-byte header extension is truncated")
+            extensions[ext_id] = data[pos : pos + length]
+            pos += length
+    elif profile & TWO_BYTE_PROFILE_MASK == TWO_BYTE_PROFILE:
+        while pos < end:
+            ext_id = data[pos]
+            if ext_id == 0:
+                pos += 1
+                continue
+            if pos + 2 > end:
+                raise RtpError("RTP two-byte header extension is truncated")
+            length = data[pos + 1]
+            pos += 2
+            if pos + length > end:
+                raise RtpError("RTP two-byte header extension is truncated")
+            extensions[ext_id] = data[pos : pos + length]
+            pos += length
+    return extensions
+
+
+def serialize_extensions(elements: list[tuple[int, bytes]]) -> bytes:
+    """Serialize header extension elements, with the extension header itself.
+
+    The one-byte form is used when every element fits it (id 1-14, 1-16 bytes), else the
+    two-byte form (which needs ``a=extmap-allow-mixed``).  Returns ``b""`` for no elements.
+    """
+    if not elements:
+        return b""
+    one_byte = all(1 <= i <= 14 and 1 <= len(v) <= 16 for i, v in elements)
+    body = bytearray()
+    if one_byte:
+        for ext_id, value in elements:
+            body.append((ext_id << 4) | (len(value) - 1))
+            body += value
+        profile = ONE_BYTE_PROFILE
+    else:
+        for ext_id, value in elements:
+            body.append(ext_id)
+            body.append(len(value))
+            body += value
+        profile = TWO_BYTE_PROFILE
+    body += b"\x00" * (-len(body) % 4)
+    return struct.pack("!HH", profile, len(body) // 4) + bytes(body)
+
+
+def build_rtp(
+    *,
+    payload_type: int,
+    sequence_number: int,
+    timestamp: int,
+    ssrc: int,
+    payload: bytes,
+    marker: bool = False,
+    extensions: list[tuple[int, bytes]] | None = None,
+) -> bytes:
+    """Build a whole RTP packet (used by tests, tools and RTX)."""
+    ext = serialize_extensions(extensions or [])
+    first = (RTP_VERSION << 6) | (0x10 if ext else 0)
+    second = (0x80 if marker else 0) | (payload_type & 0x7F)
+    return _HEADER.pack(first, second, sequence_number, timestamp, ssrc) + ext + payload
+
+
+def unwrap_rtx(data: bytes, header: RtpHeader, payload_type: int, ssrc: int) -> bytes:
+    """Turn an RTX packet (RFC 4588) back into the original packet, bytes for bytes."""
+    if header.payload_size < 2:
+        raise RtpError("RTX packet has no original sequence number")
+    (osn,) = _U16.unpack_from(data, header.payload_offset)
+    out = bytearray(data[: header.payload_offset])
+    out[0] &= 0xDF  # padding of the RTX packet is not part of the original
+    out[1] = (out[1] & 0x80) | (payload_type & 0x7F)
+    _U16.pack_into(out, 2, osn)
+    struct.pack_into("!I", out, 8, ssrc)
+    out += data[header.payload_offset + 2 : header.payload_end]
+    return bytes(out)
+
+
+def wrap_rtx(packet: bytes, payload_type: int, sequence_number: int, ssrc: int) -> bytes:
+    """Wrap an RTP packet for retransmission on an RTX stream (RFC 4588 section 4)."""
+    header = parse_rtp(packet)
+    out = bytearray(packet[: header.payload_offset])
+    out[0] &= 0xDF
+    out[1] = (out[1] & 0x80) | (payload_type & 0x7F)
+    _U16.pack_into(out, 2, sequence_number)
+    struct.pack_into("!I", out, 8, ssrc)
+    out += _U16.pack(header.sequence_number)
+    out += packet[header.payload_offset : header.payload_end]
+    return bytes(out)

@@ -1,0 +1,146 @@
+"""The signaling protocol: JSON messages over one WebSocket, each a pydantic model.
+
+Every message has a ``type``.  Requests from the client may carry an ``id``; the reply (or
+the ``error``) to that request carries the same ``id``.  See ``docs/signaling.md``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+ROOM_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+MAX_SDP = 64 * 1024
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Request(_Message):
+    id: int | str | None = None
+
+
+# -- client -> server ------------------------------------------------------------------
+
+
+class Join(_Request):
+    type: Literal["join"]
+    room: str = Field(pattern=ROOM_PATTERN)
+    name: str = Field(min_length=1, max_length=64)
+
+
+class Publish(_Request):
+    """An offer for the publish connection (first one, or a renegotiation)."""
+
+    type: Literal["publish"]
+    sdp: str = Field(min_length=1, max_length=MAX_SDP)
+
+
+class SubscribeAnswer(_Request):
+    """The answer to the server's last ``subscribe_offer``."""
+
+    type: Literal["subscribe_answer"]
+    sdp: str = Field(min_length=1, max_length=MAX_SDP)
+
+
+class Leave(_Request):
+    type: Literal["leave"]
+
+
+class Ping(_Request):
+    type: Literal["ping"]
+
+
+ClientMessage = Annotated[
+    Join | Publish | SubscribeAnswer | Leave | Ping, Field(discriminator="type")
+]
+client_message = TypeAdapter(ClientMessage)
+
+
+# -- server -> client ------------------------------------------------------------------
+
+
+class ParticipantInfo(_Message):
+    participant_id: str
+    name: str
+
+
+class TrackInfo(_Message):
+    track_id: str
+    participant_id: str
+    kind: Literal["audio", "video"]
+    codec: str
+
+
+class Joined(_Message):
+    type: Literal["joined"] = "joined"
+    id: int | str | None = None
+    room: str
+    participant_id: str
+    participants: list[ParticipantInfo]
+    tracks: list[TrackInfo]
+
+
+class ParticipantJoined(_Message):
+    type: Literal["participant_joined"] = "participant_joined"
+    participant: ParticipantInfo
+
+
+class ParticipantLeft(_Message):
+    type: Literal["participant_left"] = "participant_left"
+    participant_id: str
+
+
+class TrackPublished(_Message):
+    type: Literal["track_published"] = "track_published"
+    track: TrackInfo
+
+
+class TrackUnpublished(_Message):
+    type: Literal["track_unpublished"] = "track_unpublished"
+    track_id: str
+    participant_id: str
+
+
+class PublishAnswer(_Message):
+    type: Literal["publish_answer"] = "publish_answer"
+    id: int | str | None = None
+    sdp: str
+
+
+class SubscribeOffer(_Message):
+    type: Literal["subscribe_offer"] = "subscribe_offer"
+    sdp: str
+
+
+class Left(_Message):
+    type: Literal["left"] = "left"
+    id: int | str | None = None
+
+
+class Pong(_Message):
+    type: Literal["pong"] = "pong"
+    id: int | str | None = None
+
+
+class Error(_Message):
+    type: Literal["error"] = "error"
+    id: int | str | None = None
+    code: str
+    reason: str
+
+
+ServerMessage = (
+    Joined
+    | ParticipantJoined
+    | ParticipantLeft
+    | TrackPublished
+    | TrackUnpublished
+    | PublishAnswer
+    | SubscribeOffer
+    | Left
+    | Pong
+    | Error
+)

@@ -1,0 +1,204 @@
+"""The aiohttp edge: WebSocket signaling at ``/ws``, the demo client, health and stats."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from importlib import resources
+from typing import Any
+
+from aiohttp import WSMsgType, web
+from pydantic import ValidationError
+
+from ..adapters import aiortc_plane
+from ..adapters.peers import PeerSettings
+from ..config import Settings
+from ..rooms.room import Participant, RoomManager
+from . import messages as m
+
+logger = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 128 * 1024
+
+ROOMS_KEY = web.AppKey("rooms", RoomManager)
+SETTINGS_KEY = web.AppKey("settings", Settings)
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors()[:3]:
+        loc = ".".join(str(x) for x in error["loc"]) or "message"
+        parts.append(f"{loc}: {error['msg']}")
+    return "; ".join(parts)
+
+
+class SignalingSession:
+    """One WebSocket: one participant at most."""
+
+    def __init__(self, ws: web.WebSocketResponse, rooms: RoomManager) -> None:
+        self.ws = ws
+        self.rooms = rooms
+        self.participant: Participant | None = None
+
+    async def send(self, message: m.ServerMessage) -> None:
+        if not self.ws.closed:
+            await self.ws.send_str(message.model_dump_json())
+
+    async def error(self, code: str, reason: str, request_id: Any = None) -> None:
+        await self.send(m.Error(id=request_id, code=code, reason=reason))
+
+    async def handle(self, text: str) -> None:
+        try:
+            message = m.client_message.validate_json(text)
+        except ValidationError as exc:
+            request_id = None
+            try:
+                raw = json.loads(text)
+                if isinstance(raw, dict) and isinstance(raw.get("id"), (int, str)):
+                    request_id = raw["id"]
+            except ValueError:
+                pass
+            await self.error("bad_request", _describe(exc), request_id)
+            return
+        try:
+            await self.dispatch(message)
+        except Exception as exc:  # contained to this participant
+            logger.exception("signaling: %s failed", message.type)
+            await self.error("internal_error", f"{message.type} failed: {exc}", message.id)
+
+    async def dispatch(self, message: m.ClientMessage) -> None:
+        if isinstance(message, m.Ping):
+            await self.send(m.Pong(id=message.id))
+        elif isinstance(message, m.Join):
+            if self.participant is not None:
+                await self.error("already_joined", "this connection has joined a room", message.id)
+                return
+            participant = Participant(message.name, self.send, self.rooms.settings)
+            self.participant = participant
+            await self.rooms.get_or_create(message.room).join(participant, message.id)
+        elif self.participant is None or self.participant.room is None:
+            await self.error("not_joined", f"{message.type} needs a joined room", message.id)
+        elif isinstance(message, m.Publish):
+            try:
+                sdp = await self.participant.publisher_peer().answer(message.sdp)
+            except Exception as exc:
+                await self.error("bad_sdp", f"cannot answer the offer: {exc}", message.id)
+                return
+            await self.send(m.PublishAnswer(id=message.id, sdp=sdp))
+        elif isinstance(message, m.SubscribeAnswer):
+            subscriber = self.participant.subscriber
+            if subscriber is None:
+                await self.error("no_offer", "no subscriber offer is outstanding", message.id)
+                return
+            try:
+                await subscriber.answer(message.sdp)
+            except Exception as exc:
+                await self.error("bad_sdp", f"cannot apply the answer: {exc}", message.id)
+        elif isinstance(message, m.Leave):
+            await self.leave()
+            await self.send(m.Left(id=message.id))
+
+    async def leave(self) -> None:
+        participant, self.participant = self.participant, None
+        if participant is not None and participant.room is not None:
+            await participant.room.leave(participant)
+
+
+async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
+    ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, heartbeat=20)
+    await ws.prepare(request)
+    session = SignalingSession(ws, request.app[ROOMS_KEY])
+    try:
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT:
+                await session.handle(msg.data)
+            elif msg.type == WSMsgType.BINARY:
+                await session.error("bad_request", "binary messages are not supported")
+            elif msg.type == WSMsgType.ERROR:
+                break
+    finally:
+        await session.leave()
+    return ws
+
+
+def _static(name: str, content_type: str) -> web.Response:
+    body = resources.files("sfu.web").joinpath(name).read_bytes()
+    return web.Response(body=body, content_type=content_type,
+                        headers={"Cache-Control": "no-cache"})
+
+
+async def index(request: web.Request) -> web.Response:
+    return _static("index.html", "text/html")
+
+
+async def client_js(request: web.Request) -> web.Response:
+    return _static("client.js", "application/javascript")
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def stats(request: web.Request) -> web.Response:
+    rooms = request.app[ROOMS_KEY]
+    out: dict[str, Any] = {"time": time.time(), "rooms": {}}
+    for name, room in rooms.rooms.items():
+        participants = []
+        for p in room.participants.values():
+            entry: dict[str, Any] = {"participant_id": p.id, "name": p.name, "published": [],
+                                     "subscribed": []}
+            for source in p.sources.values():
+                entry["published"].append({
+                    "track_id": source.track_id,
+                    "kind": source.kind,
+                    "codec": source.params.codec,
+                    "packets_received": source.stats.packets_received,
+                    "packets_lost": source.stats.packets_lost,
+                    "keyframes_received": source.keyframes_received,
+                    "keyframe_requests_sent": source.keyframes.sent,
+                    "nacks_sent": source.nacks_sent,
+                    "subscribers": len(source.downtracks),
+                })
+            if p.subscriber is not None:
+                for track_id, dt in p.subscriber.downtracks.items():
+                    entry["subscribed"].append({
+                        "track_id": track_id,
+                        "packets_sent": dt.packets_sent,
+                        "bytes_sent": dt.bytes_sent,
+                        "retransmitted": dt.retransmitted,
+                        "keyframe_requests": dt.keyframe_requests,
+                        "rtt": dt.rtt,
+                    })
+            participants.append(entry)
+        out["rooms"][name] = {"participants": participants}
+    return web.json_response(out)
+
+
+def create_app(settings: Settings) -> web.Application:
+    aiortc_plane.install(
+        aiortc_plane.IceOptions(
+            listen_addresses=list(settings.ice.listen_addresses),
+            announced_address=settings.ice.announced_address,
+            port_range=settings.ice.port_range,
+        )
+    )
+    peer_settings = PeerSettings(
+        start_bitrate_kbps=settings.media.start_bitrate_kbps,
+        publisher_max_bitrate=settings.media.publisher_max_bitrate,
+        keyframe_min_interval=settings.media.keyframe_min_interval,
+    )
+    app = web.Application()
+    app[SETTINGS_KEY] = settings
+    app[ROOMS_KEY] = RoomManager(peer_settings)
+    app.router.add_get("/", index)
+    app.router.add_get("/client.js", client_js)
+    app.router.add_get("/ws", websocket_handler)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/stats", stats)
+
+    async def on_shutdown(app: web.Application) -> None:
+        await app[ROOMS_KEY].close()
+
+    app.on_shutdown.append(on_shutdown)
+    return app

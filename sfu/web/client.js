@@ -1,0 +1,258 @@
+// The SFU's browser client: an ES module used by the demo page and by the tests.
+//
+//   const client = new SfuClient({ url: "ws://127.0.0.1:8080/ws" });
+//   await client.join({ room: "demo", name: "alice", codec: "VP9", scalabilityMode: "L3T3_KEY" });
+//   client.addEventListener("participant", (e) => ...);   // tiles come and go
+//   await client.leave();
+//
+// Two peer connections: `publishPc` (we offer, sendonly) and `subscribePc` (the server
+// offers one sendonly m-line per remote track; we answer).
+
+export const CODECS = {
+  VP9: { mimeType: "video/VP9", scalabilityMode: "L3T3_KEY", fmtp: "profile-id=0" },
+  VP8: { mimeType: "video/VP8", scalabilityMode: "L1T3" },
+  AV1: { mimeType: "video/AV1", scalabilityMode: "L3T3" },
+  H264: { mimeType: "video/H264", scalabilityMode: "L1T1" },
+};
+
+function waitForIceGathering(pc, timeoutMs = 5000) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      if (pc.iceGatheringState === "complete") {
+        pc.removeEventListener("icegatheringstatechange", done);
+        clearTimeout(timer);
+        resolve();
+      }
+    };
+    const timer = setTimeout(() => {
+      pc.removeEventListener("icegatheringstatechange", done);
+      resolve();
+    }, timeoutMs);
+    pc.addEventListener("icegatheringstatechange", done);
+  });
+}
+
+function codecPreferences(mimeType, fmtp) {
+  const caps = RTCRtpSender.getCapabilities("video");
+  if (!caps) return null;
+  const wanted = caps.codecs.filter(
+    (c) => c.mimeType.toLowerCase() === mimeType.toLowerCase() &&
+      (!fmtp || (c.sdpFmtpLine || "").includes(fmtp)),
+  );
+  if (!wanted.length) return null;
+  const rtx = caps.codecs.filter((c) => c.mimeType.toLowerCase() === "video/rtx");
+  return [wanted[0], ...rtx];
+}
+
+export class SfuClient extends EventTarget {
+  constructor({ url } = {}) {
+    super();
+    const proto = location.protocol === "https:" ? "wss:" : "ws:";
+    this.url = url || `${proto}//${location.host}/ws`;
+    this.ws = null;
+    this.participantId = null;
+    this.participants = new Map(); // participant id -> { name, stream }
+    this.tracks = new Map(); // track id -> info
+    this.publishPc = null;
+    this.subscribePc = null;
+    this.localStream = null;
+    this.errors = [];
+    this._pending = new Map();
+    this._nextId = 1;
+    this._subscribeChain = Promise.resolve();
+  }
+
+  _request(message) {
+    const id = this._nextId++;
+    message.id = id;
+    return new Promise((resolve, reject) => {
+      this._pending.set(id, { resolve, reject });
+      this.ws.send(JSON.stringify(message));
+    });
+  }
+
+  _emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+
+  async _connect() {
+    this.ws = new WebSocket(this.url);
+    await new Promise((resolve, reject) => {
+      this.ws.onopen = resolve;
+      this.ws.onerror = () => reject(new Error(`cannot connect to ${this.url}`));
+    });
+    this.ws.onmessage = (event) => this._onMessage(JSON.parse(event.data));
+    this.ws.onclose = () => this._emit("closed", {});
+  }
+
+  _onMessage(msg) {
+    if (msg.id != null && this._pending.has(msg.id)) {
+      const { resolve, reject } = this._pending.get(msg.id);
+      this._pending.delete(msg.id);
+      if (msg.type === "error") reject(new Error(`${msg.code}: ${msg.reason}`));
+      else resolve(msg);
+      return;
+    }
+    switch (msg.type) {
+      case "participant_joined":
+        this._addParticipant(msg.participant);
+        break;
+      case "participant_left":
+        this._removeParticipant(msg.participant_id);
+        break;
+      case "track_published":
+        this.tracks.set(msg.track.track_id, msg.track);
+        this._emit("track_published", msg.track);
+        break;
+      case "track_unpublished":
+        this.tracks.delete(msg.track_id);
+        this._emit("track_unpublished", msg);
+        break;
+      case "subscribe_offer":
+        this._subscribeChain = this._subscribeChain.then(() => this._onSubscribeOffer(msg.sdp));
+        break;
+      case "error":
+        this.errors.push(msg);
+        this._emit("error", msg);
+        break;
+    }
+  }
+
+  _addParticipant(info) {
+    if (!this.participants.has(info.participant_id)) {
+      this.participants.set(info.participant_id, { name: info.name, stream: null });
+      this._emit("participant", { id: info.participant_id, name: info.name, joined: true });
+    }
+  }
+
+  _removeParticipant(id) {
+    if (this.participants.delete(id)) {
+      for (const [trackId, t] of this.tracks) if (t.participant_id === id) this.tracks.delete(trackId);
+      this._emit("participant", { id, joined: false });
+    }
+  }
+
+  async join({ room, name, codec = "VP9", scalabilityMode, publish = true, video = true, audio = true }) {
+    await this._connect();
+    const joined = await this._request({ type: "join", room, name });
+    this.participantId = joined.participant_id;
+    for (const p of joined.participants) this._addParticipant(p);
+    for (const t of joined.tracks) this.tracks.set(t.track_id, t);
+    if (publish) await this.publish({ codec, scalabilityMode, video, audio });
+    return joined;
+  }
+
+  async publish({ codec = "VP9", scalabilityMode, video = true, audio = true } = {}) {
+    const spec = CODECS[codec];
+    if (!spec) throw new Error(`unknown codec ${codec}`);
+    this.localStream = await navigator.mediaDevices.getUserMedia({
+      audio,
+      video: video ? { width: 1280, height: 720, frameRate: 30 } : false,
+    });
+    const pc = new RTCPeerConnection({ iceServers: [] });
+    this.publishPc = pc;
+    for (const track of this.localStream.getTracks()) {
+      const init = { direction: "sendonly", streams: [this.localStream] };
+      if (track.kind === "video") {
+        init.sendEncodings = [{ scalabilityMode: scalabilityMode || spec.scalabilityMode }];
+      }
+      const transceiver = pc.addTransceiver(track, init);
+      if (track.kind === "video") {
+        const prefs = codecPreferences(spec.mimeType, spec.fmtp);
+        if (!prefs) throw new Error(`this browser cannot send ${spec.mimeType}`);
+        transceiver.setCodecPreferences(prefs);
+      }
+    }
+    await pc.setLocalDescription(await pc.createOffer());
+    await waitForIceGathering(pc);
+    const answer = await this._request({ type: "publish", sdp: pc.localDescription.sdp });
+    await pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
+    this._emit("published", {});
+  }
+
+  async _onSubscribeOffer(sdp) {
+    if (!this.subscribePc) {
+      const pc = new RTCPeerConnection({ iceServers: [] });
+      this.subscribePc = pc;
+      pc.ontrack = (event) => {
+        const stream = event.streams[0];
+        if (!stream) return;
+        const id = stream.id;
+        const entry = this.participants.get(id) || { name: id, stream: null };
+        entry.stream = stream;
+        this.participants.set(id, entry);
+        this._emit("stream", { id, stream, track: event.track });
+      };
+    }
+    const pc = this.subscribePc;
+    await pc.setRemoteDescription({ type: "offer", sdp });
+    await pc.setLocalDescription(await pc.createAnswer());
+    await waitForIceGathering(pc);
+    this.ws.send(JSON.stringify({ type: "subscribe_answer", sdp: pc.localDescription.sdp }));
+  }
+
+  async leave() {
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) {
+      try {
+        await this._request({ type: "leave" });
+      } catch (e) {
+        /* already gone */
+      }
+      this.ws.close();
+    }
+    for (const pc of [this.publishPc, this.subscribePc]) if (pc) pc.close();
+    if (this.localStream) for (const t of this.localStream.getTracks()) t.stop();
+    this.publishPc = this.subscribePc = this.localStream = null;
+    this.participants.clear();
+    this.tracks.clear();
+  }
+
+  // Inbound RTP stats of the subscribe connection, one entry per remote track.
+  async inboundStats() {
+    if (!this.subscribePc) return [];
+    const report = await this.subscribePc.getStats();
+    const out = [];
+    report.forEach((s) => {
+      if (s.type === "inbound-rtp") {
+        out.push({
+          kind: s.kind,
+          ssrc: s.ssrc,
+          trackIdentifier: s.trackIdentifier,
+          mid: s.mid,
+          packetsReceived: s.packetsReceived,
+          packetsLost: s.packetsLost,
+          framesDecoded: s.framesDecoded,
+          frameWidth: s.frameWidth,
+          frameHeight: s.frameHeight,
+          framesPerSecond: s.framesPerSecond,
+          totalSamplesReceived: s.totalSamplesReceived,
+          nackCount: s.nackCount,
+          pliCount: s.pliCount,
+          freezeCount: s.freezeCount,
+        });
+      }
+    });
+    return out;
+  }
+
+  async outboundStats() {
+    if (!this.publishPc) return [];
+    const report = await this.publishPc.getStats();
+    const out = [];
+    report.forEach((s) => {
+      if (s.type === "outbound-rtp") {
+        out.push({
+          kind: s.kind,
+          frameWidth: s.frameWidth,
+          framesEncoded: s.framesEncoded,
+          scalabilityMode: s.scalabilityMode,
+          qualityLimitationReason: s.qualityLimitationReason,
+          encoderImplementation: s.encoderImplementation,
+          targetBitrate: s.targetBitrate,
+        });
+      }
+    });
+    return out;
+  }
+}
