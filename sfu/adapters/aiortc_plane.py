@@ -40,6 +40,7 @@ import aioice.ice
 import aiortc.codecs
 import aiortc.rtcpeerconnection
 import aiortc.rtp
+import aiortc.sdp
 from aiortc import (
     RTCBundlePolicy,
     RTCConfiguration,
@@ -343,6 +344,19 @@ def munge_sdp(sdp: str, start_bitrate_kbps: int | None = None) -> str:
     if in_session and "a=extmap-allow-mixed" not in out:
         out.append("a=extmap-allow-mixed")
     return "\r\n".join(out) + "\r\n"
+
+
+def check_publish_offer(sdp: str) -> None:
+    """Refuse offers the SFU cannot use, with a reason (raises ``ValueError``)."""
+    try:
+        description = aiortc.sdp.SessionDescription.parse(sdp)
+    except Exception as exc:  # aiortc's parser raises assorted errors on garbage
+        raise ValueError(f"unparsable SDP: {exc}") from exc
+    kinds = [media.kind for media in description.media]
+    if not any(kind in ("audio", "video") for kind in kinds):
+        raise ValueError("the offer has no audio or video section")
+    if any(kind not in ("audio", "video") for kind in kinds):
+        raise ValueError(f"unsupported media sections: {kinds}")
 
 
 def create_peer_connection() -> RTCPeerConnection:

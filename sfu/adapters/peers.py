@@ -118,6 +118,7 @@ class PublisherPeer(_Peer):
         self._taken: set[int] = set()
 
     async def answer(self, offer_sdp: str) -> str:
+        plane.check_publish_offer(offer_sdp)
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         for transceiver in self.pc.getTransceivers():
             if id(transceiver) in self._taken:
@@ -263,7 +264,7 @@ class SubscriberPeer(_Peer):
         )
         self.downtracks[source.track_id] = downtrack
         self._by_ssrc[binding.ssrc] = downtrack
-        source.attach(downtrack)
+        source.attach(downtrack, time.monotonic())
 
     async def negotiate(self) -> None:
         """Send a new offer if anything changed (one offer outstanding at a time)."""

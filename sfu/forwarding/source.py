@@ -8,7 +8,6 @@ of the outgoing packet that all subscribers share once, and hands it to each
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 from ..codecs.keyframe import KEYFRAME_DETECTORS
@@ -112,10 +111,11 @@ class MediaSource:
         self.stats.on_sender_report(report.ntp_timestamp, now)
 
     # -- subscribers ---------------------------------------------------------------------
-    def attach(self, downtrack: DownTrack) -> None:
+    def attach(self, downtrack: DownTrack, now: float) -> None:
+        """A new subscriber: it can only start decoding at a keyframe, so ask for one."""
         self.downtracks.append(downtrack)
         if self.kind == "video":
-            self.request_keyframe(time.monotonic())
+            self.request_keyframe(now)
 
     def detach(self, downtrack: DownTrack) -> None:
         if downtrack in self.downtracks:

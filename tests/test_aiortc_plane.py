@@ -1,0 +1,142 @@
+"""The aiortc adapter: pinned versions, the internals it relies on, and what it negotiates.
+
+If aiortc or aioice change under the pin, these tests fail loudly, before anything else.
+"""
+
+import inspect
+import re
+from pathlib import Path
+
+import aioice.ice
+import aiortc.rtcpeerconnection
+import pytest
+from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+
+from sfu.adapters import aiortc_plane as plane
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def test_pinned_versions() -> None:
+    plane.check_versions()
+
+
+def test_the_internals_the_adapter_uses_are_still_there() -> None:
+    # methods we hook or call
+    for name in ("_handle_rtp_data", "_handle_rtcp_data", "_state"):
+        assert hasattr(RTCDtlsTransport, name) or name == "_state", name
+    assert "_tx_srtp" in inspect.getsource(RTCDtlsTransport._setup_srtp)
+    assert "self._state" in inspect.getsource(RTCDtlsTransport._set_state)
+    assert list(inspect.signature(RTCDtlsTransport._handle_rtp_data).parameters) == [
+        "self", "data", "arrival_time_ms"]
+    # the payload types aiortc keeps from a remote offer are read at call time
+    assert "rtp.DYNAMIC_PAYLOAD_TYPES" in inspect.getsource(
+        aiortc.rtcpeerconnection.find_common_codecs)
+    assert "is_codec_compatible(" in inspect.getsource(aiortc.rtcpeerconnection.find_common_codecs)
+    # sender/receiver attributes we read or set
+    src = inspect.getsource(RTCRtpSender.__init__)
+    for attr in ("self._ssrc", "self._rtx_ssrc", "self._stream_id"):
+        assert attr in src, attr
+    assert "sender._track_id" in inspect.getsource(
+        aiortc.rtcpeerconnection.create_media_description_for_transceiver)
+    # the ICE connection and its nominated pairs
+    conn_src = inspect.getsource(aioice.ice.Connection)
+    assert "self._nominated: dict[int, CandidatePair]" in conn_src
+    assert "self._protocols" in conn_src
+    assert list(inspect.signature(aioice.ice.Connection.get_component_candidates).parameters)[:3] \
+        == ["self", "component", "addresses"]
+    assert "self.transport.sendto(data, addr)" in inspect.getsource(
+        aioice.ice.StunProtocol.send_data)
+
+
+def _answer_for(offer: str) -> str:
+    import asyncio
+
+    async def run() -> str:
+        plane.install()
+        pc = plane.create_peer_connection()
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+            await pc.setLocalDescription(await pc.createAnswer())
+            return plane.munge_sdp(pc.localDescription.sdp, 1500)
+        finally:
+            await pc.close()
+
+    return asyncio.run(run())
+
+
+def test_answer_to_chromium_keeps_av1_45_vp9_profile_0_and_the_extensions() -> None:
+    answer = _answer_for((FIXTURES / "chromium156_offer_all_codecs.sdp").read_text())
+    video = answer[answer.index("m=video"):]
+    pts = video.splitlines()[0].split()[3:]
+    assert "45" in pts and "46" in pts, pts  # AV1 and its RTX, Chromium's numbers
+    assert "98" in pts and "99" in pts, pts  # VP9 profile 0 and its RTX
+    assert "100" not in pts and "101" not in pts, pts  # VP9 profile 2 refused
+    assert "a=fmtp:46 apt=45" in video
+    for fb in ("nack", "nack pli", "goog-remb"):
+        assert f"a=rtcp-fb:45 {fb}\r\n" in video
+    assert "x-google-start-bitrate=1500" in video
+    assert re.search(r"a=fmtp:96 x-google-start-bitrate=1500", video)  # VP8 had no fmtp
+    assert "dependency-descriptor-rtp-header-extension" in video
+    assert "video-layers-allocation00" in video
+    assert "transport-wide-cc" not in answer
+    assert answer.index("a=extmap-allow-mixed") < answer.index("m=")
+
+
+def test_munge_sdp_is_idempotent_and_keeps_rtx_alone() -> None:
+    sdp = (
+        "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"
+        "m=video 9 UDP/TLS/RTP/SAVPF 97 98\r\na=rtpmap:97 VP8/90000\r\n"
+        "a=rtpmap:98 rtx/90000\r\na=fmtp:98 apt=97\r\n"
+    )
+    once = plane.munge_sdp(sdp, 800)
+    assert plane.munge_sdp(once, 800) == once
+    assert "a=fmtp:97 x-google-start-bitrate=800" in once
+    assert "a=fmtp:98 apt=97\r\n" in once
+    assert once.count("a=extmap-allow-mixed") == 1
+
+
+@pytest.mark.asyncio
+async def test_host_candidates_follow_the_ice_options() -> None:
+    saved = plane._ice_options
+    plane.install()
+    plane.configure_ice(plane.IceOptions(listen_addresses=["127.0.0.1"],
+                                         announced_address="198.51.100.7",
+                                         port_range=(47000, 47009)))
+    pc: RTCPeerConnection = plane.create_peer_connection()
+    try:
+        pc.addTransceiver("audio", direction="sendonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        candidates = [ln for ln in pc.localDescription.sdp.splitlines()
+                      if ln.startswith("a=candidate:")]
+        assert candidates, pc.localDescription.sdp
+        for line in candidates:
+            parts = line.split()
+            assert parts[4] == "198.51.100.7"
+            assert 47000 <= int(parts[5]) <= 47009
+            assert parts[7] == "host"
+    finally:
+        await pc.close()
+        plane.configure_ice(saved)
+
+
+@pytest.mark.asyncio
+async def test_hooked_transport_hands_raw_packets_to_the_sink() -> None:
+    plane.install()
+    got: list[tuple[str, bytes]] = []
+
+    class Sink:
+        def on_rtp(self, data: bytes, now: float) -> None:
+            got.append(("rtp", data))
+
+        def on_rtcp(self, data: bytes, now: float) -> None:
+            got.append(("rtcp", data))
+            raise RuntimeError("a failing sink must not break the transport")
+
+    class FakeTransport:
+        _sfu_sink = Sink()
+
+    await RTCDtlsTransport._handle_rtp_data(FakeTransport(), b"\x80raw", 0)  # type: ignore[arg-type]
+    await RTCDtlsTransport._handle_rtcp_data(FakeTransport(), b"\x80\xc8")  # type: ignore[arg-type]
+    assert got == [("rtp", b"\x80raw"), ("rtcp", b"\x80\xc8")]

@@ -1,0 +1,152 @@
+"""The real server with aiortc clients on loopback: signaling, forwarding, leave/rejoin."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from clients import SignalingClient
+from conftest import RunningServer
+
+
+def continuous(seqs: list[int]) -> bool:
+    return all(((b - a) & 0xFFFF) == 1 for a, b in zip(seqs, seqs[1:], strict=False))
+
+
+async def wait_until(predicate: Any, timeout: float = 20.0, interval: float = 0.2) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(interval)
+
+
+def negotiated_pts(client: SignalingClient) -> dict[str, set[int]]:
+    assert client.subscribe_pc is not None
+    out: dict[str, set[int]] = {"audio": set(), "video": set()}
+    for t in client.subscribe_pc.getTransceivers():
+        out[t.kind] |= {c.payloadType for c in t._codecs if c.mimeType.lower() != "video/rtx"}
+    return out
+
+
+async def test_two_publishers_and_a_subscriber(server: RunningServer) -> None:
+    alice = SignalingClient(server.ws_url, "alice")
+    bob = SignalingClient(server.ws_url, "bob")
+    carol = SignalingClient(server.ws_url, "carol")
+    try:
+        for c in (alice, bob, carol):
+            await c.connect()
+        await alice.join("room1")
+        await alice.publish()
+        await bob.join("room1")
+        await bob.publish()
+        joined = await carol.join("room1")
+        assert {p["name"] for p in joined["participants"]} == {"alice", "bob"}
+
+        def carol_has_media() -> bool:
+            v, a = carol.streams("video"), carol.streams("audio")
+            return (len(v) == 2 and len(a) == 2
+                    and all(len(p) >= 30 for p in v.values())
+                    and all(len(p) >= 50 for p in a.values()))
+
+        await wait_until(carol_has_media, timeout=30)
+        pts = negotiated_pts(carol)
+        for kind in ("audio", "video"):
+            for ssrc, packets in carol.streams(kind).items():
+                assert {pt for pt, _ in packets} <= pts[kind], (kind, ssrc)
+                assert continuous([seq for _, seq in packets]), (kind, ssrc)
+        # the publishers receive each other
+        await wait_until(lambda: len(alice.streams("video")) == 1 and len(bob.streams("video")) == 1)
+        # every forwarded stream has its own SSRC, none is the publisher's
+        published = {s.params.ssrc for r in server.rooms.rooms.values()
+                     for p in r.participants.values() for s in p.sources.values()}
+        assert not (set(carol.received) & published)
+    finally:
+        for c in (alice, bob, carol):
+            await c.close()
+
+
+async def test_leave_and_rejoin(server: RunningServer) -> None:
+    alice = SignalingClient(server.ws_url, "alice")
+    carol = SignalingClient(server.ws_url, "carol")
+    try:
+        await alice.connect()
+        await carol.connect()
+        await alice.join("room2")
+        await alice.publish()
+        await carol.join("room2")
+        await wait_until(lambda: len(carol.streams("video")) == 1)
+        alice_id = alice.participant_id
+        await alice.leave()
+        await carol.wait_for(lambda d: d["type"] == "participant_left"
+                             and d["participant_id"] == alice_id)
+        unpublished = [d for d in carol.messages if d["type"] == "track_unpublished"]
+        assert len(unpublished) == 2
+        assert {d["participant_id"] for d in unpublished} == {alice_id}
+        # the subscriber connection was renegotiated: its m-lines are now inactive
+        await wait_until(lambda: carol.subscribe_pc is not None and all(
+            t.currentDirection == "inactive" for t in carol.subscribe_pc.getTransceivers()))
+
+        old = set(carol.streams("video"))
+        again = SignalingClient(server.ws_url, "alice-again")
+        await again.connect()
+        try:
+            await again.join("room2")
+            await again.publish()
+            await wait_until(lambda: any(len(p) > 30 for s, p in carol.streams("video").items()
+                                         if s not in old))
+        finally:
+            await again.close()
+    finally:
+        await alice.close()
+        await carol.close()
+
+
+async def test_bad_messages_get_errors_and_the_room_keeps_working(server: RunningServer) -> None:
+    alice = SignalingClient(server.ws_url, "alice")
+    mallory = SignalingClient(server.ws_url, "mallory")
+    carol = SignalingClient(server.ws_url, "carol")
+    try:
+        for c in (alice, mallory, carol):
+            await c.connect()
+        await alice.join("room3")
+        await alice.publish()
+        await carol.join("room3")
+        await wait_until(lambda: len(carol.streams("video")) == 1)
+
+        # before joining: not allowed
+        reply = await mallory.request({"type": "publish", "sdp": "v=0"})
+        assert reply["type"] == "error" and reply["code"] == "not_joined"
+        # not JSON, unknown type, bad fields: errors with a reason, connection kept
+        mallory.messages.clear()
+        await mallory.send_raw("this is not json")
+        err = await mallory.wait_for(lambda d: d["type"] == "error")
+        assert err["code"] == "bad_request" and err["reason"]
+        reply = await mallory.request({"type": "teleport"})
+        assert reply["type"] == "error" and reply["code"] == "bad_request"
+        reply = await mallory.request({"type": "join", "room": "no spaces allowed", "name": "m"})
+        assert reply["type"] == "error" and "room" in reply["reason"]
+        reply = await mallory.request({"type": "join", "room": "room3", "name": "m", "x": 1})
+        assert reply["type"] == "error" and reply["code"] == "bad_request"
+        # joined, then garbage SDP and an unsolicited answer
+        await mallory.join("room3")
+        reply = await mallory.request({"type": "publish", "sdp": "v=0\r\ngarbage"})
+        assert reply["type"] == "error" and reply["code"] == "bad_sdp"
+        reply = await mallory.request({"type": "subscribe_answer", "sdp": "v=0"})
+        assert reply["type"] == "error"
+        mallory.messages.clear()
+        await mallory.send_raw(json.dumps({"type": "join", "room": "room3", "name": "m"}))
+        err = await mallory.wait_for(lambda d: d.get("code") == "already_joined")
+        assert err["type"] == "error"
+
+        # the room still forwards
+        (ssrc, packets) = next(iter(carol.streams("video").items()))
+        before = len(packets)
+        await wait_until(lambda: len(carol.streams("video")[ssrc]) > before + 30)
+        reply = await mallory.request({"type": "ping"})
+        assert reply["type"] == "pong"
+    finally:
+        for c in (alice, mallory, carol):
+            await c.close()
