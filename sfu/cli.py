@@ -9,7 +9,7 @@ import sys
 from aiohttp import web
 from pydantic import ValidationError
 
-from .config import Settings, load_settings
+from .config import load_settings
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -44,9 +44,9 @@ class MediaSettings(_Strict):
 
 
 class Settings(_Strict):
-    http: HttpSettings = Field(default_factory=HttpSettings)
+    http: HttpSettings = Field(default_factory=lambda: HttpSettings())
     ice: IceSettings = Field(default_factory=IceSettings)
-    media: MediaSettings = Field(default_factory=MediaSettings)
+    media: MediaSettings = Field(default_factory=lambda: MediaSettings())
     log_level: str = "INFO"
 
 

@@ -33,8 +33,9 @@ def chromium_available() -> bool:
 
 
 @asynccontextmanager
-async def chromium_page(playwright: Any, url: str, width: int = 1280, height: int = 800
-                        ) -> AsyncIterator[Any]:
+async def chromium_page(
+    playwright: Any, url: str, width: int = 1280, height: int = 800
+) -> AsyncIterator[Any]:
     """A page in its own Chromium with a fresh profile."""
     profile = tempfile.mkdtemp(prefix="sfu-chromium-")
     context = await playwright.chromium.launch_persistent_context(

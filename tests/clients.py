@@ -23,7 +23,9 @@ from aiortc.rtp import RtpPacket
 
 def new_pc() -> RTCPeerConnection:
     # max-bundle: aiortc's balanced policy loses m-lines added by renegotiation
-    return RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+    return RTCPeerConnection(
+        RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+    )
 
 
 class SmallVideoTrack(VideoStreamTrack):
@@ -128,7 +130,9 @@ class SignalingClient:
             @pc.on("track")
             def on_track(track: Any) -> None:
                 self.tracks.append(track)
-                receiver = next(t.receiver for t in pc.getTransceivers() if t.receiver.track is track)
+                receiver = next(
+                    t.receiver for t in pc.getTransceivers() if t.receiver.track is track
+                )
                 original = receiver._handle_rtp_packet
 
                 async def record(packet: RtpPacket, arrival_time_ms: int) -> None:
@@ -150,7 +154,9 @@ class SignalingClient:
         pc = self.subscribe_pc
         await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
         await pc.setLocalDescription(await pc.createAnswer())
-        await self.send_raw(json.dumps({"type": "subscribe_answer", "sdp": pc.localDescription.sdp}))
+        await self.send_raw(
+            json.dumps({"type": "subscribe_answer", "sdp": pc.localDescription.sdp})
+        )
 
     def streams(self, kind: str) -> dict[int, list[tuple[int, int]]]:
         return {ssrc: pkts for ssrc, pkts in self.received.items() if self.kinds.get(ssrc) == kind}
@@ -159,7 +165,7 @@ class SignalingClient:
         if self.ws is not None and not self.ws.closed:
             try:
                 await self.request({"type": "leave"}, timeout=5)
-            except (asyncio.TimeoutError, ConnectionError):
+            except (TimeoutError, ConnectionError):
                 pass
         await self.close()
 
@@ -174,5 +180,3 @@ class SignalingClient:
             await self.session.close()
         if self._reader is not None:
             self._reader.cancel()
-
-

@@ -29,25 +29,32 @@ def test_the_internals_the_adapter_uses_are_still_there() -> None:
     assert "_tx_srtp" in inspect.getsource(RTCDtlsTransport._setup_srtp)
     assert "self._state" in inspect.getsource(RTCDtlsTransport._set_state)
     assert list(inspect.signature(RTCDtlsTransport._handle_rtp_data).parameters) == [
-        "self", "data", "arrival_time_ms"]
+        "self",
+        "data",
+        "arrival_time_ms",
+    ]
     # the payload types aiortc keeps from a remote offer are read at call time
     assert "rtp.DYNAMIC_PAYLOAD_TYPES" in inspect.getsource(
-        aiortc.rtcpeerconnection.find_common_codecs)
+        aiortc.rtcpeerconnection.find_common_codecs
+    )
     assert "is_codec_compatible(" in inspect.getsource(aiortc.rtcpeerconnection.find_common_codecs)
     # sender/receiver attributes we read or set
     src = inspect.getsource(RTCRtpSender.__init__)
     for attr in ("self._ssrc", "self._rtx_ssrc", "self._stream_id"):
         assert attr in src, attr
     assert "sender._track_id" in inspect.getsource(
-        aiortc.rtcpeerconnection.create_media_description_for_transceiver)
+        aiortc.rtcpeerconnection.create_media_description_for_transceiver
+    )
     # the ICE connection and its nominated pairs
     conn_src = inspect.getsource(aioice.ice.Connection)
     assert "self._nominated: dict[int, CandidatePair]" in conn_src
     assert "self._protocols" in conn_src
-    assert list(inspect.signature(aioice.ice.Connection.get_component_candidates).parameters)[:3] \
-        == ["self", "component", "addresses"]
+    assert list(inspect.signature(aioice.ice.Connection.get_component_candidates).parameters)[
+        :3
+    ] == ["self", "component", "addresses"]
     assert "self.transport.sendto(data, addr)" in inspect.getsource(
-        aioice.ice.StunProtocol.send_data)
+        aioice.ice.StunProtocol.send_data
+    )
 
 
 def _answer_for(offer: str) -> str:
@@ -68,7 +75,7 @@ def _answer_for(offer: str) -> str:
 
 def test_answer_to_chromium_keeps_av1_45_vp9_profile_0_and_the_extensions() -> None:
     answer = _answer_for((FIXTURES / "chromium156_offer_all_codecs.sdp").read_text())
-    video = answer[answer.index("m=video"):]
+    video = answer[answer.index("m=video") :]
     pts = video.splitlines()[0].split()[3:]
     assert "45" in pts and "46" in pts, pts  # AV1 and its RTX, Chromium's numbers
     assert "98" in pts and "99" in pts, pts  # VP9 profile 0 and its RTX
@@ -101,15 +108,20 @@ def test_munge_sdp_is_idempotent_and_keeps_rtx_alone() -> None:
 async def test_host_candidates_follow_the_ice_options() -> None:
     saved = plane._ice_options
     plane.install()
-    plane.configure_ice(plane.IceOptions(listen_addresses=["127.0.0.1"],
-                                         announced_address="198.51.100.7",
-                                         port_range=(47000, 47009)))
+    plane.configure_ice(
+        plane.IceOptions(
+            listen_addresses=["127.0.0.1"],
+            announced_address="198.51.100.7",
+            port_range=(47000, 47009),
+        )
+    )
     pc: RTCPeerConnection = plane.create_peer_connection()
     try:
         pc.addTransceiver("audio", direction="sendonly")
         await pc.setLocalDescription(await pc.createOffer())
-        candidates = [ln for ln in pc.localDescription.sdp.splitlines()
-                      if ln.startswith("a=candidate:")]
+        candidates = [
+            ln for ln in pc.localDescription.sdp.splitlines() if ln.startswith("a=candidate:")
+        ]
         assert candidates, pc.localDescription.sdp
         for line in candidates:
             parts = line.split()

@@ -39,7 +39,8 @@ def sfu_url() -> Iterator[str]:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "sfu", "serve", "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -78,8 +79,9 @@ async def wait_for_media(pages: list[Any], remote: int, timeout: float = 60) -> 
         for page in pages:
             stats = await inbound(page)
             videos = [s for s in stats if s["kind"] == "video" and (s["framesDecoded"] or 0) > 0]
-            audios = [s for s in stats if s["kind"] == "audio"
-                      and (s["totalSamplesReceived"] or 0) > 0]
+            audios = [
+                s for s in stats if s["kind"] == "audio" and (s["totalSamplesReceived"] or 0) > 0
+            ]
             ready += len(videos) == remote and len(audios) == remote
         if ready == len(pages):
             return time.monotonic() - start
@@ -96,14 +98,18 @@ async def playwright() -> AsyncIterator[Any]:
 
 
 @pytest.mark.parametrize("codec", ["VP9", "VP8", "AV1"])
-async def test_three_pages_see_and_hear_each_other(sfu_url: str, playwright: Any,
-                                                    codec: str) -> None:
+async def test_three_pages_see_and_hear_each_other(
+    sfu_url: str, playwright: Any, codec: str
+) -> None:
     room = f"e2e-{codec.lower()}"
     async with AsyncExitStack() as stack:
         pages = []
         for i in range(3):
-            page = await stack.enter_async_context(chromium_page(
-                playwright, f"{sfu_url}/?room={room}&name=p{i}&codec={codec}&autojoin=1"))
+            page = await stack.enter_async_context(
+                chromium_page(
+                    playwright, f"{sfu_url}/?room={room}&name=p{i}&codec={codec}&autojoin=1"
+                )
+            )
             pages.append(page)
         took = await wait_for_media(pages, remote=2)
         print(f"\n{codec}: first decoded frames on all 3 pages {took:.1f}s after the last join")
@@ -149,7 +155,7 @@ async def test_three_pages_see_and_hear_each_other(sfu_url: str, playwright: Any
                         .filter((t) => t.receiver.track.id.startsWith(id + ":"));
                     return ts.length === 2 && ts.every((t) => t.currentDirection === "inactive");
                 }""",
-                arg=leaver, timeout=20000,
+                arg=leaver,
+                timeout=20000,
             )
-            assert await page.evaluate(
-                "(id) => !document.getElementById('tile-' + id)", leaver)
+            assert await page.evaluate("(id) => !document.getElementById('tile-' + id)", leaver)

@@ -12,25 +12,50 @@ PUB_IDS = {ext.AUDIO_LEVEL: 1, ext.ABS_SEND_TIME: 2, ext.DEPENDENCY_DESCRIPTOR: 
 
 def make_source(kind: str = "video") -> tuple[MediaSource, list[bytes]]:
     params = StreamParameters(
-        kind=kind, mime_type="video/VP8" if kind == "video" else "audio/opus",
-        clock_rate=90000 if kind == "video" else 48000, payload_type=96, ssrc=1111,
-        rtx_payload_type=97, rtx_ssrc=2222, extensions=dict(PUB_IDS),
+        kind=kind,
+        mime_type="video/VP8" if kind == "video" else "audio/opus",
+        clock_rate=90000 if kind == "video" else 48000,
+        payload_type=96,
+        ssrc=1111,
+        rtx_payload_type=97,
+        rtx_ssrc=2222,
+        extensions=dict(PUB_IDS),
     )
     upstream: list[bytes] = []
     return MediaSource("p:1", params, send_rtcp=upstream.append, rtcp_ssrc=99), upstream
 
 
-def feed(source: MediaSource, seq: int, ts: int = 0, marker: bool = False,
-         payload: bytes = b"\x10\x00frame", extensions=None, now: float = 0.0) -> None:
-    data = build_rtp(payload_type=96, sequence_number=seq, timestamp=ts, ssrc=1111,
-                     payload=payload, marker=marker, extensions=extensions)
+def feed(
+    source: MediaSource,
+    seq: int,
+    ts: int = 0,
+    marker: bool = False,
+    payload: bytes = b"\x10\x00frame",
+    extensions=None,
+    now: float = 0.0,
+) -> None:
+    data = build_rtp(
+        payload_type=96,
+        sequence_number=seq,
+        timestamp=ts,
+        ssrc=1111,
+        payload=payload,
+        marker=marker,
+        extensions=extensions,
+    )
     source.on_rtp(data, parse_rtp(data), now)
 
 
 def attach(source: MediaSource, ssrc: int, pt: int = 100) -> tuple[DownTrack, list[bytes]]:
     sent: list[bytes] = []
-    dt = DownTrack(source, ssrc=ssrc, payload_type=pt, send=sent.append, rtx_ssrc=ssrc + 1,
-                   rtx_payload_type=pt + 1)
+    dt = DownTrack(
+        source,
+        ssrc=ssrc,
+        payload_type=pt,
+        send=sent.append,
+        rtx_ssrc=ssrc + 1,
+        rtx_payload_type=pt + 1,
+    )
     source.attach(dt, 0.0)
     return dt, sent
 
@@ -40,8 +65,13 @@ def test_each_subscriber_gets_its_own_rewritten_stream() -> None:
     a, sent_a = attach(source, 5000, pt=100)
     b, sent_b = attach(source, 6000, pt=110)
     for i in range(3):
-        feed(source, 40000 + i, ts=3000 * i, marker=(i == 2),
-             extensions=[(4, b"1"), (1, b"\x85"), (11, b"\x80\x01\x02")])
+        feed(
+            source,
+            40000 + i,
+            ts=3000 * i,
+            marker=(i == 2),
+            extensions=[(4, b"1"), (1, b"\x85"), (11, b"\x80\x01\x02")],
+        )
     pa = [parse_rtp(p) for p in sent_a]
     pb = [parse_rtp(p) for p in sent_b]
     assert [p.ssrc for p in pa] == [5000] * 3 and [p.ssrc for p in pb] == [6000] * 3
@@ -69,8 +99,9 @@ def test_upstream_loss_is_nacked_and_rtx_fills_the_gap_for_subscribers() -> None
     feed(source, 12)
     nacks = [p for d in upstream for p in rtcp.parse_rtcp(d) if isinstance(p, rtcp.Nack)]
     assert nacks and nacks[0].lost == [11] and nacks[0].media_ssrc == 1111
-    original = build_rtp(payload_type=96, sequence_number=11, timestamp=0, ssrc=1111,
-                         payload=b"late")
+    original = build_rtp(
+        payload_type=96, sequence_number=11, timestamp=0, ssrc=1111, payload=b"late"
+    )
     rtx = wrap_rtx(original, payload_type=97, sequence_number=1, ssrc=2222)
     source.on_rtp(rtx, parse_rtp(rtx), 0.1)
     seqs = [parse_rtp(p).sequence_number for p in sent]
@@ -113,8 +144,12 @@ def test_sender_report_follows_the_publisher_clock_with_our_offset() -> None:
     assert dt.sender_report(0.0, 0.0) is None  # nothing to map yet
     feed(source, 1, ts=90000)
     out_ts = parse_rtp(sent[0]).timestamp
-    source.on_sender_report(rtcp.SenderReport(1111, ntp_timestamp=5 << 32, rtp_timestamp=90000,
-                                              packet_count=1, octet_count=1), now=10.0)
+    source.on_sender_report(
+        rtcp.SenderReport(
+            1111, ntp_timestamp=5 << 32, rtp_timestamp=90000, packet_count=1, octet_count=1
+        ),
+        now=10.0,
+    )
     sr = dt.sender_report(10.5, 0.0)
     assert sr is not None
     assert sr.ntp_timestamp == (5 << 32) + (1 << 31)

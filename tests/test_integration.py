@@ -47,9 +47,12 @@ async def test_two_publishers_and_a_subscriber(server: RunningServer) -> None:
 
         def carol_has_media() -> bool:
             v, a = carol.streams("video"), carol.streams("audio")
-            return (len(v) == 2 and len(a) == 2
-                    and all(len(p) >= 30 for p in v.values())
-                    and all(len(p) >= 50 for p in a.values()))
+            return (
+                len(v) == 2
+                and len(a) == 2
+                and all(len(p) >= 30 for p in v.values())
+                and all(len(p) >= 50 for p in a.values())
+            )
 
         await wait_until(carol_has_media, timeout=30)
         pts = negotiated_pts(carol)
@@ -58,10 +61,16 @@ async def test_two_publishers_and_a_subscriber(server: RunningServer) -> None:
                 assert {pt for pt, _ in packets} <= pts[kind], (kind, ssrc)
                 assert continuous([seq for _, seq in packets]), (kind, ssrc)
         # the publishers receive each other
-        await wait_until(lambda: len(alice.streams("video")) == 1 and len(bob.streams("video")) == 1)
+        await wait_until(
+            lambda: len(alice.streams("video")) == 1 and len(bob.streams("video")) == 1
+        )
         # every forwarded stream has its own SSRC, none is the publisher's
-        published = {s.params.ssrc for r in server.rooms.rooms.values()
-                     for p in r.participants.values() for s in p.sources.values()}
+        published = {
+            s.params.ssrc
+            for r in server.rooms.rooms.values()
+            for p in r.participants.values()
+            for s in p.sources.values()
+        }
         assert not (set(carol.received) & published)
     finally:
         for c in (alice, bob, carol):
@@ -80,14 +89,21 @@ async def test_leave_and_rejoin(server: RunningServer) -> None:
         await wait_until(lambda: len(carol.streams("video")) == 1)
         alice_id = alice.participant_id
         await alice.leave()
-        await carol.wait_for(lambda d: d["type"] == "participant_left"
-                             and d["participant_id"] == alice_id)
+        await carol.wait_for(
+            lambda d: d["type"] == "participant_left" and d["participant_id"] == alice_id
+        )
         unpublished = [d for d in carol.messages if d["type"] == "track_unpublished"]
         assert len(unpublished) == 2
         assert {d["participant_id"] for d in unpublished} == {alice_id}
         # the subscriber connection was renegotiated: its m-lines are now inactive
-        await wait_until(lambda: carol.subscribe_pc is not None and all(
-            t.currentDirection == "inactive" for t in carol.subscribe_pc.getTransceivers()))
+        await wait_until(
+            lambda: (
+                carol.subscribe_pc is not None
+                and all(
+                    t.currentDirection == "inactive" for t in carol.subscribe_pc.getTransceivers()
+                )
+            )
+        )
 
         old = set(carol.streams("video"))
         again = SignalingClient(server.ws_url, "alice-again")
@@ -95,8 +111,9 @@ async def test_leave_and_rejoin(server: RunningServer) -> None:
         try:
             await again.join("room2")
             await again.publish()
-            await wait_until(lambda: any(len(p) > 30 for s, p in carol.streams("video").items()
-                                         if s not in old))
+            await wait_until(
+                lambda: any(len(p) > 30 for s, p in carol.streams("video").items() if s not in old)
+            )
         finally:
             await again.close()
     finally:

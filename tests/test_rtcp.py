@@ -5,10 +5,23 @@ from sfu.rtp import rtcp
 
 
 def test_sender_report_roundtrip_and_aiortc_agrees() -> None:
-    block = rtcp.ReportBlock(ssrc=5, fraction_lost=12, packets_lost=-3, highest_sequence=70000,
-                             jitter=9, lsr=0x12345678, dlsr=65536)
-    sr = rtcp.SenderReport(ssrc=1, ntp_timestamp=(3 << 32) | 7, rtp_timestamp=90000,
-                           packet_count=10, octet_count=1000, reports=[block])
+    block = rtcp.ReportBlock(
+        ssrc=5,
+        fraction_lost=12,
+        packets_lost=-3,
+        highest_sequence=70000,
+        jitter=9,
+        lsr=0x12345678,
+        dlsr=65536,
+    )
+    sr = rtcp.SenderReport(
+        ssrc=1,
+        ntp_timestamp=(3 << 32) | 7,
+        rtp_timestamp=90000,
+        packet_count=10,
+        octet_count=1000,
+        reports=[block],
+    )
     data = rtcp.build_sr(sr)
     assert rtcp.parse_rtcp(data) == [sr]
     theirs = AiortcRtcp.parse(data)[0]
@@ -17,9 +30,14 @@ def test_sender_report_roundtrip_and_aiortc_agrees() -> None:
 
 
 def test_receiver_report_roundtrip() -> None:
-    rr = rtcp.ReceiverReport(ssrc=9, reports=[
-        rtcp.ReportBlock(ssrc=5, fraction_lost=0, packets_lost=0, highest_sequence=1,
-                         jitter=0, lsr=0, dlsr=0)])
+    rr = rtcp.ReceiverReport(
+        ssrc=9,
+        reports=[
+            rtcp.ReportBlock(
+                ssrc=5, fraction_lost=0, packets_lost=0, highest_sequence=1, jitter=0, lsr=0, dlsr=0
+            )
+        ],
+    )
     assert rtcp.parse_rtcp(rtcp.build_rr(rr)) == [rr]
 
 

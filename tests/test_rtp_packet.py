@@ -12,8 +12,12 @@ from sfu.rtp.packet import (
 
 # A VP8 packet as Chromium sends it: one-byte extensions (abs-send-time id 2, mid id 4)
 CHROMIUM_PACKET = bytes.fromhex(
-    "90e01234" "00bc614e" "deadbeef"  # V=2 X=1, M=1 PT=96, seq 0x1234, ts, ssrc
-    "bede0002" "22123456" "40310000"  # profile, length 2 words: id2 len3, id4 len1 "1", pad
+    "90e01234"
+    "00bc614e"
+    "deadbeef"  # V=2 X=1, M=1 PT=96, seq 0x1234, ts, ssrc
+    "bede0002"
+    "22123456"
+    "40310000"  # profile, length 2 words: id2 len3, id4 len1 "1", pad
     "9080ff"  # payload
 )
 
@@ -30,7 +34,7 @@ def test_parse_header_fields() -> None:
 
 
 def test_parse_two_byte_extensions_and_padding() -> None:
-    packet = bytes.fromhex("b0000001" "00000002" "00000003" "10000002" "0b03aabbcc" "000000") + (
+    packet = bytes.fromhex("b00000010000000200000003100000020b03aabbcc000000") + (
         b"payload" + b"\x00\x00\x03"
     )
     h = parse_rtp(packet)
@@ -39,7 +43,7 @@ def test_parse_two_byte_extensions_and_padding() -> None:
 
 
 def test_csrc_list_is_skipped() -> None:
-    packet = bytes.fromhex("82000001" "00000002" "00000003" "00000010" "00000011") + b"xy"
+    packet = bytes.fromhex("8200000100000002000000030000001000000011") + b"xy"
     h = parse_rtp(packet)
     assert packet[h.payload_offset :] == b"xy"
 
@@ -50,12 +54,12 @@ def test_csrc_list_is_skipped() -> None:
         b"",
         b"\x80\x00",
         bytes.fromhex("40000001000000020000000300"),  # version 1
-        bytes.fromhex("8f000001" "00000002" "00000003"),  # 15 CSRCs, none present
-        bytes.fromhex("90000001" "00000002" "00000003" "bede"),  # truncated extension header
-        bytes.fromhex("90000001" "00000002" "00000003" "bede0005" "00"),  # extension too long
-        bytes.fromhex("a0000001" "00000002" "00000003" "00"),  # padding of zero
-        bytes.fromhex("a0000001" "00000002" "00000003" "0009"),  # padding longer than packet
-        bytes.fromhex("90000001" "00000002" "00000003" "bede0001" "3f000000"),  # elem overflows
+        bytes.fromhex("8f0000010000000200000003"),  # 15 CSRCs, none present
+        bytes.fromhex("900000010000000200000003bede"),  # truncated extension header
+        bytes.fromhex("900000010000000200000003bede000500"),  # extension too long
+        bytes.fromhex("a0000001000000020000000300"),  # padding of zero
+        bytes.fromhex("a000000100000002000000030009"),  # padding longer than packet
+        bytes.fromhex("900000010000000200000003bede00013f000000"),  # elem overflows
     ],
 )
 def test_malformed_packets_raise_rtp_error_only(data: bytes) -> None:
@@ -66,7 +70,7 @@ def test_malformed_packets_raise_rtp_error_only(data: bytes) -> None:
 def test_serialize_extensions_picks_form() -> None:
     assert serialize_extensions([]) == b""
     one = serialize_extensions([(3, b"\x01\x02\x03")])
-    assert one == bytes.fromhex("bede0001" "32010203")
+    assert one == bytes.fromhex("bede000132010203")
     two = serialize_extensions([(4, bytes(20))])
     assert two[:4] == bytes.fromhex("10000006")  # 2 + 20 bytes, padded to 24
     assert two[4:6] == bytes([4, 20])
@@ -74,19 +78,36 @@ def test_serialize_extensions_picks_form() -> None:
 
 def test_build_and_parse_roundtrip() -> None:
     packet = build_rtp(
-        payload_type=100, sequence_number=65535, timestamp=1 << 31, ssrc=7, payload=b"abc",
-        marker=True, extensions=[(1, b"0"), (4, bytes(18))],
+        payload_type=100,
+        sequence_number=65535,
+        timestamp=1 << 31,
+        ssrc=7,
+        payload=b"abc",
+        marker=True,
+        extensions=[(1, b"0"), (4, bytes(18))],
     )
     h = parse_rtp(packet)
     assert (h.payload_type, h.sequence_number, h.timestamp, h.ssrc, h.marker) == (
-        100, 65535, 1 << 31, 7, True)
+        100,
+        65535,
+        1 << 31,
+        7,
+        True,
+    )
     assert h.extensions == {1: b"0", 4: bytes(18)}
     assert packet[h.payload_offset : h.payload_end] == b"abc"
 
 
 def test_rtx_roundtrip_restores_the_original_bytes() -> None:
-    original = build_rtp(payload_type=96, sequence_number=1000, timestamp=5, ssrc=11,
-                         payload=b"media", marker=True, extensions=[(2, b"\x01\x02\x03")])
+    original = build_rtp(
+        payload_type=96,
+        sequence_number=1000,
+        timestamp=5,
+        ssrc=11,
+        payload=b"media",
+        marker=True,
+        extensions=[(2, b"\x01\x02\x03")],
+    )
     rtx = wrap_rtx(original, payload_type=97, sequence_number=42, ssrc=22)
     h = parse_rtp(rtx)
     assert (h.payload_type, h.sequence_number, h.ssrc, h.marker) == (97, 42, 22, True)

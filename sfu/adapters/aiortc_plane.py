@@ -36,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import aioice.candidate
 import aioice.ice
 import aiortc.codecs
 import aiortc.rtcpeerconnection
@@ -157,10 +158,10 @@ async def _get_component_candidates(
         bound = protocol.transport.get_extra_info("sockname")
         host = _ice_options.announced_address or bound[0]
         protocol.local_candidate = aioice.Candidate(
-            foundation=aioice.ice.candidate_foundation("host", "udp", bound[0]),
+            foundation=aioice.candidate.candidate_foundation("host", "udp", bound[0]),
             component=component,
             transport="udp",
-            priority=aioice.ice.candidate_priority(component, "host"),
+            priority=aioice.candidate.candidate_priority(component, "host"),
             host=host,
             port=bound[1],
             type="host",
@@ -176,9 +177,7 @@ async def _get_component_candidates(
 
 def _add_video_codec(mime_type: str, parameters: dict[str, Any]) -> None:
     codecs = aiortc.codecs.CODECS["video"]
-    if any(
-        c.mimeType.lower() == mime_type.lower() and c.parameters == parameters for c in codecs
-    ):
+    if any(c.mimeType.lower() == mime_type.lower() and c.parameters == parameters for c in codecs):
         return
     used = {c.payloadType for c in codecs} | {c.payloadType for c in aiortc.codecs.CODECS["audio"]}
     pt = next(p for p in range(96, 128) if p not in used and p + 1 not in used)
@@ -253,7 +252,7 @@ def install(ice: IceOptions | None = None) -> None:
             codec.rtcpFeedback = list(VIDEO_FEEDBACK)
     aiortc.codecs.HEADER_EXTENSIONS.clear()
     aiortc.codecs.HEADER_EXTENSIONS.update(_header_extensions())
-    aiortc.rtp.DYNAMIC_PAYLOAD_TYPES = DYNAMIC_PAYLOAD_TYPES  # read at call time
+    aiortc.rtp.DYNAMIC_PAYLOAD_TYPES = DYNAMIC_PAYLOAD_TYPES  # type: ignore[assignment]
     aiortc.rtcpeerconnection.is_codec_compatible = _is_codec_compatible
 
     # raw RTP/RTCP delivery to the SFU's sink
@@ -321,7 +320,9 @@ def munge_sdp(sdp: str, start_bitrate_kbps: int | None = None) -> str:
             for pt in video_pts:
                 if pt not in fmtp_seen:
                     idx = max(i for i, ln in enumerate(section) if ln.startswith(f"a=rtpmap:{pt} "))
-                    section.insert(idx + 1, f"a=fmtp:{pt} x-google-start-bitrate={start_bitrate_kbps}")
+                    section.insert(
+                        idx + 1, f"a=fmtp:{pt} x-google-start-bitrate={start_bitrate_kbps}"
+                    )
             video_pts.clear()
             fmtp_seen.clear()
         out.extend(section)
@@ -391,10 +392,10 @@ class RawTransport:
         self.send_errors = 0
 
     def attach_sink(self, sink: TransportSink) -> None:
-        self.dtls._sfu_sink = sink  # read by the hooked _handle_rtp_data/_handle_rtcp_data
+        self.dtls._sfu_sink = sink  # type: ignore[attr-defined]  # read by the hooks
 
     def detach_sink(self) -> None:
-        self.dtls._sfu_sink = None
+        self.dtls._sfu_sink = None  # type: ignore[attr-defined]
 
     @property
     def connected(self) -> bool:
@@ -437,7 +438,7 @@ def stream_parameters_from_receive(
         return None
     codec = params.codecs[0]
     encoding = next((e for e in params.encodings if e.payloadType == codec.payloadType), None)
-    if encoding is None or encoding.ssrc is None:
+    if encoding is None or encoding.ssrc is None or codec.payloadType is None:
         return None
     rtx_pt = next(
         (
@@ -489,8 +490,8 @@ def take_over_receiver(
     async def stop() -> None:
         return None
 
-    receiver.receive = receive
-    receiver.stop = stop
+    receiver.receive = receive  # type: ignore[method-assign]
+    receiver.stop = stop  # type: ignore[method-assign]
 
 
 def take_over_sender(sender: RTCRtpSender, on_send: Callable[[SendBinding], None]) -> None:
@@ -504,6 +505,7 @@ def take_over_sender(sender: RTCRtpSender, on_send: Callable[[SendBinding], None
             return
         started = True
         codec = parameters.codecs[0]
+        assert codec.payloadType is not None
         rtx_pt = next(
             (
                 c.payloadType
@@ -527,8 +529,8 @@ def take_over_sender(sender: RTCRtpSender, on_send: Callable[[SendBinding], None
     async def stop() -> None:
         return None
 
-    sender.send = send
-    sender.stop = stop
+    sender.send = send  # type: ignore[method-assign]
+    sender.stop = stop  # type: ignore[method-assign]
 
 
 def codec_preferences(kind: str, mime_type: str, parameters: dict[str, Any]) -> list[Any]:

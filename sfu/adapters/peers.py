@@ -125,7 +125,9 @@ class PublisherPeer(_Peer):
                 continue
             self._taken.add(id(transceiver))
 
-            def on_receive(params: RTCRtpReceiveParameters, t: RTCRtpTransceiver = transceiver) -> None:
+            def on_receive(
+                params: RTCRtpReceiveParameters, t: RTCRtpTransceiver = transceiver
+            ) -> None:
                 self._on_receive(t, params)
 
             plane.take_over_receiver(transceiver.receiver, on_receive)
@@ -136,8 +138,9 @@ class PublisherPeer(_Peer):
     def _on_receive(self, transceiver: RTCRtpTransceiver, params: RTCRtpReceiveParameters) -> None:
         stream = plane.stream_parameters_from_receive(transceiver.kind, params)
         if stream is None:
-            logger.warning("publisher %s: no usable stream for mid %s", self.track_prefix,
-                           transceiver.mid)
+            logger.warning(
+                "publisher %s: no usable stream for mid %s", self.track_prefix, transceiver.mid
+            )
             return
         raw = self._ensure_transport(transceiver)
         source = MediaSource(

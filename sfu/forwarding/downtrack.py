@@ -70,8 +70,7 @@ class DownTrack:
             return
         out_seq, out_ts = mapped
         packet = (
-            _HEADER.pack(first_byte, marker | self.payload_type, out_seq, out_ts, self.ssrc)
-            + tail
+            _HEADER.pack(first_byte, marker | self.payload_type, out_seq, out_ts, self.ssrc) + tail
         )
         self.history.store(out_seq, packet)
         self.packets_sent += 1

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
+from typing import Literal
 
 from ..adapters.peers import PeerSettings, PublisherPeer, SubscriberPeer
 from ..forwarding.source import MediaSource
@@ -70,7 +71,7 @@ class Participant:
 
 
 def track_info(participant: Participant, source: MediaSource) -> m.TrackInfo:
-    kind = "audio" if source.kind == "audio" else "video"
+    kind: Literal["audio", "video"] = "audio" if source.kind == "audio" else "video"
     return m.TrackInfo(
         track_id=source.track_id,
         participant_id=participant.id,
@@ -87,9 +88,7 @@ class Room:
 
     @property
     def tracks(self) -> list[m.TrackInfo]:
-        return [
-            track_info(p, s) for p in self.participants.values() for s in p.sources.values()
-        ]
+        return [track_info(p, s) for p in self.participants.values() for s in p.sources.values()]
 
     async def join(self, participant: Participant, request_id: int | str | None = None) -> None:
         others = list(self.participants.values())

@@ -9,9 +9,7 @@ DEPENDENCY_DESCRIPTOR = (
     "https://aomediacodec.github.io/av1-rtp-spec/#dependency-descriptor-rtp-header-extension"
 )
 VIDEO_LAYERS_ALLOCATION = "http://www.webrtc.org/experiments/rtp-hdrext/video-layers-allocation00"
-TRANSPORT_WIDE_CC = (
-    "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
-)
+TRANSPORT_WIDE_CC = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
 
 #: Identifiers the SFU uses in the offers it makes to subscribers.  BUNDLE shares one id
 #: space across audio and video, so each URI has one id whatever the media kind.

@@ -56,7 +56,7 @@ class Ping(_Request):
 ClientMessage = Annotated[
     Join | Publish | SubscribeAnswer | Leave | Ping, Field(discriminator="type")
 ]
-client_message = TypeAdapter(ClientMessage)
+client_message: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
 
 
 # -- server -> client ------------------------------------------------------------------

@@ -124,8 +124,7 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
 
 def _static(name: str, content_type: str) -> web.Response:
     body = resources.files("sfu.web").joinpath(name).read_bytes()
-    return web.Response(body=body, content_type=content_type,
-                        headers={"Cache-Control": "no-cache"})
+    return web.Response(body=body, content_type=content_type, headers={"Cache-Control": "no-cache"})
 
 
 async def index(request: web.Request) -> web.Response:
@@ -146,30 +145,38 @@ async def stats(request: web.Request) -> web.Response:
     for name, room in rooms.rooms.items():
         participants = []
         for p in room.participants.values():
-            entry: dict[str, Any] = {"participant_id": p.id, "name": p.name, "published": [],
-                                     "subscribed": []}
+            entry: dict[str, Any] = {
+                "participant_id": p.id,
+                "name": p.name,
+                "published": [],
+                "subscribed": [],
+            }
             for source in p.sources.values():
-                entry["published"].append({
-                    "track_id": source.track_id,
-                    "kind": source.kind,
-                    "codec": source.params.codec,
-                    "packets_received": source.stats.packets_received,
-                    "packets_lost": source.stats.packets_lost,
-                    "keyframes_received": source.keyframes_received,
-                    "keyframe_requests_sent": source.keyframes.sent,
-                    "nacks_sent": source.nacks_sent,
-                    "subscribers": len(source.downtracks),
-                })
+                entry["published"].append(
+                    {
+                        "track_id": source.track_id,
+                        "kind": source.kind,
+                        "codec": source.params.codec,
+                        "packets_received": source.stats.packets_received,
+                        "packets_lost": source.stats.packets_lost,
+                        "keyframes_received": source.keyframes_received,
+                        "keyframe_requests_sent": source.keyframes.sent,
+                        "nacks_sent": source.nacks_sent,
+                        "subscribers": len(source.downtracks),
+                    }
+                )
             if p.subscriber is not None:
                 for track_id, dt in p.subscriber.downtracks.items():
-                    entry["subscribed"].append({
-                        "track_id": track_id,
-                        "packets_sent": dt.packets_sent,
-                        "bytes_sent": dt.bytes_sent,
-                        "retransmitted": dt.retransmitted,
-                        "keyframe_requests": dt.keyframe_requests,
-                        "rtt": dt.rtt,
-                    })
+                    entry["subscribed"].append(
+                        {
+                            "track_id": track_id,
+                            "packets_sent": dt.packets_sent,
+                            "bytes_sent": dt.bytes_sent,
+                            "retransmitted": dt.retransmitted,
+                            "keyframe_requests": dt.keyframe_requests,
+                            "rtt": dt.rtt,
+                        }
+                    )
             participants.append(entry)
         out["rooms"][name] = {"participants": participants}
     return web.json_response(out)
