@@ -141,7 +141,7 @@ def test_foreign_ssrc_and_payload_type_are_dropped() -> None:
 def test_sender_report_follows_the_publisher_clock_with_our_offset() -> None:
     source, _ = make_source()
     dt, sent = attach(source, 5000)
-    assert dt.sender_report(0.0, 0.0) is None  # nothing to map yet
+    assert dt.sender_report(0.0) is None  # nothing to map yet
     feed(source, 1, ts=90000)
     out_ts = parse_rtp(sent[0]).timestamp
     source.on_sender_report(
@@ -150,7 +150,7 @@ def test_sender_report_follows_the_publisher_clock_with_our_offset() -> None:
         ),
         now=10.0,
     )
-    sr = dt.sender_report(10.5, 0.0)
+    sr = dt.sender_report(10.5)
     assert sr is not None
     assert sr.ntp_timestamp == (5 << 32) + (1 << 31)
     assert sr.rtp_timestamp == (out_ts + 45000) & 0xFFFFFFFF

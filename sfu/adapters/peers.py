@@ -322,9 +322,8 @@ class SubscriberPeer(_Peer):
         if self.raw is None:
             return
         out = b""
-        wallclock = time.time()
         for downtrack in list(self.downtracks.values()):
-            sr = downtrack.sender_report(now, wallclock)
+            sr = downtrack.sender_report(now)
             if sr is None:
                 continue
             out += rtcp.build_sr(sr)

@@ -113,7 +113,7 @@ class DownTrack:
                         self.rtt = rtt if self.rtt is None else 0.875 * self.rtt + 0.125 * rtt
 
     # -- reports to the subscriber -------------------------------------------------------
-    def sender_report(self, now: float, wallclock: float) -> rtcp.SenderReport | None:
+    def sender_report(self, now: float) -> rtcp.SenderReport | None:
         """A sender report whose NTP/RTP pair follows the publisher's own mapping, shifted by
         this subscriber's timestamp offset, so audio and video stay in sync (lip sync)."""
         mapping = self.source.clock_mapping(now)
