@@ -1,55 +1,5 @@
-"""Helpers for driving Debian's Chromium with Playwright (never a downloaded browser)."""
+"""Chromium helpers for the tests (see loadtest/chromium.py)."""
 
-from __future__ import annotations
+from loadtest.chromium import CHROMIUM, CHROMIUM_ARGS, chromium_available, chromium_page
 
-import os
-import shutil
-import tempfile
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
-
-CHROMIUM = os.environ.get("SFU_CHROMIUM", "/usr/bin/chromium")
-
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--use-fake-device-for-media-stream=fps=30",
-    "--use-fake-ui-for-media-stream",
-    "--allow-loopback-in-peer-connection",
-    "--disable-features=WebRtcHideLocalIpsWithMdns",
-    "--autoplay-policy=no-user-gesture-required",
-]
-
-
-def chromium_available() -> bool:
-    return os.path.exists(CHROMIUM)
-
-
-@asynccontextmanager
-async def chromium_page(
-    playwright: Any, url: str, width: int = 1280, height: int = 800
-) -> AsyncIterator[Any]:
-    """A page in its own Chromium with a fresh profile."""
-    profile = tempfile.mkdtemp(prefix="sfu-chromium-")
-    context = await playwright.chromium.launch_persistent_context(
-        profile,
-        executable_path=CHROMIUM,
-        headless=True,
-        args=CHROMIUM_ARGS,
-        ignore_default_args=["--headless", "--mute-audio"],
-        viewport={"width": width, "height": height},
-    )
-    try:
-        page = context.pages[0] if context.pages else await context.new_page()
-        await page.goto(url)
-        yield page
-    finally:
-        await context.close()
-        shutil.rmtree(profile, ignore_errors=True)
+__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "chromium_available", "chromium_page"]

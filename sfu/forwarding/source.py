@@ -47,6 +47,8 @@ class MediaSource:
         self.nack = NackGenerator() if params.kind == "video" else None
         self.keyframes = KeyframeRequester(min_interval=keyframe_min_interval)
         self.packets_dropped = 0  # malformed, unknown SSRC or payload type
+        #: observers of every media packet as received (RTX unwrapped), e.g. a capture
+        self.taps: list[Callable[[bytes, float], None]] = []
         self.nacks_sent = 0
         self._sr: tuple[int, int, float] | None = None  # (ntp, rtp, arrival)
         out_ids = out_extension_ids or ext.SUBSCRIBER_EXTENSION_IDS
@@ -76,6 +78,9 @@ class MediaSource:
             self.packets_dropped += 1
             return
 
+        if self.taps:
+            for tap in self.taps:
+                tap(data, now)
         seq = header.sequence_number
         self.stats.add(seq, header.timestamp, now, header.payload_end - header.payload_offset)
         if self.nack is not None:

@@ -1,0 +1,357 @@
+"""VP9 payload descriptor (RFC 9628 section 4.2): exact-byte parsing and rewriting."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sfu.codecs.errors import CodecError
+from sfu.codecs.vp9 import (
+    Vp9Descriptor,
+    Vp9ScalabilityStructure,
+    parse_vp9_descriptor,
+    rewrite_vp9_descriptor,
+)
+
+FRAME = bytes([0x82, 0x49, 0x83, 0x42, 0x00])  # VP9 frame data after the descriptor
+
+# SS resolutions 320x180, 640x360, 1280x720 (16 bits each, big endian).
+RESOLUTIONS = bytes([0x01, 0x40, 0x00, 0xB4, 0x02, 0x80, 0x01, 0x68, 0x05, 0x00, 0x02, 0xD0])
+# Chromium's 3-temporal-layer picture group (L1T3 / L3T3): N_G=4, then TID|U|R and P_DIFFs.
+PICTURE_GROUP = bytes([0x04, 0x04, 0x04, 0x54, 0x01, 0x34, 0x02, 0x54, 0x01])
+PICTURE_GROUP_PARSED = [(0, False, [4]), (2, True, [1]), (1, True, [2]), (2, True, [1])]
+
+
+def test_minimal_descriptor() -> None:
+    # B=1 E=1 only.
+    d = parse_vp9_descriptor(bytes([0x0C]) + FRAME)
+    assert d == Vp9Descriptor(
+        picture_id=None,
+        picture_id_bits=0,
+        inter_picture_predicted=False,
+        flexible=False,
+        start_of_frame=True,
+        end_of_frame=True,
+        not_reference_for_upper=False,
+        tid=0,
+        switching_up=False,
+        sid=0,
+        inter_layer_dependent=False,
+        tl0picidx=None,
+        reference_diffs=[],
+        ss=None,
+        size=1,
+        layer_indices=False,
+    )
+    assert not d.layer_indices_present
+    assert d.keyframe
+
+
+def test_first_byte_flags() -> None:
+    # P=1 E=1 Z=1, no B.
+    d = parse_vp9_descriptor(bytes([0x45]) + FRAME)
+    assert d.inter_picture_predicted
+    assert not d.start_of_frame
+    assert d.end_of_frame
+    assert d.not_reference_for_upper
+    assert not d.flexible
+    assert not d.keyframe
+    # A descriptor alone (no frame data) still parses.
+    assert parse_vp9_descriptor(bytes([0x08])).size == 1
+
+
+def test_seven_and_fifteen_bit_picture_ids() -> None:
+    d = parse_vp9_descriptor(bytes([0x88, 0x55]) + FRAME)
+    assert (d.picture_id, d.picture_id_bits, d.size) == (0x55, 7, 2)
+    d = parse_vp9_descriptor(bytes([0x88, 0x92, 0x34]) + FRAME)
+    assert (d.picture_id, d.picture_id_bits, d.size) == (0x1234, 15, 3)
+    d = parse_vp9_descriptor(bytes([0x88, 0xFF, 0xFF]))
+    assert d.picture_id == 0x7FFF
+
+
+def test_non_flexible_with_layer_indices_and_tl0picidx() -> None:
+    # I=1 P=1 L=1 F=0 B=1 E=1; 15-bit picture id 0x0102; TID=2 U=1 SID=1 D=1; TL0PICIDX 0x7E.
+    payload = bytes([0xEC, 0x81, 0x02, 0x53, 0x7E]) + FRAME
+    d = parse_vp9_descriptor(payload)
+    assert d == Vp9Descriptor(
+        picture_id=0x0102,
+        picture_id_bits=15,
+        inter_picture_predicted=True,
+        flexible=False,
+        start_of_frame=True,
+        end_of_frame=True,
+        not_reference_for_upper=False,
+        tid=2,
+        switching_up=True,
+        sid=1,
+        inter_layer_dependent=True,
+        tl0picidx=0x7E,
+        reference_diffs=[],
+        ss=None,
+        size=5,
+        layer_indices=True,
+    )
+    assert d.layer_indices_present
+    assert not d.keyframe
+
+
+def test_layer_indices_maximum_values() -> None:
+    # L=1, no picture id; TID=7 U=0 SID=7 D=0; TL0PICIDX 0xFF.
+    d = parse_vp9_descriptor(bytes([0x28, 0xEE, 0xFF]))
+    assert (d.tid, d.switching_up, d.sid, d.inter_layer_dependent) == (7, False, 7, False)
+    assert d.tl0picidx == 0xFF
+    assert d.size == 3
+    assert not d.keyframe  # sid != 0
+
+
+@pytest.mark.parametrize(
+    ("diff_bytes", "diffs"),
+    [
+        (bytes([0x02]), [1]),
+        (bytes([0x09, 0x04]), [4, 2]),
+        (bytes([0x03, 0x05, 0xFE]), [1, 2, 127]),
+    ],
+)
+def test_flexible_mode_reference_diffs(diff_bytes: bytes, diffs: list[int]) -> None:
+    # I=1 P=1 L=1 F=1 B=1; 15-bit picture id; TID=1 U=0 SID=0 D=0; P_DIFFs, no TL0PICIDX.
+    payload = bytes([0xF8, 0x80, 0x07, 0x20]) + diff_bytes + FRAME
+    d = parse_vp9_descriptor(payload)
+    assert d.flexible
+    assert d.inter_picture_predicted
+    assert d.tid == 1
+    assert d.tl0picidx is None
+    assert d.reference_diffs == diffs
+    assert d.size == 4 + len(diff_bytes)
+    assert not d.keyframe
+
+
+def test_flexible_mode_without_p_has_no_diffs() -> None:
+    # I=1 L=1 F=1 B=1, P=0 (keyframe); SID=0: no P_DIFF and no TL0PICIDX.
+    d = parse_vp9_descriptor(bytes([0xB8, 0x12, 0x00]) + FRAME)
+    assert d.reference_diffs == []
+    assert d.tl0picidx is None
+    assert d.size == 3
+    assert d.keyframe
+    # SID=1, D=1: an inter-layer predicted keyframe layer is not the keyframe start.
+    d = parse_vp9_descriptor(bytes([0xB8, 0x12, 0x03]) + FRAME)
+    assert d.sid == 1
+    assert d.inter_layer_dependent
+    assert not d.keyframe
+
+
+def test_flexible_mode_without_layer_indices() -> None:
+    # I=1 P=1 F=1; P_DIFF 3.
+    d = parse_vp9_descriptor(bytes([0xD8, 0x10, 0x06]) + FRAME)
+    assert not d.layer_indices_present
+    assert (d.tid, d.sid) == (0, 0)
+    assert d.reference_diffs == [3]
+    assert d.size == 3
+
+
+def test_ss_with_resolutions_and_picture_group() -> None:
+    # I=1 (7 bit) B=1 V=1; SS: N_S=2 Y=1 G=1.
+    payload = bytes([0x8A, 0x01, 0x58]) + RESOLUTIONS + PICTURE_GROUP + FRAME
+    d = parse_vp9_descriptor(payload)
+    assert d.ss == Vp9ScalabilityStructure(
+        spatial_layers=3,
+        resolutions=[(320, 180), (640, 360), (1280, 720)],
+        picture_group=PICTURE_GROUP_PARSED,
+    )
+    assert d.size == 3 + len(RESOLUTIONS) + len(PICTURE_GROUP)
+
+
+def test_l1t3_ss_single_layer() -> None:
+    # B=1 V=1; SS: N_S=0 Y=1 G=1; 1280x720; 4-picture group.
+    payload = bytes([0x0A, 0x18, 0x05, 0x00, 0x02, 0xD0]) + PICTURE_GROUP + FRAME
+    d = parse_vp9_descriptor(payload)
+    assert d.ss == Vp9ScalabilityStructure(1, [(1280, 720)], PICTURE_GROUP_PARSED)
+    assert d.size == 6 + len(PICTURE_GROUP)
+
+
+def test_ss_without_y() -> None:
+    # SS: N_S=1 Y=0 G=1, N_G=2: (TID 0, R=0), (TID 1 U=1, R=2 P_DIFFs 1 and 255).
+    ss = bytes([0x28, 0x02, 0x00, 0x38, 0x01, 0xFF])
+    d = parse_vp9_descriptor(bytes([0x0A]) + ss + FRAME)
+    assert d.ss == Vp9ScalabilityStructure(2, [], [(0, False, []), (1, True, [1, 255])])
+    assert d.size == 1 + len(ss)
+
+
+def test_ss_without_y_or_g() -> None:
+    # SS: N_S=7 Y=0 G=0, reserved bits set (ignored): one byte.
+    d = parse_vp9_descriptor(bytes([0x0A, 0xE7]) + FRAME)
+    assert d.ss == Vp9ScalabilityStructure(8, [], [])
+    assert d.size == 2
+
+
+def test_ss_with_empty_picture_group() -> None:
+    # SS: N_S=0 Y=0 G=1 N_G=0.
+    d = parse_vp9_descriptor(bytes([0x0A, 0x08, 0x00]) + FRAME)
+    assert d.ss == Vp9ScalabilityStructure(1, [], [])
+    assert d.size == 3
+
+
+def test_chromium_l3t3_key_keyframe_start() -> None:
+    # First packet of an L3T3_KEY keyframe, SID 0: I=1 P=0 L=1 F=0 B=1 E=0 V=1 Z=0,
+    # 15-bit picture id 0x3039, TID=0 U=0 SID=0 D=0, TL0PICIDX 0x05, SS for 3 spatial layers
+    # (320x180, 640x360, 1280x720) with the 3-temporal-layer picture group.
+    payload = bytes([0xAA, 0xB0, 0x39, 0x00, 0x05, 0x58]) + RESOLUTIONS + PICTURE_GROUP + FRAME
+    d = parse_vp9_descriptor(payload)
+    assert d == Vp9Descriptor(
+        picture_id=0x3039,
+        picture_id_bits=15,
+        inter_picture_predicted=False,
+        flexible=False,
+        start_of_frame=True,
+        end_of_frame=False,
+        not_reference_for_upper=False,
+        tid=0,
+        switching_up=False,
+        sid=0,
+        inter_layer_dependent=False,
+        tl0picidx=0x05,
+        reference_diffs=[],
+        ss=Vp9ScalabilityStructure(
+            spatial_layers=3,
+            resolutions=[(320, 180), (640, 360), (1280, 720)],
+            picture_group=PICTURE_GROUP_PARSED,
+        ),
+        size=27,
+        layer_indices=True,
+    )
+    assert d.keyframe
+    assert d.layer_indices_present
+    assert payload[d.size :] == FRAME
+    # The same picture's SID 1 packet (D=1, no SS) is not the keyframe start.
+    sid1 = parse_vp9_descriptor(bytes([0xA8, 0xB0, 0x39, 0x03, 0x05]) + FRAME)
+    assert sid1.sid == 1
+    assert sid1.inter_layer_dependent
+    assert not sid1.keyframe
+
+
+def test_layer_indices_present_for_hand_built_descriptors() -> None:
+    base = parse_vp9_descriptor(bytes([0x0C]) + FRAME)
+    built = dataclasses.replace(base, layer_indices=None)
+    assert not built.layer_indices_present
+    assert dataclasses.replace(built, sid=2).layer_indices_present
+    assert dataclasses.replace(built, tl0picidx=0).layer_indices_present
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"",
+        bytes([0x80]),  # I=1, picture id missing
+        bytes([0x80, 0x80]),  # M=1, second byte missing
+        bytes([0x20]),  # L=1, layer indices missing
+        bytes([0x20, 0x00]),  # L=1 F=0, TL0PICIDX missing
+        bytes([0xA0, 0x81, 0x02, 0x00]),  # picture id and layer byte, TL0PICIDX missing
+        bytes([0x50]),  # P=1 F=1, P_DIFF missing
+        bytes([0x50, 0x03]),  # N=1, second P_DIFF missing
+        bytes([0x50, 0x03, 0x03, 0x03, 0x02]),  # four P_DIFFs
+        bytes([0x02]),  # V=1, SS missing
+        bytes([0x02, 0x10, 0x01, 0x40, 0x00]),  # Y=1, height truncated
+        bytes([0x02, 0x50, 0x01, 0x40, 0x00, 0xB4]),  # N_S=2 Y=1, one resolution of three
+        bytes([0x02, 0x08]),  # G=1, N_G missing
+        bytes([0x02, 0x08, 0x02, 0x00]),  # N_G=2, second picture missing
+        bytes([0x02, 0x08, 0x01, 0x08, 0x01]),  # R=2, second P_DIFF missing
+        bytes([0xAA, 0xB0, 0x39, 0x00, 0x05, 0x58]) + RESOLUTIONS + PICTURE_GROUP[:-1],
+    ],
+)
+def test_truncated_or_malformed_input_raises_codec_error(payload: bytes) -> None:
+    with pytest.raises(CodecError):
+        parse_vp9_descriptor(payload)
+
+
+def test_rewrite_fifteen_bit_picture_id_and_tl0picidx() -> None:
+    payload = bytes([0xAA, 0xB0, 0x39, 0x00, 0x05, 0x58]) + RESOLUTIONS + PICTURE_GROUP + FRAME
+    d = parse_vp9_descriptor(payload)
+    out = rewrite_vp9_descriptor(payload, d, picture_id=0x7001, tl0picidx=0xC8)
+    assert out == (
+        bytes([0xAA, 0xF0, 0x01, 0x00, 0xC8, 0x58]) + RESOLUTIONS + PICTURE_GROUP + FRAME
+    )
+    assert rewrite_vp9_descriptor(payload, d, picture_id=0x8000 + 2) == (
+        bytes([0xAA, 0x80, 0x02, 0x00, 0x05, 0x58]) + RESOLUTIONS + PICTURE_GROUP + FRAME
+    )
+    assert rewrite_vp9_descriptor(payload, d, tl0picidx=0x100 + 6) == (
+        bytes([0xAA, 0xB0, 0x39, 0x00, 0x06, 0x58]) + RESOLUTIONS + PICTURE_GROUP + FRAME
+    )
+
+
+def test_rewrite_seven_bit_picture_id_keeps_width_and_wraps() -> None:
+    payload = bytes([0xEC, 0x55, 0x53, 0x7E]) + FRAME
+    d = parse_vp9_descriptor(payload)
+    out = rewrite_vp9_descriptor(payload, d, picture_id=0x1FF, tl0picidx=0x11)
+    assert out == bytes([0xEC, 0x7F, 0x53, 0x11]) + FRAME
+    again = parse_vp9_descriptor(out)
+    assert (again.picture_id, again.picture_id_bits, again.tl0picidx) == (0x7F, 7, 0x11)
+    assert rewrite_vp9_descriptor(payload, d, picture_id=0x80) == (
+        bytes([0xEC, 0x00, 0x53, 0x7E]) + FRAME
+    )
+
+
+def test_rewrite_leaves_absent_fields_absent() -> None:
+    # Flexible mode: no TL0PICIDX to write; P_DIFFs untouched.
+    payload = bytes([0xF8, 0x80, 0x07, 0x20, 0x03, 0x05, 0xFE]) + FRAME
+    d = parse_vp9_descriptor(payload)
+    assert rewrite_vp9_descriptor(payload, d, picture_id=0x0101, tl0picidx=9) == (
+        bytes([0xF8, 0x81, 0x01, 0x20, 0x03, 0x05, 0xFE]) + FRAME
+    )
+    # No picture id: TL0PICIDX sits right after the layer byte.
+    payload = bytes([0x28, 0xEE, 0xFF]) + FRAME
+    d = parse_vp9_descriptor(payload)
+    assert rewrite_vp9_descriptor(payload, d, picture_id=1, tl0picidx=0x10) == (
+        bytes([0x28, 0xEE, 0x10]) + FRAME
+    )
+    # Neither field present.
+    payload = bytes([0x0C]) + FRAME
+    d = parse_vp9_descriptor(payload)
+    assert rewrite_vp9_descriptor(payload, d, picture_id=1, tl0picidx=1) == payload
+
+
+def test_rewrite_rejects_a_payload_shorter_than_its_descriptor() -> None:
+    payload = bytes([0xEC, 0x81, 0x02, 0x53, 0x7E])
+    d = parse_vp9_descriptor(payload)
+    with pytest.raises(CodecError):
+        rewrite_vp9_descriptor(payload[:3], d, tl0picidx=1)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=48))
+def test_fuzz_parser_only_raises_codec_error(payload: bytes) -> None:
+    try:
+        d = parse_vp9_descriptor(payload)
+    except CodecError:
+        return
+    assert 1 <= d.size <= len(payload)
+    assert d.picture_id_bits in (0, 7, 15)
+    assert len(d.reference_diffs) <= 3
+    assert 0 <= d.tid <= 7 and 0 <= d.sid <= 7
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.binary(min_size=1, max_size=48),
+    st.integers(min_value=0, max_value=0xFFFF),
+    st.integers(min_value=0, max_value=0xFF),
+)
+def test_fuzz_rewrite_changes_only_the_rewritten_fields(
+    payload: bytes, picture_id: int, tl0picidx: int
+) -> None:
+    try:
+        d = parse_vp9_descriptor(payload)
+    except CodecError:
+        return
+    out = rewrite_vp9_descriptor(payload, d, picture_id=picture_id, tl0picidx=tl0picidx)
+    assert len(out) == len(payload)
+    assert out[0] == payload[0]
+    assert out[d.size :] == payload[d.size :]
+    mask = (1 << d.picture_id_bits) - 1
+    expected = dataclasses.replace(
+        d,
+        picture_id=None if d.picture_id is None else picture_id & mask,
+        tl0picidx=None if d.tl0picidx is None else tl0picidx,
+    )
+    assert parse_vp9_descriptor(out) == expected
