@@ -85,8 +85,8 @@ class DependencyDescriptor:
     template_id: int  # frame_dependency_template_id, as on the wire
     frame_number: int
     structure: TemplateStructure | None  # attached in THIS packet, else None
-    # Present in this packet, else None.  When a structure is attached without a bitmask,
-    # the spec makes all of its decode targets active.
+    # Present in this packet, else None.  Bit i (value 1 << i) is decode target i.  When a
+    # structure is attached without a bitmask, the spec makes all its decode targets active.
     active_decode_targets_bitmask: int | None
     # The frame's dependencies, resolved through the template (and custom fields):
     spatial_id: int
@@ -352,9 +352,7 @@ def serialize_dependency_descriptor(
         _check_structure(structure)
 
     custom_dtis = dd.custom_dtis or dd.dtis != template.dtis
-    if custom_dtis and (
-        len(dd.dtis) != dt_count or not all(0 <= v <= 3 for v in dd.dtis)
-    ):
+    if custom_dtis and (len(dd.dtis) != dt_count or not all(0 <= v <= 3 for v in dd.dtis)):
         raise CodecError("custom DTIs must be one value 0..3 per decode target")
     custom_fdiffs = dd.custom_fdiffs or dd.fdiffs != template.fdiffs
     if custom_fdiffs and not all(1 <= v <= 1 << 12 for v in dd.fdiffs):
@@ -446,9 +444,7 @@ def _check_structure(structure: TemplateStructure) -> None:
             raise CodecError("template chain fdiffs must be one value 0..15 per chain")
     if structure.resolutions and (
         len(structure.resolutions) != templates[-1].spatial_id + 1
-        or not all(
-            1 <= w <= 1 << 16 and 1 <= h <= 1 << 16 for w, h in structure.resolutions
-        )
+        or not all(1 <= w <= 1 << 16 and 1 <= h <= 1 << 16 for w, h in structure.resolutions)
     ):
         raise CodecError("resolutions must be one (1..65536, 1..65536) per spatial layer")
 

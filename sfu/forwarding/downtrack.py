@@ -12,10 +12,15 @@ import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ..codecs.errors import CodecError
+from ..codecs.vp8 import rewrite_vp8_descriptor
+from ..codecs.vp9 import rewrite_vp9_descriptor
 from ..rtp import rtcp
 from ..rtp.packet import wrap_rtx
 from .history import RetransmissionBuffer
+from .layers import LayerInfo
 from .munger import RtpMunger
+from .selector import LayerSelector
 
 if TYPE_CHECKING:
     from .source import MediaSource
@@ -49,9 +54,19 @@ class DownTrack:
         self._send = send
         self.munger = RtpMunger(random.getrandbits(15), random.getrandbits(32))
         self.history = RetransmissionBuffer(history_size)
+        #: layer selection, for video; None forwards everything (audio)
+        self.selector: LayerSelector | None = None
+        if source.kind == "video":
+            self.selector = LayerSelector(multi_spatial=source.params.codec != "VP8")
+        #: called (rarely) when the forwarded layers change
+        self.on_layers_changed: Callable[[DownTrack], None] | None = None
+        self._switches_seen = 0
+        self._keyframe_asked = False
+        self._dd_mask: int | None = None  # active decode targets last signalled
         self._rtx_seq = random.getrandbits(15)
         self.packets_sent = 0
         self.bytes_sent = 0
+        self.packets_dropped = 0
         self.retransmitted = 0
         self.keyframe_requests = 0
         self.remote_packets_lost = 0
@@ -63,23 +78,103 @@ class DownTrack:
         self.closed = False
 
     # -- hot path ------------------------------------------------------------------------
-    def write(self, first_byte: int, marker: int, seq: int, ts: int, tail: bytes) -> None:
-        """Forward one packet; ``tail`` is everything after the fixed 12-byte header."""
+    def write(
+        self,
+        marker: bool,
+        seq: int,
+        ts: int,
+        elements: list[tuple[int, bytes]],
+        block: bytes,
+        payload: bytes,
+        info: LayerInfo | None,
+    ) -> None:
+        """Forward (or not) one packet of the source."""
+        marker_bit = 0x80 if marker else 0
+        selector = self.selector
+        if selector is not None and info is not None:
+            decision = selector.select(info, marker)
+            pid = info.picture_id
+            if pid is not None:
+                out_pid = selector.picture_id(pid, info.picture_id_bits, decision >= 0)
+            if selector.keyframe_wanted:
+                if not self._keyframe_asked:
+                    self._keyframe_asked = True
+                    self.source.keyframe_wanted = True
+            else:
+                self._keyframe_asked = False
+            if decision < 0:
+                self.munger.drop(seq)
+                self.packets_dropped += 1
+                return
+            marker_bit = decision
+            if pid is not None and out_pid != pid:
+                payload = self._rewrite_picture_id(payload, info, out_pid)
+            if selector.switches != self._switches_seen:
+                self._switches_seen = selector.switches
+                if self.on_layers_changed is not None:
+                    self.on_layers_changed(self)
+            if info.dd is not None:
+                block = self._dependency_descriptor(info, elements, block)
         mapped = self.munger.forward(seq, ts)
         if mapped is None:
             return
         out_seq, out_ts = mapped
-        packet = (
-            _HEADER.pack(first_byte, marker | self.payload_type, out_seq, out_ts, self.ssrc) + tail
+        packet = b"".join(
+            (
+                _HEADER.pack(
+                    0x90 if block else 0x80,
+                    marker_bit | self.payload_type,
+                    out_seq,
+                    out_ts,
+                    self.ssrc,
+                ),
+                block,
+                payload,
+            )
         )
         self.history.store(out_seq, packet)
         self.packets_sent += 1
         self.bytes_sent += len(packet)
         self._send(packet)
 
-    def skip(self, seq: int) -> None:
-        """The packet ``seq`` is not forwarded to this subscriber."""
-        self.munger.drop(seq)
+    def _rewrite_picture_id(self, payload: bytes, info: LayerInfo, picture_id: int) -> bytes:
+        try:
+            if info.vp9 is not None:
+                return rewrite_vp9_descriptor(payload, info.vp9, picture_id=picture_id)
+            if info.vp8 is not None:
+                return rewrite_vp8_descriptor(payload, info.vp8, picture_id=picture_id)
+        except CodecError:
+            pass
+        return payload
+
+    def _dependency_descriptor(
+        self, info: LayerInfo, elements: list[tuple[int, bytes]], block: bytes
+    ) -> bytes:
+        """Tell the receiver which decode targets it can decode (AV1 RTP spec, active decode
+        targets): on every packet of the first frame after what we forward changed, and on
+        every packet where the publisher itself sends a bitmask."""
+        selector = self.selector
+        layers = self.source.layers
+        dd = info.dd
+        if selector is None or layers is None or dd is None or layers.structure is None:
+            return block
+        if dd.structure is not None:  # a new structure: the receiver assumes all targets
+            self._dd_mask = (1 << layers.structure.decode_target_count) - 1
+        mask = layers.active_decode_targets(selector.current_spatial, selector.current_temporal)
+        source_mask = dd.active_decode_targets_bitmask
+        if source_mask is not None:
+            mask &= source_mask
+        elif mask == self._dd_mask:
+            return block
+        try:
+            raw = self.source.rewrite_dd(info, mask)
+        except CodecError:
+            return block
+        if raw is None:
+            return block
+        if info.end_of_frame:
+            self._dd_mask = mask
+        return self.source.build_extensions(elements, raw)
 
     # -- feedback from the subscriber ----------------------------------------------------
     def retransmit(self, lost: list[int]) -> None:

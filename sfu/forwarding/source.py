@@ -1,8 +1,9 @@
 """One published track as the SFU receives it: ingress bookkeeping and fan-out.
 
 :meth:`MediaSource.on_rtp` is fed every decrypted RTP packet of the track (media or RTX) with
-its arrival time.  It keeps the reception statistics and NACKs gaps upstream, builds the part
-of the outgoing packet that all subscribers share once, and hands it to each
+its arrival time.  It keeps the reception statistics and NACKs gaps upstream, reads the
+packet's layers once (video), measures each layer's bitrate and frame rate, builds the
+header extensions all subscribers share, and hands the packet to each
 :class:`~sfu.forwarding.downtrack.DownTrack` in one synchronous pass.
 """
 
@@ -10,18 +11,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..codecs.keyframe import KEYFRAME_DETECTORS
+from ..codecs.av1_dd import serialize_dependency_descriptor
 from ..rtp import extensions as ext
 from ..rtp import rtcp
 from ..rtp.packet import RtpError, RtpHeader, parse_rtp, serialize_extensions, unwrap_rtx
 from ..rtp.statistics import ReceiveStatistics
 from .downtrack import DownTrack, ntp_from_time
 from .keyframe import KeyframeRequester
+from .layers import LayerInfo, LayerParser
+from .meter import Level, LayerMeter
 from .nack import NackGenerator
 from .track import StreamParameters
 
-#: extensions copied from the publisher's packets to the subscribers' (by URI)
-_COPIED_EXTENSIONS = (ext.AUDIO_LEVEL, ext.DEPENDENCY_DESCRIPTOR)
+#: extensions copied from the publisher's packets to the subscribers' (by URI); the
+#: dependency descriptor is handled apart (it may be rewritten per subscriber)
+_COPIED_EXTENSIONS = (ext.AUDIO_LEVEL,)
 
 
 class MediaSource:
@@ -46,10 +50,13 @@ class MediaSource:
         self.stats = ReceiveStatistics(params.clock_rate)
         self.nack = NackGenerator() if params.kind == "video" else None
         self.keyframes = KeyframeRequester(min_interval=keyframe_min_interval)
+        self.keyframes_received = 0
         self.packets_dropped = 0  # malformed, unknown SSRC or payload type
+        self.nacks_sent = 0
         #: observers of every media packet as received (RTX unwrapped), e.g. a capture
         self.taps: list[Callable[[bytes, float], None]] = []
-        self.nacks_sent = 0
+        #: a subscriber wants a keyframe (set by down tracks, acted on after the fan-out)
+        self.keyframe_wanted = False
         self._sr: tuple[int, int, float] | None = None  # (ntp, rtp, arrival)
         out_ids = out_extension_ids or ext.SUBSCRIBER_EXTENSION_IDS
         self._copied = [
@@ -58,8 +65,16 @@ class MediaSource:
             if uri in params.extensions and uri in out_ids
         ]
         self._abs_send_time_id = out_ids.get(ext.ABS_SEND_TIME)
-        self._is_keyframe = KEYFRAME_DETECTORS.get(params.codec)
-        self.keyframes_received = 0
+        self._dd_out_id = out_ids.get(ext.DEPENDENCY_DESCRIPTOR)
+        dd_in = params.extensions.get(ext.DEPENDENCY_DESCRIPTOR)
+        self.layers: LayerParser | None = None
+        self.meter: LayerMeter | None = None
+        if params.kind == "video":
+            self.layers = LayerParser(params.codec, dd_in)
+            self.meter = LayerMeter()
+        #: called when the layer structure (count, resolutions) changes
+        self.on_structure: Callable[[MediaSource], None] | None = None
+        self._structure_key: tuple[int, int, tuple[tuple[int, int], ...]] = (1, 1, ())
 
     # -- ingress (hot path) --------------------------------------------------------------
     def on_rtp(self, data: bytes, header: RtpHeader, now: float) -> None:
@@ -82,20 +97,32 @@ class MediaSource:
             for tap in self.taps:
                 tap(data, now)
         seq = header.sequence_number
-        self.stats.add(seq, header.timestamp, now, header.payload_end - header.payload_offset)
+        size = header.payload_end - header.payload_offset
+        self.stats.add(seq, header.timestamp, now, size)
         if self.nack is not None:
             missing = self.nack.add(seq, now)
             if missing:
                 self._nack(missing)
 
         payload = data[header.payload_offset : header.payload_end]
-        if self._is_keyframe is not None and self._is_keyframe(payload):
-            self.keyframes_received += 1
-            self.keyframes.on_keyframe()
-
-        # the part of the packet after the fixed header, shared by every subscriber
-        elements: list[tuple[int, bytes]] = []
         extensions = header.extensions
+        info: LayerInfo | None = None
+        if self.layers is not None:
+            info = self.layers.parse(payload, extensions, header.marker)
+            if info.keyframe:
+                self.keyframes_received += 1
+                self.keyframes.on_keyframe()
+            if self.meter is not None and info.valid:
+                self.meter.add(info.sid, info.tid, size, info.start_of_frame, now)
+            if info.dd is not None and info.dd.structure is not None:
+                self._check_structure()
+            elif info.vp9 is not None and info.vp9.ss is not None:
+                self._check_structure()
+            elif info.keyframe and info.vp8 is not None:
+                self._check_structure()
+
+        # the header extensions every subscriber gets (the DD may be rewritten per subscriber)
+        elements: list[tuple[int, bytes]] = []
         if extensions:
             for in_id, out_id in self._copied:
                 value = extensions.get(in_id)
@@ -103,17 +130,67 @@ class MediaSource:
                     elements.append((out_id, value))
         if self._abs_send_time_id is not None:
             elements.append((self._abs_send_time_id, ext.abs_send_time(ntp_from_time(now))))
+        if info is not None and info.dd_bytes is not None and self._dd_out_id is not None:
+            elements.append((self._dd_out_id, info.dd_bytes))
         block = serialize_extensions(elements)
-        tail = block + payload
-        first_byte = 0x90 if block else 0x80
-        marker = 0x80 if header.marker else 0
+        marker = header.marker
         ts = header.timestamp
         for downtrack in self.downtracks:
-            downtrack.write(first_byte, marker, seq, ts, tail)
+            downtrack.write(marker, seq, ts, elements, block, payload, info)
+        if self.keyframe_wanted:
+            self.keyframe_wanted = False
+            self.request_keyframe(now)
+
+    def build_extensions(self, elements: list[tuple[int, bytes]], dd: bytes) -> bytes:
+        """The extension block with another dependency descriptor (for one subscriber)."""
+        out = [(i, v) for i, v in elements if i != self._dd_out_id]
+        if self._dd_out_id is not None:
+            out.append((self._dd_out_id, dd))
+        return serialize_extensions(out)
+
+    def rewrite_dd(self, info: LayerInfo, active_mask: int) -> bytes | None:
+        """This packet's dependency descriptor with the given active decode targets."""
+        layers = self.layers
+        if info.dd is None or layers is None or layers.structure is None:
+            return None
+        return serialize_dependency_descriptor(
+            info.dd,
+            layers.structure,
+            attach_structure=info.dd.structure is not None,
+            active_decode_targets_bitmask=active_mask,
+        )
+
+    def _check_structure(self) -> None:
+        layers = self.layers
+        if layers is None:
+            return
+        key = (layers.spatial_layers, layers.temporal_layers, tuple(layers.resolutions))
+        if key != self._structure_key:
+            self._structure_key = key
+            if self.on_structure is not None:
+                self.on_structure(self)
 
     def on_sender_report(self, report: rtcp.SenderReport, now: float) -> None:
         self._sr = (report.ntp_timestamp, report.rtp_timestamp, now)
         self.stats.on_sender_report(report.ntp_timestamp, now)
+
+    # -- layers ----------------------------------------------------------------------------
+    @property
+    def spatial_layers(self) -> int:
+        return self.layers.spatial_layers if self.layers is not None else 1
+
+    @property
+    def temporal_layers(self) -> int:
+        return self.layers.temporal_layers if self.layers is not None else 1
+
+    @property
+    def resolutions(self) -> list[tuple[int, int]]:
+        return list(self.layers.resolutions) if self.layers is not None else []
+
+    def levels(self, now: float) -> list[Level]:
+        if self.meter is None:
+            return []
+        return self.meter.levels(now, self.spatial_layers, self.temporal_layers, self.resolutions)
 
     # -- subscribers ---------------------------------------------------------------------
     def attach(self, downtrack: DownTrack, now: float) -> None:
@@ -138,7 +215,7 @@ class MediaSource:
 
     # -- feedback upstream ---------------------------------------------------------------
     def request_keyframe(self, now: float) -> None:
-        if self.kind == "video" and self._is_keyframe is not None and self.keyframes.request(now):
+        if self.kind == "video" and self.keyframes.request(now):
             self._send_rtcp(rtcp.build_pli(self._rtcp_ssrc, self.params.ssrc))
 
     def _nack(self, lost: list[int]) -> None:

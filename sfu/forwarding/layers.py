@@ -1,0 +1,197 @@
+"""What the selector needs to know about each incoming video packet, whatever the codec.
+
+A :class:`LayerParser` per published track reads the codec's own payload descriptor (VP8,
+VP9) and, when negotiated, the dependency descriptor header extension (AV1, and Chromium's
+VP8/VP9 too), and fills one reused :class:`LayerInfo`.  With a dependency descriptor, that
+is the layer source (Chromium's VP8 then carries no temporal id); without one, the codec's
+descriptor is.
+"""
+
+from __future__ import annotations
+
+from ..codecs.av1_dd import (
+    DecodeTargetIndication,
+    DependencyDescriptor,
+    TemplateStructure,
+    parse_dependency_descriptor,
+)
+from ..codecs.errors import CodecError
+from ..codecs.keyframe import av1_is_keyframe, h264_is_keyframe
+from ..codecs.vp8 import Vp8Descriptor, parse_vp8_descriptor
+from ..codecs.vp9 import Vp9Descriptor, parse_vp9_descriptor
+
+SWITCH = int(DecodeTargetIndication.SWITCH)
+NOT_PRESENT = int(DecodeTargetIndication.NOT_PRESENT)
+
+
+class LayerInfo:
+    """The layer facts of one packet (one object per source, overwritten per packet)."""
+
+    __slots__ = (
+        "sid",
+        "tid",
+        "start_of_frame",
+        "end_of_frame",
+        "keyframe",
+        "switch_up",
+        "picture_id",
+        "picture_id_bits",
+        "tl0picidx",
+        "vp8",
+        "vp9",
+        "dd",
+        "dd_bytes",
+        "valid",
+    )
+
+    def __init__(self) -> None:
+        self.sid = 0
+        self.tid = 0
+        self.start_of_frame = False
+        self.end_of_frame = False
+        #: first packet of a picture that decodes on its own (all layers switchable)
+        self.keyframe = False
+        #: a temporal up-switch to ``tid`` is possible at this frame
+        self.switch_up = False
+        self.picture_id: int | None = None
+        self.picture_id_bits = 0
+        self.tl0picidx: int | None = None
+        self.vp8: Vp8Descriptor | None = None
+        self.vp9: Vp9Descriptor | None = None
+        self.dd: DependencyDescriptor | None = None
+        self.dd_bytes: bytes | None = None
+        #: False when the packet's descriptors did not parse (it is dropped)
+        self.valid = True
+
+
+class LayerParser:
+    def __init__(self, codec: str, dd_extension_id: int | None) -> None:
+        self.codec = codec.upper()
+        self.dd_extension_id = dd_extension_id
+        self.info = LayerInfo()
+        self.structure: TemplateStructure | None = None
+        #: (width, height) per spatial layer, from the VP9 SS, the DD structure or VP8 keyframes
+        self.resolutions: list[tuple[int, int]] = []
+        self.spatial_layers = 1
+        self.temporal_layers = 1
+        #: decode target index by (spatial, temporal) layer, from the DD structure
+        self.decode_targets: dict[tuple[int, int], int] = {}
+        self.malformed = 0
+
+    def parse(self, payload: bytes, extensions: dict[int, bytes], marker: bool) -> LayerInfo:
+        info = self.info
+        info.valid = True
+        info.vp8 = info.vp9 = info.dd = None
+        info.dd_bytes = None
+        info.picture_id = info.tl0picidx = None
+        info.picture_id_bits = 0
+        try:
+            if self.codec == "VP9":
+                self._vp9(info, payload)
+            elif self.codec == "VP8":
+                self._vp8(info, payload, marker)
+            else:
+                info.sid = info.tid = 0
+                info.start_of_frame = True
+                info.end_of_frame = marker
+                info.switch_up = False
+                if self.codec == "AV1":
+                    info.keyframe = av1_is_keyframe(payload)
+                elif self.codec == "H264":
+                    info.keyframe = h264_is_keyframe(payload)
+                else:
+                    info.keyframe = False
+            if self.dd_extension_id is not None:
+                raw = extensions.get(self.dd_extension_id)
+                if raw is not None:
+                    self._dd(info, raw)
+        except CodecError:
+            self.malformed += 1
+            info.valid = False
+        return info
+
+    # -- codec descriptors ---------------------------------------------------------------
+    def _vp9(self, info: LayerInfo, payload: bytes) -> None:
+        d = parse_vp9_descriptor(payload)
+        info.vp9 = d
+        info.sid = d.sid
+        info.tid = d.tid
+        info.start_of_frame = d.start_of_frame
+        info.end_of_frame = d.end_of_frame
+        info.keyframe = d.keyframe
+        info.switch_up = d.switching_up
+        info.picture_id = d.picture_id
+        info.picture_id_bits = d.picture_id_bits
+        info.tl0picidx = d.tl0picidx
+        if d.ss is not None:
+            self.spatial_layers = d.ss.spatial_layers
+            if d.ss.resolutions:
+                self.resolutions = list(d.ss.resolutions)
+            if d.ss.picture_group:
+                self.temporal_layers = max(t for t, _, _ in d.ss.picture_group) + 1
+        if d.tid + 1 > self.temporal_layers:
+            self.temporal_layers = d.tid + 1
+        if d.sid + 1 > self.spatial_layers:
+            self.spatial_layers = d.sid + 1
+
+    def _vp8(self, info: LayerInfo, payload: bytes, marker: bool) -> None:
+        d = parse_vp8_descriptor(payload)
+        info.vp8 = d
+        info.sid = 0
+        info.tid = d.tid or 0
+        info.start_of_frame = d.start_of_frame
+        info.end_of_frame = marker
+        info.keyframe = d.keyframe
+        info.switch_up = d.layer_sync or info.tid == 0
+        info.picture_id = d.picture_id
+        info.picture_id_bits = d.picture_id_bits
+        info.tl0picidx = d.tl0picidx
+        if d.tid is not None and d.tid + 1 > self.temporal_layers:
+            self.temporal_layers = d.tid + 1
+        if d.keyframe:
+            header = payload[d.size : d.size + 10]
+            # VP8 keyframe header: 3-byte frame tag, start code 9d 01 2a, 14-bit width/height
+            if len(header) == 10 and header[3:6] == b"\x9d\x01\x2a":
+                width = int.from_bytes(header[6:8], "little") & 0x3FFF
+                height = int.from_bytes(header[8:10], "little") & 0x3FFF
+                self.resolutions = [(width, height)]
+
+    def _dd(self, info: LayerInfo, raw: bytes) -> None:
+        dd = parse_dependency_descriptor(raw, self.structure)
+        info.dd = dd
+        info.dd_bytes = raw
+        if dd.structure is not None and dd.structure is not self.structure:
+            self._learn_structure(dd.structure)
+        info.sid = dd.spatial_id
+        info.tid = dd.temporal_id
+        info.start_of_frame = dd.start_of_frame
+        info.end_of_frame = dd.end_of_frame
+        # a keyframe starts a new structure and references nothing
+        info.keyframe = (
+            dd.start_of_frame and dd.structure is not None and not dd.fdiffs and dd.spatial_id == 0
+        )
+        target = self.decode_targets.get((dd.spatial_id, dd.temporal_id))
+        info.switch_up = target is not None and dd.dtis[target] == SWITCH
+
+    def _learn_structure(self, structure: TemplateStructure) -> None:
+        self.structure = structure
+        self.spatial_layers = structure.spatial_layers
+        self.temporal_layers = structure.temporal_layers
+        if structure.resolutions:
+            self.resolutions = list(structure.resolutions)
+        targets: dict[tuple[int, int], int] = {}
+        for dt in range(structure.decode_target_count):
+            present = [t for t in structure.templates if t.dtis[dt] != NOT_PRESENT]
+            if present:
+                key = (max(t.spatial_id for t in present), max(t.temporal_id for t in present))
+                targets.setdefault(key, dt)
+        self.decode_targets = targets
+
+    def active_decode_targets(self, spatial: int, temporal: int) -> int:
+        """The bitmask of decode targets a subscriber receiving up to (spatial, temporal) can
+        decode."""
+        mask = 0
+        for (s, t), dt in self.decode_targets.items():
+            if s <= spatial and t <= temporal:
+                mask |= 1 << dt
+        return mask

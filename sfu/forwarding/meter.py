@@ -1,0 +1,90 @@
+"""Bitrate and frame rate of each layer of an incoming scalable stream."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+BUCKET = 0.5  # seconds
+BUCKETS = 4  # the window is BUCKET * BUCKETS seconds
+MAX_SPATIAL = 4
+MAX_TEMPORAL = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Level:
+    """What a subscriber gets when it receives layers up to (spatial, temporal)."""
+
+    spatial: int
+    temporal: int
+    width: int
+    height: int
+    fps: float
+    bitrate: int  # bits/s, all forwarded layers included
+
+
+class LayerMeter:
+    """Counts bytes and frames per (spatial, temporal) layer over a sliding window."""
+
+    def __init__(self) -> None:
+        size = MAX_SPATIAL * MAX_TEMPORAL
+        self._bytes = [[0] * size for _ in range(BUCKETS)]
+        self._frames = [[0] * size for _ in range(BUCKETS)]
+        self._bucket = -1
+        self._started: float | None = None
+
+    def add(self, sid: int, tid: int, size: int, start_of_frame: bool, now: float) -> None:
+        bucket = int(now / BUCKET)
+        if bucket != self._bucket:
+            self._rotate(bucket)
+            if self._started is None:
+                self._started = now
+        if sid >= MAX_SPATIAL or tid >= MAX_TEMPORAL:
+            return
+        index = sid * MAX_TEMPORAL + tid
+        slot = bucket % BUCKETS
+        self._bytes[slot][index] += size
+        if start_of_frame:
+            self._frames[slot][index] += 1
+
+    def _rotate(self, bucket: int) -> None:
+        if self._bucket >= 0:
+            for b in range(self._bucket + 1, min(bucket, self._bucket + BUCKETS) + 1):
+                slot = b % BUCKETS
+                self._bytes[slot] = [0] * len(self._bytes[slot])
+                self._frames[slot] = [0] * len(self._frames[slot])
+        self._bucket = bucket
+
+    def _totals(self, now: float) -> tuple[list[int], list[int], float]:
+        current = int(now / BUCKET)
+        if current != self._bucket:
+            self._rotate(current)
+        # complete buckets only: the current one is still filling
+        slots = [b % BUCKETS for b in range(current - BUCKETS + 1, current)]
+        size = MAX_SPATIAL * MAX_TEMPORAL
+        total_bytes = [sum(self._bytes[s][i] for s in slots) for i in range(size)]
+        total_frames = [sum(self._frames[s][i] for s in slots) for i in range(size)]
+        span = (BUCKETS - 1) * BUCKET
+        if self._started is not None:
+            span = max(BUCKET, min(span, (current * BUCKET) - self._started))
+        return total_bytes, total_frames, span
+
+    def levels(
+        self,
+        now: float,
+        spatial_layers: int,
+        temporal_layers: int,
+        resolutions: list[tuple[int, int]],
+    ) -> list[Level]:
+        total_bytes, total_frames, span = self._totals(now)
+        out = []
+        for s in range(min(spatial_layers, MAX_SPATIAL)):
+            width, height = resolutions[s] if s < len(resolutions) else (0, 0)
+            for t in range(min(temporal_layers, MAX_TEMPORAL)):
+                bits = 8 * sum(
+                    total_bytes[ss * MAX_TEMPORAL + tt]
+                    for ss in range(s + 1)
+                    for tt in range(t + 1)
+                )
+                frames = sum(total_frames[s * MAX_TEMPORAL + tt] for tt in range(t + 1))
+                out.append(Level(s, t, width, height, round(frames / span, 1), int(bits / span)))
+        return out
