@@ -60,8 +60,11 @@ async def capture(codec: str, mode: str, seconds: float, out_dir: Path, warmup: 
             deadline = time.monotonic() + 30
             while True:
                 room = rooms.rooms.get("capture")
-                sources = [s for pt in (room.participants.values() if room else [])
-                           for s in pt.sources.values()]
+                sources = [
+                    s
+                    for pt in (room.participants.values() if room else [])
+                    for s in pt.sources.values()
+                ]
                 if len(sources) == 2:
                     break
                 if time.monotonic() > deadline:
@@ -70,22 +73,29 @@ async def capture(codec: str, mode: str, seconds: float, out_dir: Path, warmup: 
             await asyncio.sleep(warmup)
             out = await page.evaluate("window.sfuClient.outboundStats()")
             video_out = next(s for s in out if s["kind"] == "video")
-            note = (f"Chromium sent {video_out['frameWidth']} wide, "
-                    f"{video_out['scalabilityMode']}, limitation "
-                    f"{video_out['qualityLimitationReason']}")
+            note = (
+                f"Chromium sent {video_out['frameWidth']} wide, "
+                f"{video_out['scalabilityMode']}, limitation "
+                f"{video_out['qualityLimitationReason']}"
+            )
             print(note)
             recorders = []
             for source in sources:
                 name = f"{codec.lower()}_{mode}" if source.kind == "video" else "opus"
                 info = CaptureInfo(
-                    kind=source.kind, mime_type=source.params.mime_type,
-                    clock_rate=source.params.clock_rate, payload_type=source.params.payload_type,
-                    ssrc=source.params.ssrc, extensions=dict(source.params.extensions),
+                    kind=source.kind,
+                    mime_type=source.params.mime_type,
+                    clock_rate=source.params.clock_rate,
+                    payload_type=source.params.payload_type,
+                    ssrc=source.params.ssrc,
+                    extensions=dict(source.params.extensions),
                     parameters=dict(source.params.parameters),
-                    scalability_mode=mode if source.kind == "video" else None, note=note,
+                    scalability_mode=mode if source.kind == "video" else None,
+                    note=note,
                 )
-                rec = _Recorder(source, out_dir / f"{name}.sfucap", info,
-                                keyframe=source.kind == "video")
+                rec = _Recorder(
+                    source, out_dir / f"{name}.sfucap", info, keyframe=source.kind == "video"
+                )
                 source.taps.append(rec)
                 recorders.append((source, rec))
             for source, rec in recorders:
@@ -102,10 +112,15 @@ async def capture(codec: str, mode: str, seconds: float, out_dir: Path, warmup: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loadtest.capture", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m loadtest.capture",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--codec", choices=sorted(MODES), default="VP9")
-    parser.add_argument("--mode", help="scalabilityMode (default: VP9 L3T3_KEY, VP8 L1T3, AV1 L3T3)")
+    parser.add_argument(
+        "--mode", help="scalabilityMode (default: VP9 L3T3_KEY, VP8 L1T3, AV1 L3T3)"
+    )
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=4.0)
     parser.add_argument("--out-dir", type=Path, default=Path("tests/fixtures/captures"))

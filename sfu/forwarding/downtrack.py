@@ -57,7 +57,7 @@ class DownTrack:
         #: layer selection, for video; None forwards everything (audio)
         self.selector: LayerSelector | None = None
         if source.kind == "video":
-            self.selector = LayerSelector(multi_spatial=source.params.codec != "VP8")
+            self.selector = LayerSelector(source.layers, multi_spatial=source.params.codec != "VP8")
         #: called (rarely) when the forwarded layers change
         self.on_layers_changed: Callable[[DownTrack], None] | None = None
         self._switches_seen = 0

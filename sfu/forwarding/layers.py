@@ -33,7 +33,8 @@ class LayerInfo:
         "start_of_frame",
         "end_of_frame",
         "keyframe",
-        "switch_up",
+        "switch_mask",
+        "switch_masks",
         "picture_id",
         "picture_id_bits",
         "tl0picidx",
@@ -51,8 +52,11 @@ class LayerInfo:
         self.end_of_frame = False
         #: first packet of a picture that decodes on its own (all layers switchable)
         self.keyframe = False
-        #: a temporal up-switch to ``tid`` is possible at this frame
-        self.switch_up = False
+        #: bit t set: a subscriber of this spatial layer can switch up to temporal layer t
+        #: at this frame (VP9 U bit, VP8 Y bit, DD switch indication)
+        self.switch_mask = 0
+        #: with a dependency descriptor: the switch mask for each spatial layer's targets
+        self.switch_masks: list[int] | None = None
         self.picture_id: int | None = None
         self.picture_id_bits = 0
         self.tl0picidx: int | None = None
@@ -76,12 +80,16 @@ class LayerParser:
         self.temporal_layers = 1
         #: decode target index by (spatial, temporal) layer, from the DD structure
         self.decode_targets: dict[tuple[int, int], int] = {}
+        #: decode targets the publisher currently sends (DD active decode targets)
+        self.active_mask = -1
+        self._targets_by_spatial: dict[int, list[tuple[int, int]]] = {}
         self.malformed = 0
 
     def parse(self, payload: bytes, extensions: dict[int, bytes], marker: bool) -> LayerInfo:
         info = self.info
         info.valid = True
         info.vp8 = info.vp9 = info.dd = None
+        info.switch_masks = None
         info.dd_bytes = None
         info.picture_id = info.tl0picidx = None
         info.picture_id_bits = 0
@@ -94,7 +102,7 @@ class LayerParser:
                 info.sid = info.tid = 0
                 info.start_of_frame = True
                 info.end_of_frame = marker
-                info.switch_up = False
+                info.switch_mask = 0
                 if self.codec == "AV1":
                     info.keyframe = av1_is_keyframe(payload)
                 elif self.codec == "H264":
@@ -119,7 +127,7 @@ class LayerParser:
         info.start_of_frame = d.start_of_frame
         info.end_of_frame = d.end_of_frame
         info.keyframe = d.keyframe
-        info.switch_up = d.switching_up
+        info.switch_mask = (1 << d.tid) if d.switching_up else 0
         info.picture_id = d.picture_id
         info.picture_id_bits = d.picture_id_bits
         info.tl0picidx = d.tl0picidx
@@ -142,7 +150,7 @@ class LayerParser:
         info.start_of_frame = d.start_of_frame
         info.end_of_frame = marker
         info.keyframe = d.keyframe
-        info.switch_up = d.layer_sync or info.tid == 0
+        info.switch_mask = (1 << info.tid) if d.layer_sync else 0
         info.picture_id = d.picture_id
         info.picture_id_bits = d.picture_id_bits
         info.tl0picidx = d.tl0picidx
@@ -162,6 +170,9 @@ class LayerParser:
         info.dd_bytes = raw
         if dd.structure is not None and dd.structure is not self.structure:
             self._learn_structure(dd.structure)
+            self.active_mask = -1
+        if dd.active_decode_targets_bitmask is not None:
+            self.active_mask = dd.active_decode_targets_bitmask
         info.sid = dd.spatial_id
         info.tid = dd.temporal_id
         info.start_of_frame = dd.start_of_frame
@@ -170,8 +181,15 @@ class LayerParser:
         info.keyframe = (
             dd.start_of_frame and dd.structure is not None and not dd.fdiffs and dd.spatial_id == 0
         )
-        target = self.decode_targets.get((dd.spatial_id, dd.temporal_id))
-        info.switch_up = target is not None and dd.dtis[target] == SWITCH
+        dtis = dd.dtis
+        masks = [0] * self.spatial_layers
+        for s, targets in self._targets_by_spatial.items():
+            if s < len(masks):
+                for t, dt in targets:
+                    if dt < len(dtis) and dtis[dt] == SWITCH:
+                        masks[s] |= 1 << t
+        info.switch_masks = masks
+        info.switch_mask = masks[dd.spatial_id] if dd.spatial_id < len(masks) else 0
 
     def _learn_structure(self, structure: TemplateStructure) -> None:
         self.structure = structure
@@ -186,6 +204,18 @@ class LayerParser:
                 key = (max(t.spatial_id for t in present), max(t.temporal_id for t in present))
                 targets.setdefault(key, dt)
         self.decode_targets = targets
+        by_spatial: dict[int, list[tuple[int, int]]] = {}
+        for (s, t), dt in targets.items():
+            by_spatial.setdefault(s, []).append((t, dt))
+        self._targets_by_spatial = by_spatial
+
+    def best_active(self, spatial: int, temporal: int) -> tuple[int, int]:
+        """The highest layers <= (spatial, temporal) whose decode target the publisher sends."""
+        best = (0, 0)
+        for (s, t), dt in self.decode_targets.items():
+            if s <= spatial and t <= temporal and self.active_mask & (1 << dt) and (s, t) > best:
+                best = (s, t)
+        return best
 
     def active_decode_targets(self, spatial: int, temporal: int) -> int:
         """The bitmask of decode targets a subscriber receiving up to (spatial, temporal) can

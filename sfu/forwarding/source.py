@@ -19,7 +19,7 @@ from ..rtp.statistics import ReceiveStatistics
 from .downtrack import DownTrack, ntp_from_time
 from .keyframe import KeyframeRequester
 from .layers import LayerInfo, LayerParser
-from .meter import Level, LayerMeter
+from .meter import LayerMeter, Level
 from .nack import NackGenerator
 from .track import StreamParameters
 

@@ -32,7 +32,10 @@ class Target:
 
 
 def window_spatial(
-    resolutions: list[tuple[int, int]], spatial_layers: int, width: int, height: int,
+    resolutions: list[tuple[int, int]],
+    spatial_layers: int,
+    width: int,
+    height: int,
     tolerance: float = 1.2,
 ) -> int:
     """The highest spatial layer whose width <= tolerance x the rendered width and height <=
@@ -79,8 +82,9 @@ def choose_target(
         cap_t = min(cap_t, max(fits) if fits else 0)
     limits.append((cap_s, cap_t, POLICY))
     if window is not None:
-        limits.append((window_spatial(resolutions, spatial_layers, *window, tolerance), top_t,
-                       WINDOW))
+        limits.append(
+            (window_spatial(resolutions, spatial_layers, *window, tolerance), top_t, WINDOW)
+        )
 
     spatial, temporal = top_s, top_t
     reason = POLICY
@@ -91,8 +95,11 @@ def choose_target(
         spatial, temporal = min(spatial, s), min(temporal, t)
 
     if budget != math.inf and levels:
-        fitting = [lv for lv in levels
-                   if lv.spatial <= spatial and lv.temporal <= temporal and lv.bitrate <= budget]
+        fitting = [
+            lv
+            for lv in levels
+            if lv.spatial <= spatial and lv.temporal <= temporal and lv.bitrate <= budget
+        ]
         if not fitting:
             return Target(0, 0, True, BANDWIDTH)
         best = max(fitting, key=lambda lv: (lv.spatial, lv.temporal))

@@ -1,0 +1,267 @@
+"""Decode what we forward: real Chromium captures go through the selector for every target
+layer, and the forwarded packets are reassembled and decoded with PyAV (libvpx, dav1d)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+import pytest
+from depacketize import av1_temporal_unit, pictures, vp8_frame, vp9_frames
+
+from loadtest.capturefile import Capture, read_capture
+from loadtest.replay import replay
+from sfu.codecs.keyframe import KEYFRAME_DETECTORS
+from sfu.codecs.vp8 import parse_vp8_descriptor
+from sfu.forwarding.downtrack import DownTrack
+from sfu.forwarding.source import MediaSource
+from sfu.forwarding.track import StreamParameters
+from sfu.rtp import rtcp
+from sfu.rtp.packet import parse_rtp
+
+CAPTURES = Path(__file__).parent / "fixtures" / "captures"
+VP9 = "vp9_L3T3_KEY.sfucap"
+VP8 = "vp8_L1T3.sfucap"
+AV1 = "av1_L3T3.sfucap"
+
+
+@dataclass
+class Forwarded:
+    packets: list[bytes]
+    upstream: list[bytes]
+    source: MediaSource
+    downtrack: DownTrack
+    duration: float
+    plis: int = 0
+    layer_log: list[tuple[int, int, int]] = field(default_factory=list)
+
+
+def load(name: str) -> Capture:
+    """A capture cut after its last complete picture (the recording stopped mid-picture)."""
+    capture = read_capture(CAPTURES / name)
+    while capture.packets and not parse_rtp(capture.packets[-1][1]).marker:
+        capture.packets.pop()
+    return capture
+
+
+def forward(capture: Capture, schedule: dict[int, tuple[int, int]], loops: int = 1) -> Forwarded:
+    info = capture.info
+    params = StreamParameters(
+        kind="video",
+        mime_type=info.mime_type,
+        clock_rate=info.clock_rate,
+        payload_type=info.payload_type,
+        ssrc=info.ssrc,
+        extensions=dict(info.extensions),
+    )
+    upstream: list[bytes] = []
+    sent: list[bytes] = []
+    source = MediaSource("pub:1", params, send_rtcp=upstream.append, rtcp_ssrc=1)
+    downtrack = DownTrack(source, ssrc=4242, payload_type=100, send=sent.append)
+    source.attach(downtrack, 0.0)
+    result = Forwarded(sent, upstream, source, downtrack, 0.0)
+    assert downtrack.selector is not None
+    t = 0.0
+    for i, (t, packet) in enumerate(replay(capture, loops)):
+        if i in schedule:
+            downtrack.selector.set_target(*schedule[i])
+            result.layer_log.append((len(sent), *schedule[i]))
+        source.on_rtp(packet, parse_rtp(packet), t)
+    result.duration = t
+    result.plis = sum(isinstance(p, rtcp.Pli) for d in upstream for p in rtcp.parse_rtcp(d))
+    return result
+
+
+def decode(codec: str, packets: list[bytes]) -> list[tuple[int, int, int]]:
+    """[(forwarded packet index where the picture started, width, height)] of the highest
+    frame decoded for each picture; raises on any decoder error."""
+    names = {"VP9": ["libvpx-vp9", "vp9"], "VP8": ["libvpx", "vp8"], "AV1": ["libdav1d"]}[codec]
+    for name in names:
+        try:
+            ctx = av.CodecContext.create(name, "r")
+            if name == "libdav1d":  # output each temporal unit as it is decoded
+                ctx.options = {"max_frame_delay": "1"}
+            break
+        except Exception:  # noqa: BLE001 - try the next decoder
+            continue
+    else:
+        pytest.fail(f"no {codec} decoder in PyAV")
+    out = []
+    index = 0
+    for _, picture in pictures(packets):
+        if codec == "VP9":
+            units = [frame for _, frame in vp9_frames(picture)]
+        elif codec == "VP8":
+            units = [vp8_frame(picture)]
+        else:
+            units = [av1_temporal_unit(picture)]
+        frames = []
+        for unit in units:
+            frames += ctx.decode(av.Packet(unit))
+        if frames:
+            out.append((index, frames[-1].width, frames[-1].height))
+        index += len(picture)
+    return out
+
+
+def picture_rate(result: Forwarded) -> float:
+    return sum(1 for _ in pictures(result.packets)) / result.duration
+
+
+@pytest.mark.parametrize("name,codec", [(VP9, "VP9"), (AV1, "AV1")])
+@pytest.mark.parametrize("spatial", [0, 1, 2])
+@pytest.mark.parametrize("temporal", [0, 1, 2])
+def test_every_target_decodes_at_its_resolution_and_rate(
+    name: str, codec: str, spatial: int, temporal: int
+) -> None:
+    capture = load(name)
+    result = forward(capture, {0: (spatial, temporal)})
+    assert result.packets, "nothing forwarded"
+    decoded = decode(codec, result.packets)
+    widths = {w for _, w, _ in decoded}
+    expected = result.source.resolutions[spatial]
+    assert widths == {expected[0]}, (widths, expected)
+    assert {h for _, _, h in decoded} == {expected[1]}
+    rate = picture_rate(result)
+    wanted = 30 / 2 ** (2 - temporal)
+    assert 0.75 * wanted <= rate <= 1.25 * wanted, (rate, wanted)
+    # every forwarded picture decodes
+    assert len(decoded) == sum(1 for _ in pictures(result.packets))
+
+
+@pytest.mark.parametrize("temporal", [0, 1, 2])
+def test_vp8_temporal_targets(temporal: int) -> None:
+    capture = load(VP8)
+    # the capture has keyframes at two resolutions (Chromium adapted mid-capture)
+    sizes = set()
+    for _, packet in capture.packets:
+        h = parse_rtp(packet)
+        payload = packet[h.payload_offset : h.payload_end]
+        if KEYFRAME_DETECTORS["VP8"](payload):
+            d = parse_vp8_descriptor(payload)
+            header = payload[d.size + 6 : d.size + 10]
+            sizes.add(int.from_bytes(header[:2], "little") & 0x3FFF)
+    result = forward(capture, {0: (0, temporal)})
+    decoded = decode("VP8", result.packets)
+    assert len(decoded) == sum(1 for _ in pictures(result.packets))
+    assert {w for _, w, _ in decoded} <= sizes
+    wanted = 30 / 2 ** (2 - temporal)
+    rate = picture_rate(result)
+    assert 0.75 * wanted <= rate <= 1.25 * wanted, (rate, wanted)
+
+
+def is_keyframe(codec: str, packet: bytes) -> bool:
+    h = parse_rtp(packet)
+    return KEYFRAME_DETECTORS[codec](packet[h.payload_offset : h.payload_end])
+
+
+@pytest.mark.parametrize("name,codec,ksvc", [(VP9, "VP9", True), (AV1, "AV1", False)])
+def test_switches_down_and_up_mid_stream(name: str, codec: str, ksvc: bool) -> None:
+    capture = load(name)
+    n = len(capture.packets)
+    # top; spatial down; temporal down; temporal up; spatial up.  The capture is played three
+    # times: each pass starts with a keyframe.
+    schedule = {
+        0: (2, 2),
+        n // 4: (1, 2),
+        n + n // 4: (1, 0),
+        n + n // 2: (1, 2),
+        n + 3 * n // 4: (2, 2),
+    }
+    result = forward(capture, schedule, loops=3)
+    decoded = decode(codec, result.packets)
+    assert len(decoded) == sum(1 for _ in pictures(result.packets))
+    res = result.source.resolutions
+    marks = [at for at, _, _ in result.layer_log]
+
+    def switch(mark: int, old: int, new: int, needs_keyframe: bool) -> int:
+        """The picture where the width went from old to new after the target changed."""
+        after = [(idx, w) for idx, w, _ in decoded if idx >= mark]
+        first = next(i for i, (_, w) in enumerate(after) if w == new)
+        assert all(w == old for _, w in after[:first])
+        if needs_keyframe:
+            assert is_keyframe(codec, result.packets[after[first][0]])
+        else:
+            assert first <= 1  # this picture or the next
+        return after[first][0]
+
+    assert {w for idx, w, _ in decoded if idx < marks[1]} == {res[2][0]}
+    # spatial down: at once when the lower layer was forwarded all along (full SVC); in
+    # K-SVC the lower layer's own references were never forwarded: at the next keyframe
+    down = switch(marks[1], res[2][0], res[1][0], needs_keyframe=ksvc)
+    assert {w for idx, w, _ in decoded if down <= idx < marks[4]} == {res[1][0]}
+
+    # temporal down and up: the picture rate follows
+    def rate(a: int, b: int) -> float:
+        """Pictures per second of RTP time between forwarded packets a and b."""
+        seconds = (
+            (parse_rtp(result.packets[b]).timestamp - parse_rtp(result.packets[a]).timestamp)
+            & 0xFFFFFFFF
+        ) / 90000
+        return sum(1 for idx, _, _ in decoded if a <= idx < b) / seconds
+
+    assert rate(marks[2], marks[3]) < 0.4 * rate(down, marks[2])
+    assert rate(marks[3], marks[4]) > 2 * rate(marks[2], marks[3])
+    # spatial up: at the first keyframe after the target went up
+    up = switch(marks[4], res[1][0], res[2][0], needs_keyframe=True)
+    assert {w for idx, w, _ in decoded if idx >= up} == {res[2][0]}
+    # keyframes were asked for when a switch could not happen at once, but no storm
+    assert 1 <= result.plis <= 4, result.plis
+    # the forwarded stream is continuous
+    seqs = [parse_rtp(p).sequence_number for p in result.packets]
+    assert all(((b - a) & 0xFFFF) == 1 for a, b in zip(seqs, seqs[1:], strict=False))
+
+
+def test_marker_bit_on_the_last_packet_of_each_forwarded_picture() -> None:
+    for name in (VP9, AV1):
+        result = forward(load(name), {0: (1, 2)})
+        for _, picture in pictures(result.packets):
+            markers = [h.marker for h, _ in picture]
+            assert markers[-1] and not any(markers[:-1]), markers
+
+
+def test_vp9_picture_ids_stay_continuous_when_pictures_are_dropped() -> None:
+    from sfu.codecs.vp9 import parse_vp9_descriptor
+
+    result = forward(load(VP9), {0: (2, 0)})
+    ids = []
+    for _, picture in pictures(result.packets):
+        h, data = picture[0]
+        d = parse_vp9_descriptor(data[h.payload_offset : h.payload_end])
+        assert d.picture_id is not None
+        ids.append(d.picture_id)
+    assert all(((b - a) & 0x7FFF) == 1 for a, b in zip(ids, ids[1:], strict=False)), ids[:20]
+
+
+def test_ksvc_top_layer_subscriber_gets_only_what_it_decodes() -> None:
+    """In K-SVC the top layer does not reference the lower ones after a keyframe: a top-layer
+    subscriber gets the lower layers of keyframes only."""
+    capture = load(VP9)
+    incoming = sum(len(p) for _, p in capture.packets)
+    result = forward(capture, {0: (2, 2)})
+    forwarded = sum(len(p) for p in result.packets)
+    assert forwarded < 0.95 * incoming
+    top_only = forward(capture, {0: (0, 2)})
+    assert sum(len(p) for p in top_only.packets) < forwarded
+
+
+def test_av1_forwarded_descriptor_signals_the_active_decode_targets() -> None:
+    from sfu.codecs.av1_dd import parse_dependency_descriptor
+    from sfu.rtp.extensions import DEPENDENCY_DESCRIPTOR, SUBSCRIBER_EXTENSION_IDS
+
+    result = forward(load(AV1), {0: (1, 1)})
+    dd_id = SUBSCRIBER_EXTENSION_IDS[DEPENDENCY_DESCRIPTOR]
+    layers = result.source.layers
+    assert layers is not None
+    structure = None
+    masks = []
+    for packet in result.packets:
+        dd = parse_dependency_descriptor(parse_rtp(packet).extensions[dd_id], structure)
+        structure = dd.structure or structure
+        if dd.active_decode_targets_bitmask is not None:
+            masks.append(dd.active_decode_targets_bitmask)
+    assert structure is not None
+    expected = layers.active_decode_targets(1, 1)
+    assert masks and set(masks) == {expected}
+    assert expected == sum(1 << layers.decode_targets[(s, t)] for s in (0, 1) for t in (0, 1))
