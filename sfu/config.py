@@ -43,10 +43,23 @@ class MediaSettings(_Strict):
     keyframe_min_interval: float = Field(0.5, ge=0.05, le=10)
 
 
+class RoomPolicy(_Strict):
+    """What any subscriber in a room may get (the lowest of all inputs wins)."""
+
+    max_spatial_layer: int = Field(2, ge=0, le=2)
+    max_temporal_layer: int = Field(2, ge=0, le=2)
+    max_width: int | None = Field(None, ge=1)
+    max_height: int | None = Field(None, ge=1)
+    max_fps: float | None = Field(None, gt=0)
+    #: window fit: a spatial layer fits when its width <= tolerance x the rendered width
+    window_tolerance: float = Field(1.2, ge=1.0, le=4.0)
+
+
 class Settings(_Strict):
     http: HttpSettings = Field(default_factory=lambda: HttpSettings())
     ice: IceSettings = Field(default_factory=IceSettings)
     media: MediaSettings = Field(default_factory=lambda: MediaSettings())
+    room: RoomPolicy = Field(default_factory=lambda: RoomPolicy())
     log_level: str = "INFO"
 
 

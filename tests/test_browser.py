@@ -4,6 +4,7 @@ and hear each other through the SFU."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import subprocess
@@ -159,3 +160,135 @@ async def test_three_pages_see_and_hear_each_other(
                 timeout=20000,
             )
             assert await page.evaluate("(id) => !document.getElementById('tile-' + id)", leaver)
+
+
+async def video_stats(page: Any) -> list[dict[str, Any]]:
+    return [s for s in await inbound(page) if s["kind"] == "video"]
+
+
+async def wait_width(page: Any, width: int, timeout: float = 15) -> float:
+    """Seconds until the page's (single) remote video decodes at `width`."""
+    start = time.monotonic()
+    while True:
+        stats = await video_stats(page)
+        if stats and stats[0]["frameWidth"] == width:
+            return time.monotonic() - start
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"frameWidth never reached {width}: {stats}")
+        await asyncio.sleep(0.2)
+
+
+def source_stats(url: str) -> dict[str, Any]:
+    stats = json.load(urllib.request.urlopen(f"{url}/stats", timeout=5))
+    for room in stats["rooms"].values():
+        for participant in room["participants"]:
+            for track in participant["published"]:
+                if track["kind"] == "video":
+                    return dict(track)
+    raise AssertionError("no published video")
+
+
+SIZES = [(320, 180), (640, 360), (1280, 720)]
+
+
+@pytest.mark.parametrize("codec", ["VP9", "AV1"])
+async def test_each_subscriber_gets_the_layer_that_fits_its_window(
+    sfu_url: str, playwright: Any, codec: str
+) -> None:
+    room = f"layers-{codec.lower()}"
+    async with AsyncExitStack() as stack:
+        publisher = await stack.enter_async_context(
+            chromium_page(playwright, f"{sfu_url}/?room={room}&name=pub&codec={codec}&autojoin=1")
+        )
+        subscribers = []
+        for w, h in SIZES:
+            subscribers.append(
+                await stack.enter_async_context(
+                    chromium_page(
+                        playwright,
+                        f"{sfu_url}/?room={room}&name=s{w}&publish=0&tile={w}x{h}&autojoin=1",
+                    )
+                )
+            )
+        for page, (w, _) in zip(subscribers, SIZES, strict=True):
+            await wait_width(page, w, timeout=40)
+        out = [s for s in await publisher.evaluate(OUTBOUND) if s["kind"] == "video"][0]
+        assert out["frameWidth"] == 1280, out  # else the publisher itself is limited
+
+        # frames keep decoding at each size
+        before = [(await video_stats(p))[0]["framesDecoded"] for p in subscribers]
+        await asyncio.sleep(2)
+        for page, n, (w, _) in zip(subscribers, before, SIZES, strict=True):
+            stats = (await video_stats(page))[0]
+            assert stats["frameWidth"] == w and stats["framesDecoded"] > n + 20, stats
+
+        # resizing switches layers both ways without a freeze; few keyframe requests
+        big = subscribers[2]
+        plis_before = source_stats(sfu_url)["keyframe_requests_sent"]
+        delays = []
+        for w, h in [(320, 180), (1280, 720), (640, 360), (1280, 720)]:
+            frames = (await video_stats(big))[0]["framesDecoded"]
+            await big.evaluate(f"window.sfuSetTileSize({w}, {h})")
+            delays.append(await wait_width(big, w))
+            await asyncio.sleep(1)
+            after = (await video_stats(big))[0]
+            assert after["framesDecoded"] > frames + 15, (w, after)
+        plis = source_stats(sfu_url)["keyframe_requests_sent"] - plis_before
+        print(
+            f"\n{codec}: window-change to frameWidth delays {[round(d, 2) for d in delays]} s;"
+            f" {plis} keyframe requests upstream for 4 switches"
+        )
+        assert plis <= 8, plis  # at most ~one per switch that needs a keyframe, never a storm
+
+        # a temporal pin of T0 gives about a quarter of the frame rate
+        small = subscribers[0]
+        track_id = await small.evaluate("[...window.sfuClient.levels.keys()][0]")
+        await small.evaluate(f"window.sfuClient.setLevel({json.dumps(track_id)}, 0, 0)")
+        await asyncio.sleep(4)
+        fps = (await video_stats(small))[0]["framesPerSecond"]
+        assert 5 <= fps <= 10, fps
+        level = await small.evaluate(f"window.sfuClient.levels.get({json.dumps(track_id)})")
+        assert level["temporal"] == 0 and level["reason"] == "pin", level
+        await small.evaluate(f"window.sfuClient.auto({json.dumps(track_id)})")
+        await asyncio.sleep(3)
+        assert (await video_stats(small))[0]["framesPerSecond"] >= 20
+
+
+async def test_vp8_temporal_layers_and_hidden_video_pauses(sfu_url: str, playwright: Any) -> None:
+    room = "layers-vp8"
+    async with AsyncExitStack() as stack:
+        await stack.enter_async_context(
+            chromium_page(playwright, f"{sfu_url}/?room={room}&name=pub&codec=VP8&autojoin=1")
+        )
+        page = await stack.enter_async_context(
+            chromium_page(
+                playwright, f"{sfu_url}/?room={room}&name=sub&publish=0&tile=640x360&autojoin=1"
+            )
+        )
+        start = time.monotonic()
+        while not (await video_stats(page)) or not (await video_stats(page))[0]["framesDecoded"]:
+            assert time.monotonic() - start < 40
+            await asyncio.sleep(0.5)
+        track_id = await page.evaluate("[...window.sfuClient.levels.keys()][0]")
+        await page.evaluate(f"window.sfuClient.setLevel({json.dumps(track_id)}, 0, 0)")
+        await asyncio.sleep(4)
+        fps = (await video_stats(page))[0]["framesPerSecond"]
+        assert 5 <= fps <= 10, fps
+        await page.evaluate(f"window.sfuClient.setLevel({json.dumps(track_id)}, 0, 1)")
+        await asyncio.sleep(4)
+        fps = (await video_stats(page))[0]["framesPerSecond"]
+        assert 11 <= fps <= 19, fps
+        await page.evaluate(f"window.sfuClient.auto({json.dumps(track_id)})")
+        # hiding the tile pauses the video; showing it again resumes it
+        await page.evaluate("window.sfuSetTileSize(0, 0)")
+        await page.wait_for_function(
+            f"window.sfuClient.levels.get({json.dumps(track_id)}).paused === true", timeout=10000
+        )
+        await asyncio.sleep(1)
+        frozen = (await video_stats(page))[0]["framesDecoded"]
+        await asyncio.sleep(2)
+        assert (await video_stats(page))[0]["framesDecoded"] <= frozen + 2
+        await page.evaluate("window.sfuSetTileSize(640, 360)")
+        await asyncio.sleep(4)
+        stats = (await video_stats(page))[0]
+        assert stats["framesDecoded"] > frozen + 30, stats

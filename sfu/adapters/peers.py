@@ -21,6 +21,7 @@ from aiortc.rtcrtpparameters import RTCRtpReceiveParameters
 
 from ..forwarding.downtrack import DownTrack
 from ..forwarding.source import MediaSource
+from ..forwarding.subscription import Subscription
 from ..rtp import rtcp
 from ..rtp.packet import RtpError, parse_rtp
 from . import aiortc_plane as plane
@@ -213,6 +214,7 @@ class SubscriberPeer(_Peer):
         super().__init__(settings)
         self._send_offer = send_offer
         self.downtracks: dict[str, DownTrack] = {}  # by track id
+        self.subscriptions: dict[str, Subscription] = {}  # video tracks, by track id
         self._by_ssrc: dict[int, DownTrack] = {}
         self._transceivers: dict[str, RTCRtpTransceiver] = {}
         self._cname: str | None = None
@@ -220,9 +222,11 @@ class SubscriberPeer(_Peer):
         self._dirty = False
         self.offers_sent = 0
 
-    def add(self, source: MediaSource, stream_id: str) -> None:
+    def add(self, source: MediaSource, stream_id: str, subscription: Subscription | None) -> None:
         if source.track_id in self._transceivers or self.closed:
             return
+        if subscription is not None:
+            self.subscriptions[source.track_id] = subscription
 
         def on_send(binding: plane.SendBinding) -> None:
             self._bind(source, binding, transceiver)
@@ -240,6 +244,7 @@ class SubscriberPeer(_Peer):
         self._dirty = True
 
     def remove(self, track_id: str) -> None:
+        self.subscriptions.pop(track_id, None)
         transceiver = self._transceivers.pop(track_id, None)
         downtrack = self.downtracks.pop(track_id, None)
         if downtrack is not None:
@@ -267,7 +272,11 @@ class SubscriberPeer(_Peer):
         )
         self.downtracks[source.track_id] = downtrack
         self._by_ssrc[binding.ssrc] = downtrack
-        source.attach(downtrack, time.monotonic())
+        now = time.monotonic()
+        subscription = self.subscriptions.get(source.track_id)
+        if subscription is not None:
+            subscription.bind(downtrack, now)
+        source.attach(downtrack, now)
 
     async def negotiate(self) -> None:
         """Send a new offer if anything changed (one offer outstanding at a time)."""
@@ -319,6 +328,8 @@ class SubscriberPeer(_Peer):
                         downtrack.handle_rtcp(packet, now)
 
     def report(self, now: float) -> None:
+        for subscription in list(self.subscriptions.values()):
+            subscription.update(now)
         if self.raw is None:
             return
         out = b""

@@ -5,16 +5,30 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from typing import Literal
 
 from ..adapters.peers import PeerSettings, PublisherPeer, SubscriberPeer
+from ..config import RoomPolicy
 from ..forwarding.source import MediaSource
+from ..forwarding.subscription import LevelEvent, Subscription
+from ..forwarding.target import LayerCaps
 from ..signaling import messages as m
 
 logger = logging.getLogger(__name__)
 
 Outbox = Callable[[m.ServerMessage], Awaitable[None]]
+
+
+def layer_caps(policy: RoomPolicy) -> LayerCaps:
+    return LayerCaps(
+        max_spatial=policy.max_spatial_layer,
+        max_temporal=policy.max_temporal_layer,
+        max_width=policy.max_width,
+        max_height=policy.max_height,
+        max_fps=policy.max_fps,
+    )
 
 
 class Participant:
@@ -37,6 +51,39 @@ class Participant:
             await self.outbox(message)
         except Exception as exc:  # a dead socket must not disturb the room
             logger.debug("participant %s: send failed: %s", self.id, exc)
+
+    def subscribe(self, source: MediaSource, publisher_id: str, policy: RoomPolicy) -> None:
+        """Receive ``source`` (a video track gets a subscription: window, pin, caps)."""
+        subscription = None
+        if source.kind == "video":
+
+            def on_level(event: LevelEvent) -> None:
+                asyncio.ensure_future(
+                    self.send(
+                        m.LevelChanged(
+                            track_id=event.track_id,
+                            spatial=event.spatial,
+                            temporal=event.temporal,
+                            width=event.width,
+                            height=event.height,
+                            paused=event.paused,
+                            reason=event.reason,
+                        )
+                    )
+                )
+
+            subscription = Subscription(
+                source,
+                layer_caps(policy),
+                tolerance=policy.window_tolerance,
+                on_level_changed=on_level,
+            )
+        self.subscriber_peer().add(source, stream_id=publisher_id, subscription=subscription)
+
+    def subscription(self, track_id: str) -> Subscription | None:
+        if self.subscriber is None:
+            return None
+        return self.subscriber.subscriptions.get(track_id)
 
     def subscriber_peer(self) -> SubscriberPeer:
         if self.subscriber is None:
@@ -81,8 +128,11 @@ def track_info(participant: Participant, source: MediaSource) -> m.TrackInfo:
 
 
 class Room:
-    def __init__(self, name: str, on_empty: Callable[[Room], None]) -> None:
+    def __init__(
+        self, name: str, on_empty: Callable[[Room], None], policy: RoomPolicy | None = None
+    ) -> None:
         self.name = name
+        self.policy = policy or RoomPolicy()
         self.participants: dict[str, Participant] = {}
         self._on_empty = on_empty
 
@@ -108,20 +158,28 @@ class Room:
         # subscribe the newcomer to everything already published
         sources = [(p, s) for p in others for s in p.sources.values()]
         if sources:
-            peer = participant.subscriber_peer()
             for publisher, source in sources:
-                peer.add(source, stream_id=publisher.id)
+                participant.subscribe(source, publisher.id, self.policy)
             await self._negotiate(participant)
 
     def publish(self, participant: Participant, source: MediaSource) -> None:
         """A new track arrived from ``participant``: every other participant subscribes."""
         participant.sources[source.track_id] = source
+        source.on_structure = self._on_structure
         info = track_info(participant, source)
         for other in list(self.participants.values()):
             if other is participant:
                 continue
-            other.subscriber_peer().add(source, stream_id=participant.id)
+            other.subscribe(source, participant.id, self.policy)
             asyncio.ensure_future(self._announce_and_negotiate(other, info))
+
+    def _on_structure(self, source: MediaSource) -> None:
+        """The publisher's layers changed (count, resolutions): retarget its subscribers."""
+        now = time.monotonic()
+        for participant in self.participants.values():
+            subscription = participant.subscription(source.track_id)
+            if subscription is not None:
+                subscription.update(now)
 
     async def _announce_and_negotiate(self, participant: Participant, info: m.TrackInfo) -> None:
         await participant.send(m.TrackPublished(track=info))
@@ -157,14 +215,15 @@ class Room:
 
 
 class RoomManager:
-    def __init__(self, settings: PeerSettings) -> None:
+    def __init__(self, settings: PeerSettings, policy: RoomPolicy | None = None) -> None:
         self.settings = settings
+        self.policy = policy or RoomPolicy()
         self.rooms: dict[str, Room] = {}
 
     def get_or_create(self, name: str) -> Room:
         room = self.rooms.get(name)
         if room is None:
-            room = Room(name, self._remove)
+            room = Room(name, self._remove, self.policy)
             self.rooms[name] = room
         return room
 

@@ -53,8 +53,39 @@ class Ping(_Request):
     type: Literal["ping"]
 
 
+class Window(_Request):
+    """The size (in device pixels) the client renders a remote video at; 0x0 when hidden."""
+
+    type: Literal["window"]
+    track_id: str = Field(max_length=128)
+    width: int = Field(ge=0, le=16384)
+    height: int = Field(ge=0, le=16384)
+
+
+class SetLevel(_Request):
+    """Pin a remote video to a layer (seed 004's setLevel)."""
+
+    type: Literal["set_level"]
+    track_id: str = Field(max_length=128)
+    spatial: int = Field(ge=0, le=3)
+    temporal: int = Field(ge=0, le=3)
+
+
+class Auto(_Request):
+    """Back to automatic layer selection (seed 004's setLevel(-1))."""
+
+    type: Literal["auto"]
+    track_id: str = Field(max_length=128)
+
+
+class GetLevels(_Request):
+    type: Literal["levels"]
+    track_id: str = Field(max_length=128)
+
+
 ClientMessage = Annotated[
-    Join | Publish | SubscribeAnswer | Leave | Ping, Field(discriminator="type")
+    Join | Publish | SubscribeAnswer | Leave | Ping | Window | SetLevel | Auto | GetLevels,
+    Field(discriminator="type"),
 ]
 client_message: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
 
@@ -125,6 +156,41 @@ class Pong(_Message):
     id: int | str | None = None
 
 
+class LevelInfo(_Message):
+    spatial: int
+    temporal: int
+    width: int
+    height: int
+    fps: float
+    bitrate: int
+
+
+class Levels(_Message):
+    type: Literal["levels"] = "levels"
+    id: int | str | None = None
+    track_id: str
+    levels: list[LevelInfo]
+    spatial: int
+    temporal: int
+    paused: bool
+
+
+class LevelChanged(_Message):
+    type: Literal["level_changed"] = "level_changed"
+    track_id: str
+    spatial: int
+    temporal: int
+    width: int
+    height: int
+    paused: bool
+    reason: Literal["window", "pin", "policy", "bandwidth"]
+
+
+class Ack(_Message):
+    type: Literal["ok"] = "ok"
+    id: int | str | None = None
+
+
 class Error(_Message):
     type: Literal["error"] = "error"
     id: int | str | None = None
@@ -142,5 +208,8 @@ ServerMessage = (
     | SubscribeOffer
     | Left
     | Pong
+    | Levels
+    | LevelChanged
+    | Ack
     | Error
 )

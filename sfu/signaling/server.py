@@ -98,6 +98,50 @@ class SignalingSession:
         elif isinstance(message, m.Leave):
             await self.leave()
             await self.send(m.Left(id=message.id))
+        elif isinstance(message, (m.Window, m.SetLevel, m.Auto, m.GetLevels)):
+            await self.subscription_request(self.participant, message)
+
+    async def subscription_request(
+        self, participant: Participant, message: m.Window | m.SetLevel | m.Auto | m.GetLevels
+    ) -> None:
+        subscription = participant.subscription(message.track_id)
+        if subscription is None:
+            await self.error(
+                "unknown_track", f"no video subscription {message.track_id!r}", message.id
+            )
+            return
+        now = time.monotonic()
+        if isinstance(message, m.Window):
+            subscription.set_window(message.width, message.height, now)
+        elif isinstance(message, m.SetLevel):
+            subscription.set_pin(message.spatial, message.temporal, now)
+        elif isinstance(message, m.Auto):
+            subscription.set_pin(None, None, now)
+        else:
+            current = subscription.current()
+            await self.send(
+                m.Levels(
+                    id=message.id,
+                    track_id=message.track_id,
+                    levels=[
+                        m.LevelInfo(
+                            spatial=lv.spatial,
+                            temporal=lv.temporal,
+                            width=lv.width,
+                            height=lv.height,
+                            fps=lv.fps,
+                            bitrate=lv.bitrate,
+                        )
+                        for lv in subscription.levels(now)
+                    ],
+                    spatial=current.spatial if current else 0,
+                    temporal=current.temporal if current else 0,
+                    paused=current.paused if current else False,
+                )
+            )
+            return
+        if message.id is not None:
+            await self.send(m.Ack(id=message.id))
 
     async def leave(self) -> None:
         participant, self.participant = self.participant, None
@@ -197,7 +241,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     app = web.Application()
     app[SETTINGS_KEY] = settings
-    app[ROOMS_KEY] = RoomManager(peer_settings)
+    app[ROOMS_KEY] = RoomManager(peer_settings, settings.room)
     app.router.add_get("/", index)
     app.router.add_get("/client.js", client_js)
     app.router.add_get("/ws", websocket_handler)

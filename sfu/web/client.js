@@ -61,6 +61,9 @@ export class SfuClient extends EventTarget {
     this._pending = new Map();
     this._nextId = 1;
     this._subscribeChain = Promise.resolve();
+    this.levels = new Map(); // track id -> last level_changed
+    this._observers = new Map(); // element -> ResizeObserver
+    this._windows = new Map(); // track id -> "WxH" last sent
   }
 
   _request(message) {
@@ -112,6 +115,10 @@ export class SfuClient extends EventTarget {
       case "subscribe_offer":
         this._subscribeChain = this._subscribeChain.then(() => this._onSubscribeOffer(msg.sdp));
         break;
+      case "level_changed":
+        this.levels.set(msg.track_id, msg);
+        this._emit("level_changed", msg);
+        break;
       case "error":
         this.errors.push(msg);
         this._emit("error", msg);
@@ -134,6 +141,7 @@ export class SfuClient extends EventTarget {
   }
 
   async join({ room, name, codec = "VP9", scalabilityMode, publish = true, video = true, audio = true }) {
+    this._windows.clear();
     await this._connect();
     const joined = await this._request({ type: "join", room, name });
     this.participantId = joined.participant_id;
@@ -192,7 +200,46 @@ export class SfuClient extends EventTarget {
     this.ws.send(JSON.stringify({ type: "subscribe_answer", sdp: pc.localDescription.sdp }));
   }
 
+  // Report the size a remote video is rendered at (device pixels), now and on every resize;
+  // a hidden or zero-size element reports 0x0, which pauses that video.
+  watchVideo(element, trackId) {
+    const report = () => {
+      const dpr = window.devicePixelRatio || 1;
+      const visible = element.isConnected && getComputedStyle(element).display !== "none";
+      const width = visible ? Math.round(element.clientWidth * dpr) : 0;
+      const height = visible ? Math.round(element.clientHeight * dpr) : 0;
+      this.sendWindow(trackId, width, height);
+    };
+    const old = this._observers.get(element);
+    if (old) old.disconnect();
+    const observer = new ResizeObserver(report);
+    observer.observe(element);
+    this._observers.set(element, observer);
+    report();
+  }
+
+  sendWindow(trackId, width, height) {
+    const key = `${width}x${height}`;
+    if (this._windows.get(trackId) === key || !this.ws || this.ws.readyState !== WebSocket.OPEN) return;
+    this._windows.set(trackId, key);
+    this.ws.send(JSON.stringify({ type: "window", track_id: trackId, width, height }));
+  }
+
+  setLevel(trackId, spatial, temporal) {
+    return this._request({ type: "set_level", track_id: trackId, spatial, temporal });
+  }
+
+  auto(trackId) {
+    return this._request({ type: "auto", track_id: trackId });
+  }
+
+  getLevels(trackId) {
+    return this._request({ type: "levels", track_id: trackId });
+  }
+
   async leave() {
+    for (const observer of this._observers.values()) observer.disconnect();
+    this._observers.clear();
     if (this.ws && this.ws.readyState === WebSocket.OPEN) {
       try {
         await this._request({ type: "leave" });

@@ -1,0 +1,132 @@
+"""One subscriber's view of one published video track: its inputs (window, pin, the room's
+caps, a bitrate budget), the target they give, and the events it reports.
+
+Sans-IO: fed inputs and a clock; it drives the down track's selector and calls
+``on_level_changed`` (rarely) with what the subscriber now receives and why.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .downtrack import DownTrack
+from .meter import Level
+from .source import MediaSource
+from .target import PIN, POLICY, WINDOW, LayerCaps, Target, choose_target
+
+
+@dataclass(frozen=True, slots=True)
+class LevelEvent:
+    track_id: str
+    spatial: int
+    temporal: int
+    width: int
+    height: int
+    paused: bool
+    reason: str
+
+
+class Subscription:
+    def __init__(
+        self,
+        source: MediaSource,
+        caps: LayerCaps,
+        *,
+        tolerance: float = 1.2,
+        on_level_changed: Callable[[LevelEvent], None] | None = None,
+    ) -> None:
+        self.source = source
+        self.caps = caps
+        self.tolerance = tolerance
+        self.window: tuple[int, int] | None = None
+        self.pin: tuple[int, int] | None = None
+        self.budget = math.inf
+        self.downtrack: DownTrack | None = None
+        self.target: Target | None = None
+        self.on_level_changed = on_level_changed
+        self._reported: tuple[int, int, bool] | None = None
+
+    @property
+    def track_id(self) -> str:
+        return self.source.track_id
+
+    def bind(self, downtrack: DownTrack, now: float) -> None:
+        self.downtrack = downtrack
+        downtrack.on_layers_changed = self._on_layers_changed
+        self.update(now)
+
+    # -- inputs ------------------------------------------------------------------------------
+    def set_window(self, width: int, height: int, now: float) -> None:
+        self.window = (max(0, width), max(0, height))
+        self.update(now, WINDOW)
+
+    def set_pin(self, spatial: int | None, temporal: int | None, now: float) -> None:
+        """``set_level(spatial, temporal)``; ``None`` returns to automatic selection."""
+        self.pin = None if spatial is None or temporal is None else (spatial, temporal)
+        self.update(now, PIN)
+
+    def set_caps(self, caps: LayerCaps, tolerance: float, now: float) -> None:
+        self.caps = caps
+        self.tolerance = tolerance
+        self.update(now, POLICY)
+
+    def levels(self, now: float) -> list[Level]:
+        return self.source.levels(now)
+
+    # -- target --------------------------------------------------------------------------------
+    def update(self, now: float, cause: str | None = None) -> Target:
+        source = self.source
+        target = choose_target(
+            spatial_layers=source.spatial_layers,
+            temporal_layers=source.temporal_layers,
+            resolutions=source.resolutions,
+            levels=source.levels(now) if (self.caps.max_fps or self.budget != math.inf) else None,
+            caps=self.caps,
+            window=self.window,
+            pin=self.pin,
+            budget=self.budget,
+            tolerance=self.tolerance,
+        )
+        self.target = target
+        downtrack = self.downtrack
+        if downtrack is not None and downtrack.selector is not None:
+            selector = downtrack.selector
+            if target.paused:
+                if not selector.paused:
+                    # dropped packets keep the sequence numbers and timestamps continuous, so
+                    # the stream resumes (at a keyframe) as if nothing happened
+                    selector.pause()
+                    self._report()
+            else:
+                selector.resume()
+                selector.set_target(target.spatial, target.temporal)
+        return target
+
+    def _on_layers_changed(self, downtrack: DownTrack) -> None:
+        self._report()
+
+    def current(self) -> LevelEvent | None:
+        downtrack = self.downtrack
+        if downtrack is None or downtrack.selector is None:
+            return None
+        selector = downtrack.selector
+        paused = selector.paused
+        spatial = max(0, selector.current_spatial)
+        temporal = max(0, selector.current_temporal)
+        resolutions = self.source.resolutions
+        width, height = resolutions[spatial] if spatial < len(resolutions) else (0, 0)
+        reason = self.target.reason if self.target is not None else POLICY
+        return LevelEvent(self.track_id, spatial, temporal, width, height, paused, reason)
+
+    def _report(self) -> None:
+        event = self.current()
+        if event is None:
+            return
+        key = (event.spatial, event.temporal, event.paused)
+        if key == self._reported:
+            return
+        self._reported = key
+        if self.on_level_changed is not None:
+            self.on_level_changed(event)
