@@ -104,11 +104,12 @@ async def test_three_pages_see_and_hear_each_other(
 ) -> None:
     room = f"e2e-{codec.lower()}"
     async with AsyncExitStack() as stack:
-        pages = []
+        pages = []  # tiles as large as the video: the window fits the top layer
         for i in range(3):
             page = await stack.enter_async_context(
                 chromium_page(
-                    playwright, f"{sfu_url}/?room={room}&name=p{i}&codec={codec}&autojoin=1"
+                    playwright,
+                    f"{sfu_url}/?room={room}&name=p{i}&codec={codec}&tile=1280x720&autojoin=1",
                 )
             )
             pages.append(page)
