@@ -1,11 +1,78 @@
-"""Server settings: one pydantic schema, validated once when the server starts."""
+"""Server settings and room policies: one pydantic schema, validated once, at the edge.
+
+``load_settings(path)`` reads a YAML file and returns :class:`Settings`, or raises
+:class:`ConfigError` whose lines name the file, the line, the key path and what was expected:
+
+    configs/rooms.yaml:14 rooms.policies.webinar.max_spatial_layer: must be 0..2, got 5
+"""
 
 from __future__ import annotations
 
+import fnmatch
+import re
 from pathlib import Path
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+
+class ConfigError(ValueError):
+    """An invalid settings file; ``str()`` is one line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def _layer(value: int) -> int:
+    if not 0 <= value <= 2:
+        raise ValueError(f"must be 0..2, got {value}")
+    return value
+
+
+_BITRATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)(?:bps|b/s)?\s*$")
+_UNITS = {"": 1, "k": 1_000, "m": 1_000_000, "g": 1_000_000_000}
+
+
+def parse_bitrate(value: Any) -> Any:
+    """Bits per second from an int or a string with a unit: ``2.5M``, ``500k``, ``800kbps``."""
+    if isinstance(value, bool):
+        raise ValueError(f"must be a bitrate like 2.5M or 500k, got {value!r}")
+    if isinstance(value, (int, float)):
+        return int(value)
+    if isinstance(value, str):
+        match = _BITRATE.match(value)
+        if match:
+            return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+    raise ValueError(f"must be a bitrate like 2.5M or 500k, got {value!r}")
+
+
+def _positive_bitrate(value: int) -> int:
+    if value < 10_000:
+        raise ValueError(f"must be at least 10k bits/s, got {value}")
+    return value
+
+
+Layer = Annotated[int, AfterValidator(_layer)]
+Bitrate = Annotated[int, BeforeValidator(parse_bitrate), AfterValidator(_positive_bitrate)]
+Codec = Literal["VP9", "AV1", "VP8", "H264"]
+Source = Literal["camera", "screen"]
+_DEFAULT_CODECS: tuple[Codec, ...] = ("VP9", "AV1", "VP8", "H264")
+_DEFAULT_PRIORITIES: dict[Source, int] = {"screen": 2, "camera": 1}
+ScalabilityMode = Literal[
+    "L1T1", "L1T2", "L1T3", "L2T1", "L2T2", "L2T3", "L3T1", "L3T2", "L3T3",
+    "L2T1_KEY", "L2T2_KEY", "L2T3_KEY", "L3T1_KEY", "L3T2_KEY", "L3T3_KEY",
+    "S2T1", "S2T2", "S2T3", "S3T1", "S3T2", "S3T3",
+]  # fmt: skip
 
 
 class _Strict(BaseModel):
@@ -37,35 +104,207 @@ class IceSettings(_Strict):
 class MediaSettings(_Strict):
     #: x-google-start-bitrate written in answers and offers (kbps)
     start_bitrate_kbps: int = Field(1500, ge=30, le=100_000)
-    #: the most a publisher may send, signalled with REMB (bits/s)
-    publisher_max_bitrate: int = Field(10_000_000, ge=30_000)
-    #: at most one keyframe request per source per interval (seconds)
-    keyframe_min_interval: float = Field(0.5, ge=0.05, le=10)
 
 
-class RoomPolicy(_Strict):
-    """What any subscriber in a room may get (the lowest of all inputs wins)."""
+class LogSettings(_Strict):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = "text"
 
-    max_spatial_layer: int = Field(2, ge=0, le=2)
-    max_temporal_layer: int = Field(2, ge=0, le=2)
+
+class RolePolicy(_Strict):
+    """Overrides for participants joining with a role (e.g. webinar presenters)."""
+
+    max_spatial_layer: Layer | None = None
+    max_temporal_layer: Layer | None = None
     max_width: int | None = Field(None, ge=1)
     max_height: int | None = Field(None, ge=1)
     max_fps: float | None = Field(None, gt=0)
+    subscriber_max_bitrate: Bitrate | None = None
+    can_publish: bool | None = None
+
+
+class RoomPolicy(_Strict):
+    """What a room allows, and what any subscriber in it may get (the lowest input wins)."""
+
+    max_participants: int = Field(100, ge=1, le=10_000)
+    max_publishers: int = Field(100, ge=0, le=10_000)
+    #: allowed video codecs, in order of preference
+    codecs: list[Codec] = Field(default_factory=lambda: list(_DEFAULT_CODECS), min_length=1)
+    #: allowed scalability modes (null: any)
+    scalability_modes: list[ScalabilityMode] | None = None
+    max_spatial_layer: Layer = 2
+    max_temporal_layer: Layer = 2
+    max_width: int | None = Field(None, ge=1)
+    max_height: int | None = Field(None, ge=1)
+    max_fps: float | None = Field(None, gt=0)
+    #: cap of what one subscriber receives (bits/s; "2.5M", "500k")
+    subscriber_max_bitrate: Bitrate | None = None
+    #: cap of what one publisher sends, signalled with REMB
+    publisher_max_bitrate: Bitrate = 10_000_000
+    #: track priorities by source when bandwidth is shared (higher first)
+    priorities: dict[Source, int] = Field(default_factory=lambda: dict(_DEFAULT_PRIORITIES))
     #: window fit: a spatial layer fits when its width <= tolerance x the rendered width
     window_tolerance: float = Field(1.2, ge=1.0, le=4.0)
+    #: a level is chosen only if its bitrate <= headroom x the available bandwidth
+    bandwidth_headroom: float = Field(0.9, gt=0.0, le=1.0)
+    #: a level whose dropped-frame ratio exceeds this is avoided
+    dropped_frame_threshold: float = Field(0.25, ge=0.0, le=1.0)
+    #: at most one keyframe request per source per interval (seconds)
+    keyframe_min_interval: float = Field(0.5, ge=0.05, le=10)
+    require_token: bool = False
+    #: per-role overrides (the join message or the token names the role)
+    roles: dict[str, RolePolicy] = Field(default_factory=dict)
+
+    def for_role(self, role: str | None) -> RoomPolicy:
+        """This policy with the role's overrides applied."""
+        override = self.roles.get(role or "")
+        if override is None:
+            return self
+        changes = {
+            k: v for k, v in override.model_dump().items() if v is not None and k != "can_publish"
+        }
+        return self.model_copy(update=changes)
+
+    def can_publish(self, role: str | None) -> bool:
+        override = self.roles.get(role or "")
+        if override is not None and override.can_publish is not None:
+            return override.can_publish
+        return self.max_publishers > 0
+
+
+class RoomRule(_Strict):
+    #: a room name, or a glob pattern (``webinar-*``, ``class-??``)
+    match: str = Field(min_length=1)
+    policy: str
+
+
+class RoomsSettings(_Strict):
+    default: RoomPolicy = Field(default_factory=lambda: RoomPolicy())
+    policies: dict[str, RoomPolicy] = Field(default_factory=dict)
+    #: first match wins; no match: the default policy
+    rules: list[RoomRule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check_rules(self) -> RoomsSettings:
+        for i, rule in enumerate(self.rules):
+            if rule.policy != "default" and rule.policy not in self.policies:
+                known = ", ".join(["default", *self.policies]) or "default"
+                raise ValueError(
+                    f"rules[{i}].policy: unknown policy {rule.policy!r} (known: {known})"
+                )
+        return self
+
+    def policy_for(self, room: str) -> tuple[str, RoomPolicy]:
+        """The (name, policy) that applies to ``room``: the first matching rule's."""
+        for rule in self.rules:
+            if fnmatch.fnmatchcase(room, rule.match):
+                if rule.policy == "default":
+                    return "default", self.default
+                return rule.policy, self.policies[rule.policy]
+        return "default", self.default
 
 
 class Settings(_Strict):
     http: HttpSettings = Field(default_factory=lambda: HttpSettings())
-    ice: IceSettings = Field(default_factory=IceSettings)
+    ice: IceSettings = Field(default_factory=lambda: IceSettings())
     media: MediaSettings = Field(default_factory=lambda: MediaSettings())
-    room: RoomPolicy = Field(default_factory=lambda: RoomPolicy())
-    log_level: str = "INFO"
+    log: LogSettings = Field(default_factory=lambda: LogSettings())
+    rooms: RoomsSettings = Field(default_factory=lambda: RoomsSettings())
+
+
+# -- loading with line numbers ---------------------------------------------------------------
+
+
+def _line_index(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> None:
+    """Line number (1-based) of every key path in the YAML document."""
+    out.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            out[(*path, key.value)] = key.start_mark.line + 1
+            _line_index(value, (*path, key.value), out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _line_index(item, (*path, i), out)
+
+
+_SUBPATH = re.compile(r"^([A-Za-z_][\w]*(?:\[\d+\])?(?:\.[A-Za-z_][\w]*(?:\[\d+\])?)*): (.*)$")
+
+
+def _split_subpath(text: str) -> tuple[tuple[Any, ...], str]:
+    """``rules[0].policy: unknown ...`` -> (("rules", 0, "policy"), "unknown ...")."""
+    match = _SUBPATH.match(text)
+    if not match:
+        return (), text
+    parts: list[Any] = []
+    for piece in match.group(1).split("."):
+        name, _, index = piece.partition("[")
+        parts.append(name)
+        if index:
+            parts.append(int(index.rstrip("]")))
+    return tuple(parts), match.group(2)
+
+
+def _describe(error: Any) -> str:
+    message = str(error["msg"])
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if message.startswith(prefix):
+            message = message[len(prefix) :]
+    if error["type"] == "extra_forbidden":
+        return "unknown key"
+    if error["type"] in ("literal_error", "enum"):
+        expected = error.get("ctx", {}).get("expected", "")
+        return f"must be one of {expected}, got {error.get('input')!r}"
+    if error["type"] in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
+        return f"{message.lower()}, got {error.get('input')!r}"
+    return message
+
+
+def _problems(exc: ValidationError, source: str, lines: dict[tuple[Any, ...], int]) -> list[str]:
+    problems = []
+    for error in exc.errors():
+        loc = tuple(x for x in error["loc"] if not (isinstance(x, str) and "[" in x))
+        description = _describe(error)
+        extra, rest = _split_subpath(description)
+        if extra:
+            loc, description = (*loc, *extra), rest
+        path = ".".join(str(x) for x in loc) or "(top)"
+        line = None
+        for i in range(len(loc), -1, -1):
+            line = lines.get(tuple(loc[:i]))
+            if line is not None:
+                break
+        where = f"{source}:{line}" if line is not None else source
+        problems.append(f"{where} {path}: {description}")
+    return problems
+
+
+def parse_settings(text: str, source: str = "<settings>") -> Settings:
+    try:
+        node = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark is not None else source
+        raise ConfigError([f"{where} (yaml): {getattr(exc, 'problem', exc)}"]) from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"{source}:1 (top): must be a mapping of settings"])
+    lines: dict[tuple[Any, ...], int] = {}
+    if node is not None:
+        _line_index(node, (), lines)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_problems(exc, source, lines)) from exc
 
 
 def load_settings(path: str | Path | None) -> Settings:
     """The embedded defaults, or the file's settings validated against them."""
     if path is None:
         return Settings()
-    data = yaml.safe_load(Path(path).read_text()) or {}
-    return Settings.model_validate(data)
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from exc
+    return parse_settings(text, str(path))

@@ -549,6 +549,21 @@ def codec_preferences(kind: str, mime_type: str, parameters: dict[str, Any]) -> 
     return chosen
 
 
+def video_codec_preferences(names: list[str]) -> list[Any]:
+    """Video capabilities for the codecs named (VP9 profile 0 only), in that order, + RTX."""
+    caps = RTCRtpSender.getCapabilities("video").codecs
+    chosen = []
+    for name in names:
+        for c in caps:
+            if c.mimeType.lower() == f"video/{name.lower()}" and _profile(
+                c.mimeType, c.parameters
+            ) in ("", "0"):
+                chosen.append(c)
+    if not chosen:
+        raise ValueError(f"none of the codecs {names} is registered")
+    return chosen + [c for c in caps if c.mimeType.lower() == "video/rtx"]
+
+
 def add_send_transceiver(
     pc: RTCPeerConnection,
     kind: str,

@@ -118,13 +118,17 @@ class PublisherPeer(_Peer):
         self.sources: dict[int, MediaSource] = {}  # by SSRC, media and RTX
         self._taken: set[int] = set()
 
-    async def answer(self, offer_sdp: str) -> str:
+    async def answer(self, offer_sdp: str, video_codecs: list[str] | None = None) -> str:
+        """Answer the client's offer; ``video_codecs`` (e.g. ["VP9", "AV1"]) are the codecs
+        allowed, in order of preference."""
         plane.check_publish_offer(offer_sdp)
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         for transceiver in self.pc.getTransceivers():
             if id(transceiver) in self._taken:
                 continue
             self._taken.add(id(transceiver))
+            if video_codecs is not None and transceiver.kind == "video":
+                transceiver.setCodecPreferences(plane.video_codec_preferences(video_codecs))
 
             def on_receive(
                 params: RTCRtpReceiveParameters, t: RTCRtpTransceiver = transceiver

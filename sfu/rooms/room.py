@@ -1,4 +1,4 @@
-"""Rooms and participants: who publishes what, and who receives it."""
+"""Rooms and participants: who publishes what, who receives it, under which policy."""
 
 from __future__ import annotations
 
@@ -7,10 +7,9 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from typing import Literal
 
 from ..adapters.peers import PeerSettings, PublisherPeer, SubscriberPeer
-from ..config import RoomPolicy
+from ..config import RoomPolicy, RoomsSettings
 from ..forwarding.source import MediaSource
 from ..forwarding.subscription import LevelEvent, Subscription
 from ..forwarding.target import LayerCaps
@@ -19,6 +18,15 @@ from ..signaling import messages as m
 logger = logging.getLogger(__name__)
 
 Outbox = Callable[[m.ServerMessage], Awaitable[None]]
+
+
+class RoomError(Exception):
+    """A request the room refuses; ``code`` goes into the error message."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
 
 
 def layer_caps(policy: RoomPolicy) -> LayerCaps:
@@ -32,11 +40,15 @@ def layer_caps(policy: RoomPolicy) -> LayerCaps:
 
 
 class Participant:
-    def __init__(self, name: str, outbox: Outbox, settings: PeerSettings) -> None:
+    def __init__(
+        self, name: str, outbox: Outbox, start_bitrate_kbps: int = 1500, role: str | None = None
+    ) -> None:
         self.id = secrets.token_hex(6)
         self.name = name
+        self.role = role
         self.outbox = outbox
-        self.settings = settings
+        self.policy = RoomPolicy()
+        self.settings = PeerSettings(start_bitrate_kbps=start_bitrate_kbps)
         self.room: Room | None = None
         self.publisher: PublisherPeer | None = None
         self.subscriber: SubscriberPeer | None = None
@@ -52,7 +64,28 @@ class Participant:
         except Exception as exc:  # a dead socket must not disturb the room
             logger.debug("participant %s: send failed: %s", self.id, exc)
 
-    def subscribe(self, source: MediaSource, publisher_id: str, policy: RoomPolicy) -> None:
+    def apply_policy(self, policy: RoomPolicy) -> None:
+        """The room's policy (for this participant's role), applied live."""
+        self.policy = policy.for_role(self.role)
+        self.settings.publisher_max_bitrate = self.policy.publisher_max_bitrate
+        self.settings.keyframe_min_interval = self.policy.keyframe_min_interval
+        for source in self.sources.values():
+            source.keyframes.min_interval = self.policy.keyframe_min_interval
+        if self.subscriber is not None:
+            now = time.monotonic()
+            caps = layer_caps(self.policy)
+            subscriptions = list(self.subscriber.subscriptions.values())
+            for subscription in subscriptions:
+                subscription.budget = self._budget(len(subscriptions))
+                subscription.set_caps(caps, self.policy.window_tolerance, now)
+
+    def _budget(self, videos: int) -> float:
+        cap = self.policy.subscriber_max_bitrate
+        if cap is None or videos == 0:
+            return float("inf")
+        return cap * self.policy.bandwidth_headroom / videos
+
+    def subscribe(self, source: MediaSource, publisher_id: str) -> None:
         """Receive ``source`` (a video track gets a subscription: window, pin, caps)."""
         subscription = None
         if source.kind == "video":
@@ -74,11 +107,16 @@ class Participant:
 
             subscription = Subscription(
                 source,
-                layer_caps(policy),
-                tolerance=policy.window_tolerance,
+                layer_caps(self.policy),
+                tolerance=self.policy.window_tolerance,
                 on_level_changed=on_level,
             )
-        self.subscriber_peer().add(source, stream_id=publisher_id, subscription=subscription)
+        peer = self.subscriber_peer()
+        peer.add(source, stream_id=publisher_id, subscription=subscription)
+        if subscription is not None:
+            videos = len(peer.subscriptions)
+            for sub in peer.subscriptions.values():
+                sub.budget = self._budget(videos)
 
     def subscription(self, track_id: str) -> Subscription | None:
         if self.subscriber is None:
@@ -118,21 +156,25 @@ class Participant:
 
 
 def track_info(participant: Participant, source: MediaSource) -> m.TrackInfo:
-    kind: Literal["audio", "video"] = "audio" if source.kind == "audio" else "video"
     return m.TrackInfo(
         track_id=source.track_id,
         participant_id=participant.id,
-        kind=kind,
+        kind="audio" if source.kind == "audio" else "video",
         codec=source.params.codec,
     )
 
 
 class Room:
     def __init__(
-        self, name: str, on_empty: Callable[[Room], None], policy: RoomPolicy | None = None
+        self,
+        name: str,
+        on_empty: Callable[[Room], None],
+        policy: RoomPolicy | None = None,
+        policy_name: str = "default",
     ) -> None:
         self.name = name
         self.policy = policy or RoomPolicy()
+        self.policy_name = policy_name
         self.participants: dict[str, Participant] = {}
         self._on_empty = on_empty
 
@@ -140,9 +182,38 @@ class Room:
     def tracks(self) -> list[m.TrackInfo]:
         return [track_info(p, s) for p in self.participants.values() for s in p.sources.values()]
 
+    @property
+    def publishers(self) -> int:
+        return sum(1 for p in self.participants.values() if p.publisher is not None)
+
+    def set_policy(self, name: str, policy: RoomPolicy) -> None:
+        """A reloaded policy: running subscriptions take the new caps on their next selection."""
+        self.policy_name = name
+        self.policy = policy
+        for participant in self.participants.values():
+            participant.apply_policy(policy)
+
+    def check_publish(self, participant: Participant, scalability_mode: str | None) -> None:
+        policy = participant.policy
+        if not policy.can_publish(participant.role):
+            raise RoomError("forbidden", "this participant may not publish in this room")
+        if participant.publisher is None and self.publishers >= policy.max_publishers:
+            raise RoomError("room_full", f"the room has {policy.max_publishers} publishers")
+        modes = policy.scalability_modes
+        if modes is not None and scalability_mode is not None and scalability_mode not in modes:
+            raise RoomError(
+                "not_allowed",
+                f"scalability mode {scalability_mode} is not allowed here ({', '.join(modes)})",
+            )
+
     async def join(self, participant: Participant, request_id: int | str | None = None) -> None:
+        if len(self.participants) >= self.policy.max_participants:
+            raise RoomError(
+                "room_full", f"the room has {self.policy.max_participants} participants"
+            )
         others = list(self.participants.values())
         participant.room = self
+        participant.apply_policy(self.policy)
         self.participants[participant.id] = participant
         await participant.send(
             m.Joined(
@@ -159,18 +230,19 @@ class Room:
         sources = [(p, s) for p in others for s in p.sources.values()]
         if sources:
             for publisher, source in sources:
-                participant.subscribe(source, publisher.id, self.policy)
+                participant.subscribe(source, publisher.id)
             await self._negotiate(participant)
 
     def publish(self, participant: Participant, source: MediaSource) -> None:
         """A new track arrived from ``participant``: every other participant subscribes."""
         participant.sources[source.track_id] = source
         source.on_structure = self._on_structure
+        source.keyframes.min_interval = participant.policy.keyframe_min_interval
         info = track_info(participant, source)
         for other in list(self.participants.values()):
             if other is participant:
                 continue
-            other.subscribe(source, participant.id, self.policy)
+            other.subscribe(source, participant.id)
             asyncio.ensure_future(self._announce_and_negotiate(other, info))
 
     def _on_structure(self, source: MediaSource) -> None:
@@ -215,17 +287,28 @@ class Room:
 
 
 class RoomManager:
-    def __init__(self, settings: PeerSettings, policy: RoomPolicy | None = None) -> None:
-        self.settings = settings
-        self.policy = policy or RoomPolicy()
+    def __init__(self, rooms: RoomsSettings | None = None, start_bitrate_kbps: int = 1500) -> None:
+        self.settings = rooms or RoomsSettings()
+        self.start_bitrate_kbps = start_bitrate_kbps
         self.rooms: dict[str, Room] = {}
 
     def get_or_create(self, name: str) -> Room:
         room = self.rooms.get(name)
         if room is None:
-            room = Room(name, self._remove, self.policy)
+            policy_name, policy = self.settings.policy_for(name)
+            room = Room(name, self._remove, policy, policy_name)
             self.rooms[name] = room
         return room
+
+    def apply(self, rooms: RoomsSettings) -> dict[str, str]:
+        """New room settings, applied to the running rooms; returns room -> policy name."""
+        self.settings = rooms
+        applied = {}
+        for room in self.rooms.values():
+            name, policy = rooms.policy_for(room.name)
+            room.set_policy(name, policy)
+            applied[room.name] = name
+        return applied
 
     def _remove(self, room: Room) -> None:
         if self.rooms.get(room.name) is room and not room.participants:

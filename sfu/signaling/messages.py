@@ -29,6 +29,8 @@ class Join(_Request):
     type: Literal["join"]
     room: str = Field(pattern=ROOM_PATTERN)
     name: str = Field(min_length=1, max_length=64)
+    #: a role named by the room's policy (e.g. "presenter"), or none
+    role: str | None = Field(None, max_length=32)
 
 
 class Publish(_Request):
@@ -36,6 +38,8 @@ class Publish(_Request):
 
     type: Literal["publish"]
     sdp: str = Field(min_length=1, max_length=MAX_SDP)
+    #: the scalabilityMode the client encodes with (checked against the room's policy)
+    scalability_mode: str | None = Field(None, max_length=16)
 
 
 class SubscribeAnswer(_Request):

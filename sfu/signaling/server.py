@@ -12,9 +12,8 @@ from aiohttp import WSMsgType, web
 from pydantic import ValidationError
 
 from ..adapters import aiortc_plane
-from ..adapters.peers import PeerSettings
-from ..config import Settings
-from ..rooms.room import Participant, RoomManager
+from ..config import ConfigError, Settings, load_settings
+from ..rooms.room import Participant, RoomError, RoomManager
 from . import messages as m
 
 logger = logging.getLogger(__name__)
@@ -23,6 +22,7 @@ MAX_MESSAGE_BYTES = 128 * 1024
 
 ROOMS_KEY = web.AppKey("rooms", RoomManager)
 SETTINGS_KEY = web.AppKey("settings", Settings)
+CONFIG_PATH_KEY = web.AppKey("config_path", str)  # "" when on the embedded defaults
 
 
 def _describe(exc: ValidationError) -> str:
@@ -74,14 +74,30 @@ class SignalingSession:
             if self.participant is not None:
                 await self.error("already_joined", "this connection has joined a room", message.id)
                 return
-            participant = Participant(message.name, self.send, self.rooms.settings)
+            participant = Participant(
+                message.name, self.send, self.rooms.start_bitrate_kbps, role=message.role
+            )
+            try:
+                await self.rooms.get_or_create(message.room).join(participant, message.id)
+            except RoomError as exc:
+                await self.error(exc.code, exc.reason, message.id)
+                return
             self.participant = participant
-            await self.rooms.get_or_create(message.room).join(participant, message.id)
         elif self.participant is None or self.participant.room is None:
             await self.error("not_joined", f"{message.type} needs a joined room", message.id)
         elif isinstance(message, m.Publish):
+            participant = self.participant
+            room = participant.room
+            assert room is not None
             try:
-                sdp = await self.participant.publisher_peer().answer(message.sdp)
+                room.check_publish(participant, message.scalability_mode)
+            except RoomError as exc:
+                await self.error(exc.code, exc.reason, message.id)
+                return
+            try:
+                sdp = await participant.publisher_peer().answer(
+                    message.sdp, list(participant.policy.codecs)
+                )
             except Exception as exc:
                 await self.error("bad_sdp", f"cannot answer the offer: {exc}", message.id)
                 return
@@ -222,11 +238,46 @@ async def stats(request: web.Request) -> web.Response:
                         }
                     )
             participants.append(entry)
-        out["rooms"][name] = {"participants": participants}
+        out["rooms"][name] = {"policy": room.policy_name, "participants": participants}
     return web.json_response(out)
 
 
-def create_app(settings: Settings) -> web.Application:
+def reload_settings(app: web.Application) -> dict[str, Any]:
+    """Re-read the settings file; a valid one applies its room policies to running rooms
+    (sections that need a restart are named), an invalid one changes nothing."""
+    path = app[CONFIG_PATH_KEY]
+    if not path:
+        return {"ok": False, "errors": ["the server runs on its embedded defaults: no file"]}
+    try:
+        new = load_settings(path)
+    except ConfigError as exc:
+        logger.error("reload of %s rejected, the old settings stay:\n%s", path, exc)
+        return {"ok": False, "errors": exc.problems}
+    old = app[SETTINGS_KEY]
+    restart = [
+        name for name in ("http", "ice", "media") if getattr(old, name) != getattr(new, name)
+    ]
+    applied = app[ROOMS_KEY].apply(new.rooms)
+    app[SETTINGS_KEY] = new.model_copy(update={name: getattr(old, name) for name in restart})
+    logging.getLogger().setLevel(new.log.level)
+    logger.info(
+        "reloaded %s: rooms %s%s", path, applied, f"; needs a restart: {restart}" if restart else ""
+    )
+    return {"ok": True, "rooms": applied, "restart_required": restart}
+
+
+def _is_local(request: web.Request) -> bool:
+    return request.remote in ("127.0.0.1", "::1")
+
+
+async def admin_reload(request: web.Request) -> web.Response:
+    if not _is_local(request):
+        return web.json_response({"ok": False, "errors": ["admin is loopback-only"]}, status=403)
+    result = reload_settings(request.app)
+    return web.json_response(result, status=200 if result["ok"] else 400)
+
+
+def create_app(settings: Settings, config_path: str | None = None) -> web.Application:
     aiortc_plane.install(
         aiortc_plane.IceOptions(
             listen_addresses=list(settings.ice.listen_addresses),
@@ -234,19 +285,16 @@ def create_app(settings: Settings) -> web.Application:
             port_range=settings.ice.port_range,
         )
     )
-    peer_settings = PeerSettings(
-        start_bitrate_kbps=settings.media.start_bitrate_kbps,
-        publisher_max_bitrate=settings.media.publisher_max_bitrate,
-        keyframe_min_interval=settings.media.keyframe_min_interval,
-    )
     app = web.Application()
     app[SETTINGS_KEY] = settings
-    app[ROOMS_KEY] = RoomManager(peer_settings, settings.room)
+    app[CONFIG_PATH_KEY] = config_path or ""
+    app[ROOMS_KEY] = RoomManager(settings.rooms, settings.media.start_bitrate_kbps)
     app.router.add_get("/", index)
     app.router.add_get("/client.js", client_js)
     app.router.add_get("/ws", websocket_handler)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/stats", stats)
+    app.router.add_post("/admin/reload", admin_reload)
 
     async def on_shutdown(app: web.Application) -> None:
         await app[ROOMS_KEY].close()

@@ -174,7 +174,11 @@ export class SfuClient extends EventTarget {
     }
     await pc.setLocalDescription(await pc.createOffer());
     await waitForIceGathering(pc);
-    const answer = await this._request({ type: "publish", sdp: pc.localDescription.sdp });
+    const answer = await this._request({
+      type: "publish",
+      sdp: pc.localDescription.sdp,
+      scalability_mode: video ? scalabilityMode || spec.scalabilityMode : null,
+    });
     await pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
     this._emit("published", {});
   }
