@@ -152,6 +152,8 @@ class RoomPolicy(_Strict):
     #: at most one keyframe request per source per interval (seconds)
     keyframe_min_interval: float = Field(0.5, ge=0.05, le=10)
     require_token: bool = False
+    #: whether participants (without a role saying otherwise) may publish
+    can_publish: bool = True
     #: per-role overrides (the join message or the token names the role)
     roles: dict[str, RolePolicy] = Field(default_factory=dict)
 
@@ -160,16 +162,14 @@ class RoomPolicy(_Strict):
         override = self.roles.get(role or "")
         if override is None:
             return self
-        changes = {
-            k: v for k, v in override.model_dump().items() if v is not None and k != "can_publish"
-        }
+        changes = {k: v for k, v in override.model_dump().items() if v is not None}
         return self.model_copy(update=changes)
 
-    def can_publish(self, role: str | None) -> bool:
+    def may_publish(self, role: str | None) -> bool:
         override = self.roles.get(role or "")
         if override is not None and override.can_publish is not None:
             return override.can_publish
-        return self.max_publishers > 0
+        return self.can_publish and self.max_publishers > 0
 
 
 class RoomRule(_Strict):

@@ -195,7 +195,7 @@ class Room:
 
     def check_publish(self, participant: Participant, scalability_mode: str | None) -> None:
         policy = participant.policy
-        if not policy.can_publish(participant.role):
+        if not policy.may_publish(participant.role):
             raise RoomError("forbidden", "this participant may not publish in this room")
         if participant.publisher is None and self.publishers >= policy.max_publishers:
             raise RoomError("room_full", f"the room has {policy.max_publishers} publishers")

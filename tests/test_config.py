@@ -1,0 +1,134 @@
+"""Settings and room policies: defaults, every error shape, globs, the example files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sfu.cli import main as cli
+from sfu.config import ConfigError, Settings, load_settings, parse_bitrate, parse_settings
+
+CONFIGS = Path(__file__).parent.parent / "configs"
+
+
+def errors(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_settings(text, "rooms.yaml")
+    return info.value.problems
+
+
+def test_default_file_is_the_embedded_defaults() -> None:
+    assert load_settings(CONFIGS / "default.yaml") == Settings()
+    assert load_settings(None) == Settings()
+    assert parse_settings("", "empty.yaml") == Settings()
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.yaml")))
+def test_every_example_loads(name: str) -> None:
+    settings = load_settings(CONFIGS / name)
+    for rule in settings.rooms.rules:
+        assert rule.policy == "default" or rule.policy in settings.rooms.policies
+
+
+def test_examples_say_what_they_promise() -> None:
+    webinar = load_settings(CONFIGS / "webinar.yaml").rooms
+    name, policy = webinar.policy_for("webinar-42")
+    assert name == "webinar"
+    assert policy.max_spatial_layer == 1 and not policy.may_publish(None)
+    assert policy.for_role("presenter").max_spatial_layer == 2
+    assert policy.may_publish("presenter")
+    assert webinar.policy_for("lobby")[0] == "default"
+    low = load_settings(CONFIGS / "low-bandwidth.yaml").rooms.policy_for("lowbw-7")[1]
+    assert (low.max_temporal_layer, low.subscriber_max_bitrate) == (1, 500_000)
+    classroom = load_settings(CONFIGS / "classroom.yaml").rooms.policy_for("class-3b")[1]
+    assert classroom.priorities["screen"] > classroom.priorities["camera"]
+
+
+def test_out_of_range_layer_names_file_line_and_key() -> None:
+    text = "rooms:\n  policies:\n    webinar:\n      max_spatial_layer: 5\n"
+    assert errors(text) == [
+        "rooms.yaml:4 rooms.policies.webinar.max_spatial_layer: must be 0..2, got 5"
+    ]
+
+
+def test_unknown_key() -> None:
+    assert errors("http:\n  prot: 80\n") == ["rooms.yaml:2 http.prot: unknown key"]
+
+
+def test_wrong_type_and_choice() -> None:
+    problems = errors("http:\n  port: eighty\nrooms:\n  default:\n    codecs: [VP7]\n")
+    assert problems[0].startswith("rooms.yaml:2 http.port: ")
+    assert "integer" in problems[0]
+    assert problems[1] == (
+        "rooms.yaml:5 rooms.default.codecs.0: must be one of 'VP9', 'AV1', 'VP8' or 'H264', "
+        "got 'VP7'"
+    )
+
+
+def test_numeric_bounds() -> None:
+    (problem,) = errors("rooms:\n  default:\n    window_tolerance: 0.5\n")
+    assert problem.startswith("rooms.yaml:3 rooms.default.window_tolerance: ")
+    assert "got 0.5" in problem
+
+
+def test_bitrates_with_units() -> None:
+    assert parse_bitrate("2.5M") == 2_500_000
+    assert parse_bitrate("500k") == 500_000
+    assert parse_bitrate("800kbps") == 800_000
+    assert parse_bitrate(1_000_000) == 1_000_000
+    s = parse_settings("rooms:\n  default:\n    subscriber_max_bitrate: 1.5M\n")
+    assert s.rooms.default.subscriber_max_bitrate == 1_500_000
+    (problem,) = errors("rooms:\n  default:\n    publisher_max_bitrate: fast\n")
+    assert problem == (
+        "rooms.yaml:3 rooms.default.publisher_max_bitrate: must be a bitrate like 2.5M or "
+        "500k, got 'fast'"
+    )
+    (problem,) = errors("rooms:\n  default:\n    publisher_max_bitrate: 5k\n")
+    assert "at least 10k" in problem
+
+
+def test_rule_naming_an_unknown_policy() -> None:
+    text = "rooms:\n  rules:\n    - match: 'a*'\n      policy: nope\n"
+    (problem,) = errors(text)
+    assert problem == (
+        "rooms.yaml:4 rooms.rules.0.policy: unknown policy 'nope' (known: default)"
+    )
+
+
+def test_yaml_syntax_error_and_not_a_mapping() -> None:
+    (problem,) = errors("rooms:\n  default: [unclosed\n")
+    assert problem.startswith("rooms.yaml:") and "(yaml)" in problem
+    assert errors("- a list\n") == ["rooms.yaml:1 (top): must be a mapping of settings"]
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings(tmp_path / "missing.yaml")
+
+
+def test_glob_rules_first_match_wins() -> None:
+    s = parse_settings(
+        "rooms:\n  policies:\n    a: {max_spatial_layer: 0}\n    b: {max_spatial_layer: 1}\n"
+        "  rules:\n    - {match: 'team-exact', policy: b}\n    - {match: 'team-*', policy: a}\n"
+        "    - {match: 'team-?', policy: b}\n"
+    ).rooms
+    assert s.policy_for("team-exact")[0] == "b"
+    assert s.policy_for("team-x")[0] == "a"  # the first glob, though team-? matches too
+    assert s.policy_for("teams")[0] == "default"
+    assert s.policy_for("TEAM-x")[0] == "default"  # case matters
+
+
+def test_check_config_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(["check-config", str(CONFIGS / "webinar.yaml")]) == 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rooms:\n  default:\n    max_temporal_layer: 3\n")
+    assert cli(["check-config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:3 rooms.default.max_temporal_layer: must be 0..2, got 3" in err
+
+
+def test_serve_refuses_an_invalid_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("log: {level: LOUD}\n")
+    assert cli(["serve", "--config", str(bad)]) == 2
