@@ -16,7 +16,13 @@ import aiohttp
 from aiortc import RTCSessionDescription
 
 from sfu.adapters import aiortc_plane as plane
+from sfu.forwarding.layers import LayerParser
+from sfu.rtp import extensions as ext
+from sfu.rtp import rtcp
 from sfu.rtp.packet import RtpError, parse_rtp
+
+from .capturefile import Capture
+from .looper import CaptureLooper
 
 _HEADER = struct.Struct("!BBHII")
 
@@ -31,11 +37,14 @@ class _SignalingPeer:
         self._replies: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._next_id = 1
 
-    async def connect(self, room: str) -> None:
+    async def connect(self, room: str, role: str | None = None) -> None:
         self.session = aiohttp.ClientSession()
         self.ws = await self.session.ws_connect(self.ws_url)
         self._reader = asyncio.ensure_future(self._read())
-        reply = await self.request({"type": "join", "room": room, "name": self.name})
+        join: dict[str, Any] = {"type": "join", "room": room, "name": self.name}
+        if role is not None:
+            join["role"] = role
+        reply = await self.request(join)
         if reply["type"] != "joined":
             raise RuntimeError(f"join failed: {reply}")
 
@@ -135,6 +144,109 @@ class RawPublisher(_SignalingPeer):
         await super().close()
 
 
+class ReplayPublisher(_SignalingPeer):
+    """Publishes captured streams (a video capture, optionally an audio one) as they were
+    recorded, looping at a keyframe and answering keyframe requests by jumping to one."""
+
+    def __init__(
+        self,
+        ws_url: str,
+        name: str,
+        video: Capture,
+        audio: Capture | None = None,
+        role: str | None = None,
+    ) -> None:
+        super().__init__(ws_url, name)
+        self.role = role
+        self.captures = [c for c in (audio, video) if c is not None]
+        self.pc = plane.create_peer_connection()
+        self.raw: plane.RawTransport | None = None
+        self.loopers: dict[int, CaptureLooper] = {}  # by SSRC
+        self.keyframe_requests = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def publish(self) -> None:
+        bound = 0
+        ready = asyncio.get_running_loop().create_future()
+        for capture in self.captures:
+            info = capture.info
+            transceiver = self.pc.addTransceiver(info.kind, direction="sendonly")
+            transceiver.setCodecPreferences(
+                plane.codec_preferences(info.kind, info.mime_type, dict(info.parameters))
+            )
+
+            def on_send(
+                binding: plane.SendBinding, t: Any = transceiver, c: Capture = capture
+            ) -> None:
+                nonlocal bound
+                if self.raw is None:
+                    self.raw = plane.RawTransport(t.sender.transport)
+                    self.raw.attach_sink(self)
+                self.loopers[binding.ssrc] = CaptureLooper(
+                    c,
+                    ssrc=binding.ssrc,
+                    payload_type=binding.payload_type,
+                    extension_ids=binding.extensions,
+                )
+                bound += 1
+                if bound == len(self.captures) and not ready.done():
+                    ready.set_result(None)
+
+            plane.take_over_sender(transceiver.sender, on_send)
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        video = self.captures[-1].info
+        reply = await self.request(
+            {
+                "type": "publish",
+                "sdp": self.pc.localDescription.sdp,
+                "scalability_mode": video.scalability_mode,
+            }
+        )
+        if reply["type"] != "publish_answer":
+            raise RuntimeError(f"publish failed: {reply}")
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type="answer"))
+        await asyncio.wait_for(ready, 15)
+        self._task = asyncio.ensure_future(self._send_loop())
+
+    async def _send_loop(self) -> None:
+        while True:
+            now = time.monotonic()
+            raw = self.raw
+            if raw is not None:
+                for looper in self.loopers.values():
+                    for packet in looper.due(now):
+                        raw.send_rtp(packet)
+            await asyncio.sleep(0.005)
+
+    # transport sink: keyframe requests from the SFU
+    def on_rtp(self, data: bytes, now: float) -> None:
+        pass
+
+    def on_rtcp(self, data: bytes, now: float) -> None:
+        try:
+            packets = rtcp.parse_rtcp(data)
+        except rtcp.RtcpError:
+            return
+        for packet in packets:
+            if isinstance(packet, (rtcp.Pli, rtcp.Fir)):
+                ssrcs = (
+                    [packet.media_ssrc]
+                    if isinstance(packet, rtcp.Pli)
+                    else [s for s, _ in packet.entries]
+                )
+                for ssrc in ssrcs:
+                    looper = self.loopers.get(ssrc)
+                    if looper is not None:
+                        self.keyframe_requests += 1
+                        looper.request_keyframe()
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        await self.pc.close()
+        await super().close()
+
+
 class CountingSubscriber(_SignalingPeer):
     """Receives everything the SFU offers and counts packets and sequence gaps, raw."""
 
@@ -146,6 +258,11 @@ class CountingSubscriber(_SignalingPeer):
         self.lost = 0
         self._last_seq: dict[int, int] = {}
         self._attached = False
+        self.messages: list[dict[str, Any]] = []
+        #: (arrival, spatial id, temporal id) of every video packet received
+        self.layers: list[tuple[float, int, int]] = []
+        self._parsers: dict[int, LayerParser] = {}  # payload type -> layer parser
+        self._dd_id: int | None = None
 
     # transport sink
     def on_rtp(self, data: bytes, now: float) -> None:
@@ -161,11 +278,19 @@ class CountingSubscriber(_SignalingPeer):
             if 1 < gap < 0x8000:
                 self.lost += gap - 1
         self._last_seq[header.ssrc] = header.sequence_number
+        parser = self._parsers.get(header.payload_type)
+        if parser is not None:
+            info = parser.parse(
+                data[header.payload_offset : header.payload_end], header.extensions, header.marker
+            )
+            if info.valid:
+                self.layers.append((now, info.sid, info.tid))
 
     def on_rtcp(self, data: bytes, now: float) -> None:
         pass
 
     async def on_message(self, data: dict[str, Any]) -> None:
+        self.messages.append(data)
         if data["type"] != "subscribe_offer":
             return
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=data["sdp"], type="offer"))
@@ -175,6 +300,19 @@ class CountingSubscriber(_SignalingPeer):
                 if not self._attached:
                     self._attached = True
                     plane.RawTransport(t.receiver.transport).attach_sink(self)
+                if t.kind == "video" and params.codecs:
+                    codec = params.codecs[0]
+                    dd = next(
+                        (
+                            e.id
+                            for e in params.headerExtensions
+                            if e.uri == ext.DEPENDENCY_DESCRIPTOR
+                        ),
+                        None,
+                    )
+                    self._parsers[codec.payloadType] = LayerParser(
+                        codec.mimeType.split("/")[-1], dd
+                    )
 
             plane.take_over_receiver(transceiver.receiver, on_receive)
         await self.pc.setLocalDescription(await self.pc.createAnswer())

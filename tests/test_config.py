@@ -91,9 +91,7 @@ def test_bitrates_with_units() -> None:
 def test_rule_naming_an_unknown_policy() -> None:
     text = "rooms:\n  rules:\n    - match: 'a*'\n      policy: nope\n"
     (problem,) = errors(text)
-    assert problem == (
-        "rooms.yaml:4 rooms.rules.0.policy: unknown policy 'nope' (known: default)"
-    )
+    assert problem == ("rooms.yaml:4 rooms.rules.0.policy: unknown policy 'nope' (known: default)")
 
 
 def test_yaml_syntax_error_and_not_a_mapping() -> None:

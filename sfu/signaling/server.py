@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
@@ -21,8 +22,15 @@ logger = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 128 * 1024
 
 ROOMS_KEY = web.AppKey("rooms", RoomManager)
-SETTINGS_KEY = web.AppKey("settings", Settings)
-CONFIG_PATH_KEY = web.AppKey("config_path", str)  # "" when on the embedded defaults
+@dataclass
+class ServerState:
+    """What changes while the server runs (aiohttp apps are frozen once started)."""
+
+    settings: Settings
+    config_path: str | None
+
+
+STATE_KEY = web.AppKey("state", ServerState)
 
 
 def _describe(exc: ValidationError) -> str:
@@ -245,7 +253,8 @@ async def stats(request: web.Request) -> web.Response:
 def reload_settings(app: web.Application) -> dict[str, Any]:
     """Re-read the settings file; a valid one applies its room policies to running rooms
     (sections that need a restart are named), an invalid one changes nothing."""
-    path = app[CONFIG_PATH_KEY]
+    state = app[STATE_KEY]
+    path = state.config_path
     if not path:
         return {"ok": False, "errors": ["the server runs on its embedded defaults: no file"]}
     try:
@@ -253,12 +262,12 @@ def reload_settings(app: web.Application) -> dict[str, Any]:
     except ConfigError as exc:
         logger.error("reload of %s rejected, the old settings stay:\n%s", path, exc)
         return {"ok": False, "errors": exc.problems}
-    old = app[SETTINGS_KEY]
+    old = state.settings
     restart = [
         name for name in ("http", "ice", "media") if getattr(old, name) != getattr(new, name)
     ]
     applied = app[ROOMS_KEY].apply(new.rooms)
-    app[SETTINGS_KEY] = new.model_copy(update={name: getattr(old, name) for name in restart})
+    state.settings = new.model_copy(update={name: getattr(old, name) for name in restart})
     logging.getLogger().setLevel(new.log.level)
     logger.info(
         "reloaded %s: rooms %s%s", path, applied, f"; needs a restart: {restart}" if restart else ""
@@ -286,8 +295,7 @@ def create_app(settings: Settings, config_path: str | None = None) -> web.Applic
         )
     )
     app = web.Application()
-    app[SETTINGS_KEY] = settings
-    app[CONFIG_PATH_KEY] = config_path or ""
+    app[STATE_KEY] = ServerState(settings, config_path)
     app[ROOMS_KEY] = RoomManager(settings.rooms, settings.media.start_bitrate_kbps)
     app.router.add_get("/", index)
     app.router.add_get("/client.js", client_js)

@@ -1,0 +1,163 @@
+"""Live reload of room policies under a running room: the forwarded layer changes without
+reconnecting; a malformed file changes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from loadtest.capturefile import read_capture
+from loadtest.peers import CountingSubscriber, ReplayPublisher
+from sfu.config import load_settings
+from sfu.signaling.server import ROOMS_KEY, create_app
+
+CAPTURES = Path(__file__).parent / "fixtures" / "captures"
+POLICY = "rooms:\n  default:\n    max_spatial_layer: {layer}\n"
+
+
+@pytest.fixture
+async def configured(tmp_path: Path) -> AsyncIterator[tuple[str, Path, web.Application]]:
+    path = tmp_path / "sfu.yaml"
+    path.write_text(POLICY.format(layer=2))
+    app = create_app(load_settings(path), str(path))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        yield f"http://{host}:{port}", path, app
+    finally:
+        await runner.cleanup()
+
+
+async def reload(url: str) -> tuple[int, dict[str, object]]:
+    async with aiohttp.ClientSession() as session, session.post(f"{url}/admin/reload") as r:
+        return r.status, await r.json()
+
+
+def top_layer(sub: CountingSubscriber, since: float) -> int:
+    return max((sid for at, sid, _ in sub.layers if at >= since), default=-1)
+
+
+async def wait_for(predicate, timeout: float = 15.0) -> None:  # type: ignore[no-untyped-def]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.1)
+
+
+async def test_reload_changes_the_forwarded_layer_without_reconnecting(
+    configured: tuple[str, Path, web.Application],
+) -> None:
+    url, path, app = configured
+    ws = url.replace("http", "ws") + "/ws"
+    publisher = ReplayPublisher(ws, "pub", read_capture(CAPTURES / "vp9_L3T3_KEY.sfucap"))
+    subscriber = CountingSubscriber(ws, "sub")
+    try:
+        await publisher.connect("room")
+        await subscriber.connect("room")
+        await publisher.publish()
+        loop = asyncio.get_running_loop()
+        await wait_for(lambda: top_layer(subscriber, 0) == 2)
+        offers = sum(1 for m in subscriber.messages if m["type"] == "subscribe_offer")
+
+        path.write_text(POLICY.format(layer=0))
+        status, body = await reload(url)
+        assert status == 200 and body["ok"] and body["rooms"] == {"room": "default"}
+        changed = loop.time()
+        await wait_for(
+            lambda: any(
+                m["type"] == "level_changed" and m["spatial"] == 0 for m in subscriber.messages
+            ),
+            timeout=5,
+        )
+        took = loop.time() - changed
+        event = next(
+            m for m in subscriber.messages if m["type"] == "level_changed" and m["spatial"] == 0
+        )
+        assert event["reason"] == "policy" and event["width"] == 320
+        await asyncio.sleep(1.0)
+        since = time.monotonic()
+        await asyncio.sleep(1.5)
+        assert top_layer(subscriber, since) == 0  # only the base layer flows now
+        assert took < 2.0, took
+        # same connection: no new subscribe offer, packets still flowing
+        assert sum(1 for m in subscriber.messages if m["type"] == "subscribe_offer") == offers
+        assert any(at >= since for at, _, _ in subscriber.layers)
+
+        # a malformed file is rejected with the error; the room keeps its policy
+        path.write_text("rooms:\n  default:\n    max_spatial_layer: 7\n")
+        status, body = await reload(url)
+        assert status == 400 and not body["ok"]
+        assert "rooms.default.max_spatial_layer: must be 0..2, got 7" in body["errors"][0]
+        assert app[ROOMS_KEY].rooms["room"].policy.max_spatial_layer == 0
+        since = time.monotonic()
+        await asyncio.sleep(1.0)
+        assert top_layer(subscriber, since) == 0
+
+        # and back up (K-SVC: at the next keyframe, which the SFU asks the publisher for)
+        path.write_text(POLICY.format(layer=2))
+        assert (await reload(url))[0] == 200
+        await wait_for(lambda: top_layer(subscriber, time.monotonic() - 0.3) == 2, timeout=5)
+        assert publisher.keyframe_requests >= 1
+    finally:
+        await subscriber.close()
+        await publisher.close()
+
+
+def test_sighup_reloads_and_rejects(tmp_path: Path) -> None:
+    """`sfu serve --config FILE` re-reads FILE on SIGHUP (a real process, stopped by PID)."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    path = tmp_path / "sfu.yaml"
+    path.write_text(POLICY.format(layer=2))
+    log = tmp_path / "log.txt"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sfu", "serve", "--config", str(path), "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.2)
+
+        def wait_log(text: str) -> None:
+            end = time.monotonic() + 10
+            while text not in log.read_text():
+                assert time.monotonic() < end, log.read_text()
+                time.sleep(0.1)
+
+        path.write_text(POLICY.format(layer=1))
+        proc.send_signal(signal.SIGHUP)
+        wait_log("reloaded")
+        path.write_text("rooms: {default: {max_spatial_layer: 9}}\n")
+        proc.send_signal(signal.SIGHUP)
+        wait_log("rejected")
+        assert "rooms.default.max_spatial_layer: must be 0..2, got 9" in log.read_text()
+        assert proc.poll() is None  # still serving
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
