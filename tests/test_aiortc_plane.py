@@ -38,6 +38,16 @@ def test_the_internals_the_adapter_uses_are_still_there() -> None:
         aiortc.rtcpeerconnection.find_common_codecs
     )
     assert "is_codec_compatible(" in inspect.getsource(aiortc.rtcpeerconnection.find_common_codecs)
+    # answers are built from transceiver._codecs, set when the remote offer is applied
+    assert "transceiver._codecs = common" in inspect.getsource(
+        aiortc.rtcpeerconnection.RTCPeerConnection.setRemoteDescription
+    )
+    assert "create_media_description_for_transceiver(" in inspect.getsource(
+        aiortc.rtcpeerconnection.RTCPeerConnection.createAnswer
+    )
+    assert "transceiver._codecs" in inspect.getsource(
+        aiortc.rtcpeerconnection.create_media_description_for_transceiver
+    )
     # sender/receiver attributes we read or set
     src = inspect.getsource(RTCRtpSender.__init__)
     for attr in ("self._ssrc", "self._rtx_ssrc", "self._stream_id"):

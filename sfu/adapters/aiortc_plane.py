@@ -564,6 +564,18 @@ def video_codec_preferences(names: list[str]) -> list[Any]:
     return chosen + [c for c in caps if c.mimeType.lower() == "video/rtx"]
 
 
+def restrict_answer_codecs(transceiver: RTCRtpTransceiver, names: list[str]) -> None:
+    """Keep, in the answer about to be created, only the video codecs named, in that order.
+
+    aiortc applies codec preferences when the remote offer is set, before the transceiver
+    exists for us to configure, so the negotiated list is filtered here instead."""
+    prefs = video_codec_preferences(names)
+    kept = aiortc.rtcpeerconnection.filter_preferred_codecs(transceiver._codecs, prefs)
+    if not any(c.mimeType.lower() != "video/rtx" for c in kept):
+        raise ValueError(f"the offer has none of the allowed video codecs {names}")
+    transceiver._codecs = kept
+
+
 def add_send_transceiver(
     pc: RTCPeerConnection,
     kind: str,

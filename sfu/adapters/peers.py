@@ -128,7 +128,7 @@ class PublisherPeer(_Peer):
                 continue
             self._taken.add(id(transceiver))
             if video_codecs is not None and transceiver.kind == "video":
-                transceiver.setCodecPreferences(plane.video_codec_preferences(video_codecs))
+                plane.restrict_answer_codecs(transceiver, video_codecs)
 
             def on_receive(
                 params: RTCRtpReceiveParameters, t: RTCRtpTransceiver = transceiver
