@@ -15,6 +15,7 @@ from aiortc import (
     RTCBundlePolicy,
     RTCConfiguration,
     RTCPeerConnection,
+    RTCRtpSender,
     RTCSessionDescription,
     VideoStreamTrack,
 )
@@ -116,7 +117,11 @@ class SignalingClient:
         if audio:
             pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
         if video:
-            pc.addTransceiver(SmallVideoTrack(), direction="sendonly")
+            transceiver = pc.addTransceiver(SmallVideoTrack(), direction="sendonly")
+            # aiortc encodes VP8 (and H264), not the VP9/AV1 the server also registers
+            caps = RTCRtpSender.getCapabilities("video").codecs
+            transceiver.setCodecPreferences(
+                [c for c in caps if c.mimeType.lower() in ("video/vp8", "video/rtx")])
         await pc.setLocalDescription(await pc.createOffer())
         reply = await self.request({"type": "publish", "sdp": pc.localDescription.sdp})
         assert reply["type"] == "publish_answer", reply
