@@ -8,20 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import struct
 import time
+import zlib
 from typing import Any
 
 import aiohttp
 from aiortc import RTCSessionDescription
 
 from sfu.adapters import aiortc_plane as plane
-from sfu.forwarding.layers import LayerParser
 from sfu.rtp import extensions as ext
 from sfu.rtp import rtcp
-from sfu.rtp.packet import RtpError, parse_rtp
+from sfu.rtp.packet import RtpError, RtpHeader, parse_rtp
 
 from .capturefile import Capture
+from .checker import FrameChecker
 from .looper import CaptureLooper
 
 _HEADER = struct.Struct("!BBHII")
@@ -163,6 +165,8 @@ class ReplayPublisher(_SignalingPeer):
         self.raw: plane.RawTransport | None = None
         self.loopers: dict[int, CaptureLooper] = {}  # by SSRC
         self.keyframe_requests = 0
+        #: (payload key, send time) of every packet sent, for latency
+        self.sent_log: list[tuple[int, float]] = []
         self._task: asyncio.Task[None] | None = None
 
     async def publish(self) -> None:
@@ -213,9 +217,11 @@ class ReplayPublisher(_SignalingPeer):
             now = time.monotonic()
             raw = self.raw
             if raw is not None:
+                log = self.sent_log
                 for looper in self.loopers.values():
                     for packet in looper.due(now):
                         raw.send_rtp(packet)
+                        log.append((payload_key(packet, parse_rtp(packet)), time.monotonic()))
             await asyncio.sleep(0.005)
 
     # transport sink: keyframe requests from the SFU
@@ -247,22 +253,34 @@ class ReplayPublisher(_SignalingPeer):
         await super().close()
 
 
-class CountingSubscriber(_SignalingPeer):
-    """Receives everything the SFU offers and counts packets and sequence gaps, raw."""
+class SimSubscriber(_SignalingPeer):
+    """A subscriber that never decodes: it answers the SFU's offers, reports the window it
+    would render each video at, NACKs gaps, asks for a keyframe when a frame cannot be
+    decoded, and records what it gets (see :class:`~loadtest.checker.FrameChecker`)."""
 
-    def __init__(self, ws_url: str, name: str) -> None:
+    def __init__(self, ws_url: str, name: str, window: tuple[int, int] | None = None) -> None:
         super().__init__(ws_url, name)
+        self.window = window
         self.pc = plane.create_peer_connection()
+        self.raw: plane.RawTransport | None = None
         self.received = 0
         self.bytes = 0
         self.lost = 0
-        self._last_seq: dict[int, int] = {}
-        self._attached = False
+        self.nacks_sent = 0
+        self.keyframe_requests = 0
         self.messages: list[dict[str, Any]] = []
         #: (arrival, spatial id, temporal id) of every video packet received
         self.layers: list[tuple[float, int, int]] = []
-        self._parsers: dict[int, LayerParser] = {}  # payload type -> layer parser
-        self._dd_id: int | None = None
+        #: (second since start, bytes) of everything received
+        self.bytes_per_second: dict[int, int] = {}
+        #: (payload key, arrival) of sampled packets, for latency
+        self.arrivals: list[tuple[int, float]] = []
+        self.checkers: dict[int, FrameChecker] = {}  # by SSRC
+        self.started = time.monotonic()
+        self._last_seq: dict[int, int] = {}
+        self._parsers: dict[int, tuple[str, int | None]] = {}  # payload type -> (codec, dd id)
+        self._rtcp_ssrc = random.getrandbits(32)
+        self._last_pli: dict[int, float] = {}
 
     # transport sink
     def on_rtp(self, data: bytes, now: float) -> None:
@@ -272,34 +290,62 @@ class CountingSubscriber(_SignalingPeer):
             return
         self.received += 1
         self.bytes += len(data)
-        last = self._last_seq.get(header.ssrc)
+        second = int(now - self.started)
+        self.bytes_per_second[second] = self.bytes_per_second.get(second, 0) + len(data)
+        if self.received % 4 == 0:
+            self.arrivals.append((payload_key(data, header), now))
+        ssrc = header.ssrc
+        last = self._last_seq.get(ssrc)
         if last is not None:
             gap = (header.sequence_number - last) & 0xFFFF
             if 1 < gap < 0x8000:
                 self.lost += gap - 1
-        self._last_seq[header.ssrc] = header.sequence_number
-        parser = self._parsers.get(header.payload_type)
-        if parser is not None:
-            info = parser.parse(
-                data[header.payload_offset : header.payload_end], header.extensions, header.marker
-            )
-            if info.valid:
-                self.layers.append((now, info.sid, info.tid))
+                missing = [(last + i) & 0xFFFF for i in range(1, min(gap, 17))]
+                self._send_rtcp(rtcp.build_nack(self._rtcp_ssrc, ssrc, missing))
+                self.nacks_sent += 1
+            if gap == 0 or gap >= 0x8000:
+                return  # duplicate or late: counted, not re-checked
+        self._last_seq[ssrc] = header.sequence_number
+        checker = self.checkers.get(ssrc)
+        if checker is None:
+            spec = self._parsers.get(header.payload_type)
+            if spec is None:
+                return
+            checker = self.checkers[ssrc] = FrameChecker(*spec)
+        decoded = len(checker.decoded)
+        checker.add(data, header, now)
+        if len(checker.decoded) > decoded:
+            _, sid, tid = checker.decoded[-1]
+            self.layers.append((now, sid, tid))
+        if checker.keyframe_wanted and now - self._last_pli.get(ssrc, -10.0) > 1.0:
+            self._last_pli[ssrc] = now
+            self.keyframe_requests += 1
+            self._send_rtcp(rtcp.build_pli(self._rtcp_ssrc, ssrc))
 
     def on_rtcp(self, data: bytes, now: float) -> None:
         pass
 
+    def _send_rtcp(self, packet: bytes) -> None:
+        if self.raw is not None:
+            self.raw.send_rtcp(packet)
+
     async def on_message(self, data: dict[str, Any]) -> None:
         self.messages.append(data)
+        if data["type"] == "track_published" and data["track"]["kind"] == "video":
+            await self._report_window(data["track"]["track_id"])
+        if data["type"] == "joined":
+            for track in data["tracks"]:
+                if track["kind"] == "video":
+                    await self._report_window(track["track_id"])
         if data["type"] != "subscribe_offer":
             return
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=data["sdp"], type="offer"))
         for transceiver in self.pc.getTransceivers():
 
             def on_receive(params: Any, t: Any = transceiver) -> None:
-                if not self._attached:
-                    self._attached = True
-                    plane.RawTransport(t.receiver.transport).attach_sink(self)
+                if self.raw is None:
+                    self.raw = plane.RawTransport(t.receiver.transport)
+                    self.raw.attach_sink(self)
                 if t.kind == "video" and params.codecs:
                     codec = params.codecs[0]
                     dd = next(
@@ -310,9 +356,7 @@ class CountingSubscriber(_SignalingPeer):
                         ),
                         None,
                     )
-                    self._parsers[codec.payloadType] = LayerParser(
-                        codec.mimeType.split("/")[-1], dd
-                    )
+                    self._parsers[codec.payloadType] = (codec.mimeType.split("/")[-1], dd)
 
             plane.take_over_receiver(transceiver.receiver, on_receive)
         await self.pc.setLocalDescription(await self.pc.createAnswer())
@@ -321,6 +365,31 @@ class CountingSubscriber(_SignalingPeer):
             json.dumps({"type": "subscribe_answer", "sdp": self.pc.localDescription.sdp})
         )
 
+    async def _report_window(self, track_id: str) -> None:
+        if self.window is not None and self.ws is not None:
+            await self.ws.send_str(
+                json.dumps(
+                    {
+                        "type": "window",
+                        "track_id": track_id,
+                        "width": self.window[0],
+                        "height": self.window[1],
+                    }
+                )
+            )
+
     async def close(self) -> None:
         await self.pc.close()
         await super().close()
+
+
+#: the fan-out measurement's name for it
+CountingSubscriber = SimSubscriber
+
+
+def payload_key(data: bytes, header: RtpHeader) -> int:
+    """A key for matching a packet the SFU forwarded with the one the publisher sent: the
+    SFU rewrites headers (and VP8/VP9 picture ids at the start of the payload), never the
+    end of the payload."""
+    start, end = header.payload_offset, header.payload_end
+    return zlib.crc32(data[max(start, end - 48) : end]) ^ ((end - start) << 32)

@@ -1,0 +1,123 @@
+"""What a simulated subscriber checks of the video it receives, without decoding (sans-IO).
+
+Frames are followed through the dependency descriptor (which the SFU forwards for every
+codec when negotiated): a frame is *complete* when every packet from its first to its last is
+there, and *decodable* when it is complete and every frame it references was decodable
+(keyframes reference nothing). Without a descriptor, frames are delimited by timestamps and
+only completeness is checked. A *freeze* is a gap of more than 500 ms between decodable frames.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sfu.forwarding.layers import LayerParser
+from sfu.rtp.packet import RtpHeader
+
+FREEZE_GAP = 0.5
+
+
+@dataclass
+class _Frame:
+    first_seq: int | None = None
+    last_seq: int | None = None
+    packets: int = 0
+    references: list[int] = field(default_factory=list)
+    keyframe: bool = False
+    sid: int = 0
+    tid: int = 0
+    done: bool = False
+
+
+class FrameChecker:
+    def __init__(self, codec: str, dd_extension_id: int | None) -> None:
+        self.layers = LayerParser(codec, dd_extension_id)
+        self.frames_complete = 0
+        self.frames_decodable = 0
+        self.frames_undecodable = 0
+        self.freezes = 0
+        self.longest_gap = 0.0
+        self.last_decodable: float | None = None
+        #: (time, spatial id, temporal id) of each decodable frame
+        self.decoded: list[tuple[float, int, int]] = []
+        self._frames: dict[int, _Frame] = {}
+        self._decodable: dict[int, bool] = {}
+        self._ts_frame: dict[int, int] = {}  # without DD: timestamp -> pseudo frame number
+        self._next_pseudo = 0
+        #: the checker wants a keyframe (an undecodable frame was seen)
+        self.keyframe_wanted = False
+
+    def add(self, data: bytes, header: RtpHeader, now: float) -> None:
+        info = self.layers.parse(
+            data[header.payload_offset : header.payload_end], header.extensions, header.marker
+        )
+        if not info.valid:
+            return
+        dd = info.dd
+        if dd is not None:
+            number = dd.frame_number
+            frame = self._frames.get(number)
+            if frame is None:
+                frame = self._frames[number] = _Frame()
+            if dd.start_of_frame:
+                frame.first_seq = header.sequence_number
+                frame.references = [(number - d) & 0xFFFF for d in dd.fdiffs]
+                frame.keyframe = dd.structure is not None and not dd.fdiffs
+                frame.sid, frame.tid = dd.spatial_id, dd.temporal_id
+            if dd.end_of_frame:
+                frame.last_seq = header.sequence_number
+        else:
+            number = self._ts_frame.get(header.timestamp, -1)
+            if number < 0:
+                number = self._ts_frame[header.timestamp] = self._next_pseudo
+                self._next_pseudo += 1
+                if len(self._ts_frame) > 256:
+                    self._ts_frame.pop(next(iter(self._ts_frame)))
+            frame = self._frames.get(number)
+            if frame is None:
+                frame = self._frames[number] = _Frame(keyframe=True)
+            if info.start_of_frame and frame.first_seq is None:
+                frame.first_seq = header.sequence_number
+            if header.marker:
+                frame.last_seq = header.sequence_number
+        frame.packets += 1
+        self._evaluate(number, frame, now)
+        if len(self._frames) > 512:
+            for old in list(self._frames)[:128]:
+                self._frames.pop(old)
+
+    def _evaluate(self, number: int, frame: _Frame, now: float) -> None:
+        if frame.done or frame.first_seq is None or frame.last_seq is None:
+            return
+        expected = ((frame.last_seq - frame.first_seq) & 0xFFFF) + 1
+        if frame.packets < expected:
+            return
+        frame.done = True
+        self.frames_complete += 1
+        decodable = frame.keyframe or all(self._decodable.get(r, False) for r in frame.references)
+        self._decodable[number] = decodable
+        if len(self._decodable) > 1024:
+            for old in list(self._decodable)[:256]:
+                self._decodable.pop(old)
+        if not decodable:
+            self.frames_undecodable += 1
+            self.keyframe_wanted = True
+            return
+        self.frames_decodable += 1
+        if frame.keyframe:
+            self.keyframe_wanted = False
+        if self.last_decodable is not None:
+            gap = now - self.last_decodable
+            self.longest_gap = max(self.longest_gap, gap)
+            if gap > FREEZE_GAP:
+                self.freezes += 1
+        self.last_decodable = now
+        self.decoded.append((now, frame.sid, frame.tid))
+
+    def incomplete(self) -> int:
+        """Frames whose end was seen but some packet never came."""
+        return sum(
+            1
+            for f in self._frames.values()
+            if not f.done and f.first_seq is not None and f.last_seq is not None
+        )
