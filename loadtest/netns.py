@@ -1,5 +1,7 @@
 """A shaped link to a test host of our own: a network namespace joined to this one by a veth
-pair, with ``tc`` limiting what flows *into* the namespace (the SFU-to-subscriber direction).
+pair, with ``tc`` (a token bucket filter) limiting what flows *into* the namespace (the
+SFU-to-subscriber direction).  The kernels here have no ``netem``: delay and random loss are
+not available this way.
 
     with ShapedLink("sfu-sub1", rate_kbit=2500) as link:
         # the SFU listens on link.host_address; a process started with link.command(...)
@@ -56,8 +58,6 @@ class ShapedLink:
         self.host_address = f"10.213.{index}.1"
         self.peer_address = f"10.213.{index}.2"
         self.rate_kbit = rate_kbit
-        self.delay_ms = delay_ms
-        self.loss_percent = loss_percent
         self._up = False
 
     def __enter__(self) -> ShapedLink:
@@ -100,28 +100,22 @@ class ShapedLink:
             self.down()
             raise
 
-    def _netem_args(self) -> list[str]:
-        args = ["netem"]
-        if self.delay_ms:
-            args += ["delay", f"{self.delay_ms}ms"]
-        if self.loss_percent:
-            args += ["loss", f"{self.loss_percent}%"]
-        if self.rate_kbit is not None:
-            # a queue of about 100 ms at the link rate, so bursts queue, then drop
-            limit = max(20, int(self.rate_kbit * 1000 / 8 / 1200 * 0.1))
-            args += ["rate", f"{self.rate_kbit}kbit", "limit", str(limit)]
-        return args
+    def _tbf_args(self) -> list[str]:
+        # a token bucket: the rate, a burst of ~50 ms at that rate (at least two packets), and
+        # a queue of ~100 ms, beyond which packets are dropped, as a real bottleneck does
+        assert self.rate_kbit is not None
+        burst = max(3000, self.rate_kbit * 1000 // 8 // 20)
+        return ["tbf", "rate", f"{self.rate_kbit}kbit", "burst", str(burst), "latency", "100ms"]
 
     def _shape(self, verb: str) -> None:
-        if self.rate_kbit is None and not self.delay_ms and not self.loss_percent:
+        if self.rate_kbit is None:
             if verb == "change":
                 _run("tc", "qdisc", "del", "dev", self.host_if, "root", check=False)
             return
-        result = _run(
-            "tc", "qdisc", verb, "dev", self.host_if, "root", *self._netem_args(), check=False
-        )
+        result = _run("tc", "qdisc", verb, "dev", self.host_if, "root", *self._tbf_args(),
+                      check=False)
         if result.returncode != 0 and verb == "change":
-            _run("tc", "qdisc", "add", "dev", self.host_if, "root", *self._netem_args())
+            _run("tc", "qdisc", "add", "dev", self.host_if, "root", *self._tbf_args())
         elif result.returncode != 0:
             raise RuntimeError(f"tc failed: {result.stderr.strip()}")
 

@@ -49,6 +49,10 @@ class _SignalingPeer:
         reply = await self.request(join)
         if reply["type"] != "joined":
             raise RuntimeError(f"join failed: {reply}")
+        await self.on_joined(reply)
+
+    async def on_joined(self, reply: dict[str, Any]) -> None:
+        pass
 
     async def request(self, message: dict[str, Any]) -> dict[str, Any]:
         assert self.ws is not None
@@ -333,10 +337,6 @@ class SimSubscriber(_SignalingPeer):
         self.messages.append(data)
         if data["type"] == "track_published" and data["track"]["kind"] == "video":
             await self._report_window(data["track"]["track_id"])
-        if data["type"] == "joined":
-            for track in data["tracks"]:
-                if track["kind"] == "video":
-                    await self._report_window(track["track_id"])
         if data["type"] != "subscribe_offer":
             return
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=data["sdp"], type="offer"))
@@ -364,6 +364,12 @@ class SimSubscriber(_SignalingPeer):
         await self.ws.send_str(
             json.dumps({"type": "subscribe_answer", "sdp": self.pc.localDescription.sdp})
         )
+
+    async def on_joined(self, reply: dict[str, Any]) -> None:
+        self.messages.append(reply)
+        for track in reply["tracks"]:
+            if track["kind"] == "video":
+                await self._report_window(track["track_id"])
 
     async def _report_window(self, track_id: str) -> None:
         if self.window is not None and self.ws is not None:

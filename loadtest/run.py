@@ -1,0 +1,368 @@
+"""Running a scenario: the server (started here, or given), shaped links for subscribers
+with a downlink cap, worker processes, live progress, and the aggregated report."""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import json
+import os
+import socket
+import statistics
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import Counter, defaultdict
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from .netns import ShapedLink, namespaces_available
+from .proc import cpu_seconds, rss_bytes
+from .scenario import Scenario
+from .worker import PeerSpec, WorkerSpec
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def start_server(
+    listen: list[str], http_host: str = "127.0.0.1", extra_yaml: str = ""
+) -> tuple[asyncio.subprocess.Process, int, Path]:
+    """``sfu serve`` in its own process with ICE on ``listen``; returns (process, port, cfg)."""
+    port = free_port()
+    config = Path(tempfile.mkstemp(prefix="sfu-loadtest-", suffix=".yaml")[1])
+    addresses = ", ".join(listen)
+    config.write_text(
+        f"http: {{host: {http_host}, port: {port}}}\n"
+        f"ice: {{listen_addresses: [{addresses}]}}\n"
+        f"log: {{level: WARNING}}\n{extra_yaml}"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "sfu",
+        "serve",
+        "--config",
+        str(config),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            return proc, port, config
+        except OSError:
+            if proc.returncode is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError("sfu serve did not start") from None
+            await asyncio.sleep(0.2)
+
+
+def _http(url: str) -> str:
+    url = url.rstrip("/")
+    if url.startswith("ws"):
+        url = "http" + url[2:]
+    return url[: -len("/ws")] if url.endswith("/ws") else url
+
+
+def _ws(url: str) -> str:
+    url = url.rstrip("/")
+    if url.startswith("http"):
+        url = "ws" + url[4:]
+    return url if url.endswith("/ws") else url + "/ws"
+
+
+async def _run_worker(
+    command: list[str],
+    spec: WorkerSpec,
+    progress: dict[int, dict[str, Any]],
+    index: int,
+    timeout: float,
+) -> dict[str, Any]:
+    path = Path(tempfile.mkstemp(prefix="sfu-worker-", suffix=".json")[1])
+    data = asdict(spec)
+    path.write_text(json.dumps(data))
+    proc = await asyncio.create_subprocess_exec(
+        *command,
+        str(path),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        limit=64 * 1024 * 1024,
+    )
+    result: dict[str, Any] = {
+        "errors": ["worker produced no result"],
+        "publishers": [],
+        "subscribers": [],
+        "cpu_seconds": 0.0,
+        "wall_seconds": 0.0,
+    }
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(timeout):
+            async for line in proc.stdout:
+                message = json.loads(line)
+                if "progress" in message:
+                    progress[index] = message["progress"]
+                elif "result" in message:
+                    result = message["result"]
+            await proc.wait()
+        if proc.returncode != 0:
+            assert proc.stderr is not None
+            err = (await proc.stderr.read()).decode()[-2000:]
+            result["errors"].append(f"worker exited with {proc.returncode}: {err}")
+    except TimeoutError:
+        result["errors"].append("worker timed out")
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        path.unlink(missing_ok=True)
+    return result
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def latencies(publishers: list[dict[str, Any]], arrivals: list[list[Any]]) -> list[float]:
+    """Publisher send to subscriber receive (seconds), matching packets by payload key and
+    taking the latest send before each arrival (captures loop, so keys repeat)."""
+    sends: dict[int, list[float]] = defaultdict(list)
+    for pub in publishers:
+        for key, at in pub["sent_log"]:
+            sends[key].append(at)
+    for times in sends.values():
+        times.sort()
+    out = []
+    for key, at in arrivals:
+        times = sends.get(key)
+        if not times:
+            continue
+        i = bisect.bisect_right(times, at) - 1
+        if i >= 0 and at - times[i] < 5.0:
+            out.append(at - times[i])
+    return out
+
+
+def summarize(
+    scenario: Scenario, results: list[dict[str, Any]], server: dict[str, Any], elapsed: float
+) -> dict[str, Any]:
+    publishers = [p for r in results for p in r["publishers"]]
+    subscribers = [s for r in results for s in r["subscribers"]]
+    steady_from = max(2, int(scenario.duration / 2))  # the second half: after ramp-up, switches
+    profiles = {}
+    for profile in scenario.profiles:
+        subs = [s for s in subscribers if s["profile"] == profile.name]
+        lat: list[float] = []
+        bitrates = []
+        top_layers: Counter[tuple[int, int]] = Counter()
+        for sub in subs:
+            lat += latencies(publishers, sub["arrivals"])
+            steady = [b for sec, b in sub["bytes_per_second"] if sec >= steady_from]
+            if steady:
+                bitrates.append(8 * statistics.mean(steady))
+            for sec, sid, tid in sub["layers"]:
+                if sec >= steady_from:
+                    top_layers[(sid, tid)] += 1
+        received = sum(s["received"] for s in subs)
+        lost = sum(s["lost"] for s in subs)
+        profiles[profile.name] = {
+            "subscribers": len(subs),
+            "window": list(profile.window) if profile.window else None,
+            "downlink_kbps": profile.downlink_kbps,
+            "layers": [f"S{s}T{t}" for (s, t), _ in top_layers.most_common(2)],
+            "top_spatial": max((s for (s, _) in top_layers), default=None),
+            "bitrate_kbps": round(statistics.mean(bitrates) / 1000, 1) if bitrates else 0.0,
+            "max_bitrate_kbps": round(max(bitrates) / 1000, 1) if bitrates else 0.0,
+            "loss_percent": round(100 * lost / max(1, received + lost), 3),
+            "freezes": sum(s["freezes"] for s in subs),
+            "frames_decodable": sum(s["frames_decodable"] for s in subs),
+            "frames_undecodable": sum(s["frames_undecodable"] for s in subs),
+            "frames_incomplete": sum(s["frames_incomplete"] for s in subs),
+            "keyframe_requests": sum(s["keyframe_requests"] for s in subs),
+            "latency_ms": {
+                q: (round(1000 * v, 2) if (v := _percentile(lat, p)) is not None else None)
+                for q, p in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
+            },
+        }
+    generator_cpu = sum(r["cpu_seconds"] for r in results)
+    return {
+        "scenario": scenario.model_dump(),
+        "elapsed": round(elapsed, 2),
+        "profiles": profiles,
+        "publishers": [{k: v for k, v in p.items() if k != "sent_log"} for p in publishers],
+        "subscribers": [{k: v for k, v in s.items() if k != "arrivals"} for s in subscribers],
+        "errors": [e for r in results for e in r["errors"]],
+        "server": server,
+        "generator": {
+            "cpu_seconds": round(generator_cpu, 2),
+            "cpu_percent_of_one_core": round(100 * generator_cpu / max(elapsed, 1e-6), 1),
+            "processes": len(results),
+        },
+    }
+
+
+async def run_scenario(
+    scenario: Scenario, *, quiet: bool = False, server_pid: int | None = None
+) -> dict[str, Any]:
+    """Run ``scenario`` to the end (bounded) and return the report data."""
+    capped = [p for p in scenario.profiles if p.downlink_kbps and p.subscribers_per_room]
+    links: list[ShapedLink] = []
+    server_proc = None
+    config: Path | None = None
+    if capped:
+        ok, why = namespaces_available()
+        if not ok:
+            raise RuntimeError(f"profiles with a downlink cap need network namespaces: {why}")
+        if scenario.url is not None:
+            raise RuntimeError("profiles with a downlink cap need the server started by the run")
+    try:
+        # one namespace per capped subscriber: a real bottleneck each
+        capped_specs: list[tuple[ShapedLink, PeerSpec]] = []
+        for room in range(scenario.rooms):
+            for profile in capped:
+                for i in range(profile.subscribers_per_room):
+                    link = ShapedLink(rate_kbit=profile.downlink_kbps)
+                    link.up()
+                    links.append(link)
+                    capped_specs.append(
+                        (
+                            link,
+                            PeerSpec(
+                                "subscriber",
+                                f"room{room}",
+                                f"{profile.name}-{room}-{i}",
+                                profile.name,
+                                profile.window,
+                            ),
+                        )
+                    )
+        if scenario.url is None:
+            listen = ["127.0.0.1", *[link.host_address for link in links]]
+            server_proc, port, config = await start_server(
+                listen, "0.0.0.0" if links else "127.0.0.1"
+            )
+            url = f"http://127.0.0.1:{port}"
+            server_pid = server_proc.pid
+        else:
+            url = _http(scenario.url)
+            port = 0
+
+        rooms = [f"room{r}" for r in range(scenario.rooms)]
+        publishers = [
+            PeerSpec("publisher", room, f"pub-{room}-{i}")
+            for room in rooms
+            for i in range(scenario.publishers_per_room)
+        ]
+        plain = [
+            PeerSpec("subscriber", room, f"{p.name}-{room}-{i}", p.name, p.window)
+            for room in rooms
+            for p in scenario.profiles
+            if not p.downlink_kbps
+            for i in range(p.subscribers_per_room)
+        ]
+        groups: list[list[PeerSpec]] = [[] for _ in range(scenario.processes)]
+        for i, peer in enumerate(plain):
+            groups[i % scenario.processes].append(peer)
+        groups[0] = publishers + groups[0]
+        start_at = time.monotonic() + 1.0
+        total = max(1, len(publishers) + len(plain) + len(capped_specs))
+        common = {
+            "duration": scenario.duration,
+            "ramp_up": scenario.ramp_up * max(1, len(groups[0])) / total,
+            "video_capture": str(scenario.video_capture),
+            "audio_capture": str(scenario.audio_capture) if scenario.audio_capture else None,
+            "start_at": start_at,
+        }
+        worker = [sys.executable, "-m", "loadtest.worker"]
+        jobs = []
+        progress: dict[int, dict[str, Any]] = {}
+        timeout = scenario.duration + 60
+        for index, group in enumerate(g for g in groups if g):
+            spec = WorkerSpec(ws_url=_ws(url), bind_address="127.0.0.1", peers=group, **common)
+            jobs.append(_run_worker(worker, spec, progress, index, timeout))
+        for n, (link, peer) in enumerate(capped_specs):
+            spec = WorkerSpec(
+                ws_url=_ws(f"http://{link.host_address}:{port}"),
+                bind_address=link.peer_address,
+                peers=[peer],
+                **common,
+            )
+            jobs.append(_run_worker(link.command(*worker), spec, progress, 1000 + n, timeout))
+
+        samples: list[dict[str, float]] = []
+        started = time.monotonic()
+        cpu_start = cpu_seconds(server_pid) if server_pid else None
+        gather = asyncio.ensure_future(asyncio.gather(*jobs))
+        last_bytes, last_time = 0, started
+        while not gather.done():
+            await asyncio.wait([gather], timeout=1.0)
+            now = time.monotonic()
+            if server_pid:
+                try:
+                    samples.append(
+                        {
+                            "t": round(now - started, 2),
+                            "cpu": round(cpu_seconds(server_pid), 3),
+                            "rss_mb": round(rss_bytes(server_pid) / 1e6, 1),
+                        }
+                    )
+                except OSError:
+                    pass
+            if not quiet:
+                total_bytes = sum(p.get("received_bytes", 0) for p in progress.values())
+                received = sum(p.get("received", 0) for p in progress.values())
+                lost = sum(p.get("lost", 0) for p in progress.values())
+                mbps = 8 * (total_bytes - last_bytes) / max(1e-6, now - last_time) / 1e6
+                last_bytes, last_time = total_bytes, now
+                peers = sum(p.get("peers", 0) for p in progress.values())
+                loss = 100 * lost / max(1, received + lost)
+                print(
+                    f"\r{now - started:6.1f}s  peers {peers:4d}  forwarded {mbps:7.2f} Mbit/s"
+                    f"  loss {loss:5.2f}%",
+                    end="",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        if not quiet:
+            print(file=sys.stderr)
+        results = list(gather.result())
+        elapsed = time.monotonic() - started
+        server: dict[str, Any] = {"pid": server_pid, "samples": samples}
+        if cpu_start is not None and samples:
+            server["cpu_seconds"] = round(samples[-1]["cpu"] - cpu_start, 3)
+            server["cpu_percent"] = round(100 * server["cpu_seconds"] / elapsed, 1)
+            server["max_rss_mb"] = max(s["rss_mb"] for s in samples)
+        try:
+            stats = json.load(urllib.request.urlopen(f"{url}/stats", timeout=2))
+            server["stats"] = stats
+        except OSError:
+            pass
+        return summarize(scenario, results, server, elapsed)
+    finally:
+        if server_proc is not None and server_proc.returncode is None:
+            server_proc.terminate()
+            try:
+                await asyncio.wait_for(server_proc.wait(), 10)
+            except TimeoutError:
+                server_proc.kill()
+        if config is not None:
+            config.unlink(missing_ok=True)
+        for link in links:
+            link.down()
+
+
+def default_output(scenario: Scenario) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = Path(scenario.output) / f"run-{stamp}-{os.getpid()}"
+    out.mkdir(parents=True, exist_ok=True)
+    return out

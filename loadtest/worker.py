@@ -1,0 +1,168 @@
+"""One load generator process: runs the peers it is given, prints a JSON progress line every
+second and one JSON result at the end, then exits (bounded by the spec's deadline).
+
+    python -m loadtest.worker SPEC.json
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sfu.adapters import aiortc_plane as plane
+
+from .capturefile import read_capture
+from .peers import ReplayPublisher, SimSubscriber
+
+
+@dataclass
+class PeerSpec:
+    kind: str  # "publisher" or "subscriber"
+    room: str
+    name: str
+    profile: str = ""
+    window: tuple[int, int] | None = None
+
+
+@dataclass
+class WorkerSpec:
+    ws_url: str
+    bind_address: str
+    peers: list[PeerSpec]
+    duration: float
+    ramp_up: float
+    video_capture: str
+    audio_capture: str | None
+    start_at: float = 0.0  # time.monotonic() at which to start (shared clock)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _emit(kind: str, payload: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps({kind: payload}) + "\n")
+    sys.stdout.flush()
+
+
+def subscriber_result(sub: SimSubscriber, profile: str, room: str) -> dict[str, Any]:
+    checkers = list(sub.checkers.values())
+    per_second: dict[int, Counter[tuple[int, int]]] = {}
+    for at, sid, tid in sub.layers:
+        per_second.setdefault(int(at - sub.started), Counter())[(sid, tid)] += 1
+    timeline = [[s, max(c)[0], max(c)[1]] for s, c in sorted(per_second.items())]
+    return {
+        "name": sub.name,
+        "profile": profile,
+        "room": room,
+        "window": list(sub.window) if sub.window else None,
+        "received": sub.received,
+        "lost": sub.lost,
+        "nacks_sent": sub.nacks_sent,
+        "keyframe_requests": sub.keyframe_requests,
+        "frames_decodable": sum(c.frames_decodable for c in checkers),
+        "frames_undecodable": sum(c.frames_undecodable for c in checkers),
+        "frames_incomplete": sum(c.incomplete() for c in checkers),
+        "freezes": sum(c.freezes for c in checkers),
+        "longest_gap": max((c.longest_gap for c in checkers), default=0.0),
+        "bytes_per_second": sorted(sub.bytes_per_second.items()),
+        "layers": timeline,  # [second, spatial, temporal] of the highest decodable frame
+        "arrivals": sub.arrivals,
+        "level_events": [m for m in sub.messages if m.get("type") == "level_changed"],
+    }
+
+
+async def run(spec: WorkerSpec) -> dict[str, Any]:
+    plane.install(plane.IceOptions(listen_addresses=[spec.bind_address]))
+    video = read_capture(spec.video_capture)
+    audio = read_capture(spec.audio_capture) if spec.audio_capture else None
+    delay = spec.start_at - time.monotonic()
+    if delay > 0:
+        await asyncio.sleep(delay)
+    started = time.monotonic()
+    cpu0 = time.process_time()
+    deadline = started + spec.duration
+    publishers: list[tuple[PeerSpec, ReplayPublisher]] = []
+    subscribers: list[tuple[PeerSpec, SimSubscriber]] = []
+    errors: list[str] = []
+
+    async def start(peer: PeerSpec) -> None:
+        try:
+            if peer.kind == "publisher":
+                pub = ReplayPublisher(spec.ws_url, peer.name, video, audio)
+                publishers.append((peer, pub))
+                await pub.connect(peer.room)
+                await pub.publish()
+            else:
+                sub = SimSubscriber(spec.ws_url, peer.name, peer.window)
+                subscribers.append((peer, sub))
+                await sub.connect(peer.room)
+        except Exception as exc:  # reported, the run goes on
+            errors.append(f"{peer.name}: {exc!r}")
+
+    async def progress() -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            _emit(
+                "progress",
+                {
+                    "peers": len(publishers) + len(subscribers),
+                    "received_bytes": sum(s.bytes for _, s in subscribers),
+                    "received": sum(s.received for _, s in subscribers),
+                    "lost": sum(s.lost for _, s in subscribers),
+                },
+            )
+
+    reporter = asyncio.ensure_future(progress())
+    tasks = []
+    for i, peer in enumerate(spec.peers):
+        tasks.append(asyncio.ensure_future(start(peer)))
+        if i + 1 < len(spec.peers):
+            await asyncio.sleep(1.0 / spec.ramp_up)
+    await asyncio.gather(*tasks)
+    remaining = deadline - time.monotonic()
+    if remaining > 0:
+        await asyncio.sleep(remaining)
+    reporter.cancel()
+    wall = time.monotonic() - started
+    result = {
+        "cpu_seconds": time.process_time() - cpu0,
+        "wall_seconds": wall,
+        "errors": errors,
+        "publishers": [
+            {
+                "name": p.name,
+                "room": spec_.room,
+                "sent": sum(lp.sent for lp in p.loopers.values()),
+                "keyframe_requests": p.keyframe_requests,
+                "sent_log": p.sent_log,
+            }
+            for spec_, p in publishers
+        ],
+        "subscribers": [
+            subscriber_result(s, spec_.profile, spec_.room) for spec_, s in subscribers
+        ],
+    }
+    for _, peer in [*subscribers, *publishers]:
+        try:
+            await asyncio.wait_for(peer.close(), 5)
+        except Exception:  # noqa: BLE001 - closing at the end of a run
+            pass
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = argv if argv is not None else sys.argv[1:]
+    raw = json.loads(Path(args[0]).read_text())
+    raw["peers"] = [PeerSpec(**p) for p in raw["peers"]]
+    spec = WorkerSpec(**raw)
+    result = asyncio.run(run(spec))
+    _emit("result", result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
