@@ -138,7 +138,7 @@ class CaptureLooper:
             return []
         if self._segment_start_wall is None:
             self._start_segment(0, now)
-        out = []
+        out: list[bytes] = []
         while True:
             if self._index >= len(self.packets):
                 self.loops += 1

@@ -112,8 +112,9 @@ class ShapedLink:
             if verb == "change":
                 _run("tc", "qdisc", "del", "dev", self.host_if, "root", check=False)
             return
-        result = _run("tc", "qdisc", verb, "dev", self.host_if, "root", *self._tbf_args(),
-                      check=False)
+        result = _run(
+            "tc", "qdisc", verb, "dev", self.host_if, "root", *self._tbf_args(), check=False
+        )
         if result.returncode != 0 and verb == "change":
             _run("tc", "qdisc", "add", "dev", self.host_if, "root", *self._tbf_args())
         elif result.returncode != 0:

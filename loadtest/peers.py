@@ -275,8 +275,9 @@ class SimSubscriber(_SignalingPeer):
         self.messages: list[dict[str, Any]] = []
         #: (arrival, spatial id, temporal id) of every video packet received
         self.layers: list[tuple[float, int, int]] = []
-        #: (second since start, bytes) of everything received
+        #: bytes and packets received, by second since the start
         self.bytes_per_second: dict[int, int] = {}
+        self.packets_per_second: dict[int, int] = {}
         #: (payload key, arrival) of sampled packets, for latency
         self.arrivals: list[tuple[int, float]] = []
         self.checkers: dict[int, FrameChecker] = {}  # by SSRC
@@ -296,6 +297,7 @@ class SimSubscriber(_SignalingPeer):
         self.bytes += len(data)
         second = int(now - self.started)
         self.bytes_per_second[second] = self.bytes_per_second.get(second, 0) + len(data)
+        self.packets_per_second[second] = self.packets_per_second.get(second, 0) + 1
         if self.received % 4 == 0:
             self.arrivals.append((payload_key(data, header), now))
         ssrc = header.ssrc

@@ -144,9 +144,10 @@ def latencies(publishers: list[dict[str, Any]], arrivals: list[list[Any]]) -> li
         times.sort()
     out = []
     for key, at in arrivals:
-        times = sends.get(key)
-        if not times:
+        found = sends.get(key)
+        if not found:
             continue
+        times = found
         i = bisect.bisect_right(times, at) - 1
         if i >= 0 and at - times[i] < 5.0:
             out.append(at - times[i])
@@ -276,7 +277,7 @@ async def run_scenario(
         groups[0] = publishers + groups[0]
         start_at = time.monotonic() + 1.0
         total = max(1, len(publishers) + len(plain) + len(capped_specs))
-        common = {
+        common: dict[str, Any] = {
             "duration": scenario.duration,
             "ramp_up": scenario.ramp_up * max(1, len(groups[0])) / total,
             "video_capture": str(scenario.video_capture),
@@ -312,6 +313,7 @@ async def run_scenario(
                     samples.append(
                         {
                             "t": round(now - started, 2),
+                            "at": now,
                             "cpu": round(cpu_seconds(server_pid), 3),
                             "rss_mb": round(rss_bytes(server_pid) / 1e6, 1),
                         }

@@ -69,6 +69,8 @@ def subscriber_result(sub: SimSubscriber, profile: str, room: str) -> dict[str, 
         "freezes": sum(c.freezes for c in checkers),
         "longest_gap": max((c.longest_gap for c in checkers), default=0.0),
         "bytes_per_second": sorted(sub.bytes_per_second.items()),
+        "packets_per_second": sorted(sub.packets_per_second.items()),
+        "started": sub.started,
         "layers": timeline,  # [second, spatial, temporal] of the highest decodable frame
         "arrivals": sub.arrivals,
         "level_events": [m for m in sub.messages if m.get("type") == "level_changed"],
@@ -146,9 +148,11 @@ async def run(spec: WorkerSpec) -> dict[str, Any]:
             subscriber_result(s, spec_.profile, spec_.room) for spec_, s in subscribers
         ],
     }
-    for _, peer in [*subscribers, *publishers]:
+    peers: list[SimSubscriber | ReplayPublisher] = [s for _, s in subscribers]
+    peers += [p for _, p in publishers]
+    for live in peers:
         try:
-            await asyncio.wait_for(peer.close(), 5)
+            await asyncio.wait_for(live.close(), 5)
         except Exception:  # noqa: BLE001 - closing at the end of a run
             pass
     return result
