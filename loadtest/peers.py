@@ -224,8 +224,10 @@ class ReplayPublisher(_SignalingPeer):
                 log = self.sent_log
                 for looper in self.loopers.values():
                     for packet in looper.due(now):
-                        raw.send_rtp(packet)
+                        # the send time is taken before sending: a subscriber on loopback may
+                        # well receive the packet before this line would run again
                         log.append((payload_key(packet, parse_rtp(packet)), time.monotonic()))
+                        raw.send_rtp(packet)
             await asyncio.sleep(0.005)
 
     # transport sink: keyframe requests from the SFU

@@ -41,6 +41,9 @@ class PeerSettings:
 
 
 class _Peer:
+    #: seconds between calls of ``tick`` (NACK and keyframe-request retries need it often)
+    tick_interval = TICK_INTERVAL
+
     def __init__(self, settings: PeerSettings) -> None:
         self.settings = settings
         self.pc = plane.create_peer_connection()
@@ -69,7 +72,7 @@ class _Peer:
         last_report = time.monotonic()
         try:
             while not self.closed:
-                await asyncio.sleep(TICK_INTERVAL)
+                await asyncio.sleep(self.tick_interval)
                 now = time.monotonic()
                 self.tick(now)
                 if now - last_report >= REPORT_INTERVAL:
@@ -209,6 +212,8 @@ class PublisherPeer(_Peer):
 
 class SubscriberPeer(_Peer):
     """The connection a client receives on: we offer, it answers."""
+
+    tick_interval = 0.5  # only reports: sender reports, subscription updates
 
     def __init__(
         self,
