@@ -148,6 +148,16 @@ async def bench(max_subscribers: int = 64, step: int = 0, duration: float = 8.0)
                 "us_per_packet": round(1e6 * cpu / max(1, delivered), 2),
                 "generator_cpu_percent": report["generator"]["cpu_percent_of_one_core"],
             }
+            row["cpu_per_second"] = cpu / max(seconds, 1e-6)
+            row["packets_per_second"] = delivered / max(seconds, 1e-6)
+            if rows and row["packets_per_second"] > rows[-1]["packets_per_second"]:
+                # the cost of one more forwarded packet, fixed costs aside
+                row["marginal_us_per_packet"] = round(
+                    1e6
+                    * (row["cpu_per_second"] - rows[-1]["cpu_per_second"])
+                    / (row["packets_per_second"] - rows[-1]["packets_per_second"]),
+                    2,
+                )
             base = await baseline(n, duration)
             row["baseline_us_per_packet"] = base["us_per_packet"]
             row["ratio"] = round(row["us_per_packet"] / max(base["us_per_packet"], 1e-9), 2)
