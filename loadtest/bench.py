@@ -121,7 +121,7 @@ async def bench(max_subscribers: int = 64, step: int = 0, duration: float = 8.0)
     max_subscribers = min(max_subscribers, 200)
     proc, port, config = await start_server(["127.0.0.1"])
     url = f"http://127.0.0.1:{port}"
-    rows = []
+    rows: list[dict[str, Any]] = []
     held = 0
     try:
         for n in _steps(max_subscribers, step):
@@ -165,7 +165,8 @@ async def bench(max_subscribers: int = 64, step: int = 0, duration: float = 8.0)
             print(
                 f"N={n:3d}  loss {row['loss_percent']:5.2f}%  p99 {row['p99_ms']} ms  "
                 f"server {row['server_cpu_percent']:5.1f}% CPU  {row['us_per_packet']:6.2f} "
-                f"us/packet  (UDP relay {base['us_per_packet']:5.2f}, x{row['ratio']})  "
+                f"us/packet, marginal {row.get('marginal_us_per_packet', '-')}  "
+                f"(UDP relay {base['us_per_packet']:5.2f}, x{row['ratio']})  "
                 f"generator {row['generator_cpu_percent']}%",
                 flush=True,
             )
