@@ -35,6 +35,7 @@ class LayerInfo:
         "keyframe",
         "switch_mask",
         "switch_masks",
+        "present_mask",
         "picture_id",
         "picture_id_bits",
         "tl0picidx",
@@ -57,6 +58,8 @@ class LayerInfo:
         self.switch_mask = 0
         #: with a dependency descriptor: the switch mask for each spatial layer's targets
         self.switch_masks: list[int] | None = None
+        #: with a dependency descriptor: bit d set when decode target d needs this frame
+        self.present_mask = -1
         self.picture_id: int | None = None
         self.picture_id_bits = 0
         self.tl0picidx: int | None = None
@@ -90,6 +93,7 @@ class LayerParser:
         info.valid = True
         info.vp8 = info.vp9 = info.dd = None
         info.switch_masks = None
+        info.present_mask = -1
         info.dd_bytes = None
         info.picture_id = info.tl0picidx = None
         info.picture_id_bits = 0
@@ -182,6 +186,11 @@ class LayerParser:
             dd.start_of_frame and dd.structure is not None and not dd.fdiffs and dd.spatial_id == 0
         )
         dtis = dd.dtis
+        present = 0
+        for dt, indication in enumerate(dtis):
+            if indication != NOT_PRESENT:
+                present |= 1 << dt
+        info.present_mask = present
         masks = [0] * self.spatial_layers
         for s, targets in self._targets_by_spatial.items():
             if s < len(masks):

@@ -8,6 +8,7 @@ BUCKET = 0.5  # seconds
 BUCKETS = 4  # the window is BUCKET * BUCKETS seconds
 MAX_SPATIAL = 4
 MAX_TEMPORAL = 4
+MAX_TARGETS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,10 +30,22 @@ class LayerMeter:
         size = MAX_SPATIAL * MAX_TEMPORAL
         self._bytes = [[0] * size for _ in range(BUCKETS)]
         self._frames = [[0] * size for _ in range(BUCKETS)]
+        #: bytes per decode target (dependency descriptor): what a subscriber of that target
+        #: is actually sent, which in K-SVC is less than all the layers below it
+        self._target_bytes = [[0] * MAX_TARGETS for _ in range(BUCKETS)]
+        self._targets_seen = False
         self._bucket = -1
         self._started: float | None = None
 
-    def add(self, sid: int, tid: int, size: int, start_of_frame: bool, now: float) -> None:
+    def add(
+        self,
+        sid: int,
+        tid: int,
+        size: int,
+        start_of_frame: bool,
+        now: float,
+        present_mask: int = -1,
+    ) -> None:
         bucket = int(now / BUCKET)
         if bucket != self._bucket:
             self._rotate(bucket)
@@ -43,6 +56,15 @@ class LayerMeter:
         index = sid * MAX_TEMPORAL + tid
         slot = bucket % BUCKETS
         self._bytes[slot][index] += size
+        if present_mask >= 0:
+            self._targets_seen = True
+            row = self._target_bytes[slot]
+            dt = 0
+            while present_mask and dt < MAX_TARGETS:
+                if present_mask & 1:
+                    row[dt] += size
+                present_mask >>= 1
+                dt += 1
         if start_of_frame:
             self._frames[slot][index] += 1
 
@@ -52,9 +74,10 @@ class LayerMeter:
                 slot = b % BUCKETS
                 self._bytes[slot] = [0] * len(self._bytes[slot])
                 self._frames[slot] = [0] * len(self._frames[slot])
+                self._target_bytes[slot] = [0] * MAX_TARGETS
         self._bucket = bucket
 
-    def _totals(self, now: float) -> tuple[list[int], list[int], float]:
+    def _totals(self, now: float) -> tuple[list[int], list[int], list[int], float]:
         current = int(now / BUCKET)
         if current != self._bucket:
             self._rotate(current)
@@ -63,10 +86,11 @@ class LayerMeter:
         size = MAX_SPATIAL * MAX_TEMPORAL
         total_bytes = [sum(self._bytes[s][i] for s in slots) for i in range(size)]
         total_frames = [sum(self._frames[s][i] for s in slots) for i in range(size)]
+        total_targets = [sum(self._target_bytes[s][i] for s in slots) for i in range(MAX_TARGETS)]
         span = (BUCKETS - 1) * BUCKET
         if self._started is not None:
             span = max(BUCKET, min(span, (current * BUCKET) - self._started))
-        return total_bytes, total_frames, span
+        return total_bytes, total_frames, total_targets, span
 
     def levels(
         self,
@@ -74,17 +98,22 @@ class LayerMeter:
         spatial_layers: int,
         temporal_layers: int,
         resolutions: list[tuple[int, int]],
+        decode_targets: dict[tuple[int, int], int] | None = None,
     ) -> list[Level]:
-        total_bytes, total_frames, span = self._totals(now)
+        total_bytes, total_frames, total_targets, span = self._totals(now)
         out = []
         for s in range(min(spatial_layers, MAX_SPATIAL)):
             width, height = resolutions[s] if s < len(resolutions) else (0, 0)
             for t in range(min(temporal_layers, MAX_TEMPORAL)):
-                bits = 8 * sum(
-                    total_bytes[ss * MAX_TEMPORAL + tt]
-                    for ss in range(s + 1)
-                    for tt in range(t + 1)
-                )
+                target = decode_targets.get((s, t)) if decode_targets else None
+                if self._targets_seen and target is not None and target < MAX_TARGETS:
+                    bits = 8 * total_targets[target]
+                else:
+                    bits = 8 * sum(
+                        total_bytes[ss * MAX_TEMPORAL + tt]
+                        for ss in range(s + 1)
+                        for tt in range(t + 1)
+                    )
                 frames = sum(total_frames[s * MAX_TEMPORAL + tt] for tt in range(t + 1))
                 out.append(Level(s, t, width, height, round(frames / span, 1), int(bits / span)))
         return out

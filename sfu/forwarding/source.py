@@ -113,7 +113,9 @@ class MediaSource:
                 self.keyframes_received += 1
                 self.keyframes.on_keyframe()
             if self.meter is not None and info.valid:
-                self.meter.add(info.sid, info.tid, size, info.start_of_frame, now)
+                self.meter.add(
+                    info.sid, info.tid, size, info.start_of_frame, now, info.present_mask
+                )
             if info.dd is not None and info.dd.structure is not None:
                 self._check_structure()
             elif info.vp9 is not None and info.vp9.ss is not None:
@@ -190,7 +192,14 @@ class MediaSource:
     def levels(self, now: float) -> list[Level]:
         if self.meter is None:
             return []
-        return self.meter.levels(now, self.spatial_layers, self.temporal_layers, self.resolutions)
+        layers = self.layers
+        return self.meter.levels(
+            now,
+            self.spatial_layers,
+            self.temporal_layers,
+            self.resolutions,
+            layers.decode_targets if layers is not None else None,
+        )
 
     # -- subscribers ---------------------------------------------------------------------
     def attach(self, downtrack: DownTrack, now: float) -> None:

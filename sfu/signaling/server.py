@@ -22,6 +22,8 @@ logger = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 128 * 1024
 
 ROOMS_KEY = web.AppKey("rooms", RoomManager)
+
+
 @dataclass
 class ServerState:
     """What changes while the server runs (aiohttp apps are frozen once started)."""

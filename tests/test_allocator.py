@@ -1,0 +1,53 @@
+from sfu.forwarding.allocator import Demand, allocate
+from sfu.forwarding.meter import Level
+
+RES = [(320, 180), (640, 360), (1280, 720)]
+# kbit/s of each level (spatial, temporal), all forwarded layers included
+RATES = {(0, 0): 80, (0, 1): 110, (0, 2): 150, (1, 0): 250, (1, 1): 350, (1, 2): 500,
+         (2, 0): 800, (2, 1): 1100, (2, 2): 1500}
+
+
+def levels() -> list[Level]:
+    return [Level(s, t, *RES[s], 7.5 * 2**t, 1000 * r) for (s, t), r in RATES.items()]
+
+
+def demand(key: str, priority: int = 1, current: tuple[int, int] | None = None,
+           ceiling: tuple[int, int] = (2, 2)) -> Demand:
+    return Demand(key, priority, levels(), *ceiling, current=current)
+
+
+def test_one_video_gets_the_best_level_that_fits_with_headroom() -> None:
+    a = allocate(2_000_000, [demand("v")])["v"]
+    assert (a.spatial, a.temporal, a.paused) == (2, 2, False)  # 1500 <= 0.85 * 0.9 * 2000
+    a = allocate(600_000, [demand("v")])["v"]
+    assert (a.spatial, a.temporal) == (1, 1)  # 500 > 0.9*600*0.85, 350 fits
+    a = allocate(80_000, [demand("v")])["v"]
+    assert a.paused  # 80 > 0.9 * 80
+
+
+def test_hysteresis_keeps_a_held_level_but_needs_margin_to_climb() -> None:
+    # 1.7 Mbps: 1500 <= 0.9 * 1700 = 1530 but > 0.85 * 1530
+    assert (allocate(1_700_000, [demand("v", current=(2, 2))])["v"].spatial) == 2
+    a = allocate(1_700_000, [demand("v", current=(2, 1))])["v"]
+    assert (a.spatial, a.temporal) == (2, 1)
+
+
+def test_priorities_lowest_layers_first_then_upgrades() -> None:
+    demands = [demand("screen", priority=2), demand("cam1"), demand("cam2")]
+    out = allocate(1_000_000, demands)
+    assert not any(a.paused for a in out.values())  # everyone gets at least its lowest
+    assert out["screen"].bitrate > out["cam1"].bitrate
+    assert sum(a.bitrate for a in out.values()) <= 0.9 * 1_000_000
+    # too little for all: the lowest priority pauses first
+    out = allocate(180_000, demands)
+    assert not out["screen"].paused and out["cam2"].paused
+
+
+def test_ceiling_from_other_inputs_is_respected() -> None:
+    a = allocate(10_000_000, [demand("v", ceiling=(0, 2))])["v"]
+    assert (a.spatial, a.temporal) == (0, 2)
+
+
+def test_unmeasured_video_is_not_held_back() -> None:
+    a = allocate(100_000, [Demand("v", 1, [], 2, 2)])["v"]
+    assert (a.spatial, a.temporal, a.paused) == (2, 2, False)
