@@ -75,6 +75,7 @@ VIDEO_FEEDBACK = [
     RTCRtcpFeedback(type="nack"),
     RTCRtcpFeedback(type="nack", parameter="pli"),
     RTCRtcpFeedback(type="goog-remb"),
+    RTCRtcpFeedback(type="transport-cc"),
 ]
 
 _installed = False
@@ -223,12 +224,20 @@ def _is_codec_compatible(a: RTCRtpCodecParameters, b: RTCRtpCodecParameters) -> 
 
 def _header_extensions() -> dict[str, list[RTCRtpHeaderExtensionParameters]]:
     ids = ext.SUBSCRIBER_EXTENSION_IDS
-    audio = [ext.MID, ext.AUDIO_LEVEL]
-    video = [ext.MID, ext.ABS_SEND_TIME, ext.DEPENDENCY_DESCRIPTOR, ext.VIDEO_LAYERS_ALLOCATION]
+    # transport-wide-cc: the SFU generates feedback for publishers and runs a send-side
+    # estimator on it for subscribers (Chromium's estimate collapses if nobody answers)
+    audio = [ext.MID, ext.AUDIO_LEVEL, ext.TRANSPORT_WIDE_CC]
+    video = [
+        ext.MID,
+        ext.ABS_SEND_TIME,
+        ext.DEPENDENCY_DESCRIPTOR,
+        ext.VIDEO_LAYERS_ALLOCATION,
+        ext.TRANSPORT_WIDE_CC,
+    ]
     # VLA is accepted from publishers (answer side keeps their ids); it needs an id for
     # our own offers too, though we never send it to subscribers.
     all_ids = dict(ids)
-    all_ids.setdefault(ext.VIDEO_LAYERS_ALLOCATION, 5)
+    all_ids.setdefault(ext.VIDEO_LAYERS_ALLOCATION, 6)
     return {
         "audio": [RTCRtpHeaderExtensionParameters(id=all_ids[u], uri=u) for u in audio],
         "video": [RTCRtpHeaderExtensionParameters(id=all_ids[u], uri=u) for u in video],
@@ -250,6 +259,8 @@ def install(ice: IceOptions | None = None) -> None:
     for codec in aiortc.codecs.CODECS["video"]:
         if codec.mimeType.lower() != "video/rtx":
             codec.rtcpFeedback = list(VIDEO_FEEDBACK)
+    for codec in aiortc.codecs.CODECS["audio"]:
+        codec.rtcpFeedback = [RTCRtcpFeedback(type="transport-cc")]
     aiortc.codecs.HEADER_EXTENSIONS.clear()
     aiortc.codecs.HEADER_EXTENSIONS.update(_header_extensions())
     aiortc.rtp.DYNAMIC_PAYLOAD_TYPES = DYNAMIC_PAYLOAD_TYPES  # type: ignore[assignment]

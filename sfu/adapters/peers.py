@@ -14,16 +14,20 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiortc import RTCRtpTransceiver, RTCSessionDescription
 from aiortc.rtcrtpparameters import RTCRtpReceiveParameters
 
+from ..forwarding.allocator import Demand, allocate
+from ..forwarding.congestion import SendSideCongestion
 from ..forwarding.downtrack import DownTrack
 from ..forwarding.source import MediaSource
 from ..forwarding.subscription import Subscription
+from ..rtp import extensions as ext
 from ..rtp import rtcp
 from ..rtp.packet import RtpError, parse_rtp
+from ..rtp.twcc import TransportFeedbackBuilder
 from . import aiortc_plane as plane
 
 logger = logging.getLogger(__name__)
@@ -38,6 +42,10 @@ class PeerSettings:
     #: REMB sent to publishers: the most we let a publisher send
     publisher_max_bitrate: int = 10_000_000
     keyframe_min_interval: float = 0.5
+    #: downlink cap of a subscriber (policy), bits/s
+    subscriber_max_bitrate: int | None = None
+    bandwidth_headroom: float = 0.9
+    priorities: dict[str, int] = field(default_factory=lambda: {"screen": 2, "camera": 1})
 
 
 class _Peer:
@@ -120,11 +128,22 @@ class PublisherPeer(_Peer):
         self._on_source = on_source
         self.sources: dict[int, MediaSource] = {}  # by SSRC, media and RTX
         self._taken: set[int] = set()
+        #: transport-wide-cc feedback for the publisher's own send-side estimator
+        self._twcc_id: int | None = None
+        self._twcc: TransportFeedbackBuilder | None = None
+        self._source_types: dict[str, str] = {}  # mid -> "camera" / "screen"
 
-    async def answer(self, offer_sdp: str, video_codecs: list[str] | None = None) -> str:
+    async def answer(
+        self,
+        offer_sdp: str,
+        video_codecs: list[str] | None = None,
+        sources: dict[str, str] | None = None,
+    ) -> str:
         """Answer the client's offer; ``video_codecs`` (e.g. ["VP9", "AV1"]) are the codecs
         allowed, in order of preference."""
         plane.check_publish_offer(offer_sdp)
+        if sources:
+            self._source_types.update(sources)
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         for transceiver in self.pc.getTransceivers():
             if id(transceiver) in self._taken:
@@ -159,9 +178,14 @@ class PublisherPeer(_Peer):
             max_bitrate=self.settings.publisher_max_bitrate,
             keyframe_min_interval=self.settings.keyframe_min_interval,
         )
+        source.source_type = self._source_types.get(transceiver.mid or "", "camera")
         self.sources[stream.ssrc] = source
         if stream.rtx_ssrc is not None:
             self.sources[stream.rtx_ssrc] = source
+        twcc_id = stream.extensions.get(ext.TRANSPORT_WIDE_CC)
+        if twcc_id is not None and self._twcc is None:
+            self._twcc_id = twcc_id
+            self._twcc = TransportFeedbackBuilder(self.rtcp_ssrc, stream.ssrc)
         self._on_source(source)
 
     def on_rtp(self, data: bytes, now: float) -> None:
@@ -174,6 +198,10 @@ class PublisherPeer(_Peer):
         if source is None:
             self.unknown_ssrc += 1
             return
+        if self._twcc is not None:
+            value = header.extensions.get(self._twcc_id)  # type: ignore[arg-type]
+            if value is not None and len(value) == 2:
+                self._twcc.on_packet((value[0] << 8) | value[1], now)
         source.on_rtp(data, header, now)
 
     def on_rtcp(self, data: bytes, now: float) -> None:
@@ -195,6 +223,9 @@ class PublisherPeer(_Peer):
     def tick(self, now: float) -> None:
         for source in self.media_sources:
             source.tick(now)
+        if self._twcc is not None and self.raw is not None:
+            for packet in self._twcc.build():
+                self.raw.send_rtcp(packet)
 
     def report(self, now: float) -> None:
         if self.raw is None:
@@ -213,7 +244,9 @@ class PublisherPeer(_Peer):
 class SubscriberPeer(_Peer):
     """The connection a client receives on: we offer, it answers."""
 
-    tick_interval = 0.5  # only reports: sender reports, subscription updates
+    tick_interval = 0.25  # bandwidth allocation; reports every second
+    #: after a bandwidth down-switch, no up-switch for this long (a steady link must not flap)
+    up_hold = 4.0
 
     def __init__(
         self,
@@ -230,6 +263,13 @@ class SubscriberPeer(_Peer):
         self._negotiating = False
         self._dirty = False
         self.offers_sent = 0
+        self.congestion = SendSideCongestion()
+        #: what the allocator last had to share (bits/s), for stats
+        self.available: float | None = None
+        #: bits/s of video forwarded over the last report interval
+        self.video_bitrate = 0
+        self._video_bytes = 0
+        self._video_bytes_at: float | None = None
 
     def add(self, source: MediaSource, stream_id: str, subscription: Subscription | None) -> None:
         if source.track_id in self._transceivers or self.closed:
@@ -279,6 +319,10 @@ class SubscriberPeer(_Peer):
             rtx_ssrc=binding.rtx_ssrc,
             rtx_payload_type=binding.rtx_payload_type,
         )
+        twcc = binding.extensions.get(ext.TRANSPORT_WIDE_CC)
+        if twcc is not None:
+            downtrack.congestion = self.congestion
+            downtrack.twcc_id = twcc
         self.downtracks[source.track_id] = downtrack
         self._by_ssrc[binding.ssrc] = downtrack
         now = time.monotonic()
@@ -321,6 +365,8 @@ class SubscriberPeer(_Peer):
                     downtrack = by_ssrc.get(block.ssrc)
                     if downtrack is not None:
                         downtrack.handle_rtcp(packet, now)
+                        if downtrack.rtt is not None:
+                            self.congestion.on_rtt(downtrack.rtt)
             elif isinstance(packet, (rtcp.Nack, rtcp.Pli)):
                 downtrack = by_ssrc.get(packet.media_ssrc)
                 if downtrack is not None:
@@ -331,12 +377,88 @@ class SubscriberPeer(_Peer):
                     if downtrack is not None:
                         downtrack.handle_rtcp(packet, now)
             elif isinstance(packet, rtcp.Remb):
+                self.congestion.on_remb(packet.bitrate, now)
                 for ssrc in packet.ssrcs:
                     downtrack = by_ssrc.get(ssrc)
                     if downtrack is not None:
                         downtrack.handle_rtcp(packet, now)
+            elif isinstance(packet, rtcp.TransportFeedback):
+                self.congestion.on_transport_feedback(packet.fci, now)
+
+    def tick(self, now: float) -> None:
+        self.allocate(now)
+
+    def allocate(self, now: float) -> None:
+        """Share the downlink estimate (and the policy's cap) among the videos."""
+        estimate = self.congestion.estimate
+        cap = self.settings.subscriber_max_bitrate
+        limits = [x for x in (estimate, cap) if x is not None]
+        self.available = min(limits) if limits else None
+        subscriptions = list(self.subscriptions.values())
+        if self.available is None:
+            for subscription in subscriptions:
+                subscription.set_bandwidth(None, now)
+            return
+        demands = []
+        for subscription in subscriptions:
+            ceiling = subscription.ceiling(now)
+            if ceiling.paused:
+                continue
+            current = subscription.current_level()
+            priority = self.settings.priorities.get(subscription.source.source_type, 1)
+            demands.append(
+                Demand(
+                    subscription.track_id,
+                    priority,
+                    subscription.levels(now),
+                    ceiling.spatial,
+                    ceiling.temporal,
+                    current,
+                )
+            )
+        allocations = allocate(self.available, demands, headroom=self.settings.bandwidth_headroom)
+        for subscription in subscriptions:
+            allocation = allocations.get(subscription.track_id)
+            if allocation is None:
+                subscription.set_bandwidth(None, now)
+                continue
+            held = subscription.bandwidth
+            if held is not None and now - subscription.bandwidth_down_at < self.up_hold:
+                better = not allocation.paused and (
+                    held.paused
+                    or (allocation.spatial, allocation.temporal) > (held.spatial, held.temporal)
+                )
+                if better:
+                    continue  # hold after a down-switch
+            subscription.set_bandwidth(allocation, now)
+
+    def metrics(self) -> dict[str, float | int | None]:
+        """Seed 004's names: the downlink estimate, what is forwarded, loss, round trip."""
+        downtracks = list(self.downtracks.values())
+        rtts = [d.rtt for d in downtracks if d.rtt is not None]
+        if self.congestion.feedback_seen:
+            loss = self.congestion.estimator.loss_ratio
+        else:
+            fractions = [d.remote_fraction_lost / 256 for d in downtracks]
+            loss = max(fractions) if fractions else 0.0
+        return {
+            "downloadRate": self.congestion.estimate,
+            "videoBitrate": self.video_bitrate,
+            "loss": round(loss, 4),
+            "rtt": round(sum(rtts) / len(rtts), 4) if rtts else None,
+        }
 
     def report(self, now: float) -> None:
+        video_bytes = sum(
+            d.bytes_sent + d.retransmitted_bytes
+            for d in self.downtracks.values()
+            if d.source.kind == "video"
+        )
+        if self._video_bytes_at is not None and now > self._video_bytes_at:
+            self.video_bitrate = int(
+                8 * (video_bytes - self._video_bytes) / (now - self._video_bytes_at)
+            )
+        self._video_bytes, self._video_bytes_at = video_bytes, now
         for subscription in list(self.subscriptions.values()):
             subscription.update(now)
         if self.raw is None:

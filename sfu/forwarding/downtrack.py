@@ -16,7 +16,8 @@ from ..codecs.errors import CodecError
 from ..codecs.vp8 import rewrite_vp8_descriptor
 from ..codecs.vp9 import rewrite_vp9_descriptor
 from ..rtp import rtcp
-from ..rtp.packet import wrap_rtx
+from ..rtp.packet import first_extension_offset, wrap_rtx
+from .congestion import SendSideCongestion
 from .history import RetransmissionBuffer
 from .layers import LayerInfo
 from .munger import RtpMunger
@@ -54,6 +55,9 @@ class DownTrack:
         self._send = send
         self.munger = RtpMunger(random.getrandbits(15), random.getrandbits(32))
         self.history = RetransmissionBuffer(history_size)
+        #: transport-wide sequence numbers and bandwidth estimation of the subscriber's transport
+        self.congestion: SendSideCongestion | None = None
+        self.twcc_id: int | None = None
         #: layer selection, for video; None forwards everything (audio)
         self.selector: LayerSelector | None = None
         if source.kind == "video":
@@ -68,6 +72,7 @@ class DownTrack:
         self.bytes_sent = 0
         self.packets_dropped = 0
         self.retransmitted = 0
+        self.retransmitted_bytes = 0
         self.keyframe_requests = 0
         self.remote_packets_lost = 0
         self.remote_fraction_lost = 0
@@ -87,6 +92,7 @@ class DownTrack:
         block: bytes,
         payload: bytes,
         info: LayerInfo | None,
+        now: float,
     ) -> None:
         """Forward (or not) one packet of the source."""
         marker_bit = 0x80 if marker else 0
@@ -119,6 +125,12 @@ class DownTrack:
         if mapped is None:
             return
         out_seq, out_ts = mapped
+        congestion = self.congestion
+        if congestion is not None and block:
+            # the first element is the transport-wide sequence number (see MediaSource)
+            at = 5 if block[0] == 0xBE else 6
+            twcc = congestion.stamp(12 + len(block) + len(payload), now)
+            block = b"".join((block[:at], twcc.to_bytes(2, "big"), block[at + 2 :]))
         packet = b"".join(
             (
                 _HEADER.pack(
@@ -177,7 +189,9 @@ class DownTrack:
         return self.source.build_extensions(elements, raw)
 
     # -- feedback from the subscriber ----------------------------------------------------
-    def retransmit(self, lost: list[int]) -> None:
+    def retransmit(self, lost: list[int], now: float) -> int:
+        """Resend packets from the history (as RTX when negotiated); returns bytes sent."""
+        sent = 0
         for seq in lost:
             packet = self.history.get(seq)
             if packet is None:
@@ -185,12 +199,20 @@ class DownTrack:
             if self.rtx_payload_type is not None and self.rtx_ssrc is not None:
                 packet = wrap_rtx(packet, self.rtx_payload_type, self._rtx_seq, self.rtx_ssrc)
                 self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
+            if self.congestion is not None and self.twcc_id is not None:
+                at = first_extension_offset(packet, self.twcc_id)
+                if at is not None:
+                    twcc = self.congestion.stamp(len(packet), now)
+                    packet = b"".join((packet[:at], twcc.to_bytes(2, "big"), packet[at + 2 :]))
             self.retransmitted += 1
+            self.retransmitted_bytes += len(packet)
+            sent += len(packet)
             self._send(packet)
+        return sent
 
     def handle_rtcp(self, packet: rtcp.RtcpPacket, now: float) -> None:
         if isinstance(packet, rtcp.Nack):
-            self.retransmit(packet.lost)
+            self.retransmit(packet.lost, now)
         elif isinstance(packet, (rtcp.Pli, rtcp.Fir)):
             self.keyframe_requests += 1
             self.source.request_keyframe(now)

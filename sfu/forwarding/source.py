@@ -42,6 +42,8 @@ class MediaSource:
     ) -> None:
         self.track_id = track_id
         self.params = params
+        #: "camera" or "screen", as the publisher declares it (bandwidth priority)
+        self.source_type = "camera"
         self.kind = params.kind
         self.downtracks: list[DownTrack] = []
         self._send_rtcp = send_rtcp
@@ -65,6 +67,9 @@ class MediaSource:
             if uri in params.extensions and uri in out_ids
         ]
         self._abs_send_time_id = out_ids.get(ext.ABS_SEND_TIME)
+        #: a placeholder each down track overwrites with its transport-wide sequence number
+        twcc = out_ids.get(ext.TRANSPORT_WIDE_CC)
+        self._twcc_element = [(twcc, b"\x00\x00")] if twcc is not None else []
         self._dd_out_id = out_ids.get(ext.DEPENDENCY_DESCRIPTOR)
         dd_in = params.extensions.get(ext.DEPENDENCY_DESCRIPTOR)
         self.layers: LayerParser | None = None
@@ -123,8 +128,9 @@ class MediaSource:
             elif info.keyframe and info.vp8 is not None:
                 self._check_structure()
 
-        # the header extensions every subscriber gets (the DD may be rewritten per subscriber)
-        elements: list[tuple[int, bytes]] = []
+        # the header extensions every subscriber gets (the DD may be rewritten per subscriber,
+        # the transport-wide sequence number, first, is written per subscriber)
+        elements: list[tuple[int, bytes]] = list(self._twcc_element)
         if extensions:
             for in_id, out_id in self._copied:
                 value = extensions.get(in_id)
@@ -138,7 +144,7 @@ class MediaSource:
         marker = header.marker
         ts = header.timestamp
         for downtrack in self.downtracks:
-            downtrack.write(marker, seq, ts, elements, block, payload, info)
+            downtrack.write(marker, seq, ts, elements, block, payload, info, now)
         if self.keyframe_wanted:
             self.keyframe_wanted = False
             self.request_keyframe(now)

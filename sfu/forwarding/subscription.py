@@ -11,6 +11,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .allocator import Allocation
 from .downtrack import DownTrack
 from .meter import Level
 from .source import MediaSource
@@ -43,6 +44,9 @@ class Subscription:
         self.window: tuple[int, int] | None = None
         self.pin: tuple[int, int] | None = None
         self.budget = math.inf
+        #: the allocator's level for this video (None: bandwidth does not limit it)
+        self.bandwidth: Allocation | None = None
+        self.bandwidth_down_at = -math.inf
         self.downtrack: DownTrack | None = None
         self.target: Target | None = None
         self.on_level_changed = on_level_changed
@@ -87,6 +91,10 @@ class Subscription:
             window=self.window,
             pin=self.pin,
             budget=self.budget,
+            bandwidth=(self.bandwidth.spatial, self.bandwidth.temporal)
+            if self.bandwidth is not None
+            else None,
+            bandwidth_paused=self.bandwidth is not None and self.bandwidth.paused,
             tolerance=self.tolerance,
         )
         self.target = target
@@ -103,6 +111,38 @@ class Subscription:
                 selector.resume()
                 selector.set_target(target.spatial, target.temporal)
         return target
+
+    def ceiling(self, now: float) -> Target:
+        """The target from every input but bandwidth."""
+        source = self.source
+        return choose_target(
+            spatial_layers=source.spatial_layers,
+            temporal_layers=source.temporal_layers,
+            resolutions=source.resolutions,
+            levels=source.levels(now) if self.caps.max_fps else None,
+            caps=self.caps,
+            window=self.window,
+            pin=self.pin,
+            tolerance=self.tolerance,
+        )
+
+    def current_level(self) -> tuple[int, int] | None:
+        downtrack = self.downtrack
+        if downtrack is None or downtrack.selector is None or not downtrack.selector.started:
+            return None
+        return downtrack.selector.current_spatial, downtrack.selector.current_temporal
+
+    def set_bandwidth(self, allocation: Allocation | None, now: float) -> None:
+        previous = self.bandwidth
+        if allocation != previous:
+            if allocation is not None and (
+                previous is None
+                or allocation.paused
+                or (allocation.spatial, allocation.temporal) < (previous.spatial, previous.temporal)
+            ):
+                self.bandwidth_down_at = now
+            self.bandwidth = allocation
+            self.update(now)
 
     def _on_layers_changed(self, downtrack: DownTrack) -> None:
         self._report()

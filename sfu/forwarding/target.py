@@ -58,8 +58,12 @@ def choose_target(
     window: tuple[int, int] | None = None,
     pin: tuple[int, int] | None = None,
     budget: float = math.inf,
+    bandwidth: tuple[int, int] | None = None,
+    bandwidth_paused: bool = False,
     tolerance: float = 1.2,
 ) -> Target:
+    """``budget`` (bits/s) picks the best level that fits it; ``bandwidth`` is a level already
+    chosen by the allocator (and ``bandwidth_paused`` its verdict that nothing fits)."""
     top_s = max(0, spatial_layers - 1)
     top_t = max(0, temporal_layers - 1)
     if window is not None and (window[0] <= 0 or window[1] <= 0):
@@ -94,6 +98,11 @@ def choose_target(
             reason = why
         spatial, temporal = min(spatial, s), min(temporal, t)
 
+    if bandwidth_paused:
+        return Target(0, 0, True, BANDWIDTH)
+    if bandwidth is not None and (bandwidth[0] < spatial or bandwidth[1] < temporal):
+        spatial, temporal = min(spatial, bandwidth[0]), min(temporal, bandwidth[1])
+        reason = BANDWIDTH
     if budget != math.inf and levels:
         fitting = [
             lv

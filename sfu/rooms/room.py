@@ -69,21 +69,16 @@ class Participant:
         self.policy = policy.for_role(self.role)
         self.settings.publisher_max_bitrate = self.policy.publisher_max_bitrate
         self.settings.keyframe_min_interval = self.policy.keyframe_min_interval
+        self.settings.subscriber_max_bitrate = self.policy.subscriber_max_bitrate
+        self.settings.bandwidth_headroom = self.policy.bandwidth_headroom
+        self.settings.priorities = dict(self.policy.priorities)
         for source in self.sources.values():
             source.keyframes.min_interval = self.policy.keyframe_min_interval
         if self.subscriber is not None:
             now = time.monotonic()
             caps = layer_caps(self.policy)
-            subscriptions = list(self.subscriber.subscriptions.values())
-            for subscription in subscriptions:
-                subscription.budget = self._budget(len(subscriptions))
+            for subscription in list(self.subscriber.subscriptions.values()):
                 subscription.set_caps(caps, self.policy.window_tolerance, now)
-
-    def _budget(self, videos: int) -> float:
-        cap = self.policy.subscriber_max_bitrate
-        if cap is None or videos == 0:
-            return float("inf")
-        return cap * self.policy.bandwidth_headroom / videos
 
     def subscribe(self, source: MediaSource, publisher_id: str) -> None:
         """Receive ``source`` (a video track gets a subscription: window, pin, caps)."""
@@ -111,12 +106,7 @@ class Participant:
                 tolerance=self.policy.window_tolerance,
                 on_level_changed=on_level,
             )
-        peer = self.subscriber_peer()
-        peer.add(source, stream_id=publisher_id, subscription=subscription)
-        if subscription is not None:
-            videos = len(peer.subscriptions)
-            for sub in peer.subscriptions.values():
-                sub.budget = self._budget(videos)
+        self.subscriber_peer().add(source, stream_id=publisher_id, subscription=subscription)
 
     def subscription(self, track_id: str) -> Subscription | None:
         if self.subscriber is None:

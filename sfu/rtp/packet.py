@@ -197,3 +197,18 @@ def wrap_rtx(packet: bytes, payload_type: int, sequence_number: int, ssrc: int) 
     out += _U16.pack(header.sequence_number)
     out += packet[header.payload_offset : header.payload_end]
     return bytes(out)
+
+
+def first_extension_offset(packet: bytes | bytearray, ext_id: int) -> int | None:
+    """Offset of the value of the first header extension element if its id is ``ext_id``
+    (the SFU writes the transport-wide sequence number first, to patch it per subscriber)."""
+    if len(packet) < RTP_HEADER_LENGTH or not packet[0] & 0x10:
+        return None
+    pos = RTP_HEADER_LENGTH + (packet[0] & 0x0F) * 4
+    if pos + 6 > len(packet):
+        return None
+    if packet[pos] == 0xBE and packet[pos + 1] == 0xDE:
+        return pos + 5 if packet[pos + 4] >> 4 == ext_id else None
+    if packet[pos] == 0x10 and packet[pos + 1] & 0xF0 == 0:
+        return pos + 6 if packet[pos + 4] == ext_id else None
+    return None

@@ -40,6 +40,8 @@ class Publish(_Request):
     sdp: str = Field(min_length=1, max_length=MAX_SDP)
     #: the scalabilityMode the client encodes with (checked against the room's policy)
     scalability_mode: str | None = Field(None, max_length=16)
+    #: what each video m-line (by mid) carries, for bandwidth priorities (default: camera)
+    sources: dict[str, Literal["camera", "screen"]] | None = Field(None, max_length=16)
 
 
 class SubscribeAnswer(_Request):
@@ -82,13 +84,26 @@ class Auto(_Request):
     track_id: str = Field(max_length=128)
 
 
+class GetStats(_Request):
+    type: Literal["stats"]
+
+
 class GetLevels(_Request):
     type: Literal["levels"]
     track_id: str = Field(max_length=128)
 
 
 ClientMessage = Annotated[
-    Join | Publish | SubscribeAnswer | Leave | Ping | Window | SetLevel | Auto | GetLevels,
+    Join
+    | Publish
+    | SubscribeAnswer
+    | Leave
+    | Ping
+    | Window
+    | SetLevel
+    | Auto
+    | GetLevels
+    | GetStats,
     Field(discriminator="type"),
 ]
 client_message: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
@@ -190,6 +205,17 @@ class LevelChanged(_Message):
     reason: Literal["window", "pin", "policy", "bandwidth"]
 
 
+class Stats(_Message):
+    """A subscriber's downlink, with seed 004's names."""
+
+    type: Literal["stats"] = "stats"
+    id: int | str | None = None
+    downloadRate: int | None  # noqa: N815 - the wire name
+    videoBitrate: int  # noqa: N815
+    loss: float
+    rtt: float | None
+
+
 class Ack(_Message):
     type: Literal["ok"] = "ok"
     id: int | str | None = None
@@ -214,6 +240,7 @@ ServerMessage = (
     | Pong
     | Levels
     | LevelChanged
+    | Stats
     | Ack
     | Error
 )

@@ -106,7 +106,9 @@ class SignalingSession:
                 return
             try:
                 sdp = await participant.publisher_peer().answer(
-                    message.sdp, list(participant.policy.codecs)
+                    message.sdp,
+                    list(participant.policy.codecs),
+                    dict(message.sources) if message.sources else None,
                 )
             except Exception as exc:
                 await self.error("bad_sdp", f"cannot answer the offer: {exc}", message.id)
@@ -124,6 +126,14 @@ class SignalingSession:
         elif isinstance(message, m.Leave):
             await self.leave()
             await self.send(m.Left(id=message.id))
+        elif isinstance(message, m.GetStats):
+            peer = self.participant.subscriber
+            metrics = (
+                peer.metrics()
+                if peer is not None
+                else {"downloadRate": None, "videoBitrate": 0, "loss": 0.0, "rtt": None}
+            )
+            await self.send(m.Stats(id=message.id, **metrics))  # type: ignore[arg-type]
         elif isinstance(message, (m.Window, m.SetLevel, m.Auto, m.GetLevels)):
             await self.subscription_request(self.participant, message)
 
@@ -236,6 +246,7 @@ async def stats(request: web.Request) -> web.Response:
                     }
                 )
             if p.subscriber is not None:
+                entry["downlink"] = p.subscriber.metrics()
                 for track_id, dt in p.subscriber.downtracks.items():
                     entry["subscribed"].append(
                         {
@@ -244,6 +255,9 @@ async def stats(request: web.Request) -> web.Response:
                             "bytes_sent": dt.bytes_sent,
                             "retransmitted": dt.retransmitted,
                             "keyframe_requests": dt.keyframe_requests,
+                        "spatial": dt.selector.current_spatial if dt.selector else None,
+                        "temporal": dt.selector.current_temporal if dt.selector else None,
+                        "paused": dt.selector.paused if dt.selector else False,
                             "rtt": dt.rtt,
                         }
                     )

@@ -178,6 +178,11 @@ export class SfuClient extends EventTarget {
       type: "publish",
       sdp: pc.localDescription.sdp,
       scalability_mode: video ? scalabilityMode || spec.scalabilityMode : null,
+      sources: Object.fromEntries(
+        pc.getTransceivers()
+          .filter((t) => t.sender.track && t.sender.track.kind === "video" && t.mid != null)
+          .map((t) => [t.mid, "camera"]),
+      ),
     });
     await pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
     this._emit("published", {});
@@ -239,6 +244,11 @@ export class SfuClient extends EventTarget {
 
   getLevels(trackId) {
     return this._request({ type: "levels", track_id: trackId });
+  }
+
+  // The server's view of our downlink: downloadRate (estimate), videoBitrate, loss, rtt.
+  getStats() {
+    return this._request({ type: "stats" });
   }
 
   async leave() {

@@ -1,0 +1,234 @@
+"""A subscriber behind a real shaped link whose rate follows a schedule (e.g. 2.5 Mbit/s ->
+400 kbit/s -> 2.5 Mbit/s), against a replayed VP9 L3T3_KEY publisher; what the SFU estimated,
+forwarded and switched, second by second, and what the subscriber got.
+
+    python -m loadtest.bandwidth                      # the default schedule, figures printed
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from sfu.adapters import aiortc_plane as plane
+
+from .capturefile import read_capture
+from .netns import ShapedLink, namespaces_available
+from .peers import ReplayPublisher
+from .run import start_server
+from .scenario import CAPTURES, VIDEO_CAPTURES
+from .worker import PeerSpec, WorkerSpec
+
+DEFAULT_SCHEDULE = [(12.0, 2500), (15.0, 400), (18.0, 2500)]
+
+
+def _stats(port: int) -> dict[str, Any]:
+    return dict(json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=2)))
+
+
+def _subscriber_view(stats: dict[str, Any], name: str) -> dict[str, Any] | None:
+    for room in stats["rooms"].values():
+        for participant in room["participants"]:
+            if participant["name"] == name:
+                videos = [t for t in participant["subscribed"] if t["spatial"] is not None]
+                return {
+                    "downlink": participant.get("downlink", {}),
+                    "video": videos[0] if videos else None,
+                }
+    return None
+
+
+def _publisher_plis(stats: dict[str, Any]) -> int:
+    return sum(
+        t["keyframe_requests_sent"]
+        for room in stats["rooms"].values()
+        for p in room["participants"]
+        for t in p["published"]
+        if t["kind"] == "video"
+    )
+
+
+async def run_schedule(schedule: list[tuple[float, int]], codec: str = "VP9") -> dict[str, Any]:
+    ok, why = namespaces_available()
+    if not ok:
+        raise RuntimeError(f"a shaped link needs network namespaces: {why}")
+    total = sum(seconds for seconds, _ in schedule)
+    link = ShapedLink(rate_kbit=schedule[0][1])
+    link.up()
+    proc = None
+    config = None
+    publisher = None
+    try:
+        proc, port, config = await start_server(["127.0.0.1", link.host_address], "0.0.0.0")
+        plane.install(plane.IceOptions(listen_addresses=["127.0.0.1"]))
+        video = read_capture(CAPTURES / VIDEO_CAPTURES[codec])
+        publisher = ReplayPublisher(f"ws://127.0.0.1:{port}/ws", "publisher", video)
+        await publisher.connect("shaped")
+        await publisher.publish()
+        spec = WorkerSpec(
+            ws_url=f"ws://{link.host_address}:{port}/ws",
+            bind_address=link.peer_address,
+            peers=[PeerSpec("subscriber", "shaped", "subscriber", "shaped", (1280, 720))],
+            duration=total,
+            ramp_up=10.0,
+            video_capture=str(CAPTURES / VIDEO_CAPTURES[codec]),
+            audio_capture=None,
+            start_at=time.monotonic() + 0.5,
+        )
+        spec_path = Path(tempfile.mkstemp(prefix="sfu-shaped-", suffix=".json")[1])
+        spec_path.write_text(json.dumps(asdict(spec)))
+        worker = await asyncio.create_subprocess_exec(
+            *link.command(sys.executable, "-m", "loadtest.worker", str(spec_path)),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            limit=64 * 1024 * 1024,
+        )
+        started = time.monotonic() + 0.5
+        samples: list[dict[str, Any]] = []
+        changes = []
+        boundary = started
+        for index, (seconds, kbps) in enumerate(schedule):
+            if index:
+                link.set_rate(kbps)
+                changes.append({"t": round(time.monotonic() - started, 2), "kbps": kbps})
+            boundary += seconds
+            while time.monotonic() < boundary:
+                await asyncio.sleep(0.25)
+                try:
+                    view = _subscriber_view(_stats(port), "subscriber")
+                except OSError:
+                    continue
+                if view is None or view["video"] is None:
+                    continue
+                samples.append(
+                    {
+                        "t": round(time.monotonic() - started, 2),
+                        "kbps": kbps,
+                        "estimate": view["downlink"].get("downloadRate"),
+                        "forwarded": view["downlink"].get("videoBitrate"),
+                        "spatial": view["video"]["spatial"],
+                        "temporal": view["video"]["temporal"],
+                        "paused": view["video"]["paused"],
+                    }
+                )
+        plis = _publisher_plis(_stats(port))
+        out, err = await asyncio.wait_for(worker.communicate(), 60)
+        spec_path.unlink(missing_ok=True)
+        result = None
+        for line in out.decode().splitlines():
+            message = json.loads(line)
+            if "result" in message:
+                result = message["result"]
+        if result is None or not result["subscribers"]:
+            raise RuntimeError(f"the subscriber reported nothing: {err.decode()[-2000:]}")
+        return {
+            "schedule": schedule,
+            "changes": changes,
+            "samples": samples,
+            "subscriber": result["subscribers"][0],
+            "plis_upstream": plis,
+            "duration": total,
+        }
+    finally:
+        if publisher is not None:
+            await publisher.close()
+        if proc is not None and proc.returncode is None:
+            proc.terminate()
+            await proc.wait()
+        if config is not None:
+            config.unlink(missing_ok=True)
+        link.down()
+
+
+def figures(run: dict[str, Any]) -> dict[str, Any]:
+    """Time to fit after each drop, time to recover after each rise, freezes, keyframe
+    requests, and layer switches per minute at steady bandwidth."""
+    samples = run["samples"]
+    out: dict[str, Any] = {"changes": []}
+    rates = [kbps for _, kbps in run["schedule"]]
+    for change, previous in zip(run["changes"], rates, strict=False):
+        after = [s for s in samples if s["t"] >= change["t"]]
+        if change["kbps"] < previous:  # a drop: the forwarded rate must fit the link
+            fit = next(
+                (
+                    s["t"] - change["t"]
+                    for s in after
+                    if s["forwarded"] is not None
+                    and s["forwarded"] <= change["kbps"] * 1000
+                    and s["spatial"] < 2
+                ),
+                None,
+            )
+            out["changes"].append(
+                {"at": change["t"], "to_kbps": change["kbps"], "time_to_fit": fit}
+            )
+        else:  # a rise: back to the top spatial layer
+            top = next(
+                (s["t"] - change["t"] for s in after if s["spatial"] == 2 and not s["paused"]), None
+            )
+            out["changes"].append(
+                {"at": change["t"], "to_kbps": change["kbps"], "time_to_recover": top}
+            )
+    # steady: the last half of each phase
+    steady_switches = 0
+    steady_seconds = 0.0
+    edges = [0.0, *[c["t"] for c in run["changes"]], run["duration"]]
+    for a, b in zip(edges, edges[1:], strict=False):
+        window = [s for s in samples if (a + b) / 2 <= s["t"] < b]
+        steady_seconds += (b - a) / 2
+        levels = [(s["spatial"], s["temporal"], s["paused"]) for s in window]
+        steady_switches += sum(1 for x, y in zip(levels, levels[1:], strict=False) if x != y)
+    sub = run["subscriber"]
+    out.update(
+        {
+            "freezes": sub["freezes"],
+            "longest_gap_s": round(sub["longest_gap"], 3),
+            "frames_undecodable": sub["frames_undecodable"],
+            "plis_upstream": run["plis_upstream"],
+            "plis_per_second": round(run["plis_upstream"] / run["duration"], 2),
+            "switches_per_minute_steady": round(60 * steady_switches / max(steady_seconds, 1), 2),
+        }
+    )
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m loadtest.bandwidth",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--schedule",
+        default=",".join(f"{s:g}:{k}" for s, k in DEFAULT_SCHEDULE),
+        help="seconds:kbps,... (default %(default)s)",
+    )
+    parser.add_argument("--codec", default="VP9", choices=sorted(VIDEO_CAPTURES))
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    schedule = [(float(s), int(k)) for s, k in (p.split(":") for p in args.schedule.split(","))]
+    run = asyncio.run(run_schedule(schedule, args.codec))
+    result = figures(run)
+    if args.json:
+        print(json.dumps({"figures": result, "samples": run["samples"]}, indent=1))
+    else:
+        for s in run["samples"][::4]:
+            print(
+                f"t={s['t']:5.1f}s link {s['kbps']:5d}k  estimate {s['estimate']}  "
+                f"forwarded {s['forwarded']}  S{s['spatial']}T{s['temporal']}"
+                f"{' paused' if s['paused'] else ''}"
+            )
+        print(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
