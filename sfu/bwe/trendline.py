@@ -93,8 +93,7 @@ class TrendlineEstimator:
             self._first_arrival = arrival_time
         self._accumulated_delay += delay_variation
         self._smoothed_delay = (
-            self._smoothing * self._smoothed_delay
-            + (1 - self._smoothing) * self._accumulated_delay
+            self._smoothing * self._smoothed_delay + (1 - self._smoothing) * self._accumulated_delay
         )
         self._history.append((arrival_time - self._first_arrival, self._smoothed_delay))
         trend = self._previous_trend

@@ -71,7 +71,7 @@ class Participant:
         self.settings.keyframe_min_interval = self.policy.keyframe_min_interval
         self.settings.subscriber_max_bitrate = self.policy.subscriber_max_bitrate
         self.settings.bandwidth_headroom = self.policy.bandwidth_headroom
-        self.settings.priorities = dict(self.policy.priorities)
+        self.settings.priorities = {str(k): v for k, v in self.policy.priorities.items()}
         for source in self.sources.values():
             source.keyframes.min_interval = self.policy.keyframe_min_interval
         if self.subscriber is not None:

@@ -260,6 +260,7 @@ class _FeedbackPacket:
         for _ in range(sequence - self.next):
             self.encoder.add(NOT_RECEIVED)
         self.encoder.add(symbol)
+        # A small delta takes one byte, a large one two: the symbol value.
         if _padded(_HEADER_SIZE + self.encoder.size + len(self.deltas) + symbol) > MAX_PACKET_SIZE:
             self.encoder.restore(state)
             return False
@@ -295,9 +296,11 @@ class _FeedbackPacket:
 class TransportFeedbackBuilder:
     """Receiver side (the SFU receiving from a publisher): records arrivals, builds feedback.
 
-    Arrivals are kept for the last :data:`HISTORY` sequence numbers, so a packet arriving
-    after it was reported lost reopens the window from that packet and the feedback covers
-    the packets after it again (as libwebrtc does).  Duplicates keep their first arrival.
+    Each feedback starts right after the previous one, so losses between two builds are
+    reported.  Arrivals are kept for the last :data:`HISTORY` sequence numbers: a packet
+    arriving after it was reported lost reopens the window from that packet, and the
+    feedback covers the packets after it again (as libwebrtc does).  Older packets are
+    ignored, and duplicates keep their first arrival.
     """
 
     def __init__(self, sender_ssrc: int, media_ssrc: int) -> None:
@@ -306,7 +309,7 @@ class TransportFeedbackBuilder:
         self._arrivals: dict[int, int] = {}  # extended sequence number -> arrival (us)
         self._highest: int | None = None
         self._floor = 0  # highest - HISTORY + 1: no key of _arrivals is below this
-        self._unreported: int | None = None  # lowest sequence number not reported yet
+        self._start: int | None = None  # first sequence number of the next feedback
         self._feedback_count = 0
 
     def on_packet(self, sequence_number: int, arrival: float) -> None:
@@ -327,8 +330,8 @@ class TransportFeedbackBuilder:
         if highest is None or extended > highest:
             self._highest = extended
             self._prune(extended - HISTORY + 1)
-        if self._unreported is None or extended < self._unreported:
-            self._unreported = extended
+        if self._start is None or extended < self._start:
+            self._start = extended
 
     def _prune(self, cutoff: int) -> None:
         if cutoff <= self._floor:
@@ -343,15 +346,16 @@ class TransportFeedbackBuilder:
     def build(self) -> list[bytes]:
         """Complete RTCP packets covering every packet recorded since the last build.
 
-        They run from the lowest unreported sequence number to the highest seen (gaps are
-        reported as not received), split when one would exceed :data:`MAX_PACKET_SIZE` or
-        when a delta does not fit 16 bits; ``[]`` when nothing is new.  Each packet's
-        reference time is the arrival of its first received packet floored to 64 ms.
+        They run from the sequence number after the previous feedback (or the lowest one
+        that arrived late since) to the highest seen, gaps reported as not received, split
+        when one would exceed :data:`MAX_PACKET_SIZE` or when a delta does not fit 16 bits;
+        ``[]`` when nothing is new.  Each packet's reference time is the arrival of its
+        first received packet floored to 64 ms (24-bit wrap), as in libwebrtc.
         """
-        start, highest = self._unreported, self._highest
-        if start is None or highest is None:
+        start, highest = self._start, self._highest
+        if start is None or highest is None or start > highest:
             return []
-        self._unreported = None
+        self._start = highest + 1
         start = max(start, self._floor)
         out: list[bytes] = []
         current: _FeedbackPacket | None = None

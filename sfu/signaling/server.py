@@ -133,7 +133,7 @@ class SignalingSession:
                 if peer is not None
                 else {"downloadRate": None, "videoBitrate": 0, "loss": 0.0, "rtt": None}
             )
-            await self.send(m.Stats(id=message.id, **metrics))  # type: ignore[arg-type]
+            await self.send(m.Stats(id=message.id, **metrics))
         elif isinstance(message, (m.Window, m.SetLevel, m.Auto, m.GetLevels)):
             await self.subscription_request(self.participant, message)
 

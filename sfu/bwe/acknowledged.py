@@ -1,0 +1,73 @@
+"""Acknowledged bitrate: what the receiver actually got, from transport feedback.
+
+libwebrtc's ``BitrateEstimator`` (modules/congestion_controller/goog_cc/bitrate_estimator.cc,
+used by ``AcknowledgedBitrateEstimator``): bytes are summed over windows of receive time
+(500 ms for the first sample, 150 ms after) and each window's rate is merged into a Bayesian
+estimate whose sample variance grows with the distance from the current estimate, so that
+single odd windows barely move it while a sustained change goes through within a second or
+so.  This is R_hat of draft-ietf-rmcat-gcc-02 section 5.5.
+"""
+
+from __future__ import annotations
+
+INITIAL_WINDOW = 0.5
+WINDOW = 0.15
+UNCERTAINTY_SCALE = 10.0
+#: Process noise added to the estimate variance per sample (kbps^2).
+PROCESS_VARIANCE = 5.0
+INITIAL_VARIANCE = 50.0
+
+
+class AcknowledgedBitrateEstimator:
+    """Bits/s received by the peer, fed packet arrivals in receive-time order."""
+
+    def __init__(self) -> None:
+        self._sum = 0
+        self._window_time = 0.0
+        self._previous_time: float | None = None
+        self._estimate_kbps: float | None = None
+        self._variance = INITIAL_VARIANCE
+
+    @property
+    def bitrate(self) -> float | None:
+        """The estimate in bits/s, None before the first full window."""
+        return None if self._estimate_kbps is None else self._estimate_kbps * 1000
+
+    def update(self, arrival_time: float, size: int) -> None:
+        """A packet of ``size`` bytes arrived at ``arrival_time`` (receiver clock, s)."""
+        window = INITIAL_WINDOW if self._estimate_kbps is None else WINDOW
+        sample_kbps = self._update_window(arrival_time, size, window)
+        if sample_kbps is None:
+            return
+        if self._estimate_kbps is None:
+            self._estimate_kbps = sample_kbps
+            return
+        estimate = self._estimate_kbps
+        uncertainty = UNCERTAINTY_SCALE * abs(estimate - sample_kbps) / max(estimate, 1e-3)
+        sample_variance = uncertainty * uncertainty
+        predicted_variance = self._variance + PROCESS_VARIANCE
+        self._estimate_kbps = (sample_variance * estimate + predicted_variance * sample_kbps) / (
+            sample_variance + predicted_variance
+        )
+        self._variance = (
+            sample_variance * predicted_variance / (sample_variance + predicted_variance)
+        )
+
+    def _update_window(self, now: float, size: int, window: float) -> float | None:
+        previous = self._previous_time
+        if previous is not None and now < previous:
+            now = previous  # reordered arrival: count its bytes in the current window
+        if previous is not None:
+            self._window_time += now - previous
+            if now - previous > window:
+                # Nothing received for a whole window: start over.
+                self._sum = 0
+                self._window_time %= window
+        self._previous_time = now
+        sample: float | None = None
+        if self._window_time >= window:
+            sample = 8 * self._sum / window / 1000
+            self._window_time -= window
+            self._sum = 0
+        self._sum += size
+        return sample

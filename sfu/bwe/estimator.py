@@ -1,0 +1,277 @@
+"""Send-side bandwidth estimation in the style of Google Congestion Control.
+
+Ties the pieces together the way libwebrtc's goog_cc does (``DelayBasedBwe`` +
+``SendSideBandwidthEstimation``), sans-IO: the owner reports every packet sent with its
+transport-wide sequence number, hands over transport feedback (draft-holmer-rmcat-transport-
+wide-cc-extensions-01), REMB, RTT and probe results, and reads :attr:`BandwidthEstimator.
+estimate`.  All times are seconds as floats; ``now`` is the sender's clock, arrival times are
+the receiver's.
+
+Per feedback:
+
+1. sequence numbers are unwrapped and matched against the send history; unknown and already
+   reported packets are dropped (duplicates, overlapping feedback);
+2. newly received packets, in send order, go through :class:`InterArrival` (5 ms groups) into
+   the :class:`TrendlineEstimator`, whose hypothesis drives :class:`AimdRateControl` with the
+   :class:`AcknowledgedBitrateEstimator` throughput -- the delay-based estimate A_r;
+3. the loss fraction of the packets reported (over intervals of at least 300 ms + RTT, see
+   :class:`LossBasedController`) drives the loss-based limit A_s;
+4. estimate = min(A_r, A_s, REMB), within [min_bitrate, max_bitrate].
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+from .acknowledged import AcknowledgedBitrateEstimator
+from .aimd import AimdRateControl
+from .inter_arrival import InterArrival
+from .loss import LossBasedController, LossWindow
+from .trendline import OVERUSING, TrendlineEstimator
+
+#: Sent packets are remembered this long for matching feedback (seconds).
+HISTORY_DURATION = 5.0
+#: ... and at most this many (well below the 2^15 unwrapping ambiguity).
+MAX_HISTORY = 16384
+#: Loss fraction is computed over the packets reported in this window (seconds).
+LOSS_WINDOW = 1.0
+#: Without received packets for this long the delay detector starts over (libwebrtc
+#: kStreamTimeOut).
+STREAM_TIMEOUT = 2.0
+#: Without transport feedback for this long REMB becomes the estimate again.
+FEEDBACK_TIMEOUT = 5.0
+#: Arrival times of transport feedback wrap with the 24-bit reference time (64 ms units).
+ARRIVAL_TIME_PERIOD = (1 << 24) * 0.064
+#: Before any throughput is measured an overuse halves the estimate, at most this often.
+INITIAL_BACKOFF_INTERVAL = 0.2
+
+
+@dataclass(slots=True)
+class _SentPacket:
+    sequence: int  # unwrapped
+    send_time: float
+    size: int
+    arrival: float | None = None
+    reported: bool = False
+    lost: bool = False
+
+
+def _unwrap(sequence_number: int, reference: int) -> int:
+    """The unwrapped sequence number closest to ``reference`` whose low 16 bits are
+    ``sequence_number``."""
+    delta = (sequence_number - reference) & 0xFFFF
+    if delta >= 0x8000:
+        delta -= 0x10000
+    return reference + delta
+
+
+class BandwidthEstimator:
+    """GCC-style send-side bandwidth estimator (delay-based AIMD + loss-based limit)."""
+
+    def __init__(
+        self,
+        initial_bitrate: int = 1_000_000,
+        min_bitrate: int = 50_000,
+        max_bitrate: int = 20_000_000,
+    ) -> None:
+        self.min_bitrate = min_bitrate
+        self.max_bitrate = max_bitrate
+        self._history: dict[int, _SentPacket] = {}
+        self._send_order: deque[_SentPacket] = deque()
+        self._last_sequence: int | None = None
+        self._inter_arrival = InterArrival()
+        self._trendline = TrendlineEstimator()
+        self._rate_control = AimdRateControl(initial_bitrate, min_bitrate, max_bitrate)
+        self._acknowledged = AcknowledgedBitrateEstimator()
+        self._loss = LossBasedController()
+        self._loss_window = LossWindow(LOSS_WINDOW)
+        self._last_arrival: float | None = None
+        self._last_received_at: float | None = None
+        self._last_feedback: float | None = None
+        self._remb: int | None = None
+        self._remb_fallback = False
+        self._rtt = 0.2
+        self._last_initial_backoff: float | None = None
+
+    # -- inputs -----------------------------------------------------------------------------
+
+    def on_packet_sent(self, sequence_number: int, size: int, now: float) -> None:
+        """A packet carrying transport-wide sequence number ``sequence_number`` (16-bit,
+        wraps) of ``size`` bytes left at ``now``.  Keeps a bounded history (5 s)."""
+        if self._last_sequence is None:
+            sequence = self._last_sequence = sequence_number & 0xFFFF
+        else:
+            sequence = _unwrap(sequence_number, self._last_sequence)
+            self._last_sequence = max(sequence, self._last_sequence)
+        packet = _SentPacket(sequence, now, size)
+        self._history[sequence] = packet
+        self._send_order.append(packet)
+        while self._send_order and (
+            self._send_order[0].send_time < now - HISTORY_DURATION
+            or len(self._send_order) > MAX_HISTORY
+        ):
+            old = self._send_order.popleft()
+            if self._history.get(old.sequence) is old:
+                del self._history[old.sequence]
+
+    def on_feedback(self, packets: list[tuple[int, float | None]], now: float) -> None:
+        """Transport feedback: (transport sequence number, arrival time on the receiver's
+        clock in seconds, or None if reported lost).  Unknown sequence numbers, packets
+        already reported received, and repeated loss reports are ignored."""
+        if self._last_sequence is None:
+            return
+        self._last_feedback = now
+        self._remb_fallback = False
+        received: list[_SentPacket] = []
+        for sequence_number, arrival in packets:
+            packet = self._history.get(_unwrap(sequence_number, self._last_sequence))
+            if packet is None or packet.arrival is not None:
+                continue
+            if arrival is None:
+                if not packet.reported:
+                    packet.reported = True
+                    packet.lost = True
+                    self._add_to_loss_window(packet, now)
+                continue
+            packet.arrival = self._unwrap_arrival(arrival)
+            if packet.reported:  # reported lost before, received after all
+                packet.lost = False
+                self._loss_window.recovered(packet)
+                self._loss.recovered(packet)
+            else:
+                packet.reported = True
+                self._add_to_loss_window(packet, now)
+            received.append(packet)
+        self._loss_window.expire(now)
+        before = self._target()
+        if received:
+            self._update_delay_based(received, now)
+        self._update_loss_based(now)
+        if self._target() < before:
+            self._loss.on_decrease(now)
+
+    def on_remb(self, bitrate: int, now: float) -> None:
+        """Receiver-estimated maximum bitrate: the estimate while no transport feedback is
+        available (none yet, or none for 5 s), an upper bound otherwise."""
+        self._remb = bitrate
+        if self._last_feedback is None or now - self._last_feedback > FEEDBACK_TIMEOUT:
+            self._remb_fallback = True
+            # Start from REMB should transport feedback (re)appear.
+            self._rate_control.set_estimate(bitrate, now)
+
+    def on_rtt(self, rtt: float) -> None:
+        """Round-trip time (seconds): paces decreases and the additive increase."""
+        if rtt > 0:
+            self._rtt = rtt
+            self._rate_control.rtt = rtt
+
+    def on_probe_result(self, bitrate: int, now: float) -> None:
+        """A probe confirmed the link carried ``bitrate`` without delay growth: raise the
+        delay-based estimate to it at once (if higher)."""
+        rate_control = self._rate_control
+        if bitrate > rate_control.bitrate:
+            rate_control.set_estimate(bitrate, now)
+            if bitrate > rate_control.link_capacity.upper_bound():
+                rate_control.link_capacity.reset()
+        self._loss.raise_to(bitrate)
+
+    # -- outputs ----------------------------------------------------------------------------
+
+    @property
+    def estimate(self) -> int:
+        """Bits/s: min(delay-based, loss-based, REMB) within [min_bitrate, max_bitrate]."""
+        if self._remb_fallback and self._remb is not None:
+            value = float(self._remb)
+        else:
+            value = self._target()
+        return int(min(max(value, self.min_bitrate), self.max_bitrate))
+
+    @property
+    def delay_based_estimate(self) -> int:
+        """The delay-based (AIMD) estimate A_r alone, bits/s."""
+        return int(self._rate_control.bitrate)
+
+    @property
+    def loss_based_estimate(self) -> int | None:
+        """The loss-based limit, None while loss has not engaged it."""
+        limit = self._loss.limit
+        return None if limit is None else int(limit)
+
+    @property
+    def acknowledged_bitrate(self) -> int | None:
+        """Bits/s received by the peer, from feedback; None before enough feedback."""
+        bitrate = self._acknowledged.bitrate
+        return None if bitrate is None else int(bitrate)
+
+    @property
+    def loss_ratio(self) -> float:
+        """Fraction of the packets reported in the last second that were lost."""
+        return self._loss_window.ratio
+
+    @property
+    def state(self) -> str:
+        """The delay detector's hypothesis: "normal", "overusing" or "underusing"."""
+        return self._trendline.state
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _target(self) -> float:
+        value = self._rate_control.bitrate
+        if self._loss.limit is not None:
+            value = min(value, self._loss.limit)
+        if self._remb is not None:
+            value = min(value, float(self._remb))
+        return value
+
+    def _unwrap_arrival(self, arrival: float) -> float:
+        last = self._last_arrival
+        if last is not None:
+            arrival += round((last - arrival) / ARRIVAL_TIME_PERIOD) * ARRIVAL_TIME_PERIOD
+        self._last_arrival = arrival if last is None else max(last, arrival)
+        return arrival
+
+    def _add_to_loss_window(self, packet: _SentPacket, now: float) -> None:
+        self._loss_window.add(packet, now)
+        self._loss.on_report(packet, now)
+
+    def _update_delay_based(self, received: list[_SentPacket], now: float) -> None:
+        if self._last_received_at is not None and now - self._last_received_at > STREAM_TIMEOUT:
+            self._inter_arrival.reset()
+            self._trendline = TrendlineEstimator()
+        self._last_received_at = now
+        for arrival, size in sorted((p.arrival or 0.0, p.size) for p in received):
+            self._acknowledged.update(arrival, size)
+        for packet in sorted(received, key=lambda p: p.sequence):
+            assert packet.arrival is not None
+            delta = self._inter_arrival.compute(packet.send_time, packet.arrival, now, packet.size)
+            if delta is not None:
+                self._trendline.update(delta.arrival_delta, delta.send_delta, packet.arrival)
+        usage = self._trendline.state
+        rate_control = self._rate_control
+        throughput = self._acknowledged.bitrate
+        if usage == OVERUSING:
+            if throughput is not None:
+                if rate_control.time_to_reduce_further(now, throughput):
+                    rate_control.update(usage, throughput, now)
+            elif (
+                self._last_initial_backoff is None
+                or now - self._last_initial_backoff >= INITIAL_BACKOFF_INTERVAL
+            ):
+                # Overuse before any throughput measurement: halve (libwebrtc).
+                rate_control.set_estimate(rate_control.bitrate / 2, now)
+                self._last_initial_backoff = now
+        else:
+            rate_control.update(usage, throughput, now)
+
+    def _update_loss_based(self, now: float) -> None:
+        delay_based = self._rate_control.bitrate
+        if self._remb is not None:
+            delay_based = min(delay_based, float(self._remb))
+        self._loss.update(
+            self._target(),
+            delay_based,
+            self._acknowledged.bitrate,
+            self._rtt,
+            now,
+        )
