@@ -21,6 +21,7 @@ from sfu.adapters import aiortc_plane as plane
 from sfu.rtp import extensions as ext
 from sfu.rtp import rtcp
 from sfu.rtp.packet import RtpError, RtpHeader, parse_rtp
+from sfu.rtp.twcc import TransportFeedbackBuilder
 
 from .capturefile import Capture
 from .checker import FrameChecker
@@ -288,6 +289,10 @@ class SimSubscriber(_SignalingPeer):
         self._parsers: dict[int, tuple[str, int | None]] = {}  # payload type -> (codec, dd id)
         self._rtcp_ssrc = random.getrandbits(32)
         self._last_pli: dict[int, float] = {}
+        #: transport-wide-cc feedback, as a browser sends it (the SFU estimates from it)
+        self._twcc_id: int | None = None
+        self._twcc: TransportFeedbackBuilder | None = None
+        self._feedback_task: asyncio.Task[None] | None = None
 
     # transport sink
     def on_rtp(self, data: bytes, now: float) -> None:
@@ -302,6 +307,10 @@ class SimSubscriber(_SignalingPeer):
         self.packets_per_second[second] = self.packets_per_second.get(second, 0) + 1
         if self.received % 4 == 0:
             self.arrivals.append((payload_key(data, header), now))
+        if self._twcc is not None and self._twcc_id is not None:
+            value = header.extensions.get(self._twcc_id)
+            if value is not None and len(value) == 2:
+                self._twcc.on_packet((value[0] << 8) | value[1], now)
         ssrc = header.ssrc
         last = self._last_seq.get(ssrc)
         if last is not None:
@@ -350,6 +359,13 @@ class SimSubscriber(_SignalingPeer):
                 if self.raw is None:
                     self.raw = plane.RawTransport(t.receiver.transport)
                     self.raw.attach_sink(self)
+                twcc = next(
+                    (e.id for e in params.headerExtensions if e.uri == ext.TRANSPORT_WIDE_CC), None
+                )
+                if twcc is not None and self._twcc is None:
+                    self._twcc_id = twcc
+                    self._twcc = TransportFeedbackBuilder(self._rtcp_ssrc, 0)
+                    self._feedback_task = asyncio.ensure_future(self._send_feedback())
                 if t.kind == "video" and params.codecs:
                     codec = params.codecs[0]
                     dd = next(
@@ -375,6 +391,13 @@ class SimSubscriber(_SignalingPeer):
             if track["kind"] == "video":
                 await self._report_window(track["track_id"])
 
+    async def _send_feedback(self) -> None:
+        while True:
+            await asyncio.sleep(0.05)
+            if self._twcc is not None:
+                for packet in self._twcc.build():
+                    self._send_rtcp(packet)
+
     async def _report_window(self, track_id: str) -> None:
         if self.window is not None and self.ws is not None:
             await self.ws.send_str(
@@ -389,6 +412,8 @@ class SimSubscriber(_SignalingPeer):
             )
 
     async def close(self) -> None:
+        if self._feedback_task is not None:
+            self._feedback_task.cancel()
         await self.pc.close()
         await super().close()
 

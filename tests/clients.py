@@ -121,7 +121,8 @@ class SignalingClient:
             # aiortc encodes VP8 (and H264), not the VP9/AV1 the server also registers
             caps = RTCRtpSender.getCapabilities("video").codecs
             transceiver.setCodecPreferences(
-                [c for c in caps if c.mimeType.lower() in ("video/vp8", "video/rtx")])
+                [c for c in caps if c.mimeType.lower() in ("video/vp8", "video/rtx")]
+            )
         await pc.setLocalDescription(await pc.createOffer())
         reply = await self.request({"type": "publish", "sdp": pc.localDescription.sdp})
         assert reply["type"] == "publish_answer", reply

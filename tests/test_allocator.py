@@ -3,16 +3,29 @@ from sfu.forwarding.meter import Level
 
 RES = [(320, 180), (640, 360), (1280, 720)]
 # kbit/s of each level (spatial, temporal), all forwarded layers included
-RATES = {(0, 0): 80, (0, 1): 110, (0, 2): 150, (1, 0): 250, (1, 1): 350, (1, 2): 500,
-         (2, 0): 800, (2, 1): 1100, (2, 2): 1500}
+RATES = {
+    (0, 0): 80,
+    (0, 1): 110,
+    (0, 2): 150,
+    (1, 0): 250,
+    (1, 1): 350,
+    (1, 2): 500,
+    (2, 0): 800,
+    (2, 1): 1100,
+    (2, 2): 1500,
+}
 
 
 def levels() -> list[Level]:
     return [Level(s, t, *RES[s], 7.5 * 2**t, 1000 * r) for (s, t), r in RATES.items()]
 
 
-def demand(key: str, priority: int = 1, current: tuple[int, int] | None = None,
-           ceiling: tuple[int, int] = (2, 2)) -> Demand:
+def demand(
+    key: str,
+    priority: int = 1,
+    current: tuple[int, int] | None = None,
+    ceiling: tuple[int, int] = (2, 2),
+) -> Demand:
     return Demand(key, priority, levels(), *ceiling, current=current)
 
 

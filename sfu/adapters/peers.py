@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -19,7 +20,8 @@ from dataclasses import dataclass, field
 from aiortc import RTCRtpTransceiver, RTCSessionDescription
 from aiortc.rtcrtpparameters import RTCRtpReceiveParameters
 
-from ..forwarding.allocator import Demand, allocate
+from ..bwe.probe import ProbeController, needed_for_upgrade
+from ..forwarding.allocator import Allocation, Demand, allocate
 from ..forwarding.congestion import SendSideCongestion
 from ..forwarding.downtrack import DownTrack
 from ..forwarding.source import MediaSource
@@ -245,8 +247,6 @@ class SubscriberPeer(_Peer):
     """The connection a client receives on: we offer, it answers."""
 
     tick_interval = 0.25  # bandwidth allocation; reports every second
-    #: after a bandwidth down-switch, no up-switch for this long (a steady link must not flap)
-    up_hold = 4.0
 
     def __init__(
         self,
@@ -266,6 +266,9 @@ class SubscriberPeer(_Peer):
         self.congestion = SendSideCongestion()
         #: what the allocator last had to share (bits/s), for stats
         self.available: float | None = None
+        self.probe = ProbeController()
+        self._congested_at = -10.0
+        self._probe_task: asyncio.Task[None] | None = None
         #: bits/s of video forwarded over the last report interval
         self.video_bitrate = 0
         self._video_bytes = 0
@@ -417,19 +420,31 @@ class SubscriberPeer(_Peer):
                 )
             )
         allocations = allocate(self.available, demands, headroom=self.settings.bandwidth_headroom)
+        if estimate is not None and (cap is None or estimate < cap):
+            self._maybe_probe(demands, allocations, estimate, now)
         for subscription in subscriptions:
             allocation = allocations.get(subscription.track_id)
             if allocation is None:
                 subscription.set_bandwidth(None, now)
                 continue
             held = subscription.bandwidth
-            if held is not None and now - subscription.bandwidth_down_at < self.up_hold:
-                better = not allocation.paused and (
-                    held.paused
-                    or (allocation.spatial, allocation.temporal) > (held.spatial, held.temporal)
-                )
-                if better:
-                    continue  # hold after a down-switch
+            if allocation.paused and not (held is not None and held.paused):
+                # pause only when even the lowest level has not fitted for a while: a dip of
+                # the estimate must not blank the video
+                if subscription.pause_wanted_at is None:
+                    subscription.pause_wanted_at = now
+                if now - subscription.pause_wanted_at < 1.0:
+                    continue
+            else:
+                subscription.pause_wanted_at = None
+            if (
+                held is not None
+                and not held.paused
+                and not allocation.paused
+                and now - subscription.bandwidth_down_at < subscription.up_hold
+                and (allocation.spatial, allocation.temporal) > (held.spatial, held.temporal)
+            ):
+                continue  # hold after a down-switch (a resume is not held)
             subscription.set_bandwidth(allocation, now)
 
     def metrics(self) -> dict[str, float | int | None]:
@@ -447,6 +462,66 @@ class SubscriberPeer(_Peer):
             "loss": round(loss, 4),
             "rtt": round(sum(rtts) / len(rtts), 4) if rtts else None,
         }
+
+    def _maybe_probe(
+        self,
+        demands: list[Demand],
+        allocations: dict[str, Allocation],
+        estimate: int,
+        now: float,
+    ) -> None:
+        """Before an up-switch that needs more than the estimate, confirm the headroom by
+        sending that much for a moment (RTX of recent packets), rather than switching up and
+        stalling."""
+        estimator = self.congestion.estimator
+        if estimator.state == "overusing" or estimator.loss_ratio > 0.02:
+            self._congested_at = now
+        if now - self._congested_at < 5.0:
+            return  # the link is full, or was just now: probing would only add loss
+        wanted = needed_for_upgrade(demands, allocations, self.settings.bandwidth_headroom)
+        if wanted is None or wanted <= estimate:
+            return
+        if self._probe_task is not None and not self._probe_task.done():
+            return
+        rate = self.probe.start(min(wanted, 2 * estimate), estimate, now)
+        if rate is not None:
+            self._probe_task = asyncio.ensure_future(self._run_probe(rate))
+
+    async def _run_probe(self, rate: int) -> None:
+        """Send padding for the probe's duration at ``rate`` minus what media already sends,
+        then tell the estimator what the link carried."""
+        estimator = self.congestion.estimator
+        videos = [d for d in self.downtracks.values() if d.source.kind == "video"]
+        padding_rate = max(0, rate - self.video_bitrate)
+        step = 0.01
+        start = time.monotonic()
+        budget = 0.0
+        overused = False
+        try:
+            while videos and time.monotonic() - start < self.probe.duration and not self.closed:
+                budget += padding_rate * step / 8
+                now = time.monotonic()
+                for downtrack in videos:
+                    while budget > 0:
+                        sent = downtrack.send_padding(now)
+                        if not sent:
+                            break
+                        budget -= sent
+                overused = overused or estimator.state == "overusing"
+                await asyncio.sleep(step)
+            await asyncio.sleep(0.3)  # the feedback for the probe's last packets
+            overused = overused or estimator.state == "overusing"
+            now = time.monotonic()
+            if self.probe.finish(
+                bool(videos) and not overused and estimator.loss_ratio < 0.05, now
+            ):
+                estimator.on_probe_result(int(rate * 0.95), now)
+                for subscription in self.subscriptions.values():
+                    # the link carried more: a past failed up-switch says nothing now
+                    subscription.up_hold = 4.0
+                    subscription.bandwidth_down_at = -math.inf
+        except asyncio.CancelledError:
+            self.probe.running = False
 
     def report(self, now: float) -> None:
         video_bytes = sum(

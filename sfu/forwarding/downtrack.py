@@ -73,6 +73,7 @@ class DownTrack:
         self.packets_dropped = 0
         self.retransmitted = 0
         self.retransmitted_bytes = 0
+        self._padding_back = 0
         self.keyframe_requests = 0
         self.remote_packets_lost = 0
         self.remote_fraction_lost = 0
@@ -209,6 +210,13 @@ class DownTrack:
             sent += len(packet)
             self._send(packet)
         return sent
+
+    def send_padding(self, now: float) -> int:
+        """Resend one recent packet as RTX, to probe the link; returns bytes sent (0: none)."""
+        if self.rtx_ssrc is None or not self.munger.started:
+            return 0
+        self._padding_back = (self._padding_back % 32) + 1
+        return self.retransmit([(self.munger.last_out_seq - self._padding_back) & 0xFFFF], now)
 
     def handle_rtcp(self, packet: rtcp.RtcpPacket, now: float) -> None:
         if isinstance(packet, rtcp.Nack):

@@ -47,6 +47,12 @@ class Subscription:
         #: the allocator's level for this video (None: bandwidth does not limit it)
         self.bandwidth: Allocation | None = None
         self.bandwidth_down_at = -math.inf
+        self.bandwidth_up_at = -math.inf
+        #: how long to wait after a bandwidth down-switch before going up again: doubles
+        #: when an up-switch is soon followed by a down-switch (it did not fit), to 32 s
+        self.up_hold = 4.0
+        #: when the allocator first found no room for even the lowest level
+        self.pause_wanted_at: float | None = None
         self.downtrack: DownTrack | None = None
         self.target: Target | None = None
         self.on_level_changed = on_level_changed
@@ -135,12 +141,17 @@ class Subscription:
     def set_bandwidth(self, allocation: Allocation | None, now: float) -> None:
         previous = self.bandwidth
         if allocation != previous:
-            if allocation is not None and (
+            down = allocation is not None and (
                 previous is None
                 or allocation.paused
                 or (allocation.spatial, allocation.temporal) < (previous.spatial, previous.temporal)
-            ):
+            )
+            if down and allocation is not None and not allocation.paused:
+                failed_up = now - self.bandwidth_up_at < 10.0
+                self.up_hold = min(32.0, self.up_hold * 2) if failed_up else 4.0
                 self.bandwidth_down_at = now
+            elif allocation is not None and previous is not None:
+                self.bandwidth_up_at = now
             self.bandwidth = allocation
             self.update(now)
 

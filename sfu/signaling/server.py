@@ -255,9 +255,9 @@ async def stats(request: web.Request) -> web.Response:
                             "bytes_sent": dt.bytes_sent,
                             "retransmitted": dt.retransmitted,
                             "keyframe_requests": dt.keyframe_requests,
-                        "spatial": dt.selector.current_spatial if dt.selector else None,
-                        "temporal": dt.selector.current_temporal if dt.selector else None,
-                        "paused": dt.selector.paused if dt.selector else False,
+                            "spatial": dt.selector.current_spatial if dt.selector else None,
+                            "temporal": dt.selector.current_temporal if dt.selector else None,
+                            "paused": dt.selector.paused if dt.selector else False,
                             "rtt": dt.rtt,
                         }
                     )
