@@ -44,8 +44,9 @@ async def test_small_scenario_report(namespaces: None, tmp_path: Path) -> None:
         assert p["frames_undecodable"] == 0 and p["frames_incomplete"] <= 1
         assert p["freezes"] == 0 and p["loss_percent"] == 0
         assert p["latency_ms"]["p99"] is not None and p["latency_ms"]["p99"] < 100
-    # the capped subscriber stays under its cap
+    # the capped subscriber stays under its cap and still gets pictures
     assert 0 < capped["max_bitrate_kbps"] <= capped["downlink_kbps"] * 1.05
+    assert capped["frames_decodable"] > 0
 
     # server and generator figures, and the report files
     assert report["server"]["cpu_percent"] > 0 and report["server"]["max_rss_mb"] > 10

@@ -9,8 +9,11 @@ from ..rtp.twcc import parse_transport_feedback
 
 
 class SendSideCongestion:
+    #: what a new subscriber is assumed to take before any feedback (probing finds more)
+    INITIAL_BITRATE = 1_000_000
+
     def __init__(self, estimator: BandwidthEstimator | None = None) -> None:
-        self.estimator = estimator or BandwidthEstimator()
+        self.estimator = estimator or BandwidthEstimator(initial_bitrate=self.INITIAL_BITRATE)
         self.sequence_number = 0
         self.feedback_seen = False
         self.remb_seen = False
@@ -43,7 +46,8 @@ class SendSideCongestion:
 
     @property
     def estimate(self) -> int | None:
-        """Bits/s the subscriber's downlink carries, or None before any feedback."""
-        if not (self.feedback_seen or self.remb_seen):
+        """Bits/s the subscriber's downlink carries; None when nothing is known (no feedback
+        of any kind negotiated)."""
+        if not (self.feedback_seen or self.remb_seen or self.bytes_sent):
             return None
         return self.estimator.estimate
