@@ -58,7 +58,13 @@ class CaptureLooper:
         self.extension_ids = {
             uri: i
             for uri, i in extension_ids.items()
-            if uri in (ext.DEPENDENCY_DESCRIPTOR, ext.AUDIO_LEVEL, ext.ABS_SEND_TIME)
+            if uri
+            in (
+                ext.DEPENDENCY_DESCRIPTOR,
+                ext.AUDIO_LEVEL,
+                ext.ABS_SEND_TIME,
+                ext.TRANSPORT_WIDE_CC,
+            )
         }
         uri_by_id = {i: uri for uri, i in capture.info.extensions.items()}
         detect = KEYFRAME_DETECTORS.get(self.codec)
@@ -112,6 +118,8 @@ class CaptureLooper:
         self._last_fn: int | None = None
         self._jump = False
         self.keyframe_requests = 0
+        #: transport-wide sequence numbers, when negotiated (shared by the publisher's streams)
+        self.transport_sequence: list[int] = [0]
         self.loops = 0
         self.sent = 0
 
@@ -178,6 +186,11 @@ class CaptureLooper:
             except CodecError:
                 pass
         elements = []
+        twcc = self.extension_ids.get(ext.TRANSPORT_WIDE_CC)
+        if twcc is not None:
+            counter = self.transport_sequence
+            elements.append((twcc, (counter[0] & 0xFFFF).to_bytes(2, "big")))
+            counter[0] += 1
         for uri, value in p.extensions:
             out_id = self.extension_ids.get(uri)
             if out_id is None:

@@ -170,6 +170,7 @@ class ReplayPublisher(_SignalingPeer):
         self.raw: plane.RawTransport | None = None
         self.loopers: dict[int, CaptureLooper] = {}  # by SSRC
         self.keyframe_requests = 0
+        self.transport_feedback = 0
         #: (payload key, send time) of every packet sent, for latency
         self.sent_log: list[tuple[int, float]] = []
         self._task: asyncio.Task[None] | None = None
@@ -191,12 +192,15 @@ class ReplayPublisher(_SignalingPeer):
                 if self.raw is None:
                     self.raw = plane.RawTransport(t.sender.transport)
                     self.raw.attach_sink(self)
-                self.loopers[binding.ssrc] = CaptureLooper(
+                looper = CaptureLooper(
                     c,
                     ssrc=binding.ssrc,
                     payload_type=binding.payload_type,
                     extension_ids=binding.extensions,
                 )
+                if self.loopers:  # one transport-wide sequence for the whole transport
+                    looper.transport_sequence = next(iter(self.loopers.values())).transport_sequence
+                self.loopers[binding.ssrc] = looper
                 bound += 1
                 if bound == len(self.captures) and not ready.done():
                     ready.set_result(None)
@@ -241,6 +245,8 @@ class ReplayPublisher(_SignalingPeer):
         except rtcp.RtcpError:
             return
         for packet in packets:
+            if isinstance(packet, rtcp.TransportFeedback):
+                self.transport_feedback += 1
             if isinstance(packet, (rtcp.Pli, rtcp.Fir)):
                 ssrcs = (
                     [packet.media_ssrc]

@@ -40,7 +40,8 @@ async def start_server(
     config.write_text(
         f"http: {{host: {http_host}, port: {port}}}\n"
         f"ice: {{listen_addresses: [{addresses}]}}\n"
-        f"log: {{level: WARNING}}\n{extra_yaml}"
+        f"log: {{level: WARNING}}\n"
+        f"rooms: {{default: {{bandwidth_estimation: true}}}}\n{extra_yaml}"
     )
     proc = await asyncio.create_subprocess_exec(
         sys.executable,

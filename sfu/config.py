@@ -104,6 +104,8 @@ class IceSettings(_Strict):
 class MediaSettings(_Strict):
     #: x-google-start-bitrate written in answers and offers (kbps)
     start_bitrate_kbps: int = Field(1500, ge=30, le=100_000)
+    #: negotiate transport-wide-cc with publishers and send them feedback
+    publisher_transport_cc: bool = False
 
 
 class LogSettings(_Strict):
@@ -145,6 +147,9 @@ class RoomPolicy(_Strict):
     priorities: dict[Source, int] = Field(default_factory=lambda: dict(_DEFAULT_PRIORITIES))
     #: window fit: a spatial layer fits when its width <= tolerance x the rendered width
     window_tolerance: float = Field(1.2, ge=1.0, le=4.0)
+    #: fit each subscriber's layers to its estimated downlink (transport-cc / REMB); off:
+    #: estimate and report only, the subscriber_max_bitrate cap still applies
+    bandwidth_estimation: bool = False
     #: a level is chosen only if its bitrate <= headroom x the available bandwidth
     bandwidth_headroom: float = Field(0.9, gt=0.0, le=1.0)
     #: a level whose dropped-frame ratio exceeds this is avoided

@@ -97,7 +97,8 @@ def test_answer_to_chromium_keeps_av1_45_vp9_profile_0_and_the_extensions() -> N
     assert re.search(r"a=fmtp:96 x-google-start-bitrate=1500", video)  # VP8 had no fmtp
     assert "dependency-descriptor-rtp-header-extension" in video
     assert "video-layers-allocation00" in video
-    # transport-wide-cc is negotiated: the SFU answers it with feedback
+    # transport-wide-cc is on offer (aiortc keeps it; PublisherPeer drops it from answers
+    # unless media.publisher_transport_cc is set)
     assert "transport-wide-cc" in answer
     assert "a=rtcp-fb:45 transport-cc\r\n" in video
     assert answer.index("a=extmap-allow-mixed") < answer.index("m=")

@@ -161,3 +161,26 @@ def test_sighup_reloads_and_rejects(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+async def test_publisher_gets_transport_cc_feedback_when_enabled(tmp_path: Path) -> None:
+    from sfu.config import parse_settings
+
+    app = create_app(parse_settings("media: {publisher_transport_cc: true}\n"))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    publisher = ReplayPublisher(
+        f"ws://{host}:{port}/ws", "pub", read_capture(CAPTURES / "vp9_L3T3_KEY.sfucap")
+    )
+    try:
+        await publisher.connect("room")
+        await publisher.publish()
+        assert publisher.pc.remoteDescription is not None
+        assert "transport-wide-cc" in publisher.pc.remoteDescription.sdp
+        await wait_for(lambda: publisher.transport_feedback >= 10, timeout=5)
+    finally:
+        await publisher.close()
+        await runner.cleanup()

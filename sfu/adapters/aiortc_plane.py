@@ -587,6 +587,17 @@ def restrict_answer_codecs(transceiver: RTCRtpTransceiver, names: list[str]) -> 
     transceiver._codecs = kept
 
 
+def drop_transport_cc(transceiver: RTCRtpTransceiver) -> None:
+    """Answer without transport-wide-cc (header extension and feedback): the publisher then
+    estimates from REMB and losses.  Like ``restrict_answer_codecs``, it edits what aiortc
+    computed when the offer was applied."""
+    transceiver._headerExtensions = [
+        e for e in transceiver._headerExtensions if e.uri != ext.TRANSPORT_WIDE_CC
+    ]
+    for codec in transceiver._codecs:
+        codec.rtcpFeedback = [f for f in codec.rtcpFeedback if f.type != "transport-cc"]
+
+
 def add_send_transceiver(
     pc: RTCPeerConnection,
     kind: str,

@@ -46,6 +46,9 @@ class PeerSettings:
     keyframe_min_interval: float = 0.5
     #: downlink cap of a subscriber (policy), bits/s
     subscriber_max_bitrate: int | None = None
+    bandwidth_estimation: bool = False
+    #: answer publishers' transport-wide-cc with feedback (else they estimate from REMB/loss)
+    publisher_transport_cc: bool = False
     bandwidth_headroom: float = 0.9
     priorities: dict[str, int] = field(default_factory=lambda: {"screen": 2, "camera": 1})
 
@@ -153,6 +156,8 @@ class PublisherPeer(_Peer):
             self._taken.add(id(transceiver))
             if video_codecs is not None and transceiver.kind == "video":
                 plane.restrict_answer_codecs(transceiver, video_codecs)
+            if not self.settings.publisher_transport_cc:
+                plane.drop_transport_cc(transceiver)
 
             def on_receive(
                 params: RTCRtpReceiveParameters, t: RTCRtpTransceiver = transceiver
@@ -393,7 +398,7 @@ class SubscriberPeer(_Peer):
 
     def allocate(self, now: float) -> None:
         """Share the downlink estimate (and the policy's cap) among the videos."""
-        estimate = self.congestion.estimate
+        estimate = self.congestion.estimate if self.settings.bandwidth_estimation else None
         cap = self.settings.subscriber_max_bitrate
         limits = [x for x in (estimate, cap) if x is not None]
         self.available = min(limits) if limits else None

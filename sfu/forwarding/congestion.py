@@ -9,8 +9,9 @@ from ..rtp.twcc import parse_transport_feedback
 
 
 class SendSideCongestion:
-    #: what a new subscriber is assumed to take before any feedback (probing finds more)
-    INITIAL_BITRATE = 1_000_000
+    #: what a new subscriber is assumed to take before any feedback: a 720p top layer fits;
+    #: less is found within a second or two, more by probing
+    INITIAL_BITRATE = 2_500_000
 
     def __init__(self, estimator: BandwidthEstimator | None = None) -> None:
         self.estimator = estimator or BandwidthEstimator(initial_bitrate=self.INITIAL_BITRATE)

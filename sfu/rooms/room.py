@@ -41,14 +41,21 @@ def layer_caps(policy: RoomPolicy) -> LayerCaps:
 
 class Participant:
     def __init__(
-        self, name: str, outbox: Outbox, start_bitrate_kbps: int = 1500, role: str | None = None
+        self,
+        name: str,
+        outbox: Outbox,
+        start_bitrate_kbps: int = 1500,
+        role: str | None = None,
+        publisher_transport_cc: bool = False,
     ) -> None:
         self.id = secrets.token_hex(6)
         self.name = name
         self.role = role
         self.outbox = outbox
         self.policy = RoomPolicy()
-        self.settings = PeerSettings(start_bitrate_kbps=start_bitrate_kbps)
+        self.settings = PeerSettings(
+            start_bitrate_kbps=start_bitrate_kbps, publisher_transport_cc=publisher_transport_cc
+        )
         self.room: Room | None = None
         self.publisher: PublisherPeer | None = None
         self.subscriber: SubscriberPeer | None = None
@@ -71,6 +78,7 @@ class Participant:
         self.settings.keyframe_min_interval = self.policy.keyframe_min_interval
         self.settings.subscriber_max_bitrate = self.policy.subscriber_max_bitrate
         self.settings.bandwidth_headroom = self.policy.bandwidth_headroom
+        self.settings.bandwidth_estimation = self.policy.bandwidth_estimation
         self.settings.priorities = {str(k): v for k, v in self.policy.priorities.items()}
         for source in self.sources.values():
             source.keyframes.min_interval = self.policy.keyframe_min_interval
@@ -277,9 +285,15 @@ class Room:
 
 
 class RoomManager:
-    def __init__(self, rooms: RoomsSettings | None = None, start_bitrate_kbps: int = 1500) -> None:
+    def __init__(
+        self,
+        rooms: RoomsSettings | None = None,
+        start_bitrate_kbps: int = 1500,
+        publisher_transport_cc: bool = False,
+    ) -> None:
         self.settings = rooms or RoomsSettings()
         self.start_bitrate_kbps = start_bitrate_kbps
+        self.publisher_transport_cc = publisher_transport_cc
         self.rooms: dict[str, Room] = {}
 
     def get_or_create(self, name: str) -> Room:

@@ -85,7 +85,11 @@ class SignalingSession:
                 await self.error("already_joined", "this connection has joined a room", message.id)
                 return
             participant = Participant(
-                message.name, self.send, self.rooms.start_bitrate_kbps, role=message.role
+                message.name,
+                self.send,
+                self.rooms.start_bitrate_kbps,
+                role=message.role,
+                publisher_transport_cc=self.rooms.publisher_transport_cc,
             )
             try:
                 await self.rooms.get_or_create(message.room).join(participant, message.id)
@@ -312,7 +316,9 @@ def create_app(settings: Settings, config_path: str | None = None) -> web.Applic
     )
     app = web.Application()
     app[STATE_KEY] = ServerState(settings, config_path)
-    app[ROOMS_KEY] = RoomManager(settings.rooms, settings.media.start_bitrate_kbps)
+    app[ROOMS_KEY] = RoomManager(
+        settings.rooms, settings.media.start_bitrate_kbps, settings.media.publisher_transport_cc
+    )
     app.router.add_get("/", index)
     app.router.add_get("/client.js", client_js)
     app.router.add_get("/ws", websocket_handler)
