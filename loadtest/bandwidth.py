@@ -179,6 +179,7 @@ def figures(run: dict[str, Any]) -> dict[str, Any]:
             )
     # steady: the last half of each phase
     steady_switches = 0
+    steady_spatial = 0
     steady_seconds = 0.0
     edges = [0.0, *[c["t"] for c in run["changes"]], run["duration"]]
     for a, b in zip(edges, edges[1:], strict=False):
@@ -186,6 +187,9 @@ def figures(run: dict[str, Any]) -> dict[str, Any]:
         steady_seconds += (b - a) / 2
         levels = [(s["spatial"], s["temporal"], s["paused"]) for s in window]
         steady_switches += sum(1 for x, y in zip(levels, levels[1:], strict=False) if x != y)
+        steady_spatial += sum(
+            1 for x, y in zip(levels, levels[1:], strict=False) if (x[0], x[2]) != (y[0], y[2])
+        )
     sub = run["subscriber"]
     out.update(
         {
@@ -195,6 +199,7 @@ def figures(run: dict[str, Any]) -> dict[str, Any]:
             "plis_upstream": run["plis_upstream"],
             "plis_per_second": round(run["plis_upstream"] / run["duration"], 2),
             "switches_per_minute_steady": round(60 * steady_switches / max(steady_seconds, 1), 2),
+            "spatial_switches_steady": steady_spatial,
         }
     )
     return out

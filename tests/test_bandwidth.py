@@ -53,5 +53,5 @@ async def test_layers_follow_a_shaped_link(namespaces: None) -> None:
     assert sub["frames_decodable"] > 500
     assert sub["freezes"] <= 4 and sub["longest_gap"] < 3.0, sub["longest_gap"]
     assert result["plis_per_second"] <= 1.0
-    # no oscillation at steady bandwidth (the second half of each phase)
-    assert result["switches_per_minute_steady"] <= 8, result
+    # no spatial oscillation at steady bandwidth (the second half of each phase: ~19 s)
+    assert result["spatial_switches_steady"] <= 2, result
