@@ -45,6 +45,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sfu.codecs.errors import CodecError
+from sfu.codecs.picture_id import rewrite_picture_fields
 
 __all__ = [
     "Vp9Descriptor",
@@ -236,26 +237,20 @@ def rewrite_vp9_descriptor(
 ) -> bytes:
     """Return ``payload`` with its picture id and/or TL0PICIDX replaced in place.
 
-    ``descriptor`` must be the result of :func:`parse_vp9_descriptor` on ``payload``.  The
-    publisher's field width is kept: a 7-bit picture id gets ``picture_id & 0x7F``, a 15-bit
-    one ``picture_id & 0x7FFF`` (with M still set); TL0PICIDX gets ``tl0picidx & 0xFF``.
-    Fields absent from the packet stay absent.  Every other byte is unchanged.
+    ``descriptor`` must be the result of parsing ``payload``; see
+    :func:`~sfu.codecs.picture_id.rewrite_picture_fields` for the rules.
     """
-    if len(payload) < descriptor.size:
-        raise CodecError("payload is shorter than its VP9 descriptor")
     bits = descriptor.picture_id_bits
-    write_pid = picture_id is not None and bits != 0
-    write_tl0 = tl0picidx is not None and descriptor.tl0picidx is not None
-    if not (write_pid or write_tl0):
-        return payload
-    out = bytearray(payload)
-    if picture_id is not None and bits == 15:
-        value = picture_id & 0x7FFF
-        out[1] = 0x80 | (value >> 8)
-        out[2] = value & 0xFF
-    elif picture_id is not None and bits == 7:
-        out[1] = picture_id & 0x7F
-    if tl0picidx is not None and descriptor.tl0picidx is not None:
-        # After the first byte, a 0-, 1- or 2-byte picture id and the layer indices byte.
-        out[2 + (bits + 1) // 8] = tl0picidx & 0xFF
-    return bytes(out)
+    return rewrite_picture_fields(
+        payload,
+        size=descriptor.size,
+        bits=bits,
+        has_tl0picidx=descriptor.tl0picidx is not None,
+        picture_id_offset=1,
+        tl0picidx_offset=2
+        + (bits + 1)
+        // 8,  # after the first byte, a 0-, 1- or 2-byte picture id and the layer indices byte
+        picture_id=picture_id,
+        tl0picidx=tl0picidx,
+        codec="VP9",
+    )
