@@ -2,6 +2,7 @@
 
 sfu serve [--config FILE]     run the SFU (signaling, demo page, media)
 sfu check-config FILE         validate a settings file without starting
+sfu token create --room R --identity I --grant publish,subscribe --ttl 1h [--config FILE]
 """
 
 from __future__ import annotations
@@ -91,6 +92,52 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+_DURATION = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _seconds(text: str) -> float:
+    unit = text[-1:].lower()
+    if unit in _DURATION:
+        return float(text[:-1]) * _DURATION[unit]
+    return float(text)
+
+
+def _token(args: argparse.Namespace) -> int:
+    import os
+
+    from .auth.tokens import create_token
+
+    secret = None
+    if args.config:
+        settings = _load(args.config)
+        if settings is None:
+            return 2
+        secret = settings.auth.secret
+    secret = secret or os.environ.get("SFU_TOKEN_SECRET")
+    if not secret:
+        print(
+            "sfu: no token secret: set auth.secret in the settings file (--config) or "
+            "SFU_TOKEN_SECRET",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        grants = {g.strip() for g in args.grant.split(",") if g.strip()}
+        token = create_token(
+            secret.encode(),
+            room=args.room,
+            identity=args.identity,
+            grants=grants,
+            ttl=_seconds(args.ttl),
+            now=time.time(),
+        )
+    except ValueError as exc:
+        print(f"sfu: {exc}", file=sys.stderr)
+        return 2
+    print(token)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="sfu", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -104,6 +151,17 @@ def main(argv: list[str] | None = None) -> int:
     check = sub.add_parser("check-config", help="validate a settings file without starting")
     check.add_argument("file")
     check.set_defaults(func=_check)
+    token = sub.add_parser("token", help="access tokens")
+    token_sub = token.add_subparsers(dest="token_command", required=True)
+    create = token_sub.add_parser("create", help="print a signed access token")
+    create.add_argument("--room", required=True, help="room name or glob (webinar-*)")
+    create.add_argument("--identity", required=True)
+    create.add_argument(
+        "--grant", default="publish,subscribe", help="comma-separated: publish, subscribe, admin"
+    )
+    create.add_argument("--ttl", default="1h", help="lifetime: 30m, 1h, 2d, or seconds")
+    create.add_argument("--config", help="settings file holding auth.secret")
+    create.set_defaults(func=_token)
     args = parser.parse_args(argv)
     result: int = args.func(args)
     return result

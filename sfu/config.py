@@ -108,6 +108,14 @@ class MediaSettings(_Strict):
     publisher_transport_cc: bool = False
 
 
+class AuthSettings(_Strict):
+    #: HMAC key for access tokens (at least 32 characters); the SFU_TOKEN_SECRET environment
+    #: variable is used when this is null
+    secret: str | None = Field(None, min_length=32)
+    #: rooms require a token when the server listens beyond loopback, whatever the policy
+    require_token_off_loopback: bool = True
+
+
 class LogSettings(_Strict):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["text", "json"] = "text"
@@ -214,6 +222,7 @@ class Settings(_Strict):
     ice: IceSettings = Field(default_factory=lambda: IceSettings())
     media: MediaSettings = Field(default_factory=lambda: MediaSettings())
     log: LogSettings = Field(default_factory=lambda: LogSettings())
+    auth: AuthSettings = Field(default_factory=lambda: AuthSettings())
     rooms: RoomsSettings = Field(default_factory=lambda: RoomsSettings())
 
 

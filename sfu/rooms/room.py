@@ -60,6 +60,8 @@ class Participant:
         self.publisher: PublisherPeer | None = None
         self.subscriber: SubscriberPeer | None = None
         self.sources: dict[str, MediaSource] = {}
+        #: what the participant's access token grants (everything without tokens)
+        self.grants: frozenset[str] = frozenset({"publish", "subscribe", "admin"})
 
     @property
     def info(self) -> m.ParticipantInfo:
@@ -90,6 +92,8 @@ class Participant:
 
     def subscribe(self, source: MediaSource, publisher_id: str) -> None:
         """Receive ``source`` (a video track gets a subscription: window, pin, caps)."""
+        if "subscribe" not in self.grants:
+            return
         subscription = None
         if source.kind == "video":
 

@@ -31,6 +31,8 @@ class Join(_Request):
     name: str = Field(min_length=1, max_length=64)
     #: a role named by the room's policy (e.g. "presenter"), or none
     role: str | None = Field(None, max_length=32)
+    #: a signed access token (`sfu token create`), required where the policy says so
+    token: str | None = Field(None, max_length=4096)
 
 
 class Publish(_Request):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import secrets
 import time
 from dataclasses import dataclass
 from importlib import resources
@@ -13,6 +15,7 @@ from aiohttp import WSMsgType, web
 from pydantic import ValidationError
 
 from ..adapters import aiortc_plane
+from ..auth.tokens import GRANTS, TokenError, verify_token
 from ..config import ConfigError, Settings, load_settings
 from ..rooms.room import Participant, RoomError, RoomManager
 from . import messages as m
@@ -30,6 +33,7 @@ class ServerState:
 
     settings: Settings
     config_path: str | None
+    auth: Authenticator
 
 
 STATE_KEY = web.AppKey("state", ServerState)
@@ -43,12 +47,44 @@ def _describe(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+@dataclass
+class Authenticator:
+    """Who may join: tokens signed with ``secret``; required in every room when
+    ``everywhere`` (a server listening beyond loopback), else where the policy says so."""
+
+    secret: bytes
+    everywhere: bool = False
+
+    def grants(self, token: str | None, room: str, policy_requires: bool) -> frozenset[str]:
+        """The grants of a joining participant; raises TokenError if it may not join."""
+        if token is None:
+            if policy_requires or self.everywhere:
+                raise TokenError("this room requires an access token")
+            return GRANTS
+        claims = verify_token(self.secret, token, room=room, now=time.time())
+        if not claims.grants & {"publish", "subscribe"}:
+            raise TokenError("the token grants neither publish nor subscribe")
+        return claims.grants
+
+
+def make_authenticator(settings: Settings) -> Authenticator:
+    secret = settings.auth.secret or os.environ.get("SFU_TOKEN_SECRET")
+    loopback = settings.http.host in ("127.0.0.1", "::1", "localhost")
+    return Authenticator(
+        secret=secret.encode() if secret else secrets.token_bytes(32),
+        everywhere=settings.auth.require_token_off_loopback and not loopback,
+    )
+
+
 class SignalingSession:
     """One WebSocket: one participant at most."""
 
-    def __init__(self, ws: web.WebSocketResponse, rooms: RoomManager) -> None:
+    def __init__(
+        self, ws: web.WebSocketResponse, rooms: RoomManager, auth: Authenticator | None = None
+    ) -> None:
         self.ws = ws
         self.rooms = rooms
+        self.auth = auth or Authenticator(secrets.token_bytes(32))
         self.participant: Participant | None = None
 
     async def send(self, message: m.ServerMessage) -> None:
@@ -84,6 +120,12 @@ class SignalingSession:
             if self.participant is not None:
                 await self.error("already_joined", "this connection has joined a room", message.id)
                 return
+            _, policy = self.rooms.settings.policy_for(message.room)
+            try:
+                grants = self.auth.grants(message.token, message.room, policy.require_token)
+            except TokenError as exc:
+                await self.error("unauthorized", str(exc), message.id)
+                return
             participant = Participant(
                 message.name,
                 self.send,
@@ -91,6 +133,7 @@ class SignalingSession:
                 role=message.role,
                 publisher_transport_cc=self.rooms.publisher_transport_cc,
             )
+            participant.grants = grants
             try:
                 await self.rooms.get_or_create(message.room).join(participant, message.id)
             except RoomError as exc:
@@ -103,6 +146,9 @@ class SignalingSession:
             participant = self.participant
             room = participant.room
             assert room is not None
+            if "publish" not in participant.grants:
+                await self.error("forbidden", "the access token does not grant publish", message.id)
+                return
             try:
                 room.check_publish(participant, message.scalability_mode)
             except RoomError as exc:
@@ -192,7 +238,7 @@ class SignalingSession:
 async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, heartbeat=20)
     await ws.prepare(request)
-    session = SignalingSession(ws, request.app[ROOMS_KEY])
+    session = SignalingSession(ws, request.app[ROOMS_KEY], request.app[STATE_KEY].auth)
     try:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
@@ -315,7 +361,7 @@ def create_app(settings: Settings, config_path: str | None = None) -> web.Applic
         )
     )
     app = web.Application()
-    app[STATE_KEY] = ServerState(settings, config_path)
+    app[STATE_KEY] = ServerState(settings, config_path, make_authenticator(settings))
     app[ROOMS_KEY] = RoomManager(
         settings.rooms, settings.media.start_bitrate_kbps, settings.media.publisher_transport_cc
     )
