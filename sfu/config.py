@@ -108,6 +108,19 @@ class MediaSettings(_Strict):
     publisher_transport_cc: bool = False
 
 
+class LimitSettings(_Strict):
+    """Bounds on signaling: a misbehaving client loses its own connection, nothing else."""
+
+    max_rooms: int = Field(1000, ge=1)
+    #: messages per second per connection on average, and at once
+    messages_per_second: float = Field(20.0, gt=0)
+    message_burst: int = Field(50, ge=1)
+    #: seconds a connection may stay without joining a room
+    join_timeout: float = Field(10.0, gt=0)
+    #: error replies (bad messages, rate limited) before the connection is closed
+    max_errors: int = Field(50, ge=1)
+
+
 class AuthSettings(_Strict):
     #: HMAC key for access tokens (at least 32 characters); the SFU_TOKEN_SECRET environment
     #: variable is used when this is null
@@ -223,6 +236,7 @@ class Settings(_Strict):
     media: MediaSettings = Field(default_factory=lambda: MediaSettings())
     log: LogSettings = Field(default_factory=lambda: LogSettings())
     auth: AuthSettings = Field(default_factory=lambda: AuthSettings())
+    limits: LimitSettings = Field(default_factory=lambda: LimitSettings())
     rooms: RoomsSettings = Field(default_factory=lambda: RoomsSettings())
 
 

@@ -298,11 +298,14 @@ class RoomManager:
         self.settings = rooms or RoomsSettings()
         self.start_bitrate_kbps = start_bitrate_kbps
         self.publisher_transport_cc = publisher_transport_cc
+        self.max_rooms = 1000
         self.rooms: dict[str, Room] = {}
 
     def get_or_create(self, name: str) -> Room:
         room = self.rooms.get(name)
         if room is None:
+            if len(self.rooms) >= self.max_rooms:
+                raise RoomError("too_many_rooms", f"the server has {self.max_rooms} rooms")
             policy_name, policy = self.settings.policy_for(name)
             room = Room(name, self._remove, policy, policy_name)
             self.rooms[name] = room

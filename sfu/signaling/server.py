@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -19,6 +20,7 @@ from ..auth.tokens import GRANTS, TokenError, verify_token
 from ..config import ConfigError, Settings, load_settings
 from ..rooms.room import Participant, RoomError, RoomManager
 from . import messages as m
+from .limits import TokenBucket
 
 logger = logging.getLogger(__name__)
 
@@ -86,12 +88,14 @@ class SignalingSession:
         self.rooms = rooms
         self.auth = auth or Authenticator(secrets.token_bytes(32))
         self.participant: Participant | None = None
+        self.errors = 0
 
     async def send(self, message: m.ServerMessage) -> None:
         if not self.ws.closed:
             await self.ws.send_str(message.model_dump_json())
 
     async def error(self, code: str, reason: str, request_id: Any = None) -> None:
+        self.errors += 1
         await self.send(m.Error(id=request_id, code=code, reason=reason))
 
     async def handle(self, text: str) -> None:
@@ -238,16 +242,34 @@ class SignalingSession:
 async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, heartbeat=20)
     await ws.prepare(request)
-    session = SignalingSession(ws, request.app[ROOMS_KEY], request.app[STATE_KEY].auth)
+    state = request.app[STATE_KEY]
+    limits = state.settings.limits
+    session = SignalingSession(ws, request.app[ROOMS_KEY], state.auth)
+    bucket = TokenBucket(limits.messages_per_second, limits.message_burst)
+
+    async def join_deadline() -> None:
+        await asyncio.sleep(limits.join_timeout)
+        if session.participant is None and not ws.closed:
+            await session.error("join_timeout", f"no join within {limits.join_timeout:g} s")
+            await ws.close(code=4008, message=b"join timeout")
+
+    deadline = asyncio.ensure_future(join_deadline())
     try:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
-                await session.handle(msg.data)
+                if bucket.allow(time.monotonic()):
+                    await session.handle(msg.data)
+                else:
+                    await session.error("rate_limited", "too many messages; slow down")
             elif msg.type == WSMsgType.BINARY:
                 await session.error("bad_request", "binary messages are not supported")
             elif msg.type == WSMsgType.ERROR:
                 break
+            if session.errors >= limits.max_errors:
+                await ws.close(code=4029, message=b"too many bad messages")
+                break
     finally:
+        deadline.cancel()
         await session.leave()
     return ws
 
@@ -365,6 +387,7 @@ def create_app(settings: Settings, config_path: str | None = None) -> web.Applic
     app[ROOMS_KEY] = RoomManager(
         settings.rooms, settings.media.start_bitrate_kbps, settings.media.publisher_transport_cc
     )
+    app[ROOMS_KEY].max_rooms = settings.limits.max_rooms
     app.router.add_get("/", index)
     app.router.add_get("/client.js", client_js)
     app.router.add_get("/ws", websocket_handler)
