@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+from contextlib import AsyncExitStack
 from pathlib import Path
 
-from aiohttp import web
+from serving import serving
 
 from loadtest.capturefile import read_capture
 from loadtest.peers import ReplayPublisher, SimSubscriber
@@ -26,12 +27,8 @@ def open_fds() -> int:
 
 async def test_join_leave_churn_leaves_nothing_behind() -> None:
     app = create_app(Settings())
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    url = f"ws://{host}:{port}/ws"
+    stack = AsyncExitStack()
+    url = await stack.enter_async_context(serving(app))
     publisher = ReplayPublisher(url, "pub", read_capture(CAPTURE))
     try:
         await publisher.connect("churn")
@@ -69,4 +66,4 @@ async def test_join_leave_churn_leaves_nothing_behind() -> None:
         assert rss_bytes(os.getpid()) - rss < 40e6
     finally:
         await publisher.close()
-        await runner.cleanup()
+        await stack.aclose()

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+from contextlib import AsyncExitStack
 
 import aiohttp
-from aiohttp import web
 from clients import SignalingClient
+from serving import serving
 
 from sfu.config import parse_settings
 from sfu.signaling.limits import TokenBucket
@@ -27,12 +28,8 @@ async def test_limits_close_only_the_abusive_connection() -> None:
         " max_rooms: 1}\n"
     )
     app = create_app(settings)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    url = f"ws://{host}:{port}/ws"
+    stack = AsyncExitStack()
+    url = await stack.enter_async_context(serving(app))
     good = SignalingClient(url, "good")
     try:
         await good.connect()
@@ -74,4 +71,4 @@ async def test_limits_close_only_the_abusive_connection() -> None:
         assert (await good.request({"type": "ping"}))["type"] == "pong"
     finally:
         await good.close()
-        await runner.cleanup()
+        await stack.aclose()

@@ -1,6 +1,9 @@
 """The token matrix: valid, missing grant, expired, tampered, wrong room, wrong secret."""
 
+from contextlib import AsyncExitStack
+
 import pytest
+from serving import serving
 
 from sfu.auth.tokens import TokenError, create_token, verify_token
 
@@ -56,7 +59,6 @@ async def test_rooms_that_require_tokens_refuse_and_grant() -> None:
     """Against the server: missing, expired, tampered, wrong room, subscribe-only publish."""
     import time
 
-    from aiohttp import web
     from clients import SignalingClient
 
     from sfu.cli import main as cli
@@ -70,12 +72,8 @@ async def test_rooms_that_require_tokens_refuse_and_grant() -> None:
         "  rules: [{match: 'private-*', policy: private}]\n"
     )
     app = create_app(settings)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    url = f"ws://{host}:{port}/ws"
+    stack = AsyncExitStack()
+    url = await stack.enter_async_context(serving(app))
     now = time.time()
 
     def make(**kw) -> str:  # type: ignore[no-untyped-def]
@@ -122,7 +120,7 @@ async def test_rooms_that_require_tokens_refuse_and_grant() -> None:
         assert "publish" in reply["reason"]
     finally:
         await client.close()
-        await runner.cleanup()
+        await stack.aclose()
     import os
 
     os.environ["SFU_TOKEN_SECRET"] = secret
