@@ -41,6 +41,7 @@ def _subscriber_view(stats: dict[str, Any], name: str) -> dict[str, Any] | None:
                 videos = [t for t in participant["subscribed"] if t["spatial"] is not None]
                 return {
                     "downlink": participant.get("downlink", {}),
+                    "estimator": participant.get("estimator", {}),
                     "video": videos[0] if videos else None,
                 }
     return None
@@ -117,6 +118,10 @@ async def run_schedule(schedule: list[tuple[float, int]], codec: str = "VP9") ->
                         "spatial": view["video"]["spatial"],
                         "temporal": view["video"]["temporal"],
                         "paused": view["video"]["paused"],
+                        "estimator": view["estimator"],
+                        "target": view["video"].get("target"),
+                        "allocated": view["video"].get("allocated"),
+                        "up_hold": view["video"].get("up_hold"),
                     }
                 )
         plis = _publisher_plis(_stats(port))
@@ -136,6 +141,7 @@ async def run_schedule(schedule: list[tuple[float, int]], codec: str = "VP9") ->
             "subscriber": result["subscribers"][0],
             "plis_upstream": plis,
             "duration": total,
+            "origin": started,
         }
     finally:
         if publisher is not None:
@@ -191,10 +197,17 @@ def figures(run: dict[str, Any]) -> dict[str, Any]:
             1 for x, y in zip(levels, levels[1:], strict=False) if (x[0], x[2]) != (y[0], y[2])
         )
     sub = run["subscriber"]
+    origin = run.get("origin")
     out.update(
         {
             "freezes": sub["freezes"],
             "longest_gap_s": round(sub["longest_gap"], 3),
+            # (when the freeze began, its length), on the schedule's clock
+            "freeze_at": [
+                [round(end - gap - origin, 2), round(gap, 2)] for end, gap in sub["freeze_log"]
+            ]
+            if origin is not None
+            else [],
             "frames_undecodable": sub["frames_undecodable"],
             "plis_upstream": run["plis_upstream"],
             "plis_per_second": round(run["plis_upstream"] / run["duration"], 2),
@@ -223,7 +236,16 @@ def main(argv: list[str] | None = None) -> int:
     run = asyncio.run(run_schedule(schedule, args.codec))
     result = figures(run)
     if args.json:
-        print(json.dumps({"figures": result, "samples": run["samples"]}, indent=1))
+        print(
+            json.dumps(
+                {
+                    "figures": result,
+                    "samples": run["samples"],
+                    "level_events": run["subscriber"]["level_events"],
+                },
+                indent=1,
+            )
+        )
     else:
         for s in run["samples"][::4]:
             print(

@@ -37,6 +37,8 @@ class FrameChecker:
         self.frames_undecodable = 0
         self.freezes = 0
         self.longest_gap = 0.0
+        #: (time the freeze ended, its length) of each freeze
+        self.freeze_log: list[tuple[float, float]] = []
         self.last_decodable: float | None = None
         #: (time, spatial id, temporal id) of each decodable frame
         self.decoded: list[tuple[float, int, int]] = []
@@ -111,6 +113,7 @@ class FrameChecker:
             self.longest_gap = max(self.longest_gap, gap)
             if gap > FREEZE_GAP:
                 self.freezes += 1
+                self.freeze_log.append((now, gap))
         self.last_decodable = now
         self.decoded.append((now, frame.sid, frame.tid))
 

@@ -45,7 +45,12 @@ def load(name: str) -> Capture:
     return capture
 
 
-def forward(capture: Capture, schedule: dict[int, tuple[int, int]], loops: int = 1) -> Forwarded:
+def forward(
+    capture: Capture,
+    schedule: dict[int, tuple[int, int]],
+    loops: int = 1,
+    keep_lower_chain: bool = False,
+) -> Forwarded:
     info = capture.info
     params = StreamParameters(
         kind="video",
@@ -60,6 +65,8 @@ def forward(capture: Capture, schedule: dict[int, tuple[int, int]], loops: int =
     source = MediaSource("pub:1", params, send_rtcp=upstream.append, rtcp_ssrc=1)
     downtrack = DownTrack(source, ssrc=4242, payload_type=100, send=sent.append)
     source.attach(downtrack, 0.0)
+    assert downtrack.selector is not None
+    downtrack.selector.keep_lower_chain = keep_lower_chain
     result = Forwarded(sent, upstream, source, downtrack, 0.0)
     assert downtrack.selector is not None
     t = 0.0
@@ -265,3 +272,50 @@ def test_av1_forwarded_descriptor_signals_the_active_decode_targets() -> None:
     expected = layers.active_decode_targets(1, 1)
     assert masks and set(masks) == {expected}
     assert expected == sum(1 << layers.decode_targets[(s, t)] for s in (0, 1) for t in (0, 1))
+
+
+def test_ksvc_lower_chain_makes_the_spatial_down_switch_immediate() -> None:
+    """With the lower layer's T0 chain forwarded beside the top layer (what a subscriber whose
+    bandwidth is estimated gets in K-SVC), the top layer still decodes at its resolution, and a
+    spatial down-switch happens at the next picture instead of waiting for a keyframe."""
+    capture = load(VP9)
+    n = len(capture.packets)
+    plain = forward(capture, {0: (2, 2)})
+    result = forward(capture, {0: (2, 2), n // 2: (1, 2)}, keep_lower_chain=True)
+    top_only = forward(capture, {0: (2, 2)}, keep_lower_chain=True)
+    res = result.source.resolutions
+    # the extra layer costs bytes, but less than the whole stream
+    extra = sum(map(len, top_only.packets)) - sum(map(len, plain.packets))
+    assert 0 < extra < 0.3 * sum(map(len, plain.packets))
+    decoded = decode("VP9", top_only.packets)
+    assert {w for _, w, _ in decoded} == {res[2][0]}
+    assert len(decoded) == sum(1 for _ in pictures(top_only.packets))
+    decoded = decode("VP9", result.packets)
+    assert len(decoded) == sum(1 for _ in pictures(result.packets))
+    mark = result.layer_log[1][0]
+    after = [(idx, w) for idx, w, _ in decoded if idx >= mark]
+    assert after[0][1] == res[1][0] or after[1][1] == res[1][0], after[:3]
+    assert not is_keyframe("VP9", result.packets[after[0][0]])
+    assert result.plis == plain.plis  # no keyframe asked for the switch
+    assert {w for _, w in after[2:]} == {res[1][0]}
+
+
+def test_frame_rate_does_not_climb_while_a_spatial_down_switch_waits() -> None:
+    """K-SVC without the lower chain: from S2T0 to target S1T2 the switch waits for a
+    keyframe; meanwhile the top layer stays at T0 (the budget is the lower layer's)."""
+    capture = load(VP9)
+    n = len(capture.packets)
+    result = forward(capture, {0: (2, 0), n // 3: (1, 2)}, loops=2)
+    decoded = decode("VP9", result.packets)
+    assert len(decoded) == sum(1 for _ in pictures(result.packets))
+    mark = result.layer_log[1][0]
+    res = result.source.resolutions
+    waiting = [idx for idx, w, _ in decoded if idx >= mark and w == res[2][0]]
+    assert waiting, "the switch did not wait for a keyframe"
+    first, last = waiting[0], waiting[-1]
+    seconds = (
+        (parse_rtp(result.packets[last]).timestamp - parse_rtp(result.packets[first]).timestamp)
+        & 0xFFFFFFFF
+    ) / 90000
+    assert seconds > 0.5
+    assert (len(waiting) - 1) / seconds < 10  # 7.5 fps (T0), not 30

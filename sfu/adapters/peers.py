@@ -16,6 +16,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiortc import RTCRtpTransceiver, RTCSessionDescription
 from aiortc.rtcrtpparameters import RTCRtpReceiveParameters
@@ -36,6 +37,17 @@ logger = logging.getLogger(__name__)
 
 TICK_INTERVAL = 0.05
 REPORT_INTERVAL = 1.0
+#: ``videoBitrate`` is what was sent over this window (seconds)
+VIDEO_BITRATE_WINDOW = 0.5
+#: how long a probe cluster is sent for (seconds): long enough for a few packets at low
+#: rates and to get past a shaper's burst allowance, short enough not to flood the link
+PROBE_CLUSTER_DURATION = 0.1
+PROBE_MIN_PACKETS = 15
+#: a hold after a bandwidth down-switch ends once the available bandwidth is this many
+#: times what it was at the down-switch
+HOLD_RELEASE = 1.5
+#: no probe this long after the estimator saw overuse or loss (seconds)
+PROBE_QUIET_AFTER_CONGESTION = 2.0
 
 
 @dataclass
@@ -274,7 +286,8 @@ class SubscriberPeer(_Peer):
         self.probe = ProbeController()
         self._congested_at = -10.0
         self._probe_task: asyncio.Task[None] | None = None
-        #: bits/s of video forwarded over the last report interval
+        #: bits/s of video forwarded (retransmissions and probes included) over the last
+        #: VIDEO_BITRATE_WINDOW
         self.video_bitrate = 0
         self._video_bytes = 0
         self._video_bytes_at: float | None = None
@@ -394,11 +407,33 @@ class SubscriberPeer(_Peer):
                 self.congestion.on_transport_feedback(packet.fci, now)
 
     def tick(self, now: float) -> None:
+        if self._video_bytes_at is None or now - self._video_bytes_at >= VIDEO_BITRATE_WINDOW:
+            self._measure_video(now)
+        if self.settings.bandwidth_estimation and self.congestion.estimate is not None:
+            self.congestion.refill_rtx_allowance(now)
+        else:
+            self.congestion.rtx_allowance = math.inf
         self.allocate(now)
+
+    def _measure_video(self, now: float) -> None:
+        video_bytes = sum(
+            d.bytes_sent + d.retransmitted_bytes
+            for d in self.downtracks.values()
+            if d.source.kind == "video"
+        )
+        if self._video_bytes_at is not None and now > self._video_bytes_at:
+            self.video_bitrate = int(
+                8 * (video_bytes - self._video_bytes) / (now - self._video_bytes_at)
+            )
+        self._video_bytes, self._video_bytes_at = video_bytes, now
 
     def allocate(self, now: float) -> None:
         """Share the downlink estimate (and the policy's cap) among the videos."""
         estimate = self.congestion.estimate if self.settings.bandwidth_estimation else None
+        for downtrack in self.downtracks.values():
+            if downtrack.selector is not None:
+                # a drop of the estimate must be able to lower the spatial layer at once
+                downtrack.selector.keep_lower_chain = estimate is not None
         cap = self.settings.subscriber_max_bitrate
         limits = [x for x in (estimate, cap) if x is not None]
         self.available = min(limits) if limits else None
@@ -447,10 +482,15 @@ class SubscriberPeer(_Peer):
                 and not held.paused
                 and not allocation.paused
                 and now - subscription.bandwidth_down_at < subscription.up_hold
+                and self.available < HOLD_RELEASE * subscription.available_at_down
                 and (allocation.spatial, allocation.temporal) > (held.spatial, held.temporal)
             ):
-                continue  # hold after a down-switch (a resume is not held)
+                # hold after a down-switch (a resume is not held), unless the link has
+                # clearly grown since
+                continue
             subscription.set_bandwidth(allocation, now)
+            if subscription.bandwidth_down_at == now:
+                subscription.available_at_down = self.available
 
     def metrics(self) -> dict[str, float | int | None]:
         """Seed 004's names: the downlink estimate, what is forwarded, loss, round trip."""
@@ -468,6 +508,21 @@ class SubscriberPeer(_Peer):
             "rtt": round(sum(rtts) / len(rtts), 4) if rtts else None,
         }
 
+    def estimator_state(self) -> dict[str, Any]:
+        """The estimator's parts, for operators (and the bandwidth benchmark)."""
+        estimator = self.congestion.estimator
+        return {
+            "delay_based": estimator.delay_based_estimate,
+            "loss_based": estimator.loss_based_estimate,
+            "acknowledged": estimator.acknowledged_bitrate,
+            "state": estimator.state,
+            "loss": round(estimator.loss_ratio, 4),
+            "probes": self.probe.probes,
+            "probe_successes": self.probe.successes,
+            "last_probe": self.probe.last_result,
+            "rtx_skipped": sum(d.retransmissions_skipped for d in self.downtracks.values()),
+        }
+
     def _maybe_probe(
         self,
         demands: list[Demand],
@@ -481,7 +536,7 @@ class SubscriberPeer(_Peer):
         estimator = self.congestion.estimator
         if estimator.state == "overusing" or estimator.loss_ratio > 0.02:
             self._congested_at = now
-        if now - self._congested_at < 5.0:
+        if now - self._congested_at < PROBE_QUIET_AFTER_CONGESTION:
             return  # the link is full, or was just now: probing would only add loss
         wanted = needed_for_upgrade(demands, allocations, self.settings.bandwidth_headroom)
         if wanted is None or wanted <= estimate:
@@ -493,17 +548,26 @@ class SubscriberPeer(_Peer):
             self._probe_task = asyncio.ensure_future(self._run_probe(rate))
 
     async def _run_probe(self, rate: int) -> None:
-        """Send padding for the probe's duration at ``rate`` minus what media already sends,
-        then tell the estimator what the link carried."""
-        estimator = self.congestion.estimator
+        """Send one probe cluster: ``rate`` (padding on top of the media) for
+        PROBE_CLUSTER_DURATION, every packet tagged; then read from the feedback what the
+        link carried and raise the estimate to it."""
+        congestion = self.congestion
+        estimator = congestion.estimator
         videos = [d for d in self.downtracks.values() if d.source.kind == "video"]
         padding_rate = max(0, rate - self.video_bitrate)
-        step = 0.01
+        before = estimator.estimate
+        cluster = self.probe.cluster
+        # at least PROBE_MIN_PACKETS packets of ~1200 bytes: at low rates a shaper's burst
+        # allowance would otherwise pass most of a short cluster at once
+        duration = max(PROBE_CLUSTER_DURATION, PROBE_MIN_PACKETS * 1200 * 8 / max(rate, 1))
+        duration = min(duration, 0.3)
+        step = duration / 6
         start = time.monotonic()
         budget = 0.0
-        overused = False
+        result = None
         try:
-            while videos and time.monotonic() - start < self.probe.duration and not self.closed:
+            congestion.probe_cluster = cluster
+            while videos and time.monotonic() - start < duration and not self.closed:
                 budget += padding_rate * step / 8
                 now = time.monotonic()
                 for downtrack in videos:
@@ -512,33 +576,29 @@ class SubscriberPeer(_Peer):
                         if not sent:
                             break
                         budget -= sent
-                overused = overused or estimator.state == "overusing"
                 await asyncio.sleep(step)
-            await asyncio.sleep(0.3)  # the feedback for the probe's last packets
-            overused = overused or estimator.state == "overusing"
+            congestion.probe_cluster = -1
+            # the feedback for the cluster's last packets
+            await asyncio.sleep(max(0.2, 2 * estimator.rtt))
             now = time.monotonic()
-            if self.probe.finish(
-                bool(videos) and not overused and estimator.loss_ratio < 0.05, now
-            ):
-                estimator.on_probe_result(int(rate * 0.95), now)
+            result = estimator.probe_result(cluster)
+            success = result is not None and result > before
+            if success and result is not None:
+                estimator.on_probe_result(result, now)
+            self.probe.finish(success, now, result)
+            if success and result is not None and result >= 0.9 * rate:
                 for subscription in self.subscriptions.values():
-                    # the link carried more: a past failed up-switch says nothing now
-                    subscription.up_hold = 4.0
-                    subscription.bandwidth_down_at = -math.inf
+                    # the link carried more: a plain hold after a down-switch can end now;
+                    # a longer hold (an up-switch that did not fit, soon after) stays, or
+                    # a link just at a level's edge would flip between levels
+                    if subscription.up_hold <= subscription.MIN_UP_HOLD:
+                        subscription.bandwidth_down_at = -math.inf
         except asyncio.CancelledError:
             self.probe.running = False
+        finally:
+            congestion.probe_cluster = -1
 
     def report(self, now: float) -> None:
-        video_bytes = sum(
-            d.bytes_sent + d.retransmitted_bytes
-            for d in self.downtracks.values()
-            if d.source.kind == "video"
-        )
-        if self._video_bytes_at is not None and now > self._video_bytes_at:
-            self.video_bitrate = int(
-                8 * (video_bytes - self._video_bytes) / (now - self._video_bytes_at)
-            )
-        self._video_bytes, self._video_bytes_at = video_bytes, now
         for subscription in list(self.subscriptions.values()):
             subscription.update(now)
         if self.raw is None:

@@ -27,6 +27,12 @@ class AcknowledgedBitrateEstimator:
         self._previous_time: float | None = None
         self._estimate_kbps: float | None = None
         self._variance = INITIAL_VARIANCE
+        self._last_sample_kbps: float | None = None
+
+    @property
+    def last_sample(self) -> float | None:
+        """Bits/s received over the last complete window alone (unfiltered), None before."""
+        return None if self._last_sample_kbps is None else self._last_sample_kbps * 1000
 
     @property
     def bitrate(self) -> float | None:
@@ -39,6 +45,7 @@ class AcknowledgedBitrateEstimator:
         sample_kbps = self._update_window(arrival_time, size, window)
         if sample_kbps is None:
             return
+        self._last_sample_kbps = sample_kbps
         if self._estimate_kbps is None:
             self._estimate_kbps = sample_kbps
             return

@@ -37,6 +37,8 @@ HOLD: Final = "hold"
 INCREASE: Final = "increase"
 DECREASE: Final = "decrease"
 
+#: An acknowledged rate below this fraction of the estimate is application limited.
+APPLICATION_LIMITED = 0.5
 #: Multiplicative decrease factor beta, applied to the acknowledged bitrate.
 BACKOFF_FACTOR = 0.85
 #: Multiplicative increase far from convergence: 8 % per second.
@@ -126,8 +128,12 @@ class AimdRateControl:
             return True
         return throughput < 0.5 * self.bitrate
 
-    def update(self, usage: str, throughput: float | None, now: float) -> float:
-        """Apply one detector hypothesis with the current acknowledged bitrate."""
+    def update(
+        self, usage: str, throughput: float | None, now: float, saturated: bool = False
+    ) -> float:
+        """Apply one detector hypothesis with the current acknowledged bitrate.
+        ``saturated``: the throughput is known to be what the link carries (a full queue),
+        however far below the estimate."""
         if throughput is not None:
             self._latest_throughput = throughput
         throughput = self._latest_throughput
@@ -148,7 +154,13 @@ class AimdRateControl:
                 new_bitrate = min(increased, limit)
             self._last_change = now
         elif self.state == DECREASE:
-            decreased = throughput * BACKOFF_FACTOR
+            if throughput < APPLICATION_LIMITED * self.bitrate and not saturated:
+                # the sender sends far less than the estimate (its layers fit below it): the
+                # acknowledged rate measures the sender, not the link, and backing off to it
+                # would collapse the estimate after one burst; back off from the estimate
+                decreased = self.bitrate * BACKOFF_FACTOR
+            else:
+                decreased = throughput * BACKOFF_FACTOR
             if decreased > 5_000:
                 decreased -= 5_000  # a bit below the throughput, to drain self-inflicted delay
             if decreased > self.bitrate and self.link_capacity.estimate_kbps is not None:

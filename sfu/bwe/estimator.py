@@ -28,6 +28,7 @@ from .acknowledged import AcknowledgedBitrateEstimator
 from .aimd import AimdRateControl
 from .inter_arrival import InterArrival
 from .loss import LossBasedController, LossWindow
+from .probe import ProbeBitrateEstimator
 from .trendline import OVERUSING, TrendlineEstimator
 
 #: Sent packets are remembered this long for matching feedback (seconds).
@@ -43,6 +44,11 @@ STREAM_TIMEOUT = 2.0
 FEEDBACK_TIMEOUT = 5.0
 #: Arrival times of transport feedback wrap with the 24-bit reference time (64 ms units).
 ARRIVAL_TIME_PERIOD = (1 << 24) * 0.064
+#: Under overuse, a last receive-rate window below this fraction of the filtered rate is a
+#: sudden capacity drop: the decrease starts from that window's rate.
+SUDDEN_DROP = 0.7
+SUDDEN_DROP_LOSS = 0.05
+SUDDEN_DROP_ONCE = 1.0
 #: Before any throughput is measured an overuse halves the estimate, at most this often.
 INITIAL_BACKOFF_INTERVAL = 0.2
 
@@ -55,6 +61,7 @@ class _SentPacket:
     arrival: float | None = None
     reported: bool = False
     lost: bool = False
+    cluster: int = -1  # probe cluster, -1: none
 
 
 def _unwrap(sequence_number: int, reference: int) -> int:
@@ -93,18 +100,26 @@ class BandwidthEstimator:
         self._remb_fallback = False
         self._rtt = 0.2
         self._last_initial_backoff: float | None = None
+        self._probes = ProbeBitrateEstimator()
+        self._sudden_drop_at: float | None = None
 
     # -- inputs -----------------------------------------------------------------------------
 
-    def on_packet_sent(self, sequence_number: int, size: int, now: float) -> None:
+    def on_packet_sent(
+        self, sequence_number: int, size: int, now: float, cluster: int = -1
+    ) -> None:
         """A packet carrying transport-wide sequence number ``sequence_number`` (16-bit,
-        wraps) of ``size`` bytes left at ``now``.  Keeps a bounded history (5 s)."""
+        wraps) of ``size`` bytes left at ``now``, as part of probe cluster ``cluster`` if
+        not -1.  Keeps a bounded history (5 s)."""
         if self._last_sequence is None:
             sequence = self._last_sequence = sequence_number & 0xFFFF
         else:
             sequence = _unwrap(sequence_number, self._last_sequence)
             self._last_sequence = max(sequence, self._last_sequence)
         packet = _SentPacket(sequence, now, size)
+        if cluster >= 0:
+            packet.cluster = cluster
+            self._probes.on_sent(cluster)
         self._history[sequence] = packet
         self._send_order.append(packet)
         while self._send_order and (
@@ -142,6 +157,10 @@ class BandwidthEstimator:
             else:
                 packet.reported = True
                 self._add_to_loss_window(packet, now)
+            if packet.cluster >= 0:
+                self._probes.on_received(
+                    packet.cluster, packet.send_time, packet.arrival, packet.size
+                )
             received.append(packet)
         self._loss_window.expire(now)
         before = self._target()
@@ -178,6 +197,11 @@ class BandwidthEstimator:
 
     # -- outputs ----------------------------------------------------------------------------
 
+    def probe_result(self, cluster: int) -> int | None:
+        """Bits/s the link carried during probe cluster ``cluster`` (from the feedback so
+        far), None if it cannot be told yet."""
+        return self._probes.result(cluster)
+
     @property
     def estimate(self) -> int:
         """Bits/s: min(delay-based, loss-based, REMB) within [min_bitrate, max_bitrate]."""
@@ -203,6 +227,11 @@ class BandwidthEstimator:
         """Bits/s received by the peer, from feedback; None before enough feedback."""
         bitrate = self._acknowledged.bitrate
         return None if bitrate is None else int(bitrate)
+
+    @property
+    def rtt(self) -> float:
+        """The last round-trip time reported (seconds; 0.2 until one is)."""
+        return self._rtt
 
     @property
     def loss_ratio(self) -> float:
@@ -250,10 +279,27 @@ class BandwidthEstimator:
         usage = self._trendline.state
         rate_control = self._rate_control
         throughput = self._acknowledged.bitrate
+        saturated = False
         if usage == OVERUSING:
+            recent = self._acknowledged.last_sample
+            if (
+                throughput is not None
+                and recent is not None
+                and recent < SUDDEN_DROP * throughput
+                and self._loss_window.ratio > SUDDEN_DROP_LOSS
+                and (self._sudden_drop_at is None or now - self._sudden_drop_at > SUDDEN_DROP_ONCE)
+            ):
+                # the queue is growing and overflowing, so the link is saturated: what it
+                # delivered in the last window is its capacity now (the filtered rate would
+                # take a second to follow a sudden drop; a delay spike alone loses nothing).
+                # Once per episode: as the sender then sends less, later windows measure the
+                # sender, not the link, and would compound the decrease.
+                throughput = recent
+                saturated = True
+                self._sudden_drop_at = now
             if throughput is not None:
                 if rate_control.time_to_reduce_further(now, throughput):
-                    rate_control.update(usage, throughput, now)
+                    rate_control.update(usage, throughput, now, saturated)
             elif (
                 self._last_initial_backoff is None
                 or now - self._last_initial_backoff >= INITIAL_BACKOFF_INTERVAL

@@ -37,6 +37,9 @@ INCREASE_RATE = 0.08
 HOLD_INCREASE_RATE = 0.02
 #: Minimum interval between two loss-based decreases, plus one RTT (seconds).
 DECREASE_INTERVAL = 0.3
+#: How long a bottleneck queue filled by the old rate takes to drain after a decrease
+#: (seconds): shapers and router queues hold ~100-200 ms.
+DRAIN_TIME = 0.2
 #: Fewer packets than this in an interval is no basis for a decision.
 MIN_PACKETS = 20
 #: High loss must exceed 10 % by this many packets.
@@ -123,10 +126,12 @@ class LossBasedController:
         self._interval.recovered(packet)
 
     def on_decrease(self, now: float) -> None:
-        """The overall estimate went down (for whatever reason): start a new interval."""
+        """The overall estimate went down (for whatever reason): start a new interval, of
+        packets sent from DRAIN_TIME on (those sent sooner still meet the queue that the
+        higher rate filled, and their loss says nothing of the new rate)."""
         self._interval.clear()
         self._interval_start = now
-        self._ignore_sent_before = now
+        self._ignore_sent_before = now + DRAIN_TIME
 
     def update(
         self,

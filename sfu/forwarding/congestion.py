@@ -3,9 +3,16 @@ sequence numbers on everything sent, the feedback that comes back, the estimate.
 
 from __future__ import annotations
 
+import math
+
 from ..bwe.estimator import BandwidthEstimator
 from ..rtp.rtcp import RtcpError
 from ..rtp.twcc import parse_transport_feedback
+
+#: the share of the estimate retransmissions may take
+RTX_SHARE = 0.25
+#: seconds of that share that may go at once
+RTX_BURST = 0.1
 
 
 class SendSideCongestion:
@@ -20,14 +27,30 @@ class SendSideCongestion:
         self.remb_seen = False
         self.malformed_feedback = 0
         self.bytes_sent = 0
+        #: the probe cluster packets sent now belong to, -1: none
+        self.probe_cluster = -1
+        #: bytes of retransmissions that may still be sent (refilled by the owner, from the
+        #: estimate, see :meth:`refill_rtx_allowance`); unlimited until then
+        self.rtx_allowance = math.inf
+        self._rtx_refilled: float | None = None
 
     def stamp(self, size: int, now: float) -> int:
         """The transport-wide sequence number of a packet of ``size`` bytes sent now."""
         seq = self.sequence_number
         self.sequence_number = (seq + 1) & 0xFFFF
         self.bytes_sent += size
-        self.estimator.on_packet_sent(seq, size, now)
+        self.estimator.on_packet_sent(seq, size, now, self.probe_cluster)
         return seq
+
+    def refill_rtx_allowance(self, now: float, share: float = RTX_SHARE) -> None:
+        """Let retransmissions take up to ``share`` of the estimate, with at most 100 ms of
+        it in hand: on a congested link they cannot crowd out the media that still fits."""
+        last, self._rtx_refilled = self._rtx_refilled, now
+        rate = share * self.estimator.estimate / 8
+        if last is None or self.rtx_allowance == math.inf:
+            self.rtx_allowance = rate * RTX_BURST
+            return
+        self.rtx_allowance = min(rate * RTX_BURST, self.rtx_allowance + rate * (now - last))
 
     def on_transport_feedback(self, fci: bytes, now: float) -> None:
         try:

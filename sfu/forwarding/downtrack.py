@@ -73,6 +73,7 @@ class DownTrack:
         self.packets_dropped = 0
         self.retransmitted = 0
         self.retransmitted_bytes = 0
+        self.retransmissions_skipped = 0
         self._padding_back = 0
         self.keyframe_requests = 0
         self.remote_packets_lost = 0
@@ -145,7 +146,7 @@ class DownTrack:
                 payload,
             )
         )
-        self.history.store(out_seq, packet)
+        self.history.store(out_seq, packet, info.sid if info is not None else 0)
         self.packets_sent += 1
         self.bytes_sent += len(packet)
         self._send(packet)
@@ -190,13 +191,31 @@ class DownTrack:
         return self.source.build_extensions(elements, raw)
 
     # -- feedback from the subscriber ----------------------------------------------------
-    def retransmit(self, lost: list[int], now: float) -> int:
-        """Resend packets from the history (as RTX when negotiated); returns bytes sent."""
+    def retransmit(self, lost: list[int], now: float, padding: bool = False) -> int:
+        """Resend packets from the history (as RTX when negotiated); returns bytes sent.
+
+        Answering a NACK, a packet is not resent twice within a round trip, not when it is of
+        a spatial layer above what the subscriber now gets (it switched down: the frame is of
+        no use), and not beyond the transport's retransmission allowance (on a congested link
+        retransmissions would only add loss).  ``padding``: a probe, none of these apply."""
         sent = 0
+        history = self.history
+        congestion = self.congestion
+        selector = self.selector
         for seq in lost:
-            packet = self.history.get(seq)
+            packet = history.get(seq)
             if packet is None:
                 continue
+            if not padding:
+                if selector is not None and history.spatial(seq) > selector.current_spatial:
+                    self.retransmissions_skipped += 1
+                    continue
+                if congestion is not None and congestion.rtx_allowance <= 0:
+                    self.retransmissions_skipped += 1
+                    continue
+                if not history.resend_allowed(seq, now, max(0.01, self.rtt or 0.0)):
+                    self.retransmissions_skipped += 1
+                    continue
             if self.rtx_payload_type is not None and self.rtx_ssrc is not None:
                 packet = wrap_rtx(packet, self.rtx_payload_type, self._rtx_seq, self.rtx_ssrc)
                 self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
@@ -205,7 +224,10 @@ class DownTrack:
                 if at is not None:
                     twcc = self.congestion.stamp(len(packet), now)
                     packet = b"".join((packet[:at], twcc.to_bytes(2, "big"), packet[at + 2 :]))
-            self.retransmitted += 1
+            if not padding:
+                self.retransmitted += 1
+                if congestion is not None:
+                    congestion.rtx_allowance -= len(packet)
             self.retransmitted_bytes += len(packet)
             sent += len(packet)
             self._send(packet)
@@ -216,7 +238,8 @@ class DownTrack:
         if self.rtx_ssrc is None or not self.munger.started:
             return 0
         self._padding_back = (self._padding_back % 32) + 1
-        return self.retransmit([(self.munger.last_out_seq - self._padding_back) & 0xFFFF], now)
+        seq = (self.munger.last_out_seq - self._padding_back) & 0xFFFF
+        return self.retransmit([seq], now, padding=True)
 
     def handle_rtcp(self, packet: rtcp.RtcpPacket, now: float) -> None:
         if isinstance(packet, rtcp.Nack):

@@ -86,6 +86,10 @@ class LayerParser:
         #: decode targets the publisher currently sends (DD active decode targets)
         self.active_mask = -1
         self._targets_by_spatial: dict[int, list[tuple[int, int]]] = {}
+        #: spatial layer s -> the decode target of (s - 1, T0), for the layers whose decode
+        #: targets leave out frames of the layer below (K-SVC after a keyframe): forwarding
+        #: that target's frames too keeps a down-switch free of keyframes
+        self.lower_chain_targets: dict[int, int] = {}
         self.malformed = 0
 
     def parse(self, payload: bytes, extensions: dict[int, bytes], marker: bool) -> LayerInfo:
@@ -217,6 +221,18 @@ class LayerParser:
         for (s, t), dt in targets.items():
             by_spatial.setdefault(s, []).append((t, dt))
         self._targets_by_spatial = by_spatial
+        lower: dict[int, int] = {}
+        for (s, _t), dt in targets.items():
+            below = targets.get((s - 1, 0))
+            if below is None:
+                continue
+            if any(
+                tpl.spatial_id == s - 1 and tpl.dtis[below] != NOT_PRESENT
+                and tpl.dtis[dt] == NOT_PRESENT
+                for tpl in structure.templates
+            ):
+                lower[s] = below
+        self.lower_chain_targets = lower
 
     def best_active(self, spatial: int, temporal: int) -> tuple[int, int]:
         """The highest layers <= (spatial, temporal) whose decode target the publisher sends."""

@@ -33,6 +33,7 @@ class LayerSelector:
         "current_spatial",
         "current_temporal",
         "paused",
+        "keep_lower_chain",
         "keyframe_wanted",
         "switches",
         "_parser",
@@ -52,6 +53,12 @@ class LayerSelector:
         self.current_spatial = -1
         self.current_temporal = -1
         self.paused = False
+        #: with a dependency descriptor, at the top spatial layer, also forward the frames of
+        #: the decode target one layer down at T0 where the current target leaves them out
+        #: (K-SVC): costs
+        #: that layer's base rate, buys a spatial down-switch without waiting for a keyframe
+        #: (set when the subscriber's bandwidth is estimated)
+        self.keep_lower_chain = False
         self.keyframe_wanted = True
         self.switches = 0
         self._parser = parser
@@ -149,6 +156,10 @@ class LayerSelector:
                     self.keyframe_wanted = True
             else:
                 self.keyframe_wanted = False
+            if spatial > target_s:
+                # a spatial down-switch is pending: the budget is the lower layer's, so the
+                # current layer must not climb in frame rate meanwhile
+                target_t = min(target_t, temporal)
             if target_t < temporal:
                 temporal = target_t
             elif target_t > temporal:
@@ -175,6 +186,14 @@ class LayerSelector:
                 target = parser.decode_targets.get((self.current_spatial, self.current_temporal))
                 if target is not None and target < len(dd.dtis):
                     forward = dd.dtis[target] != NOT_PRESENT
+                    if (
+                        not forward
+                        and self.keep_lower_chain
+                        and self.current_spatial == parser.spatial_layers - 1
+                    ):
+                        below = parser.lower_chain_targets.get(self.current_spatial)
+                        if below is not None and below < len(dd.dtis):
+                            forward = dd.dtis[below] != NOT_PRESENT
                 else:
                     forward = info.sid <= self.current_spatial and info.tid <= self.current_temporal
             self._frame_forwarded = forward

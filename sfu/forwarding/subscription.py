@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .allocator import Allocation
 from .downtrack import DownTrack
@@ -30,6 +30,10 @@ class LevelEvent:
 
 
 class Subscription:
+    #: the hold after a bandwidth down-switch; doubled after an up-switch that did not fit
+    MIN_UP_HOLD = 4.0
+    MAX_UP_HOLD = 32.0
+
     def __init__(
         self,
         source: MediaSource,
@@ -50,7 +54,10 @@ class Subscription:
         self.bandwidth_up_at = -math.inf
         #: how long to wait after a bandwidth down-switch before going up again: doubles
         #: when an up-switch is soon followed by a down-switch (it did not fit), to 32 s
-        self.up_hold = 4.0
+        self.up_hold = self.MIN_UP_HOLD
+        self._up_unconfirmed = False
+        #: the bandwidth available (bits/s) at the last bandwidth down-switch
+        self.available_at_down = math.inf
         #: when the allocator first found no room for even the lowest level
         self.pause_wanted_at: float | None = None
         self.downtrack: DownTrack | None = None
@@ -83,7 +90,30 @@ class Subscription:
         self.update(now, POLICY)
 
     def levels(self, now: float) -> list[Level]:
-        return self.source.levels(now)
+        """The source's levels, priced as this subscriber receives them: with the lower
+        layer's chain kept at the top layer (K-SVC), a top level costs that chain's rate
+        too."""
+        levels = self.source.levels(now)
+        downtrack = self.downtrack
+        layers = self.source.layers
+        if (
+            downtrack is None
+            or downtrack.selector is None
+            or not downtrack.selector.keep_lower_chain
+            or layers is None
+            or not layers.lower_chain_targets
+        ):
+            return levels
+        base = {(level.spatial, level.temporal): level.bitrate for level in levels}
+        top = layers.spatial_layers - 1
+        if top not in layers.lower_chain_targets:
+            return levels
+        return [
+            replace(level, bitrate=level.bitrate + base.get((level.spatial - 1, 0), 0))
+            if level.spatial == top
+            else level
+            for level in levels
+        ]
 
     # -- target --------------------------------------------------------------------------------
     def update(self, now: float, cause: str | None = None) -> Target:
@@ -147,11 +177,18 @@ class Subscription:
                 or (allocation.spatial, allocation.temporal) < (previous.spatial, previous.temporal)
             )
             if down and allocation is not None and not allocation.paused:
-                failed_up = now - self.bandwidth_up_at < 10.0
-                self.up_hold = min(32.0, self.up_hold * 2) if failed_up else 4.0
+                # the first down-switch within 10 s of an up-switch: that up-switch did not
+                # fit, wait twice as long before the next; further down-switches of the same
+                # fall do not count again
+                failed_up = self._up_unconfirmed and now - self.bandwidth_up_at < 10.0
+                self.up_hold = (
+                    min(self.MAX_UP_HOLD, self.up_hold * 2) if failed_up else self.MIN_UP_HOLD
+                )
+                self._up_unconfirmed = False
                 self.bandwidth_down_at = now
             elif allocation is not None and previous is not None:
                 self.bandwidth_up_at = now
+                self._up_unconfirmed = True
             self.bandwidth = allocation
             self.update(now)
 

@@ -319,17 +319,29 @@ async def stats(request: web.Request) -> web.Response:
                 )
             if p.subscriber is not None:
                 entry["downlink"] = p.subscriber.metrics()
+                entry["estimator"] = p.subscriber.estimator_state()
                 for track_id, dt in p.subscriber.downtracks.items():
+                    sub = p.subscriber.subscriptions.get(track_id)
+                    target = sub.target if sub is not None else None
+                    allocated = sub.bandwidth if sub is not None else None
                     entry["subscribed"].append(
                         {
                             "track_id": track_id,
                             "packets_sent": dt.packets_sent,
                             "bytes_sent": dt.bytes_sent,
                             "retransmitted": dt.retransmitted,
+                            "retransmissions_skipped": dt.retransmissions_skipped,
                             "keyframe_requests": dt.keyframe_requests,
                             "spatial": dt.selector.current_spatial if dt.selector else None,
                             "temporal": dt.selector.current_temporal if dt.selector else None,
                             "paused": dt.selector.paused if dt.selector else False,
+                            "target": None
+                            if target is None
+                            else [target.spatial, target.temporal, target.paused, target.reason],
+                            "allocated": None
+                            if allocated is None
+                            else [allocated.spatial, allocated.temporal, allocated.paused],
+                            "up_hold": sub.up_hold if sub is not None else None,
                             "rtt": dt.rtt,
                         }
                     )
