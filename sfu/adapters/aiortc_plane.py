@@ -17,7 +17,9 @@ module:
 * sends RTP/RTCP synchronously: SRTP protect, then ``sendto`` on the nominated ICE pair's
   socket, with no task or await in between;
 * controls which host candidates aioice gathers (aioice leaves 127.0.0.1 out), on which
-  UDP ports, and which address is announced.
+  UDP ports, and which address is announced;
+* notes when the remote last sent an authenticated ICE connectivity check, a sign of life
+  that does not depend on media (the SFU's peer timeout uses it).
 
 It is pinned to the versions below; ``check_versions`` (called by :func:`install`) refuses
 other versions and ``tests/test_aiortc_plane.py`` fails loudly if the internals it relies on
@@ -59,6 +61,7 @@ from aiortc.rtcrtpparameters import (
     RTCRtpSendParameters,
 )
 
+from .. import faults
 from ..forwarding.track import StreamParameters
 from ..rtp import extensions as ext
 
@@ -275,23 +278,38 @@ def install(ice: IceOptions | None = None) -> None:
         if sink is None:
             await original_rtp(self, data, arrival_time_ms)
             return
+        now = time.monotonic()
         try:
-            sink.on_rtp(data, time.monotonic())
+            sink.on_rtp(data, now)
         except Exception:  # one bad packet or peer must never stop the transport
-            logger.exception("RTP sink failed")
+            faults.record("rtp", repr(sink), now)
 
     async def _handle_rtcp_data(self: RTCDtlsTransport, data: bytes) -> None:
         sink: TransportSink | None = getattr(self, "_sfu_sink", None)
         if sink is None:
             await original_rtcp(self, data)
             return
+        now = time.monotonic()
         try:
-            sink.on_rtcp(data, time.monotonic())
+            sink.on_rtcp(data, now)
         except Exception:
-            logger.exception("RTCP sink failed")
+            faults.record("rtcp", repr(sink), now)
+
+    # liveness: when the remote last sent an (authenticated) ICE connectivity check
+    original_check_incoming = aioice.ice.Connection.check_incoming
+
+    def _check_incoming(
+        self: aioice.ice.Connection,
+        message: Any,
+        addr: tuple[str, int],
+        protocol: aioice.ice.StunProtocol,
+    ) -> None:
+        self._sfu_checked_at = time.monotonic()  # type: ignore[attr-defined]
+        original_check_incoming(self, message, addr, protocol)
 
     RTCDtlsTransport._handle_rtp_data = _handle_rtp_data  # type: ignore[method-assign]
     RTCDtlsTransport._handle_rtcp_data = _handle_rtcp_data  # type: ignore[method-assign]
+    aioice.ice.Connection.check_incoming = _check_incoming  # type: ignore[method-assign]
     aioice.ice.Connection.get_component_candidates = _get_component_candidates  # type: ignore[method-assign]
     _installed = True
 
@@ -407,6 +425,13 @@ class RawTransport:
 
     def detach_sink(self) -> None:
         self.dtls._sfu_sink = None  # type: ignore[attr-defined]
+
+    @property
+    def checked_at(self) -> float:
+        """When the remote's last authenticated ICE connectivity check (consent freshness,
+        RFC 7675) arrived (``time.monotonic()``), or 0."""
+        connection = self.dtls.transport._connection
+        return float(getattr(connection, "_sfu_checked_at", 0.0))
 
     @property
     def connected(self) -> bool:

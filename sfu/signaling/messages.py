@@ -230,6 +230,15 @@ class Error(_Message):
     reason: str
 
 
+class Bye(_Message):
+    """The participant is out of its room, without having asked: one of its peer connections
+    died (the WebSocket stays open: join again to come back)."""
+
+    type: Literal["bye"] = "bye"
+    code: Literal["peer_timeout", "peer_failed", "peer_closed"]
+    reason: str
+
+
 ServerMessage = (
     Joined
     | ParticipantJoined
@@ -245,4 +254,5 @@ ServerMessage = (
     | Stats
     | Ack
     | Error
+    | Bye
 )

@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 from pydantic import ValidationError
 
+from .. import faults
 from ..adapters import aiortc_plane
 from ..auth.tokens import GRANTS, TokenError, verify_token
 from ..config import ConfigError, Settings, load_settings
@@ -114,14 +115,20 @@ class SignalingSession:
         try:
             await self.dispatch(message)
         except Exception as exc:  # contained to this participant
-            logger.exception("signaling: %s failed", message.type)
+            faults.record("signaling", f"{message.type} from {self.context}")
             await self.error("internal_error", f"{message.type} failed: {exc}", message.id)
+
+    @property
+    def context(self) -> str:
+        if self.participant is None:
+            return "a connection that has not joined"
+        return self.participant.context
 
     async def dispatch(self, message: m.ClientMessage) -> None:
         if isinstance(message, m.Ping):
             await self.send(m.Pong(id=message.id))
         elif isinstance(message, m.Join):
-            if self.participant is not None:
+            if self.participant is not None and self.participant.room is not None:
                 await self.error("already_joined", "this connection has joined a room", message.id)
                 return
             _, policy = self.rooms.settings.policy_for(message.room)
@@ -136,6 +143,7 @@ class SignalingSession:
                 self.rooms.start_bitrate_kbps,
                 role=message.role,
                 publisher_transport_cc=self.rooms.publisher_transport_cc,
+                peer_timeout=self.rooms.peer_timeout,
             )
             participant.grants = grants
             try:
@@ -293,49 +301,66 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def stats(request: web.Request) -> web.Response:
     rooms = request.app[ROOMS_KEY]
-    out: dict[str, Any] = {"time": time.time(), "rooms": {}}
-    for name, room in rooms.rooms.items():
+    out: dict[str, Any] = {"time": time.time(), "faults": dict(faults.counts), "rooms": {}}
+    for name, room in list(rooms.rooms.items()):
         participants = []
-        for p in room.participants.values():
-            entry: dict[str, Any] = {
-                "participant_id": p.id,
-                "name": p.name,
-                "published": [],
-                "subscribed": [],
-            }
-            for source in p.sources.values():
-                entry["published"].append(
-                    {
-                        "track_id": source.track_id,
-                        "kind": source.kind,
-                        "codec": source.params.codec,
-                        "packets_received": source.stats.packets_received,
-                        "packets_lost": source.stats.packets_lost,
-                        "keyframes_received": source.keyframes_received,
-                        "keyframe_requests_sent": source.keyframes.sent,
-                        "nacks_sent": source.nacks_sent,
-                        "subscribers": len(source.downtracks),
-                    }
-                )
-            if p.subscriber is not None:
-                entry["downlink"] = p.subscriber.metrics()
-                for track_id, dt in p.subscriber.downtracks.items():
-                    entry["subscribed"].append(
-                        {
-                            "track_id": track_id,
-                            "packets_sent": dt.packets_sent,
-                            "bytes_sent": dt.bytes_sent,
-                            "retransmitted": dt.retransmitted,
-                            "keyframe_requests": dt.keyframe_requests,
-                            "spatial": dt.selector.current_spatial if dt.selector else None,
-                            "temporal": dt.selector.current_temporal if dt.selector else None,
-                            "paused": dt.selector.paused if dt.selector else False,
-                            "rtt": dt.rtt,
-                        }
-                    )
-            participants.append(entry)
+        for p in list(room.participants.values()):
+            try:
+                participants.append(_participant_stats(p))
+            except Exception:  # a broken participant must not hide the others
+                faults.record("stats", p.context)
+                participants.append({"participant_id": p.id, "name": p.name, "error": True})
         out["rooms"][name] = {"policy": room.policy_name, "participants": participants}
     return web.json_response(out)
+
+
+def _participant_stats(p: Participant) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "participant_id": p.id,
+        "name": p.name,
+        "published": [],
+        "subscribed": [],
+    }
+    if p.publisher is not None:
+        # what the publisher sent that was not forwarded: another SSRC than the ones it
+        # negotiated, garbage, or (per track, "packets_dropped") a payload type not negotiated
+        entry["ingress"] = {
+            "unknown_ssrc": p.publisher.unknown_ssrc,
+            "malformed_rtp": p.publisher.malformed_rtp,
+            "malformed_rtcp": p.publisher.malformed_rtcp,
+        }
+    for source in p.sources.values():
+        entry["published"].append(
+            {
+                "track_id": source.track_id,
+                "kind": source.kind,
+                "codec": source.params.codec,
+                "packets_received": source.stats.packets_received,
+                "packets_lost": source.stats.packets_lost,
+                "packets_dropped": source.packets_dropped,
+                "keyframes_received": source.keyframes_received,
+                "keyframe_requests_sent": source.keyframes.sent,
+                "nacks_sent": source.nacks_sent,
+                "subscribers": len(source.downtracks),
+            }
+        )
+    if p.subscriber is not None:
+        entry["downlink"] = p.subscriber.metrics()
+        for track_id, dt in list(p.subscriber.downtracks.items()):
+            entry["subscribed"].append(
+                {
+                    "track_id": track_id,
+                    "packets_sent": dt.packets_sent,
+                    "bytes_sent": dt.bytes_sent,
+                    "retransmitted": dt.retransmitted,
+                    "keyframe_requests": dt.keyframe_requests,
+                    "spatial": dt.selector.current_spatial if dt.selector else None,
+                    "temporal": dt.selector.current_temporal if dt.selector else None,
+                    "paused": dt.selector.paused if dt.selector else False,
+                    "rtt": dt.rtt,
+                }
+            )
+    return entry
 
 
 def reload_settings(app: web.Application) -> dict[str, Any]:
@@ -388,6 +413,7 @@ def create_app(settings: Settings, config_path: str | None = None) -> web.Applic
         settings.rooms, settings.media.start_bitrate_kbps, settings.media.publisher_transport_cc
     )
     app[ROOMS_KEY].max_rooms = settings.limits.max_rooms
+    app[ROOMS_KEY].peer_timeout = settings.limits.peer_timeout
     app.router.add_get("/", index)
     app.router.add_get("/client.js", client_js)
     app.router.add_get("/ws", websocket_handler)
