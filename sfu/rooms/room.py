@@ -385,9 +385,14 @@ class RoomManager:
             del self.rooms[room.name]
 
     async def close(self) -> None:
-        for room in list(self.rooms.values()):
-            for participant in list(room.participants.values()):
-                try:
-                    await room.leave(participant)
-                except Exception:
-                    faults.record("leave", participant.context)
+        """Close every participant's peer connections, quietly: at shutdown everybody has
+        been told already (``bye``), nobody needs to hear who left."""
+        rooms = list(self.rooms.values())
+        self.rooms.clear()
+        participants = [p for room in rooms for p in room.participants.values()]
+        for room in rooms:
+            room.participants.clear()
+        for participant in participants:
+            participant.room = None
+            participant.sources.clear()
+        await asyncio.gather(*(p.close() for p in participants))

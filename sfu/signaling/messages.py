@@ -231,11 +231,12 @@ class Error(_Message):
 
 
 class Bye(_Message):
-    """The participant is out of its room, without having asked: one of its peer connections
-    died (the WebSocket stays open: join again to come back)."""
+    """The participant is out of its room, without having asked: the server shuts down (the
+    WebSocket closes next), or one of its peer connections died (the WebSocket stays open:
+    join again to come back)."""
 
     type: Literal["bye"] = "bye"
-    code: Literal["peer_timeout", "peer_failed", "peer_closed"]
+    code: Literal["shutdown", "peer_timeout", "peer_failed", "peer_closed"]
     reason: str
 
 

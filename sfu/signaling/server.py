@@ -8,11 +8,11 @@ import logging
 import os
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 from pydantic import ValidationError
 
 from .. import faults
@@ -26,6 +26,8 @@ from .limits import TokenBucket
 logger = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 128 * 1024
+#: seconds the shutdown may spend telling clients, closing peers and WebSockets
+SHUTDOWN_TIMEOUT = 5.0
 
 ROOMS_KEY = web.AppKey("rooms", RoomManager)
 
@@ -37,6 +39,8 @@ class ServerState:
     settings: Settings
     config_path: str | None
     auth: Authenticator
+    #: the open WebSocket connections
+    sessions: set[SignalingSession] = field(default_factory=set)
 
 
 STATE_KEY = web.AppKey("state", ServerState)
@@ -253,6 +257,7 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     state = request.app[STATE_KEY]
     limits = state.settings.limits
     session = SignalingSession(ws, request.app[ROOMS_KEY], state.auth)
+    state.sessions.add(session)
     bucket = TokenBucket(limits.messages_per_second, limits.message_burst)
 
     async def join_deadline() -> None:
@@ -277,9 +282,40 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
                 await ws.close(code=4029, message=b"too many bad messages")
                 break
     finally:
+        state.sessions.discard(session)
         deadline.cancel()
         await session.leave()
     return ws
+
+
+async def drain(app: web.Application, timeout: float = SHUTDOWN_TIMEOUT) -> None:
+    """Shut down gracefully: tell every connection (``bye``), close every peer connection,
+    then close the WebSockets (1001 going away); bounded by ``timeout``."""
+    sessions = list(app[STATE_KEY].sessions)
+    logger.info("shutting down: %d connections, %d rooms", len(sessions), len(app[ROOMS_KEY].rooms))
+    bye = m.Bye(code="shutdown", reason="server shutting down")
+
+    async def tell(session: SignalingSession) -> None:
+        try:
+            await session.send(bye)
+        except Exception as exc:  # a dead socket: nothing to tell
+            logger.debug("shutdown: %s: %s", session.context, exc)
+
+    async def close(session: SignalingSession) -> None:
+        try:
+            await session.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+        except Exception as exc:
+            logger.debug("shutdown: %s: %s", session.context, exc)
+
+    async def run() -> None:
+        await asyncio.gather(*(tell(s) for s in sessions))
+        await app[ROOMS_KEY].close()
+        await asyncio.gather(*(close(s) for s in sessions))
+
+    try:
+        await asyncio.wait_for(run(), timeout)
+    except TimeoutError:
+        logger.warning("shutdown: not done within %g s, going anyway", timeout)
 
 
 def _static(name: str, content_type: str) -> web.Response:
@@ -421,8 +457,5 @@ def create_app(settings: Settings, config_path: str | None = None) -> web.Applic
     app.router.add_get("/stats", stats)
     app.router.add_post("/admin/reload", admin_reload)
 
-    async def on_shutdown(app: web.Application) -> None:
-        await app[ROOMS_KEY].close()
-
-    app.on_shutdown.append(on_shutdown)
+    app.on_shutdown.append(drain)
     return app
