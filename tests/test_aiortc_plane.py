@@ -77,6 +77,16 @@ def test_the_internals_the_adapter_uses_are_still_there() -> None:
         aioice.ice.Connection.request_received
     )
     assert "self._connection" in inspect.getsource(aiortc.rtcicetransport.RTCIceTransport)
+    # probes: a binding request built and sent as consent freshness does
+    assert list(inspect.signature(aioice.ice.Connection.build_request).parameters) == [
+        "self",
+        "pair",
+        "nominate",
+    ]
+    assert "self.remote_password" in inspect.getsource(aioice.ice.Connection.query_consent)
+    assert {"integrity_key", "retransmissions"} <= set(
+        inspect.signature(aioice.ice.StunProtocol.request).parameters
+    )
 
 
 def _answer_for(offer: str) -> str:

@@ -73,13 +73,27 @@ async def test_liveness_counts_every_sign_of_life_and_fails_once() -> None:
 
     class Raw:
         checked_at = 0.0
+        probes: list[float] = []
 
+        def probe(self) -> None:
+            self.probes.append(peer.heard_at)
+
+        def detach_sink(self) -> None:
+            pass
+
+        def stop_probing(self) -> None:
+            pass
+
+    raw = Raw()
     try:
         assert peer.check_liveness(1000.0)  # not connected yet: nothing to judge
-        peer.raw = Raw()  # type: ignore[assignment]
+        peer.raw = raw  # type: ignore[assignment]
         peer.heard_at = 100.0
-        assert peer.check_liveness(104.0)
-        peer.raw.checked_at = 103.0  # an ICE check, no media: alive
+        assert peer.check_liveness(102.4) and raw.probes == []
+        # quiet for more than half the timeout: asked, at most once a second
+        assert peer.check_liveness(102.6) and peer.check_liveness(103.5)
+        assert peer.check_liveness(104.0) and len(raw.probes) == 2
+        raw.checked_at = 103.0  # an ICE check (or an answer to a probe), no media: alive
         assert peer.check_liveness(107.0)
         peer.on_rtcp(b"\x00", 108.0)  # even a malformed RTCP packet is a sign of life
         assert peer.check_liveness(112.5)
@@ -91,7 +105,6 @@ async def test_liveness_counts_every_sign_of_life_and_fails_once() -> None:
         assert peer.failed and len(failures) == 1 and failures[0][0] == "peer_timeout"
         assert "publish connection for 5.5 s" in failures[0][1]
     finally:
-        peer.raw = None
         await peer.close()
     subscriber = SubscriberPeer(lambda sdp: asyncio.sleep(0), settings)
     subscriber.on_failed = lambda code, reason: failures.append((code, reason))
@@ -122,6 +135,36 @@ async def publisher_and_subscriber(
     await carol.join(room)
     await wait_until(lambda: any(len(p) > 20 for p in carol.streams("video").values()))
     return alice, carol
+
+
+async def test_a_subscriber_that_sends_nothing_unasked_stays(server: RunningServer) -> None:
+    """A client whose video is paused and that sends no RTCP at all: only ICE keeps it
+    alive (its own consent checks come every 4-6 s, longer than the timeout: the server's
+    probes fill in)."""
+
+    class Quiet(SimSubscriber):
+        def _send_rtcp(self, packet: bytes) -> None:
+            pass
+
+    publisher = ReplayPublisher(server.ws_url, "pub", read_capture(CAPTURES / "vp8_L1T3.sfucap"))
+    quiet = Quiet(server.ws_url, "quiet", (0, 0))  # a hidden video: paused
+    try:
+        await publisher.connect("quiet")
+        await quiet.connect("quiet")
+        await publisher.publish()
+        room = server.rooms.rooms["quiet"]
+        member = next(p for p in room.participants.values() if p.name == "quiet")
+        await wait_until(lambda: member.subscriber is not None and member.subscriber.raw)
+        peer = member.subscriber
+        assert peer is not None and peer.raw is not None
+        await asyncio.sleep(12)
+        assert not any(m["type"] == "bye" for m in quiet.messages)
+        assert len(room.participants) == 2 and not peer.failed
+        assert peer.raw.probes_answered >= 1
+        assert peer.raw.packets_sent < 50  # it really got (almost) nothing to acknowledge
+    finally:
+        await quiet.close()
+        await publisher.close()
 
 
 async def test_a_publisher_whose_network_disappears_is_removed(server: RunningServer) -> None:

@@ -19,7 +19,8 @@ module:
 * controls which host candidates aioice gathers (aioice leaves 127.0.0.1 out), on which
   UDP ports, and which address is announced;
 * notes when the remote last sent an authenticated ICE connectivity check, a sign of life
-  that does not depend on media (the SFU's peer timeout uses it).
+  that does not depend on media, and sends one itself to a remote that has gone quiet (the
+  SFU's peer timeout uses both).
 
 It is pinned to the versions below; ``check_versions`` (called by :func:`install`) refuses
 other versions and ``tests/test_aiortc_plane.py`` fails loudly if the internals it relies on
@@ -40,6 +41,7 @@ from typing import Any, Protocol
 
 import aioice.candidate
 import aioice.ice
+import aioice.stun
 import aiortc.codecs
 import aiortc.rtcpeerconnection
 import aiortc.rtp
@@ -419,6 +421,10 @@ class RawTransport:
         self.packets_sent = 0
         self.bytes_sent = 0
         self.send_errors = 0
+        #: connectivity checks sent by :meth:`probe`, and answered
+        self.probes_sent = 0
+        self.probes_answered = 0
+        self._probe: asyncio.Task[None] | None = None
 
     def attach_sink(self, sink: TransportSink) -> None:
         self.dtls._sfu_sink = sink  # type: ignore[attr-defined]  # read by the hooks
@@ -429,9 +435,41 @@ class RawTransport:
     @property
     def checked_at(self) -> float:
         """When the remote's last authenticated ICE connectivity check (consent freshness,
-        RFC 7675) arrived (``time.monotonic()``), or 0."""
+        RFC 7675), or answer to :meth:`probe`, arrived (``time.monotonic()``), or 0."""
         connection = self.dtls.transport._connection
         return float(getattr(connection, "_sfu_checked_at", 0.0))
+
+    def probe(self) -> None:
+        """Send the remote an ICE connectivity check (a STUN binding request on the nominated
+        pair, as consent freshness does, without retransmission); an authenticated answer
+        counts as a check received (:attr:`checked_at`). Any ICE agent answers at once, so a
+        client that sends nothing else (no media to acknowledge, no RTCP) is still heard.
+        One probe at a time."""
+        if self._probe is not None and not self._probe.done():
+            return
+        connection = self.dtls.transport._connection
+        pair = connection._nominated.get(1)
+        if pair is None or connection.remote_password is None:
+            return
+        request = connection.build_request(pair, nominate=False)
+        key = connection.remote_password.encode("utf8")
+        self.probes_sent += 1
+
+        async def run() -> None:
+            try:
+                await pair.protocol.request(
+                    request, pair.remote_addr, integrity_key=key, retransmissions=0
+                )
+            except (aioice.stun.TransactionError, OSError, AttributeError, AssertionError):
+                return  # no answer (or the connection is closing): the timeout decides
+            self.probes_answered += 1
+            connection._sfu_checked_at = time.monotonic()  # type: ignore[attr-defined]
+
+        self._probe = asyncio.ensure_future(run())
+
+    def stop_probing(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
 
     @property
     def connected(self) -> bool:

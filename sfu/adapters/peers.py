@@ -75,6 +75,7 @@ class _Peer:
         self.unknown_ssrc = 0
         #: when a packet (RTP or RTCP) last came from the client
         self.heard_at = 0.0
+        self._probed_at = 0.0
         self._task: asyncio.Task[None] | None = None
         self.closed = False
         #: the connection is dead: called once with a code and a reason
@@ -115,12 +116,16 @@ class _Peer:
 
     def check_liveness(self, now: float) -> bool:
         """False, and the peer fails, when nothing came from the client for
-        ``peer_timeout``: the network is gone without the WebSocket noticing."""
+        ``peer_timeout``: the network is gone without the WebSocket noticing.  Past half
+        the timeout, the client is asked (an ICE check, once a second)."""
         timeout = self.settings.peer_timeout
         if timeout <= 0 or self.raw is None or self.closed or self.failed:
             return True
         silent = now - self.last_heard()
         if silent <= timeout:
+            if silent > timeout / 2 and now - self._probed_at >= 1.0:
+                self._probed_at = now
+                self.raw.probe()
             return True
         self._fail(
             "peer_timeout", f"nothing received on the {self.role} connection for {silent:.1f} s"
@@ -172,6 +177,7 @@ class _Peer:
             self._task.cancel()
         if self.raw is not None:
             self.raw.detach_sink()
+            self.raw.stop_probing()
         await self.pc.close()
 
 
