@@ -227,7 +227,10 @@ class PublisherPeer(_Peer):
             def on_receive(
                 params: RTCRtpReceiveParameters, t: RTCRtpTransceiver = transceiver
             ) -> None:
-                self._on_receive(t, params)
+                try:  # called from aiortc's connection task: nothing may escape
+                    self._on_receive(t, params)
+                except Exception:
+                    faults.record("receive", f"{self.context} mid {t.mid}")
 
             plane.take_over_receiver(transceiver.receiver, on_receive)
         answer = await self.pc.createAnswer()
@@ -355,7 +358,10 @@ class SubscriberPeer(_Peer):
             self.subscriptions[source.track_id] = subscription
 
         def on_send(binding: plane.SendBinding) -> None:
-            self._bind(source, binding, transceiver)
+            try:  # called from aiortc's connection task: nothing may escape
+                self._bind(source, binding, transceiver)
+            except Exception:
+                faults.record("bind", f"{self.context} of {source.track_id}")
 
         transceiver = plane.add_send_transceiver(
             self.pc,
