@@ -365,13 +365,13 @@ class SimSubscriber(_SignalingPeer):
                 if self.raw is None:
                     self.raw = plane.RawTransport(t.receiver.transport)
                     self.raw.attach_sink(self)
+                    self._feedback_task = asyncio.ensure_future(self._send_feedback())
                 twcc = next(
                     (e.id for e in params.headerExtensions if e.uri == ext.TRANSPORT_WIDE_CC), None
                 )
                 if twcc is not None and self._twcc is None:
                     self._twcc_id = twcc
                     self._twcc = TransportFeedbackBuilder(self._rtcp_ssrc, 0)
-                    self._feedback_task = asyncio.ensure_future(self._send_feedback())
                 if t.kind == "video" and params.codecs:
                     codec = params.codecs[0]
                     dd = next(
@@ -398,11 +398,18 @@ class SimSubscriber(_SignalingPeer):
                 await self._report_window(track["track_id"])
 
     async def _send_feedback(self) -> None:
+        """Transport-wide-cc feedback every 50 ms, and a receiver report every second even
+        when nothing arrives, as browsers do (the SFU takes a silent peer for a dead one)."""
+        last_report = 0.0
         while True:
             await asyncio.sleep(0.05)
             if self._twcc is not None:
                 for packet in self._twcc.build():
                     self._send_rtcp(packet)
+            now = time.monotonic()
+            if now - last_report >= 1.0:
+                last_report = now
+                self._send_rtcp(rtcp.build_rr(rtcp.ReceiverReport(self._rtcp_ssrc, [])))
 
     async def _report_window(self, track_id: str) -> None:
         if self.window is not None and self.ws is not None:

@@ -61,7 +61,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.port is not None:
         settings.http.port = args.port
     setup_logging(settings)
-    from .signaling.server import create_app, reload_settings
+    from .signaling.server import SHUTDOWN_TIMEOUT, create_app, reload_settings
 
     app = create_app(settings, args.config)
 
@@ -76,7 +76,17 @@ def _serve(args: argparse.Namespace) -> int:
         f"(ICE on {', '.join(settings.ice.listen_addresses)})",
         flush=True,
     )
-    web.run_app(app, host=settings.http.host, port=settings.http.port, print=None)
+    # SIGTERM and SIGINT: aiohttp stops listening, then drain() (on_shutdown) says bye to
+    # every client and closes peers and WebSockets; handlers still running after
+    # shutdown_timeout are cancelled
+    web.run_app(
+        app,
+        host=settings.http.host,
+        port=settings.http.port,
+        print=None,
+        shutdown_timeout=SHUTDOWN_TIMEOUT,
+    )
+    logging.getLogger("sfu").info("stopped")
     return 0
 
 

@@ -119,6 +119,9 @@ class LimitSettings(_Strict):
     join_timeout: float = Field(10.0, gt=0)
     #: error replies (bad messages, rate limited) before the connection is closed
     max_errors: int = Field(50, ge=1)
+    #: seconds without any packet from a client's peer connection (RTP, RTCP or ICE check)
+    #: before it is declared dead and the participant leaves its room; 0: off
+    peer_timeout: float = Field(5.0, ge=0)
 
 
 class AuthSettings(_Strict):

@@ -19,6 +19,7 @@ from aiortc import (
     RTCSessionDescription,
     VideoStreamTrack,
 )
+from aiortc.exceptions import InvalidStateError
 from aiortc.rtp import RtpPacket
 
 
@@ -158,11 +159,31 @@ class SignalingClient:
                 asyncio.ensure_future(drain())
 
         pc = self.subscribe_pc
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-        await pc.setLocalDescription(await pc.createAnswer())
-        await self.send_raw(
-            json.dumps({"type": "subscribe_answer", "sdp": pc.localDescription.sdp})
-        )
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            await pc.setLocalDescription(await pc.createAnswer())
+            await self.send_raw(
+                json.dumps({"type": "subscribe_answer", "sdp": pc.localDescription.sdp})
+            )
+        except (InvalidStateError, ConnectionError):
+            pass  # closed meanwhile (the test is over, or cut the connection)
+
+    @staticmethod
+    def cut_network(pc: RTCPeerConnection) -> None:
+        """The network is gone: everything ``pc`` sends (media, RTCP, DTLS, ICE checks and
+        consent) is dropped from now on, and nothing is closed or signalled."""
+
+        async def send_data(data: bytes, addr: tuple[str, int]) -> None:
+            pass
+
+        def send_stun(message: Any, addr: tuple[str, int]) -> None:
+            pass
+
+        for transceiver in pc.getTransceivers():
+            connection = transceiver.sender.transport.transport._connection
+            for protocol in connection._protocols:
+                protocol.send_data = send_data
+                protocol.send_stun = send_stun
 
     def streams(self, kind: str) -> dict[int, list[tuple[int, int]]]:
         return {ssrc: pkts for ssrc, pkts in self.received.items() if self.kinds.get(ssrc) == kind}

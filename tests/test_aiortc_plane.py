@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import aioice.ice
+import aiortc.rtcicetransport
 import aiortc.rtcpeerconnection
 import pytest
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
@@ -64,6 +65,27 @@ def test_the_internals_the_adapter_uses_are_still_there() -> None:
     ] == ["self", "component", "addresses"]
     assert "self.transport.sendto(data, addr)" in inspect.getsource(
         aioice.ice.StunProtocol.send_data
+    )
+    # authenticated incoming checks reach check_incoming (the liveness hook)
+    assert list(inspect.signature(aioice.ice.Connection.check_incoming).parameters) == [
+        "self",
+        "message",
+        "addr",
+        "protocol",
+    ]
+    assert "self.check_incoming(message, addr, protocol)" in inspect.getsource(
+        aioice.ice.Connection.request_received
+    )
+    assert "self._connection" in inspect.getsource(aiortc.rtcicetransport.RTCIceTransport)
+    # probes: a binding request built and sent as consent freshness does
+    assert list(inspect.signature(aioice.ice.Connection.build_request).parameters) == [
+        "self",
+        "pair",
+        "nominate",
+    ]
+    assert "self.remote_password" in inspect.getsource(aioice.ice.Connection.query_consent)
+    assert {"integrity_key", "retransmissions"} <= set(
+        inspect.signature(aioice.ice.StunProtocol.request).parameters
     )
 
 

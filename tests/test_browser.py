@@ -35,7 +35,12 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def sfu_url() -> Iterator[str]:
+def sfu_url(sfu_process: tuple[str, subprocess.Popen[bytes]]) -> str:
+    return sfu_process[0]
+
+
+@pytest.fixture
+def sfu_process() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """`sfu serve` as users run it, in its own process, stopped by its PID."""
     port = free_port()
     proc = subprocess.Popen(
@@ -54,7 +59,7 @@ def sfu_url() -> Iterator[str]:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("sfu serve did not start") from None
                 time.sleep(0.2)
-        yield url
+        yield url, proc
     finally:
         proc.terminate()
         try:
@@ -293,3 +298,37 @@ async def test_vp8_temporal_layers_and_hidden_video_pauses(sfu_url: str, playwri
         await asyncio.sleep(4)
         stats = (await video_stats(page))[0]
         assert stats["framesDecoded"] > frozen + 30, stats
+
+
+async def test_the_demo_page_shows_the_server_shutting_down(
+    sfu_process: tuple[str, subprocess.Popen[bytes]], playwright: Any
+) -> None:
+    """SIGTERM: the page is told why it lost the room; the server exits 0. Meanwhile, a
+    browser that receives paused video only and publishes nothing is never taken for dead."""
+    import signal
+
+    url, proc = sfu_process
+    async with AsyncExitStack() as stack:
+        await stack.enter_async_context(
+            chromium_page(playwright, f"{url}/?room=bye&name=pub&codec=VP8&autojoin=1")
+        )
+        page = await stack.enter_async_context(
+            chromium_page(playwright, f"{url}/?room=bye&name=sub&publish=0&tile=0x0&autojoin=1")
+        )
+        await page.wait_for_function(
+            "window.sfuClient && [...window.sfuClient.levels.values()].some((l) => l.paused)",
+            timeout=30000,
+        )
+        await asyncio.sleep(8)  # more than limits.peer_timeout with no video to acknowledge
+        assert await page.evaluate("window.sfuClient.bye") is None
+        assert await page.evaluate("window.sfuClient.participants.size") == 1
+
+        proc.send_signal(signal.SIGTERM)
+        await page.wait_for_function(
+            "document.getElementById('status').textContent.includes('server shutting down')",
+            timeout=10000,
+        )
+        bye = await page.evaluate("window.sfuClient.bye")
+        assert bye == {"type": "bye", "code": "shutdown", "reason": "server shutting down"}
+        assert await page.evaluate("document.querySelectorAll('.tile').length") == 0
+        assert await asyncio.to_thread(proc.wait, 15) == 0

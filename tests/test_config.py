@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from sfu.cli import main as cli
 from sfu.config import ConfigError, Settings, load_settings, parse_bitrate, parse_settings
@@ -20,6 +21,22 @@ def errors(text: str) -> list[str]:
 
 def test_default_file_is_the_embedded_defaults() -> None:
     assert load_settings(CONFIGS / "default.yaml") == Settings()
+
+
+def test_default_file_writes_out_every_setting() -> None:
+    """Every key of the schema is in configs/default.yaml (free-form maps aside)."""
+    written = yaml.safe_load((CONFIGS / "default.yaml").read_text())
+
+    def missing(model: dict[str, object], data: dict[str, object], path: str) -> list[str]:
+        out = []
+        for key, value in model.items():
+            if key not in data:
+                out.append(path + key)
+            elif isinstance(value, dict) and key not in ("policies", "priorities", "roles"):
+                out += missing(value, data[key], f"{path}{key}.")  # type: ignore[arg-type]
+        return out
+
+    assert missing(Settings().model_dump(), written, "") == []
     assert load_settings(None) == Settings()
     assert parse_settings("", "empty.yaml") == Settings()
 

@@ -17,7 +17,10 @@ module:
 * sends RTP/RTCP synchronously: SRTP protect, then ``sendto`` on the nominated ICE pair's
   socket, with no task or await in between;
 * controls which host candidates aioice gathers (aioice leaves 127.0.0.1 out), on which
-  UDP ports, and which address is announced.
+  UDP ports, and which address is announced;
+* notes when the remote last sent an authenticated ICE connectivity check, a sign of life
+  that does not depend on media, and sends one itself to a remote that has gone quiet (the
+  SFU's peer timeout uses both).
 
 It is pinned to the versions below; ``check_versions`` (called by :func:`install`) refuses
 other versions and ``tests/test_aiortc_plane.py`` fails loudly if the internals it relies on
@@ -38,6 +41,7 @@ from typing import Any, Protocol
 
 import aioice.candidate
 import aioice.ice
+import aioice.stun
 import aiortc.codecs
 import aiortc.rtcpeerconnection
 import aiortc.rtp
@@ -59,6 +63,7 @@ from aiortc.rtcrtpparameters import (
     RTCRtpSendParameters,
 )
 
+from .. import faults
 from ..forwarding.track import StreamParameters
 from ..rtp import extensions as ext
 
@@ -275,23 +280,38 @@ def install(ice: IceOptions | None = None) -> None:
         if sink is None:
             await original_rtp(self, data, arrival_time_ms)
             return
+        now = time.monotonic()
         try:
-            sink.on_rtp(data, time.monotonic())
+            sink.on_rtp(data, now)
         except Exception:  # one bad packet or peer must never stop the transport
-            logger.exception("RTP sink failed")
+            faults.record("rtp", repr(sink), now)
 
     async def _handle_rtcp_data(self: RTCDtlsTransport, data: bytes) -> None:
         sink: TransportSink | None = getattr(self, "_sfu_sink", None)
         if sink is None:
             await original_rtcp(self, data)
             return
+        now = time.monotonic()
         try:
-            sink.on_rtcp(data, time.monotonic())
+            sink.on_rtcp(data, now)
         except Exception:
-            logger.exception("RTCP sink failed")
+            faults.record("rtcp", repr(sink), now)
+
+    # liveness: when the remote last sent an (authenticated) ICE connectivity check
+    original_check_incoming = aioice.ice.Connection.check_incoming
+
+    def _check_incoming(
+        self: aioice.ice.Connection,
+        message: Any,
+        addr: tuple[str, int],
+        protocol: aioice.ice.StunProtocol,
+    ) -> None:
+        self._sfu_checked_at = time.monotonic()  # type: ignore[attr-defined]
+        original_check_incoming(self, message, addr, protocol)
 
     RTCDtlsTransport._handle_rtp_data = _handle_rtp_data  # type: ignore[method-assign]
     RTCDtlsTransport._handle_rtcp_data = _handle_rtcp_data  # type: ignore[method-assign]
+    aioice.ice.Connection.check_incoming = _check_incoming  # type: ignore[method-assign]
     aioice.ice.Connection.get_component_candidates = _get_component_candidates  # type: ignore[method-assign]
     _installed = True
 
@@ -401,12 +421,55 @@ class RawTransport:
         self.packets_sent = 0
         self.bytes_sent = 0
         self.send_errors = 0
+        #: connectivity checks sent by :meth:`probe`, and answered
+        self.probes_sent = 0
+        self.probes_answered = 0
+        self._probe: asyncio.Task[None] | None = None
 
     def attach_sink(self, sink: TransportSink) -> None:
         self.dtls._sfu_sink = sink  # type: ignore[attr-defined]  # read by the hooks
 
     def detach_sink(self) -> None:
         self.dtls._sfu_sink = None  # type: ignore[attr-defined]
+
+    @property
+    def checked_at(self) -> float:
+        """When the remote's last authenticated ICE connectivity check (consent freshness,
+        RFC 7675), or answer to :meth:`probe`, arrived (``time.monotonic()``), or 0."""
+        connection = self.dtls.transport._connection
+        return float(getattr(connection, "_sfu_checked_at", 0.0))
+
+    def probe(self) -> None:
+        """Send the remote an ICE connectivity check (a STUN binding request on the nominated
+        pair, as consent freshness does, without retransmission); an authenticated answer
+        counts as a check received (:attr:`checked_at`). Any ICE agent answers at once, so a
+        client that sends nothing else (no media to acknowledge, no RTCP) is still heard.
+        One probe at a time."""
+        if self._probe is not None and not self._probe.done():
+            return
+        connection = self.dtls.transport._connection
+        pair = connection._nominated.get(1)
+        if pair is None or connection.remote_password is None:
+            return
+        request = connection.build_request(pair, nominate=False)
+        key = connection.remote_password.encode("utf8")
+        self.probes_sent += 1
+
+        async def run() -> None:
+            try:
+                await pair.protocol.request(
+                    request, pair.remote_addr, integrity_key=key, retransmissions=0
+                )
+            except (aioice.stun.TransactionError, OSError, AttributeError, AssertionError):
+                return  # no answer (or the connection is closing): the timeout decides
+            self.probes_answered += 1
+            connection._sfu_checked_at = time.monotonic()  # type: ignore[attr-defined]
+
+        self._probe = asyncio.ensure_future(run())
+
+    def stop_probing(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
 
     @property
     def connected(self) -> bool:

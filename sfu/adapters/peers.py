@@ -21,6 +21,7 @@ from typing import Any
 from aiortc import RTCRtpTransceiver, RTCSessionDescription
 from aiortc.rtcrtpparameters import RTCRtpReceiveParameters
 
+from .. import faults
 from ..bwe.probe import ProbeController, needed_for_upgrade
 from ..forwarding.allocator import Allocation, Demand, allocate
 from ..forwarding.congestion import SendSideCongestion
@@ -63,50 +64,110 @@ class PeerSettings:
     publisher_transport_cc: bool = False
     bandwidth_headroom: float = 0.9
     priorities: dict[str, int] = field(default_factory=lambda: {"screen": 2, "camera": 1})
+    #: seconds without any packet from the client (RTP, RTCP or ICE check) before the
+    #: connection is declared dead; 0: never (ICE consent, ~30 s, still applies)
+    peer_timeout: float = 5.0
 
 
 class _Peer:
     #: seconds between calls of ``tick`` (NACK and keyframe-request retries need it often)
     tick_interval = TICK_INTERVAL
+    #: "publish" or "subscribe", for messages
+    role = "peer"
 
-    def __init__(self, settings: PeerSettings) -> None:
+    def __init__(self, settings: PeerSettings, context: str = "") -> None:
         self.settings = settings
+        #: who this peer belongs to (room, participant), for logs
+        self.context = f"{context} {self.role}".strip()
         self.pc = plane.create_peer_connection()
         self.raw: plane.RawTransport | None = None
         self.rtcp_ssrc = random.getrandbits(32)
         self.malformed_rtp = 0
         self.malformed_rtcp = 0
         self.unknown_ssrc = 0
+        #: when a packet (RTP or RTCP) last came from the client
+        self.heard_at = 0.0
+        self._probed_at = 0.0
         self._task: asyncio.Task[None] | None = None
         self.closed = False
-        self.on_failed: Callable[[], None] | None = None
+        #: the connection is dead: called once with a code and a reason
+        self.on_failed: Callable[[str, str], None] | None = None
+        self.failed = False
 
         @self.pc.on("connectionstatechange")
         def _on_state() -> None:
-            if self.pc.connectionState == "failed" and self.on_failed is not None:
-                self.on_failed()
+            state = self.pc.connectionState
+            if state == "failed":
+                self._fail("peer_failed", f"ICE or DTLS failed on the {self.role} connection")
+            elif state == "closed" and not self.closed:
+                self._fail("peer_closed", f"the client closed its {self.role} connection")
+
+    def __repr__(self) -> str:
+        return self.context
+
+    def _fail(self, code: str, reason: str) -> None:
+        if self.failed or self.closed:
+            return
+        self.failed = True
+        if self.on_failed is not None:
+            self.on_failed(code, reason)
 
     def _ensure_transport(self, transceiver: RTCRtpTransceiver) -> plane.RawTransport:
         if self.raw is None:
             self.raw = plane.RawTransport(transceiver.receiver.transport)
             self.raw.attach_sink(self)
+            self.heard_at = time.monotonic()
             self._task = asyncio.ensure_future(self._run())
         return self.raw
 
+    def last_heard(self) -> float:
+        """When the client last sent anything: RTP, RTCP, or an ICE connectivity check
+        (browsers send one every few seconds, whatever the media)."""
+        checked = self.raw.checked_at if self.raw is not None else 0.0
+        return max(self.heard_at, checked)
+
+    def check_liveness(self, now: float) -> bool:
+        """False, and the peer fails, when nothing came from the client for
+        ``peer_timeout``: the network is gone without the WebSocket noticing.  Past half
+        the timeout, the client is asked (an ICE check, once a second)."""
+        timeout = self.settings.peer_timeout
+        if timeout <= 0 or self.raw is None or self.closed or self.failed:
+            return True
+        silent = now - self.last_heard()
+        if silent <= timeout:
+            if silent > timeout / 2 and now - self._probed_at >= 1.0:
+                self._probed_at = now
+                self.raw.probe()
+            return True
+        self._fail(
+            "peer_timeout", f"nothing received on the {self.role} connection for {silent:.1f} s"
+        )
+        return False
+
     async def _run(self) -> None:
-        last_report = time.monotonic()
+        last_report = last_tick = time.monotonic()
         try:
             while not self.closed:
                 await asyncio.sleep(self.tick_interval)
                 now = time.monotonic()
-                self.tick(now)
+                # after a stall of the event loop, packets that did arrive may still wait in
+                # the sockets: judge liveness on the next tick
+                stalled = now - last_tick > self.tick_interval + 1.0
+                last_tick = now
+                if not stalled and not self.check_liveness(now):
+                    return
+                try:
+                    self.tick(now)
+                except Exception:
+                    faults.record("timer", self.context, now)
                 if now - last_report >= REPORT_INTERVAL:
                     last_report = now
-                    self.report(now)
+                    try:
+                        self.report(now)
+                    except Exception:
+                        faults.record("report", self.context, now)
         except asyncio.CancelledError:
             pass
-        except Exception:
-            logger.exception("peer timer failed")
 
     def tick(self, now: float) -> None:
         pass
@@ -115,10 +176,10 @@ class _Peer:
         pass
 
     def on_rtp(self, data: bytes, now: float) -> None:
-        pass
+        self.heard_at = now
 
     def on_rtcp(self, data: bytes, now: float) -> None:
-        pass
+        self.heard_at = now
 
     async def close(self) -> None:
         if self.closed:
@@ -128,19 +189,23 @@ class _Peer:
             self._task.cancel()
         if self.raw is not None:
             self.raw.detach_sink()
+            self.raw.stop_probing()
         await self.pc.close()
 
 
 class PublisherPeer(_Peer):
     """The connection a client publishes on: we answer its offers."""
 
+    role = "publish"
+
     def __init__(
         self,
         track_prefix: str,
         on_source: Callable[[MediaSource], None],
         settings: PeerSettings,
+        context: str = "",
     ) -> None:
-        super().__init__(settings)
+        super().__init__(settings, context)
         self.track_prefix = track_prefix
         self._on_source = on_source
         self.sources: dict[int, MediaSource] = {}  # by SSRC, media and RTX
@@ -174,7 +239,10 @@ class PublisherPeer(_Peer):
             def on_receive(
                 params: RTCRtpReceiveParameters, t: RTCRtpTransceiver = transceiver
             ) -> None:
-                self._on_receive(t, params)
+                try:  # called from aiortc's connection task: nothing may escape
+                    self._on_receive(t, params)
+                except Exception:
+                    faults.record("receive", f"{self.context} mid {t.mid}")
 
             plane.take_over_receiver(transceiver.receiver, on_receive)
         answer = await self.pc.createAnswer()
@@ -208,6 +276,7 @@ class PublisherPeer(_Peer):
         self._on_source(source)
 
     def on_rtp(self, data: bytes, now: float) -> None:
+        self.heard_at = now
         try:
             header = parse_rtp(data)
         except RtpError:
@@ -224,6 +293,7 @@ class PublisherPeer(_Peer):
         source.on_rtp(data, header, now)
 
     def on_rtcp(self, data: bytes, now: float) -> None:
+        self.heard_at = now
         try:
             packets = rtcp.parse_rtcp(data)
         except rtcp.RtcpError:
@@ -264,13 +334,15 @@ class SubscriberPeer(_Peer):
     """The connection a client receives on: we offer, it answers."""
 
     tick_interval = 0.25  # bandwidth allocation; reports every second
+    role = "subscribe"
 
     def __init__(
         self,
         send_offer: Callable[[str], Awaitable[None]],
         settings: PeerSettings,
+        context: str = "",
     ) -> None:
-        super().__init__(settings)
+        super().__init__(settings, context)
         self._send_offer = send_offer
         self.downtracks: dict[str, DownTrack] = {}  # by track id
         self.subscriptions: dict[str, Subscription] = {}  # video tracks, by track id
@@ -299,7 +371,10 @@ class SubscriberPeer(_Peer):
             self.subscriptions[source.track_id] = subscription
 
         def on_send(binding: plane.SendBinding) -> None:
-            self._bind(source, binding, transceiver)
+            try:  # called from aiortc's connection task: nothing may escape
+                self._bind(source, binding, transceiver)
+            except Exception:
+                faults.record("bind", f"{self.context} of {source.track_id}")
 
         transceiver = plane.add_send_transceiver(
             self.pc,
@@ -340,6 +415,7 @@ class SubscriberPeer(_Peer):
             rtx_ssrc=binding.rtx_ssrc,
             rtx_payload_type=binding.rtx_payload_type,
         )
+        downtrack.context = f"{self.context} of {source.track_id}"
         twcc = binding.extensions.get(ext.TRANSPORT_WIDE_CC)
         if twcc is not None:
             downtrack.congestion = self.congestion
@@ -374,6 +450,7 @@ class SubscriberPeer(_Peer):
             await self.negotiate()
 
     def on_rtcp(self, data: bytes, now: float) -> None:
+        self.heard_at = now
         try:
             packets = rtcp.parse_rtcp(data)
         except rtcp.RtcpError:
@@ -595,6 +672,9 @@ class SubscriberPeer(_Peer):
                         subscription.bandwidth_down_at = -math.inf
         except asyncio.CancelledError:
             self.probe.running = False
+        except Exception:
+            self.probe.running = False
+            faults.record("probe", self.context)
         finally:
             congestion.probe_cluster = -1
 

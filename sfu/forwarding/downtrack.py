@@ -49,6 +49,10 @@ class DownTrack:
     ) -> None:
         self.source = source
         self.ssrc = ssrc
+        #: whose copy this is (room, participant, track), for logs
+        self.context = "down track"
+        #: exceptions contained while writing to it
+        self.faults = 0
         self.payload_type = payload_type
         self.rtx_ssrc = rtx_ssrc
         self.rtx_payload_type = rtx_payload_type

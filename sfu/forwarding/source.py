@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from .. import faults
 from ..codecs.av1_dd import serialize_dependency_descriptor
 from ..rtp import extensions as ext
 from ..rtp import rtcp
@@ -144,7 +145,11 @@ class MediaSource:
         marker = header.marker
         ts = header.timestamp
         for downtrack in self.downtracks:
-            downtrack.write(marker, seq, ts, elements, block, payload, info, now)
+            try:
+                downtrack.write(marker, seq, ts, elements, block, payload, info, now)
+            except Exception:  # one subscriber's fault must not starve the others
+                downtrack.faults += 1
+                faults.record("forward", downtrack.context, now)
         if self.keyframe_wanted:
             self.keyframe_wanted = False
             self.request_keyframe(now)

@@ -8,6 +8,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 
+from .. import faults
 from ..adapters.peers import PeerSettings, PublisherPeer, SubscriberPeer
 from ..config import RoomPolicy, RoomsSettings
 from ..forwarding.source import MediaSource
@@ -18,6 +19,15 @@ from ..signaling import messages as m
 logger = logging.getLogger(__name__)
 
 Outbox = Callable[[m.ServerMessage], Awaitable[None]]
+
+#: tasks started from callbacks (a peer failing), kept until done
+_background: set[asyncio.Future[None]] = set()
+
+
+def _spawn(coro: Awaitable[None]) -> None:
+    task = asyncio.ensure_future(coro)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
 
 
 class RoomError(Exception):
@@ -47,6 +57,7 @@ class Participant:
         start_bitrate_kbps: int = 1500,
         role: str | None = None,
         publisher_transport_cc: bool = False,
+        peer_timeout: float = 5.0,
     ) -> None:
         self.id = secrets.token_hex(6)
         self.name = name
@@ -54,14 +65,24 @@ class Participant:
         self.outbox = outbox
         self.policy = RoomPolicy()
         self.settings = PeerSettings(
-            start_bitrate_kbps=start_bitrate_kbps, publisher_transport_cc=publisher_transport_cc
+            start_bitrate_kbps=start_bitrate_kbps,
+            publisher_transport_cc=publisher_transport_cc,
+            peer_timeout=peer_timeout,
         )
         self.room: Room | None = None
+        #: the room joined (kept after leaving), for logs
+        self.room_name: str | None = None
+        self._removing = False
         self.publisher: PublisherPeer | None = None
         self.subscriber: SubscriberPeer | None = None
         self.sources: dict[str, MediaSource] = {}
         #: what the participant's access token grants (everything without tokens)
         self.grants: frozenset[str] = frozenset({"publish", "subscribe", "admin"})
+
+    @property
+    def context(self) -> str:
+        """Who this is, for logs: room and participant."""
+        return f"room {self.room_name!r} participant {self.id}"
 
     @property
     def info(self) -> m.ParticipantInfo:
@@ -131,7 +152,7 @@ class Participant:
             async def send_offer(sdp: str) -> None:
                 await self.send(m.SubscribeOffer(sdp=sdp))
 
-            self.subscriber = SubscriberPeer(send_offer, self.settings)
+            self.subscriber = SubscriberPeer(send_offer, self.settings, self.context)
             self.subscriber.on_failed = self._on_failed
         return self.subscriber
 
@@ -142,19 +163,36 @@ class Participant:
                 if self.room is not None:
                     self.room.publish(self, source)
 
-            self.publisher = PublisherPeer(self.id, on_source, self.settings)
+            self.publisher = PublisherPeer(self.id, on_source, self.settings, self.context)
             self.publisher.on_failed = self._on_failed
         return self.publisher
 
-    def _on_failed(self) -> None:
-        if self.room is not None:
-            room = self.room
-            asyncio.ensure_future(room.leave(self))
+    def _on_failed(self, code: str, reason: str) -> None:
+        """A peer connection is dead (ICE/DTLS failed, closed by the client, or silent for
+        ``peer_timeout``): leave the room, and tell the client if its WebSocket is open."""
+        room = self.room
+        if room is None or self._removing:
+            return
+        self._removing = True
+        logger.warning("%s: %s (%s); leaving the room", self.context, reason, code)
+        _spawn(self._remove(room, code, reason))
+
+    async def _remove(self, room: Room, code: str, reason: str) -> None:
+        await self.send(
+            m.Bye(code=code, reason=f"{reason}: you have left the room (join again to return)")
+        )
+        try:
+            await room.leave(self)
+        except Exception:
+            faults.record("leave", self.context)
 
     async def close(self) -> None:
         for peer in (self.publisher, self.subscriber):
             if peer is not None:
-                await peer.close()
+                try:
+                    await peer.close()
+                except Exception:
+                    faults.record("close", self.context)
 
 
 def track_info(participant: Participant, source: MediaSource) -> m.TrackInfo:
@@ -192,8 +230,11 @@ class Room:
         """A reloaded policy: running subscriptions take the new caps on their next selection."""
         self.policy_name = name
         self.policy = policy
-        for participant in self.participants.values():
-            participant.apply_policy(policy)
+        for participant in list(self.participants.values()):
+            try:
+                participant.apply_policy(policy)
+            except Exception:
+                faults.record("policy", participant.context)
 
     def check_publish(self, participant: Participant, scalability_mode: str | None) -> None:
         policy = participant.policy
@@ -215,6 +256,7 @@ class Room:
             )
         others = list(self.participants.values())
         participant.room = self
+        participant.room_name = self.name
         participant.apply_policy(self.policy)
         self.participants[participant.id] = participant
         await participant.send(
@@ -232,7 +274,10 @@ class Room:
         sources = [(p, s) for p in others for s in p.sources.values()]
         if sources:
             for publisher, source in sources:
-                participant.subscribe(source, publisher.id)
+                try:
+                    participant.subscribe(source, publisher.id)
+                except Exception:
+                    faults.record("subscribe", f"{participant.context} to {source.track_id}")
             await self._negotiate(participant)
 
     def publish(self, participant: Participant, source: MediaSource) -> None:
@@ -244,16 +289,22 @@ class Room:
         for other in list(self.participants.values()):
             if other is participant:
                 continue
-            other.subscribe(source, participant.id)
-            asyncio.ensure_future(self._announce_and_negotiate(other, info))
+            try:
+                other.subscribe(source, participant.id)
+            except Exception:
+                faults.record("subscribe", f"{other.context} to {source.track_id}")
+            _spawn(self._announce_and_negotiate(other, info))
 
     def _on_structure(self, source: MediaSource) -> None:
         """The publisher's layers changed (count, resolutions): retarget its subscribers."""
         now = time.monotonic()
-        for participant in self.participants.values():
-            subscription = participant.subscription(source.track_id)
-            if subscription is not None:
-                subscription.update(now)
+        for participant in list(self.participants.values()):
+            try:
+                subscription = participant.subscription(source.track_id)
+                if subscription is not None:
+                    subscription.update(now)
+            except Exception:
+                faults.record("structure", f"{participant.context} of {source.track_id}", now)
 
     async def _announce_and_negotiate(self, participant: Participant, info: m.TrackInfo) -> None:
         await participant.send(m.TrackPublished(track=info))
@@ -265,16 +316,21 @@ class Room:
         try:
             await participant.subscriber.negotiate()
         except Exception:
-            logger.exception("room %s: negotiation with %s failed", self.name, participant.id)
+            faults.record("negotiation", participant.context)
 
     async def leave(self, participant: Participant) -> None:
         if self.participants.pop(participant.id, None) is None:
             return
         participant.room = None
+        if not self.participants:
+            self._on_empty(self)
         for track_id in list(participant.sources):
-            for other in self.participants.values():
+            for other in list(self.participants.values()):
                 if other.subscriber is not None:
-                    other.subscriber.remove(track_id)
+                    try:
+                        other.subscriber.remove(track_id)
+                    except Exception:
+                        faults.record("unsubscribe", f"{other.context} from {track_id}")
         for other in list(self.participants.values()):
             for track_id in participant.sources:
                 await other.send(
@@ -284,8 +340,6 @@ class Room:
             await self._negotiate(other)
         participant.sources.clear()
         await participant.close()
-        if not self.participants:
-            self._on_empty(self)
 
 
 class RoomManager:
@@ -299,6 +353,8 @@ class RoomManager:
         self.start_bitrate_kbps = start_bitrate_kbps
         self.publisher_transport_cc = publisher_transport_cc
         self.max_rooms = 1000
+        #: seconds of silence from a client's peer connection before it is declared dead
+        self.peer_timeout = 5.0
         self.rooms: dict[str, Room] = {}
 
     def get_or_create(self, name: str) -> Room:
@@ -315,9 +371,12 @@ class RoomManager:
         """New room settings, applied to the running rooms; returns room -> policy name."""
         self.settings = rooms
         applied = {}
-        for room in self.rooms.values():
+        for room in list(self.rooms.values()):
             name, policy = rooms.policy_for(room.name)
-            room.set_policy(name, policy)
+            try:
+                room.set_policy(name, policy)
+            except Exception:
+                faults.record("policy", f"room {room.name!r}")
             applied[room.name] = name
         return applied
 
@@ -326,6 +385,14 @@ class RoomManager:
             del self.rooms[room.name]
 
     async def close(self) -> None:
-        for room in list(self.rooms.values()):
-            for participant in list(room.participants.values()):
-                await room.leave(participant)
+        """Close every participant's peer connections, quietly: at shutdown everybody has
+        been told already (``bye``), nobody needs to hear who left."""
+        rooms = list(self.rooms.values())
+        self.rooms.clear()
+        participants = [p for room in rooms for p in room.participants.values()]
+        for room in rooms:
+            room.participants.clear()
+        for participant in participants:
+            participant.room = None
+            participant.sources.clear()
+        await asyncio.gather(*(p.close() for p in participants))

@@ -230,6 +230,16 @@ class Error(_Message):
     reason: str
 
 
+class Bye(_Message):
+    """The participant is out of its room, without having asked: the server shuts down (the
+    WebSocket closes next), or one of its peer connections died (the WebSocket stays open:
+    join again to come back)."""
+
+    type: Literal["bye"] = "bye"
+    code: Literal["shutdown", "peer_timeout", "peer_failed", "peer_closed"]
+    reason: str
+
+
 ServerMessage = (
     Joined
     | ParticipantJoined
@@ -245,4 +255,5 @@ ServerMessage = (
     | Stats
     | Ack
     | Error
+    | Bye
 )

@@ -8,13 +8,14 @@ import logging
 import os
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 from pydantic import ValidationError
 
+from .. import faults
 from ..adapters import aiortc_plane
 from ..auth.tokens import GRANTS, TokenError, verify_token
 from ..config import ConfigError, Settings, load_settings
@@ -25,6 +26,8 @@ from .limits import TokenBucket
 logger = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 128 * 1024
+#: seconds the shutdown may spend telling clients, closing peers and WebSockets
+SHUTDOWN_TIMEOUT = 5.0
 
 ROOMS_KEY = web.AppKey("rooms", RoomManager)
 
@@ -36,6 +39,8 @@ class ServerState:
     settings: Settings
     config_path: str | None
     auth: Authenticator
+    #: the open WebSocket connections
+    sessions: set[SignalingSession] = field(default_factory=set)
 
 
 STATE_KEY = web.AppKey("state", ServerState)
@@ -114,14 +119,20 @@ class SignalingSession:
         try:
             await self.dispatch(message)
         except Exception as exc:  # contained to this participant
-            logger.exception("signaling: %s failed", message.type)
+            faults.record("signaling", f"{message.type} from {self.context}")
             await self.error("internal_error", f"{message.type} failed: {exc}", message.id)
+
+    @property
+    def context(self) -> str:
+        if self.participant is None:
+            return "a connection that has not joined"
+        return self.participant.context
 
     async def dispatch(self, message: m.ClientMessage) -> None:
         if isinstance(message, m.Ping):
             await self.send(m.Pong(id=message.id))
         elif isinstance(message, m.Join):
-            if self.participant is not None:
+            if self.participant is not None and self.participant.room is not None:
                 await self.error("already_joined", "this connection has joined a room", message.id)
                 return
             _, policy = self.rooms.settings.policy_for(message.room)
@@ -136,6 +147,7 @@ class SignalingSession:
                 self.rooms.start_bitrate_kbps,
                 role=message.role,
                 publisher_transport_cc=self.rooms.publisher_transport_cc,
+                peer_timeout=self.rooms.peer_timeout,
             )
             participant.grants = grants
             try:
@@ -245,6 +257,7 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     state = request.app[STATE_KEY]
     limits = state.settings.limits
     session = SignalingSession(ws, request.app[ROOMS_KEY], state.auth)
+    state.sessions.add(session)
     bucket = TokenBucket(limits.messages_per_second, limits.message_burst)
 
     async def join_deadline() -> None:
@@ -269,9 +282,40 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
                 await ws.close(code=4029, message=b"too many bad messages")
                 break
     finally:
+        state.sessions.discard(session)
         deadline.cancel()
         await session.leave()
     return ws
+
+
+async def drain(app: web.Application, timeout: float = SHUTDOWN_TIMEOUT) -> None:
+    """Shut down gracefully: tell every connection (``bye``), close every peer connection,
+    then close the WebSockets (1001 going away); bounded by ``timeout``."""
+    sessions = list(app[STATE_KEY].sessions)
+    logger.info("shutting down: %d connections, %d rooms", len(sessions), len(app[ROOMS_KEY].rooms))
+    bye = m.Bye(code="shutdown", reason="server shutting down")
+
+    async def tell(session: SignalingSession) -> None:
+        try:
+            await session.send(bye)
+        except Exception as exc:  # a dead socket: nothing to tell
+            logger.debug("shutdown: %s: %s", session.context, exc)
+
+    async def close(session: SignalingSession) -> None:
+        try:
+            await session.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+        except Exception as exc:
+            logger.debug("shutdown: %s: %s", session.context, exc)
+
+    async def run() -> None:
+        await asyncio.gather(*(tell(s) for s in sessions))
+        await app[ROOMS_KEY].close()
+        await asyncio.gather(*(close(s) for s in sessions))
+
+    try:
+        await asyncio.wait_for(run(), timeout)
+    except TimeoutError:
+        logger.warning("shutdown: not done within %g s, going anyway", timeout)
 
 
 def _static(name: str, content_type: str) -> web.Response:
@@ -293,61 +337,78 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def stats(request: web.Request) -> web.Response:
     rooms = request.app[ROOMS_KEY]
-    out: dict[str, Any] = {"time": time.time(), "rooms": {}}
-    for name, room in rooms.rooms.items():
+    out: dict[str, Any] = {"time": time.time(), "faults": dict(faults.counts), "rooms": {}}
+    for name, room in list(rooms.rooms.items()):
         participants = []
-        for p in room.participants.values():
-            entry: dict[str, Any] = {
-                "participant_id": p.id,
-                "name": p.name,
-                "published": [],
-                "subscribed": [],
-            }
-            for source in p.sources.values():
-                entry["published"].append(
-                    {
-                        "track_id": source.track_id,
-                        "kind": source.kind,
-                        "codec": source.params.codec,
-                        "packets_received": source.stats.packets_received,
-                        "packets_lost": source.stats.packets_lost,
-                        "keyframes_received": source.keyframes_received,
-                        "keyframe_requests_sent": source.keyframes.sent,
-                        "nacks_sent": source.nacks_sent,
-                        "subscribers": len(source.downtracks),
-                    }
-                )
-            if p.subscriber is not None:
-                entry["downlink"] = p.subscriber.metrics()
-                entry["estimator"] = p.subscriber.estimator_state()
-                for track_id, dt in p.subscriber.downtracks.items():
-                    sub = p.subscriber.subscriptions.get(track_id)
-                    target = sub.target if sub is not None else None
-                    allocated = sub.bandwidth if sub is not None else None
-                    entry["subscribed"].append(
-                        {
-                            "track_id": track_id,
-                            "packets_sent": dt.packets_sent,
-                            "bytes_sent": dt.bytes_sent,
-                            "retransmitted": dt.retransmitted,
-                            "retransmissions_skipped": dt.retransmissions_skipped,
-                            "keyframe_requests": dt.keyframe_requests,
-                            "spatial": dt.selector.current_spatial if dt.selector else None,
-                            "temporal": dt.selector.current_temporal if dt.selector else None,
-                            "paused": dt.selector.paused if dt.selector else False,
-                            "target": None
-                            if target is None
-                            else [target.spatial, target.temporal, target.paused, target.reason],
-                            "allocated": None
-                            if allocated is None
-                            else [allocated.spatial, allocated.temporal, allocated.paused],
-                            "up_hold": sub.up_hold if sub is not None else None,
-                            "rtt": dt.rtt,
-                        }
-                    )
-            participants.append(entry)
+        for p in list(room.participants.values()):
+            try:
+                participants.append(_participant_stats(p))
+            except Exception:  # a broken participant must not hide the others
+                faults.record("stats", p.context)
+                participants.append({"participant_id": p.id, "name": p.name, "error": True})
         out["rooms"][name] = {"policy": room.policy_name, "participants": participants}
     return web.json_response(out)
+
+
+def _participant_stats(p: Participant) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "participant_id": p.id,
+        "name": p.name,
+        "published": [],
+        "subscribed": [],
+    }
+    if p.publisher is not None:
+        # what the publisher sent that was not forwarded: another SSRC than the ones it
+        # negotiated, garbage, or (per track, "packets_dropped") a payload type not negotiated
+        entry["ingress"] = {
+            "unknown_ssrc": p.publisher.unknown_ssrc,
+            "malformed_rtp": p.publisher.malformed_rtp,
+            "malformed_rtcp": p.publisher.malformed_rtcp,
+        }
+    for source in p.sources.values():
+        entry["published"].append(
+            {
+                "track_id": source.track_id,
+                "kind": source.kind,
+                "codec": source.params.codec,
+                "packets_received": source.stats.packets_received,
+                "packets_lost": source.stats.packets_lost,
+                "packets_dropped": source.packets_dropped,
+                "keyframes_received": source.keyframes_received,
+                "keyframe_requests_sent": source.keyframes.sent,
+                "nacks_sent": source.nacks_sent,
+                "subscribers": len(source.downtracks),
+            }
+        )
+    if p.subscriber is not None:
+        entry["downlink"] = p.subscriber.metrics()
+        entry["estimator"] = p.subscriber.estimator_state()
+        for track_id, dt in list(p.subscriber.downtracks.items()):
+            sub = p.subscriber.subscriptions.get(track_id)
+            target = sub.target if sub is not None else None
+            allocated = sub.bandwidth if sub is not None else None
+            entry["subscribed"].append(
+                {
+                    "track_id": track_id,
+                    "packets_sent": dt.packets_sent,
+                    "bytes_sent": dt.bytes_sent,
+                    "retransmitted": dt.retransmitted,
+                    "retransmissions_skipped": dt.retransmissions_skipped,
+                    "keyframe_requests": dt.keyframe_requests,
+                    "spatial": dt.selector.current_spatial if dt.selector else None,
+                    "temporal": dt.selector.current_temporal if dt.selector else None,
+                    "paused": dt.selector.paused if dt.selector else False,
+                    "target": None
+                    if target is None
+                    else [target.spatial, target.temporal, target.paused, target.reason],
+                    "allocated": None
+                    if allocated is None
+                    else [allocated.spatial, allocated.temporal, allocated.paused],
+                    "up_hold": sub.up_hold if sub is not None else None,
+                    "rtt": dt.rtt,
+                }
+            )
+    return entry
 
 
 def reload_settings(app: web.Application) -> dict[str, Any]:
@@ -400,6 +461,7 @@ def create_app(settings: Settings, config_path: str | None = None) -> web.Applic
         settings.rooms, settings.media.start_bitrate_kbps, settings.media.publisher_transport_cc
     )
     app[ROOMS_KEY].max_rooms = settings.limits.max_rooms
+    app[ROOMS_KEY].peer_timeout = settings.limits.peer_timeout
     app.router.add_get("/", index)
     app.router.add_get("/client.js", client_js)
     app.router.add_get("/ws", websocket_handler)
@@ -407,8 +469,5 @@ def create_app(settings: Settings, config_path: str | None = None) -> web.Applic
     app.router.add_get("/stats", stats)
     app.router.add_post("/admin/reload", admin_reload)
 
-    async def on_shutdown(app: web.Application) -> None:
-        await app[ROOMS_KEY].close()
-
-    app.on_shutdown.append(on_shutdown)
+    app.on_shutdown.append(drain)
     return app

@@ -3,6 +3,7 @@
 //   const client = new SfuClient({ url: "ws://127.0.0.1:8080/ws" });
 //   await client.join({ room: "demo", name: "alice", codec: "VP9", scalabilityMode: "L3T3_KEY" });
 //   client.addEventListener("participant", (e) => ...);   // tiles come and go
+//   client.addEventListener("bye", (e) => ...);   // out of the room: e.detail.code, .reason
 //   await client.leave();
 //
 // Two peer connections: `publishPc` (we offer, sendonly) and `subscribePc` (the server
@@ -58,6 +59,7 @@ export class SfuClient extends EventTarget {
     this.subscribePc = null;
     this.localStream = null;
     this.errors = [];
+    this.bye = null; // the last `bye`: { code, reason }
     this._pending = new Map();
     this._nextId = 1;
     this._subscribeChain = Promise.resolve();
@@ -86,7 +88,11 @@ export class SfuClient extends EventTarget {
       this.ws.onerror = () => reject(new Error(`cannot connect to ${this.url}`));
     });
     this.ws.onmessage = (event) => this._onMessage(JSON.parse(event.data));
-    this.ws.onclose = () => this._emit("closed", {});
+    this.ws.onclose = (event) => {
+      for (const { reject } of this._pending.values()) reject(new Error("connection closed"));
+      this._pending.clear();
+      this._emit("closed", { code: event.code, reason: event.reason });
+    };
   }
 
   _onMessage(msg) {
@@ -123,6 +129,12 @@ export class SfuClient extends EventTarget {
         this.errors.push(msg);
         this._emit("error", msg);
         break;
+      case "bye":
+        // out of the room: the server shuts down (the WebSocket closes next), or one of our
+        // peer connections died (the WebSocket stays open; join again to come back)
+        this.bye = msg;
+        this._emit("bye", msg);
+        break;
     }
   }
 
@@ -142,6 +154,7 @@ export class SfuClient extends EventTarget {
 
   async join({ room, name, codec = "VP9", scalabilityMode, publish = true, video = true, audio = true }) {
     this._windows.clear();
+    this.bye = null;
     await this._connect();
     const joined = await this._request({ type: "join", room, name });
     this.participantId = joined.participant_id;

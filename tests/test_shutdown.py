@@ -1,0 +1,120 @@
+"""`sfu serve` drains on SIGTERM and SIGINT: every client is told (`bye`), peer connections
+and WebSockets are closed, and the process exits 0 (a real process, stopped by PID)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+import sfu
+from loadtest.capturefile import read_capture
+from loadtest.peers import ReplayPublisher
+
+CAPTURES = Path(__file__).parent / "fixtures" / "captures"
+
+
+class RecordingPublisher(ReplayPublisher):
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.events: list[dict[str, Any]] = []
+
+    async def on_message(self, data: dict[str, Any]) -> None:
+        self.events.append(data)
+
+
+def start_server(tmp_path: Path) -> tuple[subprocess.Popen[bytes], int, Path]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ)
+    root = str(Path(sfu.__file__).resolve().parents[1])  # this checkout's code
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    log = tmp_path / "log.txt"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sfu", "serve", "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    return proc, port, log
+
+
+async def wait_healthy(proc: subprocess.Popen[bytes], port: int) -> None:
+    deadline = time.monotonic() + 20
+    async with aiohttp.ClientSession() as session:
+        while True:
+            try:
+                async with session.get(f"http://127.0.0.1:{port}/healthz") as r:
+                    if r.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline
+            await asyncio.sleep(0.2)
+
+
+async def read_until_closed(ws: aiohttp.ClientWebSocketResponse) -> list[dict[str, Any]]:
+    messages = []
+    while True:
+        msg = await ws.receive(timeout=15)
+        if msg.type != aiohttp.WSMsgType.TEXT:
+            assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED), msg
+            return messages
+        messages.append(json.loads(msg.data))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+async def test_signal_drains_and_exits_zero(tmp_path: Path, signum: signal.Signals) -> None:
+    proc, port, log = start_server(tmp_path)
+    url = f"ws://127.0.0.1:{port}/ws"
+    publisher = RecordingPublisher(url, "pub", read_capture(CAPTURES / "vp8_L1T3.sfucap"))
+    session = aiohttp.ClientSession()
+    try:
+        await wait_healthy(proc, port)
+        await publisher.connect("drain")
+        await publisher.publish()
+        # a participant in the room, and a connection that has not joined yet
+        joined = await session.ws_connect(url)
+        await joined.send_str(json.dumps({"type": "join", "room": "drain", "name": "w", "id": 1}))
+        reply = json.loads((await joined.receive(timeout=10)).data)
+        assert reply["type"] == "joined" and len(reply["tracks"]) == 1
+        idle = await session.ws_connect(url)
+        await asyncio.sleep(1.0)  # media flows to "w"'s subscriber offer (never answered)
+
+        proc.send_signal(signum)
+        sent = time.monotonic()
+        for ws in (joined, idle):
+            messages = await read_until_closed(ws)
+            byes = [m for m in messages if m["type"] == "bye"]
+            assert byes == [{"type": "bye", "code": "shutdown", "reason": "server shutting down"}]
+            assert messages[-1]["type"] == "bye"  # nothing after it
+            assert ws.close_code == aiohttp.WSCloseCode.GOING_AWAY
+        code = await asyncio.to_thread(proc.wait, 15)
+        took = time.monotonic() - sent
+        print(f"\n{signum.name}: exited {code} after {took:.1f} s")
+        assert code == 0, log.read_text()
+        assert took < 12
+        await asyncio.sleep(0.2)
+        assert any(m["type"] == "bye" for m in publisher.events)
+        # the server closed the publisher's peer connection (DTLS close_notify)
+        assert publisher.pc.connectionState == "closed", publisher.pc.connectionState
+        text = log.read_text()
+        assert "shutting down: 3 connections, 1 rooms" in text and "Traceback" not in text
+    finally:
+        await session.close()
+        await publisher.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
