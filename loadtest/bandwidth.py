@@ -121,6 +121,7 @@ async def run_schedule(schedule: list[tuple[float, int]], codec: str = "VP9") ->
                         "estimator": view["estimator"],
                         "target": view["video"].get("target"),
                         "allocated": view["video"].get("allocated"),
+                        "level_bitrate": view["video"].get("level_bitrate"),
                         "up_hold": view["video"].get("up_hold"),
                     }
                 )
@@ -163,6 +164,18 @@ def figures(run: dict[str, Any]) -> dict[str, Any]:
     for change, previous in zip(run["changes"], rates, strict=False):
         after = [s for s in samples if s["t"] >= change["t"]]
         if change["kbps"] < previous:  # a drop: the forwarded rate must fit the link
+            # the layer decision: below the top spatial layer, at a level that fits
+            switched = next(
+                (
+                    s["t"] - change["t"]
+                    for s in after
+                    if s["spatial"] < 2
+                    and s.get("level_bitrate") is not None
+                    and s["level_bitrate"] <= change["kbps"] * 1000
+                ),
+                None,
+            )
+            # what was sent (0.5 s windows, retransmissions included) fits the link
             fit = next(
                 (
                     s["t"] - change["t"]
@@ -174,7 +187,12 @@ def figures(run: dict[str, Any]) -> dict[str, Any]:
                 None,
             )
             out["changes"].append(
-                {"at": change["t"], "to_kbps": change["kbps"], "time_to_fit": fit}
+                {
+                    "at": change["t"],
+                    "to_kbps": change["kbps"],
+                    "time_to_switch_down": switched,
+                    "time_to_fit": fit,
+                }
             )
         else:  # a rise: back to the top spatial layer
             top = next(

@@ -15,6 +15,8 @@ from sfu.forwarding.layers import LayerParser
 from sfu.rtp.packet import RtpHeader
 
 FREEZE_GAP = 0.5
+#: a complete frame waits this long (seconds) for a reference still being repaired
+WAIT_FOR_REFERENCE = 1.0
 
 
 @dataclass
@@ -27,6 +29,8 @@ class _Frame:
     sid: int = 0
     tid: int = 0
     done: bool = False
+    #: when all its packets were there (0: not yet)
+    complete_at: float = 0.0
 
 
 class FrameChecker:
@@ -44,6 +48,8 @@ class FrameChecker:
         self.decoded: list[tuple[float, int, int]] = []
         self._frames: dict[int, _Frame] = {}
         self._decodable: dict[int, bool] = {}
+        #: frame number -> frames complete but waiting for it (a reference)
+        self._waiting: dict[int, list[int]] = {}
         self._ts_frame: dict[int, int] = {}  # without DD: timestamp -> pseudo frame number
         self._next_pseudo = 0
         #: the checker wants a keyframe (an undecodable frame was seen)
@@ -94,10 +100,27 @@ class FrameChecker:
         expected = ((frame.last_seq - frame.first_seq) & 0xFFFF) + 1
         if frame.packets < expected:
             return
+        if not frame.keyframe:
+            # a reference still on its way (a retransmission may complete it): wait for it,
+            # as a receiver's frame buffer does; one known undecodable: so is this frame
+            pending = [r for r in frame.references if r not in self._decodable]
+            known_bad = any(self._decodable.get(r) is False for r in frame.references)
+            if frame.complete_at == 0.0:
+                frame.complete_at = now
+            if pending and not known_bad and now - frame.complete_at < WAIT_FOR_REFERENCE:
+                for reference in pending:
+                    waiters = self._waiting.setdefault(reference, [])
+                    if number not in waiters:
+                        waiters.append(number)
+                return
         frame.done = True
         self.frames_complete += 1
         decodable = frame.keyframe or all(self._decodable.get(r, False) for r in frame.references)
         self._decodable[number] = decodable
+        for waiter in self._waiting.pop(number, ()):
+            waiting = self._frames.get(waiter)
+            if waiting is not None and not waiting.done:
+                self._evaluate(waiter, waiting, now)
         if len(self._decodable) > 1024:
             for old in list(self._decodable)[:256]:
                 self._decodable.pop(old)
@@ -116,6 +139,22 @@ class FrameChecker:
                 self.freeze_log.append((now, gap))
         self.last_decodable = now
         self.decoded.append((now, frame.sid, frame.tid))
+
+    def expire(self, now: float) -> None:
+        """Give up on references that did not come in time: the frames waiting for them are
+        undecodable (and a keyframe is wanted)."""
+        for reference in list(self._waiting):
+            for number in list(self._waiting.get(reference, ())):
+                frame = self._frames.get(number)
+                if frame is None or frame.done:
+                    continue
+                if now - frame.complete_at >= WAIT_FOR_REFERENCE:
+                    self._evaluate(number, frame, now)
+            if reference in self._decodable or all(
+                self._frames.get(n) is None or self._frames[n].done
+                for n in self._waiting.get(reference, ())
+            ):
+                self._waiting.pop(reference, None)
 
     def incomplete(self) -> int:
         """Frames whose end was seen but some packet never came."""

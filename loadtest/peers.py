@@ -20,7 +20,7 @@ from aiortc import RTCSessionDescription
 from sfu.adapters import aiortc_plane as plane
 from sfu.rtp import extensions as ext
 from sfu.rtp import rtcp
-from sfu.rtp.packet import RtpError, RtpHeader, parse_rtp
+from sfu.rtp.packet import RtpError, RtpHeader, parse_rtp, unwrap_rtx
 from sfu.rtp.twcc import TransportFeedbackBuilder
 
 from .capturefile import Capture
@@ -266,6 +266,12 @@ class ReplayPublisher(_SignalingPeer):
         await super().close()
 
 
+#: a missing packet is NACKed again after this long (seconds) ...
+NACK_INTERVAL = 0.06
+#: ... this many times in all
+NACK_TRIES = 10
+
+
 class SimSubscriber(_SignalingPeer):
     """A subscriber that never decodes: it answers the SFU's offers, reports the window it
     would render each video at, NACKs gaps, asks for a keyframe when a frame cannot be
@@ -299,6 +305,14 @@ class SimSubscriber(_SignalingPeer):
         self._twcc_id: int | None = None
         self._twcc: TransportFeedbackBuilder | None = None
         self._feedback_task: asyncio.Task[None] | None = None
+        #: RTX payload type -> the media payload type it repairs (RFC 4588 apt)
+        self._rtx_apt: dict[int, int] = {}
+        self._ssrc_by_pt: dict[int, int] = {}
+        #: sequence numbers received lately, per SSRC (duplicates are dropped)
+        self._seen: dict[int, set[int]] = {}
+        #: missing packets, per SSRC: sequence number -> (last NACK time, NACKs sent)
+        self._missing: dict[int, dict[int, tuple[float, int]]] = {}
+        self.retransmissions_received = 0
 
     # transport sink
     def on_rtp(self, data: bytes, now: float) -> None:
@@ -317,18 +331,42 @@ class SimSubscriber(_SignalingPeer):
             value = header.extensions.get(self._twcc_id)
             if value is not None and len(value) == 2:
                 self._twcc.on_packet((value[0] << 8) | value[1], now)
+        apt = self._rtx_apt.get(header.payload_type)
+        if apt is not None:  # a retransmission: the original packet, as a browser sees it
+            media_ssrc = self._ssrc_by_pt.get(apt)
+            if media_ssrc is None:
+                return
+            try:
+                data = unwrap_rtx(data, header, apt, media_ssrc)
+                header = parse_rtp(data)
+            except RtpError:
+                return
+            self.retransmissions_received += 1
+        else:
+            self._ssrc_by_pt[header.payload_type] = header.ssrc
         ssrc = header.ssrc
+        seq = header.sequence_number
+        seen = self._seen.setdefault(ssrc, set())
+        if seq in seen:
+            return  # duplicate
+        seen.add(seq)
+        if len(seen) > 4096:
+            seen.intersection_update((seq - i) & 0xFFFF for i in range(2048))
+        missing = self._missing.setdefault(ssrc, {})
+        missing.pop(seq, None)
         last = self._last_seq.get(ssrc)
         if last is not None:
-            gap = (header.sequence_number - last) & 0xFFFF
+            gap = (seq - last) & 0xFFFF
             if 1 < gap < 0x8000:
                 self.lost += gap - 1
-                missing = [(last + i) & 0xFFFF for i in range(1, min(gap, 17))]
-                self._send_rtcp(rtcp.build_nack(self._rtcp_ssrc, ssrc, missing))
-                self.nacks_sent += 1
-            if gap == 0 or gap >= 0x8000:
-                return  # duplicate or late: counted, not re-checked
-        self._last_seq[ssrc] = header.sequence_number
+                lost = [(last + i) & 0xFFFF for i in range(1, min(gap, 257))]
+                for number in lost:
+                    missing[number] = (now, 1)
+                for i in range(0, len(lost), 16):
+                    self._send_rtcp(rtcp.build_nack(self._rtcp_ssrc, ssrc, lost[i : i + 16]))
+                    self.nacks_sent += 1
+        if last is None or 0 < ((seq - last) & 0xFFFF) < 0x8000:
+            self._last_seq[ssrc] = seq
         checker = self.checkers.get(ssrc)
         if checker is None:
             spec = self._parsers.get(header.payload_type)
@@ -340,7 +378,12 @@ class SimSubscriber(_SignalingPeer):
         if len(checker.decoded) > decoded:
             _, sid, tid = checker.decoded[-1]
             self.layers.append((now, sid, tid))
-        if checker.keyframe_wanted and now - self._last_pli.get(ssrc, -10.0) > 1.0:
+        if checker.keyframe_wanted:
+            self._ask_keyframe(checker, now)
+
+    def _ask_keyframe(self, checker: FrameChecker, now: float) -> None:
+        ssrc = next((s for s, c in self.checkers.items() if c is checker), None)
+        if ssrc is not None and now - self._last_pli.get(ssrc, -10.0) > 1.0:
             self._last_pli[ssrc] = now
             self.keyframe_requests += 1
             self._send_rtcp(rtcp.build_pli(self._rtcp_ssrc, ssrc))
@@ -372,6 +415,9 @@ class SimSubscriber(_SignalingPeer):
                 if twcc is not None and self._twcc is None:
                     self._twcc_id = twcc
                     self._twcc = TransportFeedbackBuilder(self._rtcp_ssrc, 0)
+                for codec in params.codecs:
+                    if codec.mimeType.lower().endswith("/rtx") and "apt" in codec.parameters:
+                        self._rtx_apt[codec.payloadType] = int(codec.parameters["apt"])
                 if t.kind == "video" and params.codecs:
                     codec = params.codecs[0]
                     dd = next(
@@ -397,6 +443,21 @@ class SimSubscriber(_SignalingPeer):
             if track["kind"] == "video":
                 await self._report_window(track["track_id"])
 
+    def _renack(self, now: float) -> None:
+        """Ask again for packets still missing, as libwebrtc's NackRequester does: every
+        NACK_INTERVAL, up to NACK_TRIES times, then give up on them."""
+        for ssrc, missing in self._missing.items():
+            again = []
+            for number, (at, tries) in list(missing.items()):
+                if tries >= NACK_TRIES:
+                    del missing[number]
+                elif now - at >= NACK_INTERVAL:
+                    missing[number] = (now, tries + 1)
+                    again.append(number)
+            for i in range(0, len(again), 16):
+                self._send_rtcp(rtcp.build_nack(self._rtcp_ssrc, ssrc, again[i : i + 16]))
+                self.nacks_sent += 1
+
     async def _send_feedback(self) -> None:
         """Transport-wide-cc feedback every 50 ms, and a receiver report every second even
         when nothing arrives, as browsers do (the SFU takes a silent peer for a dead one)."""
@@ -407,6 +468,11 @@ class SimSubscriber(_SignalingPeer):
                 for packet in self._twcc.build():
                     self._send_rtcp(packet)
             now = time.monotonic()
+            self._renack(now)
+            for checker in self.checkers.values():
+                checker.expire(now)
+                if checker.keyframe_wanted:
+                    self._ask_keyframe(checker, now)
             if now - last_report >= 1.0:
                 last_report = now
                 self._send_rtcp(rtcp.build_rr(rtcp.ReceiverReport(self._rtcp_ssrc, [])))

@@ -43,12 +43,14 @@ VIDEO_BITRATE_WINDOW = 0.5
 #: how long a probe cluster is sent for (seconds): long enough for a few packets at low
 #: rates and to get past a shaper's burst allowance, short enough not to flood the link
 PROBE_CLUSTER_DURATION = 0.1
-PROBE_MIN_PACKETS = 15
+PROBE_MIN_PACKETS = 8
 #: a hold after a bandwidth down-switch ends once the available bandwidth is this many
 #: times what it was at the down-switch
 HOLD_RELEASE = 1.5
 #: no probe this long after the estimator saw overuse or loss (seconds)
 PROBE_QUIET_AFTER_CONGESTION = 2.0
+#: ... the loss (over the last second) that counts as congestion for this
+PROBE_QUIET_LOSS = 0.05
 
 
 @dataclass
@@ -565,9 +567,7 @@ class SubscriberPeer(_Peer):
                 # hold after a down-switch (a resume is not held), unless the link has
                 # clearly grown since
                 continue
-            subscription.set_bandwidth(allocation, now)
-            if subscription.bandwidth_down_at == now:
-                subscription.available_at_down = self.available
+            subscription.set_bandwidth(allocation, now, self.available)
 
     def metrics(self) -> dict[str, float | int | None]:
         """Seed 004's names: the downlink estimate, what is forwarded, loss, round trip."""
@@ -611,7 +611,7 @@ class SubscriberPeer(_Peer):
         sending that much for a moment (RTX of recent packets), rather than switching up and
         stalling."""
         estimator = self.congestion.estimator
-        if estimator.state == "overusing" or estimator.loss_ratio > 0.02:
+        if estimator.state == "overusing" or estimator.loss_ratio > PROBE_QUIET_LOSS:
             self._congested_at = now
         if now - self._congested_at < PROBE_QUIET_AFTER_CONGESTION:
             return  # the link is full, or was just now: probing would only add loss

@@ -47,7 +47,7 @@ ARRIVAL_TIME_PERIOD = (1 << 24) * 0.064
 #: Under overuse, a last receive-rate window below this fraction of the filtered rate is a
 #: sudden capacity drop: the decrease starts from that window's rate.
 SUDDEN_DROP = 0.7
-SUDDEN_DROP_LOSS = 0.05
+SUDDEN_DROP_LOSS = 0.2
 SUDDEN_DROP_ONCE = 1.0
 #: Before any throughput is measured an overuse halves the estimate, at most this often.
 INITIAL_BACKOFF_INTERVAL = 0.2
@@ -227,6 +227,12 @@ class BandwidthEstimator:
         """Bits/s received by the peer, from feedback; None before enough feedback."""
         bitrate = self._acknowledged.bitrate
         return None if bitrate is None else int(bitrate)
+
+    @property
+    def acknowledged_sample(self) -> int | None:
+        """Bits/s received over the last receive-time window alone (unfiltered)."""
+        sample = self._acknowledged.last_sample
+        return None if sample is None else int(sample)
 
     @property
     def rtt(self) -> float:

@@ -10,9 +10,9 @@ from ..rtp.rtcp import RtcpError
 from ..rtp.twcc import parse_transport_feedback
 
 #: the share of the estimate retransmissions may take
-RTX_SHARE = 0.25
+RTX_SHARE = 0.5
 #: seconds of that share that may go at once
-RTX_BURST = 0.1
+RTX_BURST = 0.25
 
 
 class SendSideCongestion:
@@ -43,10 +43,15 @@ class SendSideCongestion:
         return seq
 
     def refill_rtx_allowance(self, now: float, share: float = RTX_SHARE) -> None:
-        """Let retransmissions take up to ``share`` of the estimate, with at most 100 ms of
+        """Let retransmissions take up to ``share`` of the estimate, with at most 250 ms of
         it in hand: on a congested link they cannot crowd out the media that still fits."""
         last, self._rtx_refilled = self._rtx_refilled, now
-        rate = share * self.estimator.estimate / 8
+        # the last receive-rate window shows a capacity drop before the estimate does
+        received = self.estimator.acknowledged_sample
+        ceiling = self.estimator.estimate
+        if received is not None:
+            ceiling = min(ceiling, int(1.5 * received))
+        rate = share * ceiling / 8
         if last is None or self.rtx_allowance == math.inf:
             self.rtx_allowance = rate * RTX_BURST
             return

@@ -150,7 +150,7 @@ class DownTrack:
                 payload,
             )
         )
-        self.history.store(out_seq, packet, info.sid if info is not None else 0)
+        self.history.store(out_seq, packet, (info.sid << 4 | info.tid) if info is not None else 0)
         self.packets_sent += 1
         self.bytes_sent += len(packet)
         self._send(packet)
@@ -199,8 +199,8 @@ class DownTrack:
         """Resend packets from the history (as RTX when negotiated); returns bytes sent.
 
         Answering a NACK, a packet is not resent twice within a round trip, not when it is of
-        a spatial layer above what the subscriber now gets (it switched down: the frame is of
-        no use), and not beyond the transport's retransmission allowance (on a congested link
+        a layer above what the subscriber gets or is about to get (it switched down: the frame
+        is of no use), and not beyond the transport's retransmission allowance (on a congested link
         retransmissions would only add loss).  ``padding``: a probe, none of these apply."""
         sent = 0
         history = self.history
@@ -211,9 +211,13 @@ class DownTrack:
             if packet is None:
                 continue
             if not padding:
-                if selector is not None and history.spatial(seq) > selector.current_spatial:
-                    self.retransmissions_skipped += 1
-                    continue
+                if selector is not None:
+                    spatial, temporal = history.layer(seq)
+                    if spatial > min(
+                        selector.current_spatial, selector.target_spatial
+                    ) or temporal > min(selector.current_temporal, selector.target_temporal):
+                        self.retransmissions_skipped += 1
+                        continue
                 if congestion is not None and congestion.rtx_allowance <= 0:
                     self.retransmissions_skipped += 1
                     continue

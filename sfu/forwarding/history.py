@@ -17,16 +17,18 @@ class RetransmissionBuffer:
         self._spatial = [0] * size
         self._resent = [0.0] * size
 
-    def store(self, sequence_number: int, packet: bytes, spatial: int = 0) -> None:
+    def store(self, sequence_number: int, packet: bytes, layer: int = 0) -> None:
+        """``layer``: spatial id x 16 + temporal id of the packet (0 when unknown)."""
         index = sequence_number & self._mask
         self._seq[index] = sequence_number
         self._packets[index] = packet
-        self._spatial[index] = spatial
+        self._spatial[index] = layer
         self._resent[index] = 0.0
 
-    def spatial(self, sequence_number: int) -> int:
-        """The spatial layer of a stored packet (0 when unknown)."""
-        return self._spatial[sequence_number & self._mask]
+    def layer(self, sequence_number: int) -> tuple[int, int]:
+        """(spatial id, temporal id) of a stored packet ((0, 0) when unknown)."""
+        value = self._spatial[sequence_number & self._mask]
+        return value >> 4, value & 15
 
     def resend_allowed(self, sequence_number: int, now: float, interval: float) -> bool:
         """Whether the packet was not resent within ``interval`` (the subscriber's NACK for it

@@ -56,8 +56,10 @@ class Subscription:
         #: when an up-switch is soon followed by a down-switch (it did not fit), to 32 s
         self.up_hold = self.MIN_UP_HOLD
         self._up_unconfirmed = False
-        #: the bandwidth available (bits/s) at the last bandwidth down-switch
+        #: the bandwidth available (bits/s) at the last bandwidth down-switch (or at the
+        #: up-switch before it, if that did not fit)
         self.available_at_down = math.inf
+        self._available_at_up = 0.0
         #: when the allocator first found no room for even the lowest level
         self.pause_wanted_at: float | None = None
         self.downtrack: DownTrack | None = None
@@ -115,6 +117,16 @@ class Subscription:
             for level in levels
         ]
 
+    def level_bitrate(self, now: float) -> int | None:
+        """The measured bitrate (bits/s) of the level this subscriber receives now."""
+        current = self.current_level()
+        if current is None:
+            return None
+        for level in self.levels(now):
+            if (level.spatial, level.temporal) == current:
+                return level.bitrate
+        return None
+
     # -- target --------------------------------------------------------------------------------
     def update(self, now: float, cause: str | None = None) -> Target:
         source = self.source
@@ -168,7 +180,11 @@ class Subscription:
             return None
         return downtrack.selector.current_spatial, downtrack.selector.current_temporal
 
-    def set_bandwidth(self, allocation: Allocation | None, now: float) -> None:
+    def set_bandwidth(
+        self, allocation: Allocation | None, now: float, available: float | None = None
+    ) -> None:
+        """The allocator's level (None: bandwidth does not limit this video); ``available``:
+        the bandwidth it was allocated from (bits/s), which sets when a hold ends."""
         previous = self.bandwidth
         if allocation != previous:
             down = allocation is not None and (
@@ -181,14 +197,23 @@ class Subscription:
                 # fit, wait twice as long before the next; further down-switches of the same
                 # fall do not count again
                 failed_up = self._up_unconfirmed and now - self.bandwidth_up_at < 10.0
-                self.up_hold = (
-                    min(self.MAX_UP_HOLD, self.up_hold * 2) if failed_up else self.MIN_UP_HOLD
-                )
+                if failed_up:
+                    self.up_hold = min(self.MAX_UP_HOLD, self.up_hold * 2)
+                elif now - self.bandwidth_down_at >= self.up_hold:
+                    self.up_hold = self.MIN_UP_HOLD  # the last hold is over: start afresh
                 self._up_unconfirmed = False
                 self.bandwidth_down_at = now
+                if available is not None:
+                    # the hold ends early once clearly more is available than at the
+                    # down-switch, or than at the up-switch that did not fit
+                    self.available_at_down = (
+                        max(available, self._available_at_up) if failed_up else available
+                    )
             elif allocation is not None and previous is not None:
                 self.bandwidth_up_at = now
                 self._up_unconfirmed = True
+                if available is not None:
+                    self._available_at_up = available
             self.bandwidth = allocation
             self.update(now)
 

@@ -383,6 +383,7 @@ def _participant_stats(p: Participant) -> dict[str, Any]:
     if p.subscriber is not None:
         entry["downlink"] = p.subscriber.metrics()
         entry["estimator"] = p.subscriber.estimator_state()
+        now = time.monotonic()
         for track_id, dt in list(p.subscriber.downtracks.items()):
             sub = p.subscriber.subscriptions.get(track_id)
             target = sub.target if sub is not None else None
@@ -405,6 +406,7 @@ def _participant_stats(p: Participant) -> dict[str, Any]:
                     if allocated is None
                     else [allocated.spatial, allocated.temporal, allocated.paused],
                     "up_hold": sub.up_hold if sub is not None else None,
+                    "level_bitrate": None if sub is None else sub.level_bitrate(now),
                     "rtt": dt.rtt,
                 }
             )

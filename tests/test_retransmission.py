@@ -1,0 +1,70 @@
+"""Which NACKed packets a down track resends: not twice within a round trip, not of layers
+the subscriber no longer gets, and within the transport's allowance when it is limited."""
+
+from __future__ import annotations
+
+import math
+
+from test_decode_forwarded import VP9, forward, load
+
+from sfu.forwarding.congestion import SendSideCongestion
+from sfu.forwarding.downtrack import DownTrack
+from sfu.rtp.packet import parse_rtp
+
+
+def _forwarded() -> tuple[DownTrack, list[bytes]]:
+    result = forward(load(VP9), {0: (2, 2)}, keep_lower_chain=True)
+    return result.downtrack, result.packets
+
+
+def _seqs_by_layer(downtrack: DownTrack, packets: list[bytes]) -> dict[tuple[int, int], list[int]]:
+    out: dict[tuple[int, int], list[int]] = {}
+    for packet in packets[-500:]:
+        seq = parse_rtp(packet).sequence_number
+        out.setdefault(downtrack.history.layer(seq), []).append(seq)
+    return out
+
+
+def test_a_packet_is_not_resent_twice_within_a_round_trip() -> None:
+    downtrack, packets = _forwarded()
+    sent: list[bytes] = []
+    downtrack._send = sent.append
+    downtrack.rtt = 0.05
+    seq = parse_rtp(packets[-1]).sequence_number
+    assert downtrack.retransmit([seq], 10.0) > 0
+    assert downtrack.retransmit([seq], 10.02) == 0  # the first copy is still on its way
+    assert downtrack.retransmit([seq], 10.06) > 0
+    assert len(sent) == 2 and downtrack.retransmissions_skipped == 1
+
+
+def test_layers_the_subscriber_no_longer_gets_are_not_resent() -> None:
+    downtrack, packets = _forwarded()
+    layers = _seqs_by_layer(downtrack, packets)
+    top = [seq for (s, _), seqs in layers.items() if s == 2 for seq in seqs]
+    chain = layers[(1, 0)]  # the lower layer's T0 chain, forwarded beside the top layer
+    assert top and chain
+    selector = downtrack.selector
+    assert selector is not None
+    selector.set_target(1, 0)  # the allocator lowered the target: S2 frames are of no use
+    assert downtrack.retransmit(top[-5:], 20.0) == 0
+    assert downtrack.retransmit(chain[-3:], 20.0) > 0
+    assert downtrack.retransmissions_skipped == 5
+
+
+def test_retransmissions_stay_within_the_allowance() -> None:
+    downtrack, packets = _forwarded()
+    congestion = SendSideCongestion()
+    downtrack.congestion = congestion
+    assert congestion.rtx_allowance == math.inf  # not limited until the owner refills it
+    congestion.refill_rtx_allowance(30.0)
+    allowance = congestion.rtx_allowance
+    # half the estimate, 250 ms of it (no receive rate measured yet)
+    assert allowance == 0.5 * congestion.estimator.estimate / 8 * 0.25
+    seqs = [parse_rtp(p).sequence_number for p in packets[-200:]]
+    sent = downtrack.retransmit(seqs, 30.0)
+    assert 0 < sent <= allowance + 1500
+    assert downtrack.retransmissions_skipped > 0
+    assert congestion.rtx_allowance <= 0
+    # padding (a probe, RTX copies of recent packets) is not limited by it
+    downtrack.rtx_ssrc, downtrack.rtx_payload_type = 5555, 101
+    assert downtrack.send_padding(30.0) > 0
