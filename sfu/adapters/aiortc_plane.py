@@ -754,6 +754,8 @@ class IceRestarter:
         self.pc = pc
         #: restarts that nominated a new pair
         self.restarts = 0
+        #: a restart failed (and closed the connection)
+        self.failed = False
         self._task: asyncio.Task[None] | None = None
         self._remote: asyncio.Future[RemoteIce] | None = None
 
@@ -858,6 +860,7 @@ class IceRestarter:
         except (TimeoutError, ConnectionError) as exc:
             reason = str(exc) or type(exc).__name__
             logger.warning("ICE restart failed (%s): closing the connection", reason)
+            self.failed = True
             setattr(connection, _FALLBACK, None)
             await connection.close()  # RTCIceTransport goes "failed"
             return
