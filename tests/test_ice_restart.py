@@ -65,6 +65,9 @@ async def test_publisher_restart_keeps_participant_sources_and_subscriber_stream
         assert ufrag(alice.publish_pc.localDescription.sdp) != old_local
         assert ufrag(answer["sdp"]) != old_remote
         assert publisher.ice.local_ufrag() == ufrag(answer["sdp"])
+        # the re-offer's answer is filtered like the first (no transport-cc by default)
+        assert "transport-wide-cc" not in answer["sdp"]
+        assert "transport-cc" not in answer["sdp"]
         assert nominated(publisher.pc) is not old_pair
         # the same session: participant, sources, DTLS transport; no renegotiation for carol
         assert room.participants[alice.participant_id or ""] is participant
