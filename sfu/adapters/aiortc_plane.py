@@ -865,6 +865,7 @@ class IceRestarter:
             await connection.close()  # RTCIceTransport goes "failed"
             return
         setattr(connection, _FALLBACK, None)
+        connection._sfu_checked_at = time.monotonic()  # type: ignore[attr-defined]  # alive
         self.restarts += 1
         logger.info("ICE restart: nominated %s", connection._nominated.get(1))
 

@@ -133,10 +133,13 @@ class _Peer:
     def check_liveness(self, now: float) -> bool:
         """False, and the peer fails, when nothing came from the client for
         ``peer_timeout``: the network is gone without the WebSocket noticing.  Past half
-        the timeout, the client is asked (an ICE check, once a second)."""
+        the timeout, the client is asked (an ICE check, once a second).  Not while an ICE
+        restart runs (a client that has lost its path restarts ICE to get a new one)."""
         timeout = self.settings.peer_timeout
         if timeout <= 0 or self.raw is None or self.closed or self.failed:
             return True
+        if self.ice.restarting:
+            return True  # the client is restarting ICE: the restart has its own time limit
         silent = now - self.last_heard()
         if silent <= timeout:
             if silent > timeout / 2 and now - self._probed_at >= 1.0:

@@ -73,9 +73,13 @@ export class SfuClient extends EventTarget {
     this._restarting = { publish: false, subscribe: false };
     // ICE restarts done, per connection (automatic ones included)
     this.iceRestarts = { publish: 0, subscribe: 0 };
-    // restart ICE by itself when a connection goes "failed", or stays "disconnected"
+    // restart ICE by itself when a connection goes "failed", stays "disconnected", or has
+    // received nothing (media, RTCP, ICE) for silenceRestartMs: sooner than the server's
+    // peer timeout (5 s by default), which an ICE restart in progress holds off
     this.autoRestartIce = true;
     this.disconnectedRestartMs = 2000;
+    this.silenceRestartMs = 3000;
+    this._silenceTimers = [];
   }
 
   _request(message) {
@@ -241,7 +245,9 @@ export class SfuClient extends EventTarget {
   }
 
   async _restart(which) {
-    if (this._restarting[which] || !this.ws || this.ws.readyState !== WebSocket.OPEN) return;
+    if (this._restarting[which] || this.bye || !this.ws || this.ws.readyState !== WebSocket.OPEN) {
+      return;
+    }
     this._restarting[which] = true;
     try {
       if (which === "publish") {
@@ -260,15 +266,32 @@ export class SfuClient extends EventTarget {
   }
 
   _watchConnection(pc, which) {
+    const restart = () => this._restart(which).catch((e) => this._emit("error", {
+      code: "ice_restart_failed", reason: String(e),
+    }));
+    // silence: the selected candidate pair received nothing for a while (the server sends
+    // RTCP every second, and answers ICE checks)
+    const silence = setInterval(async () => {
+      if (pc.signalingState === "closed") {
+        clearInterval(silence);
+        return;
+      }
+      if (!this.autoRestartIce || this._restarting[which] || this.bye) return;
+      if (pc.connectionState !== "connected" && pc.connectionState !== "disconnected") return;
+      const report = await pc.getStats();
+      let transport = null;
+      report.forEach((s) => { if (s.type === "transport") transport = s; });
+      const pair = transport && report.get(transport.selectedCandidatePairId);
+      if (!pair || pair.lastPacketReceivedTimestamp == null) return;
+      if (pair.timestamp - pair.lastPacketReceivedTimestamp > this.silenceRestartMs) restart();
+    }, 500);
+    this._silenceTimers.push(silence);
     let timer = null;
     pc.addEventListener("connectionstatechange", () => {
       const state = pc.connectionState;
       clearTimeout(timer);
       timer = null;
       if (!this.autoRestartIce) return;
-      const restart = () => this._restart(which).catch((e) => this._emit("error", {
-        code: "ice_restart_failed", reason: String(e),
-      }));
       if (state === "failed") restart();
       else if (state === "disconnected") {
         timer = setTimeout(() => {
@@ -344,6 +367,8 @@ export class SfuClient extends EventTarget {
   }
 
   async leave() {
+    for (const timer of this._silenceTimers) clearInterval(timer);
+    this._silenceTimers = [];
     for (const observer of this._observers.values()) observer.disconnect();
     this._observers.clear();
     if (this.ws && this.ws.readyState === WebSocket.OPEN) {
