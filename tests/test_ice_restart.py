@@ -10,6 +10,7 @@ from conftest import RunningServer
 from test_integration import continuous, wait_until
 
 from sfu.adapters import aiortc_plane as plane
+from sfu.adapters.peers import PeerSettings, PublisherPeer
 
 
 def ufrag(sdp: str) -> str:
@@ -230,3 +231,35 @@ async def test_a_restart_that_never_completes_fails_the_connection(
     finally:
         await alice.close()
         await carol.close()
+
+
+async def test_an_ice_restart_in_progress_holds_off_the_peer_timeout(
+    monkeypatch: Any,
+) -> None:
+    """A client that lost its path restarts ICE: while the restart runs, its silence is not
+    taken for death (the restart has its own time limit)."""
+    peer = PublisherPeer("p", lambda s: None, PeerSettings(peer_timeout=5.0), "room 'r' p")
+    failures: list[str] = []
+    peer.on_failed = lambda code, reason: failures.append(code)
+
+    class Raw:
+        checked_at = 0.0
+
+        def probe(self) -> None:
+            pass
+
+        def detach_sink(self) -> None:
+            pass
+
+        def stop_probing(self) -> None:
+            pass
+
+    try:
+        peer.raw = Raw()  # type: ignore[assignment]
+        peer.heard_at = 100.0
+        monkeypatch.setattr(plane.IceRestarter, "restarting", property(lambda self: True))
+        assert peer.check_liveness(130.0) and not failures
+        monkeypatch.setattr(plane.IceRestarter, "restarting", property(lambda self: False))
+        assert not peer.check_liveness(130.0) and failures == ["peer_timeout"]
+    finally:
+        await peer.close()
