@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -35,9 +35,14 @@ def chromium_available() -> bool:
 
 @asynccontextmanager
 async def chromium_page(
-    playwright: Any, url: str, width: int = 1280, height: int = 800
+    playwright: Any,
+    url: str,
+    width: int = 1280,
+    height: int = 800,
+    before_goto: Callable[[Any], Awaitable[None]] | None = None,
 ) -> AsyncIterator[Any]:
-    """A page in its own Chromium process with a fresh profile, closed on exit."""
+    """A page in its own Chromium process with a fresh profile, closed on exit;
+    ``before_goto(page)`` runs before the page loads (e.g. to route its WebSocket)."""
     profile = tempfile.mkdtemp(prefix="sfu-chromium-")
     context = await playwright.chromium.launch_persistent_context(
         profile,
@@ -49,6 +54,8 @@ async def chromium_page(
     )
     try:
         page = context.pages[0] if context.pages else await context.new_page()
+        if before_goto is not None:
+            await before_goto(page)
         await page.goto(url)
         yield page
     finally:

@@ -22,6 +22,8 @@ from aiortc import (
 from aiortc.exceptions import InvalidStateError
 from aiortc.rtp import RtpPacket
 
+from sfu.adapters import aiortc_plane as plane
+
 
 def new_pc() -> RTCPeerConnection:
     # max-bundle: aiortc's balanced policy loses m-lines added by renegotiation
@@ -60,6 +62,10 @@ class SignalingClient:
         self.participant_id: str | None = None
         self.publish_pc: RTCPeerConnection | None = None
         self.subscribe_pc: RTCPeerConnection | None = None
+        #: ICE restarts (aiortc has none of its own: the adapter's in-place restart)
+        self.publish_ice: plane.IceRestarter | None = None
+        self.subscribe_ice: plane.IceRestarter | None = None
+        self.subscribe_answers = 0
         #: received RTP per SSRC: list of (payload type, sequence number)
         self.received: dict[int, list[tuple[int, int]]] = defaultdict(list)
         self.kinds: dict[int, str] = {}
@@ -115,6 +121,7 @@ class SignalingClient:
     async def publish(self, video: bool = True, audio: bool = True) -> None:
         pc = new_pc()
         self.publish_pc = pc
+        self.publish_ice = plane.IceRestarter(pc)
         if audio:
             pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
         if video:
@@ -129,10 +136,26 @@ class SignalingClient:
         assert reply["type"] == "publish_answer", reply
         await pc.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type="answer"))
 
+    async def restart_publish_ice(self) -> dict[str, Any]:
+        """Re-offer on the publish connection with new ICE credentials (like Chromium's
+        ``pc.restartIce()``); returns the ``publish_answer``."""
+        pc, ice = self.publish_pc, self.publish_ice
+        assert pc is not None and ice is not None
+        await ice.begin()
+        await pc.setLocalDescription(await pc.createOffer())
+        reply = await self.request({"type": "publish", "sdp": pc.localDescription.sdp})
+        assert reply["type"] == "publish_answer", reply
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type="answer"))
+        remote = plane.remote_ice(reply["sdp"])
+        assert remote is not None
+        await ice.set_remote(remote)
+        return reply
+
     async def _on_subscribe_offer(self, sdp: str) -> None:
         if self.subscribe_pc is None:
             pc = new_pc()
             self.subscribe_pc = pc
+            self.subscribe_ice = plane.IceRestarter(pc)
 
             @pc.on("track")
             def on_track(track: Any) -> None:
@@ -159,12 +182,18 @@ class SignalingClient:
                 asyncio.ensure_future(drain())
 
         pc = self.subscribe_pc
+        assert self.subscribe_ice is not None
         try:
+            remote = plane.remote_ice(sdp)
+            restart = self.subscribe_ice.is_restart(remote)
             await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            if restart and remote is not None:  # the server restarts ICE: so do we
+                await self.subscribe_ice.begin(remote)
             await pc.setLocalDescription(await pc.createAnswer())
             await self.send_raw(
                 json.dumps({"type": "subscribe_answer", "sdp": pc.localDescription.sdp})
             )
+            self.subscribe_answers += 1
         except (InvalidStateError, ConnectionError):
             pass  # closed meanwhile (the test is over, or cut the connection)
 
@@ -197,6 +226,9 @@ class SignalingClient:
         await self.close()
 
     async def close(self) -> None:
+        for ice in (self.publish_ice, self.subscribe_ice):
+            if ice is not None:
+                await ice.close()
         for pc in (self.publish_pc, self.subscribe_pc):
             if pc is not None:
                 await pc.close()

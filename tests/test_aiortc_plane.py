@@ -8,11 +8,13 @@ import re
 from pathlib import Path
 
 import aioice.ice
+import aioice.utils
 import aiortc.rtcicetransport
 import aiortc.rtcpeerconnection
 import pytest
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcicetransport import RTCIceGatherer, RTCIceTransport
 
 from sfu.adapters import aiortc_plane as plane
 
@@ -87,6 +89,91 @@ def test_the_internals_the_adapter_uses_are_still_there() -> None:
     assert {"integrity_key", "retransmissions"} <= set(
         inspect.signature(aioice.ice.StunProtocol.request).parameters
     )
+
+
+def test_the_internals_the_ice_restart_uses_are_still_there() -> None:
+    """IceRestarter resets an aioice Connection in place and reruns ``connect()``."""
+    gatherer = RTCIceGatherer(iceServers=[])
+    connection = gatherer._connection
+    # the state a restart resets, with the types it puts back
+    for attr, kind in (
+        ("_local_username", str),
+        ("_local_password", str),
+        ("_check_list", list),
+        ("_check_list_done", bool),
+        ("_early_checks_done", bool),
+        ("_nominated", dict),
+        ("_nominating", set),
+        ("_remote_candidates", list),
+        ("_remote_candidates_end", bool),
+    ):
+        assert isinstance(getattr(connection, attr), kind), attr
+    assert type(connection._check_list_state).__name__ == "Queue"
+    assert type(connection._early_checks).__name__ == "deque"
+    assert connection._query_consent_task is None
+    assert connection.remote_username is None and connection.remote_password is None
+    # local credentials are read from the private fields (the next SDP carries them)
+    assert gatherer.getLocalParameters().usernameFragment == connection._local_username
+    assert gatherer.getLocalParameters().password == connection._local_password
+    assert len(aioice.utils.random_string(4)) == 4
+    # connect() reruns from that state: pairs, early checks, checks, then consent freshness
+    connect = inspect.getsource(aioice.ice.Connection.connect)
+    for needle in (
+        "self._early_checks_done = True",
+        "self._check_list_state.get()",
+        "self._query_consent_task = asyncio.create_task(self.query_consent())",
+    ):
+        assert needle in connect, needle
+    # incoming checks are accepted while the remote ufrag is unknown, deferred until connect()
+    assert "self.remote_username in (None, remote_username)" in inspect.getsource(
+        aioice.ice.Connection._valid_username
+    )
+    assert "if not self._early_checks_done:" in inspect.getsource(
+        aioice.ice.Connection.request_received
+    )
+    # completion is "a pair nominated for every component": hence the pair is set aside
+    assert "self._nominated and len(self._nominated)" in inspect.getsource(
+        aioice.ice.Connection._check_list_maybe_complete
+    )
+    # received datagrams go through _queue whatever the pair; recv() wants a nominated pair
+    assert "self._queue.put_nowait((data, component))" in inspect.getsource(
+        aioice.ice.Connection.data_received
+    )
+    assert "if not len(self._nominated):" in inspect.getsource(aioice.ice.Connection.recvfrom)
+    assert "self._queue.put_nowait(None)" in inspect.getsource(aioice.ice.Connection.close)
+    # RTCIceTransport: DTLS receives and sends through its _recv/_send attributes
+    transport = RTCIceTransport(gatherer)
+    assert transport._recv == connection.recv and transport._send == connection.send
+    dtls = inspect.getsource(RTCDtlsTransport)
+    assert "self.transport._recv()" in dtls and "self.transport._send(" in dtls
+    # start() runs once (hence the restart runs connect() itself); a closed Connection
+    # makes a completed transport "failed"
+    start = inspect.getsource(RTCIceTransport.start)
+    assert "if self.__start is not None:" in start
+    assert "self._connection.remote_username = remoteParameters.usernameFragment" in start
+    assert 'self.__setState("failed")' in inspect.getsource(RTCIceTransport._monitor)
+    # aiortc adds no remote candidates once the gatherer saw end-of-candidates
+    assert "if not self.__iceGatherer._remote_candidates_end:" in inspect.getsource(
+        RTCIceTransport.addRemoteCandidate
+    )
+    assert gatherer._remote_candidates_end is False
+    assert callable(aiortc.rtcicetransport.candidate_to_aioice)
+    # the answer/offer carries the gatherer's current parameters
+    assert "iceGatherer.getLocalParameters()" in inspect.getsource(
+        aiortc.rtcpeerconnection.add_transport_description
+    )
+    # the SFU's peers see a failed restart (or expired consent) as "closed", not "failed":
+    # a closed DTLS transport closes the whole peer connection
+    assert 'dtlsStates == set(["closed"])' in inspect.getsource(RTCPeerConnection)
+
+
+def test_remote_ice_reads_the_first_media_section() -> None:
+    offer = (FIXTURES / "chromium156_offer_all_codecs.sdp").read_text()
+    remote = plane.remote_ice(offer)
+    assert remote is not None
+    assert re.search(f"a=ice-ufrag:{re.escape(remote.ufrag)}\r?\n", offer)
+    assert re.search(f"a=ice-pwd:{re.escape(remote.pwd)}\r?\n", offer)
+    assert plane.remote_ice("not an sdp") is None
 
 
 def _answer_for(offer: str) -> str:

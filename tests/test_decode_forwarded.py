@@ -3,6 +3,7 @@ layer, and the forwarded packets are reassembled and decoded with PyAV (libvpx, 
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,7 +51,15 @@ def forward(
     schedule: dict[int, tuple[int, int]],
     loops: int = 1,
     keep_lower_chain: bool = False,
+    loss: float = 0.0,
+    delay: int = 6,
+    seed: int = 1,
 ) -> Forwarded:
+    """Replay ``capture`` into a source with one subscriber.  With ``loss``, that share of the
+    packets (after the first 50) is held back and delivered ``delay`` packets later, the way
+    the publisher's retransmission of a NACKed packet arrives."""
+    rng = random.Random(seed)
+    held: list[tuple[int, bytes]] = []
     info = capture.info
     params = StreamParameters(
         kind="video",
@@ -74,7 +83,15 @@ def forward(
         if i in schedule:
             downtrack.selector.set_target(*schedule[i])
             result.layer_log.append((len(sent), *schedule[i]))
+        while held and held[0][0] <= i:
+            late = held.pop(0)[1]
+            source.on_rtp(late, parse_rtp(late), t)
+        if loss and i > 50 and rng.random() < loss:
+            held.append((i + delay, packet))
+            continue
         source.on_rtp(packet, parse_rtp(packet), t)
+    for _, late in held:
+        source.on_rtp(late, parse_rtp(late), t)
     result.duration = t
     result.plis = sum(isinstance(p, rtcp.Pli) for d in upstream for p in rtcp.parse_rtcp(d))
     return result
@@ -319,3 +336,45 @@ def test_frame_rate_does_not_climb_while_a_spatial_down_switch_waits() -> None:
     ) / 90000
     assert seconds > 0.5
     assert (len(waiting) - 1) / seconds < 10  # 7.5 fps (T0), not 30
+
+
+def in_sequence_order(packets: list[bytes]) -> list[bytes]:
+    """What a receiver's jitter buffer makes of packets sent out of order."""
+    first = parse_rtp(packets[0]).sequence_number
+    return sorted(packets, key=lambda p: (parse_rtp(p).sequence_number - first) & 0xFFFF)
+
+
+def media(packets: list[bytes]) -> list[tuple[bool, int, bytes]]:
+    """(marker, timestamp since the first packet, payload) of each packet."""
+    ts0 = parse_rtp(packets[0]).timestamp
+    out = []
+    for p in packets:
+        h = parse_rtp(p)
+        out.append(
+            (h.marker, (h.timestamp - ts0) & 0xFFFFFFFF, p[h.payload_offset : h.payload_end])
+        )
+    return out
+
+
+@pytest.mark.parametrize("name,codec", [(VP9, "VP9"), (AV1, "AV1")])
+@pytest.mark.parametrize(
+    "target,keep", [((2, 2), False), ((1, 1), False), ((0, 0), False), ((2, 2), True)]
+)
+def test_upstream_loss_recovered_late_reaches_the_subscriber_whole(
+    name: str, codec: str, target: tuple[int, int], keep: bool
+) -> None:
+    """10% of the publisher's packets arrive late (as its retransmissions do after our NACKs):
+    in sequence-number order the subscriber gets exactly what it gets without loss, same
+    payloads (picture ids included), markers and timestamps, and every picture decodes."""
+    capture = load(name)
+    clean = forward(capture, {0: target}, loops=2, keep_lower_chain=keep)
+    lossy = forward(capture, {0: target}, loops=2, keep_lower_chain=keep, loss=0.1)
+    assert lossy.source.late_packets > 0.08 * len(capture.packets)
+    # the retransmitted packets were forwarded, out of order
+    seqs = [parse_rtp(p).sequence_number for p in lossy.packets]
+    assert any(((b - a) & 0xFFFF) >= 0x8000 for a, b in zip(seqs, seqs[1:], strict=False))
+    ordered = in_sequence_order(lossy.packets)
+    assert media(ordered) == media(clean.packets)
+    decoded = decode(codec, ordered)
+    assert len(decoded) == sum(1 for _ in pictures(clean.packets))
+    assert lossy.plis == clean.plis  # nothing undecodable: no keyframe asked for

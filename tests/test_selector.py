@@ -94,3 +94,32 @@ def test_picture_ids_continuous_over_dropped_pictures() -> None:
         for o, (_, f) in zip(out, [(0, 1), (0, 0), (0, 1), (0, 0), (0, 0), (0, 1)], strict=True)
         if f
     ] == [10, 11, 12]
+
+
+def test_a_late_packet_is_judged_by_the_current_layers_and_changes_nothing() -> None:
+    sel = LayerSelector()
+    picture(sel, 0, key=True)
+    sel.set_target(0, 2)  # down at the next picture start
+    # a retransmitted picture start, late: forwarded as the layers were, no switch
+    assert sel.select(pkt(1, 0), False, late=True) == 0
+    assert sel.select(pkt(2, 2), True, late=True) == MARKER
+    assert (sel.current_spatial, sel.switches) == (2, 1)
+    assert picture(sel, 1) == [MARKER, DROP, DROP]
+    assert sel.current_spatial == 0
+    assert sel.select(pkt(1, 1), False, late=True) == DROP
+
+
+def test_picture_ids_of_late_packets_and_of_pictures_with_losses() -> None:
+    sel = LayerSelector()
+    assert sel.picture_id(10, 15, True) == 10
+    # 11: only packets that are not forwarded arrived, and some are missing (gap) that
+    # would be: it is not counted as dropped, its late packets get 11
+    assert sel.picture_id(11, 15, False, gap=True, likely=True) == 11
+    # 12 lost whole so far; 13 not forwarded and complete: dropped whole, 14 follows 13
+    assert sel.picture_id(13, 15, False) == 13
+    assert sel.picture_id(14, 15, True) == 13
+    assert sel.picture_id(11, 15, True, late=True) == 11
+    assert sel.picture_id(12, 15, True, late=True) == 12
+    # a picture with missing packets that would not be forwarded is dropped whole
+    assert sel.picture_id(15, 15, False, gap=True, likely=False) == 14
+    assert sel.picture_id(16, 15, True) == 14

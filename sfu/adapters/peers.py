@@ -82,6 +82,7 @@ class _Peer:
         #: who this peer belongs to (room, participant), for logs
         self.context = f"{context} {self.role}".strip()
         self.pc = plane.create_peer_connection()
+        self.ice = plane.IceRestarter(self.pc)
         self.raw: plane.RawTransport | None = None
         self.rtcp_ssrc = random.getrandbits(32)
         self.malformed_rtp = 0
@@ -101,6 +102,9 @@ class _Peer:
             state = self.pc.connectionState
             if state == "failed":
                 self._fail("peer_failed", f"ICE or DTLS failed on the {self.role} connection")
+            elif state == "closed" and not self.closed and self.ice.failed:
+                # aiortc closes a connection whose ICE restart failed by itself
+                self._fail("peer_failed", f"the ICE restart of the {self.role} connection failed")
             elif state == "closed" and not self.closed:
                 self._fail("peer_closed", f"the client closed its {self.role} connection")
 
@@ -131,10 +135,13 @@ class _Peer:
     def check_liveness(self, now: float) -> bool:
         """False, and the peer fails, when nothing came from the client for
         ``peer_timeout``: the network is gone without the WebSocket noticing.  Past half
-        the timeout, the client is asked (an ICE check, once a second)."""
+        the timeout, the client is asked (an ICE check, once a second).  Not while an ICE
+        restart runs (a client that has lost its path restarts ICE to get a new one)."""
         timeout = self.settings.peer_timeout
         if timeout <= 0 or self.raw is None or self.closed or self.failed:
             return True
+        if self.ice.restarting:
+            return True  # the client is restarting ICE: the restart has its own time limit
         silent = now - self.last_heard()
         if silent <= timeout:
             if silent > timeout / 2 and now - self._probed_at >= 1.0:
@@ -192,6 +199,7 @@ class _Peer:
         if self.raw is not None:
             self.raw.detach_sink()
             self.raw.stop_probing()
+        await self.ice.close()
         await self.pc.close()
 
 
@@ -224,19 +232,23 @@ class PublisherPeer(_Peer):
         sources: dict[str, str] | None = None,
     ) -> str:
         """Answer the client's offer; ``video_codecs`` (e.g. ["VP9", "AV1"]) are the codecs
-        allowed, in order of preference."""
+        allowed, in order of preference.  An offer with new ICE credentials restarts ICE:
+        the answer carries new ones too, and the sources keep flowing."""
         plane.check_publish_offer(offer_sdp)
+        remote = plane.remote_ice(offer_sdp)
+        restart = self.ice.is_restart(remote)
         if sources:
             self._source_types.update(sources)
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         for transceiver in self.pc.getTransceivers():
-            if id(transceiver) in self._taken:
-                continue
-            self._taken.add(id(transceiver))
+            # aiortc recomputes what it answers from every offer: filter it every time
             if video_codecs is not None and transceiver.kind == "video":
                 plane.restrict_answer_codecs(transceiver, video_codecs)
             if not self.settings.publisher_transport_cc:
                 plane.drop_transport_cc(transceiver)
+            if id(transceiver) in self._taken:
+                continue
+            self._taken.add(id(transceiver))
 
             def on_receive(
                 params: RTCRtpReceiveParameters, t: RTCRtpTransceiver = transceiver
@@ -247,6 +259,8 @@ class PublisherPeer(_Peer):
                     faults.record("receive", f"{self.context} mid {t.mid}")
 
             plane.take_over_receiver(transceiver.receiver, on_receive)
+        if restart and remote is not None:
+            await self.ice.begin(remote)
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)
         return plane.munge_sdp(self.pc.localDescription.sdp, self.settings.start_bitrate_kbps)
@@ -353,6 +367,8 @@ class SubscriberPeer(_Peer):
         self._cname: str | None = None
         self._negotiating = False
         self._dirty = False
+        self._ice_restart_wanted = False
+        self._ice_restart_offered = False
         self.offers_sent = 0
         self.congestion = SendSideCongestion()
         #: what the allocator last had to share (bits/s), for stats
@@ -436,6 +452,11 @@ class SubscriberPeer(_Peer):
             return
         self._negotiating = True
         self._dirty = False
+        if self._ice_restart_wanted:
+            self._ice_restart_wanted = False
+            if self.ice.connected:  # else it failed meanwhile: the participant is leaving
+                await self.ice.begin()
+                self._ice_restart_offered = True
         offer = await self.pc.createOffer()
         await self.pc.setLocalDescription(offer)
         self.offers_sent += 1
@@ -448,8 +469,22 @@ class SubscriberPeer(_Peer):
             raise ValueError("no subscriber offer is outstanding")
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer_sdp, type="answer"))
         self._negotiating = False
+        if self._ice_restart_offered:
+            self._ice_restart_offered = False
+            remote = plane.remote_ice(answer_sdp)
+            if remote is not None:
+                await self.ice.set_remote(remote)
         if self._dirty:
             await self.negotiate()
+
+    async def restart_ice(self) -> None:
+        """Offer the client new ICE credentials (now, or after the outstanding offer); the
+        session, the down tracks and their sequence numbers stay."""
+        if not self.ice.connected:
+            raise ValueError("the subscribe connection is not connected")
+        self._ice_restart_wanted = True
+        self._dirty = True
+        await self.negotiate()
 
     def on_rtcp(self, data: bytes, now: float) -> None:
         self.heard_at = now

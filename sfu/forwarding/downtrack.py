@@ -71,6 +71,7 @@ class DownTrack:
         self._switches_seen = 0
         self._keyframe_asked = False
         self._dd_mask: int | None = None  # active decode targets last signalled
+        self._last_seq_in: int | None = None  # of the last in-order packet with a picture id
         self._rtx_seq = random.getrandbits(15)
         self.packets_sent = 0
         self.bytes_sent = 0
@@ -99,15 +100,29 @@ class DownTrack:
         payload: bytes,
         info: LayerInfo | None,
         now: float,
+        late: bool = False,
     ) -> None:
-        """Forward (or not) one packet of the source."""
+        """Forward (or not) one packet of the source; ``late``: older than one the source
+        already received (a retransmission from the publisher, or reordered)."""
         marker_bit = 0x80 if marker else 0
         selector = self.selector
         if selector is not None and info is not None:
-            decision = selector.select(info, marker)
+            decision = selector.select(info, marker, late)
             pid = info.picture_id
             if pid is not None:
-                out_pid = selector.picture_id(pid, info.picture_id_bits, decision >= 0)
+                gap = False
+                if not late:
+                    last = self._last_seq_in
+                    gap = last is not None and ((seq - last) & 0xFFFF) != 1
+                    self._last_seq_in = seq
+                out_pid = selector.picture_id(
+                    pid,
+                    info.picture_id_bits,
+                    decision >= 0,
+                    late,
+                    gap,
+                    selector.started and info.tid <= selector.current_temporal,
+                )
             if selector.keyframe_wanted:
                 if not self._keyframe_asked:
                     self._keyframe_asked = True

@@ -10,7 +10,12 @@ The selector is fed every packet's :class:`~sfu.forwarding.layers.LayerInfo` and
 * temporal up-switch at a switching point of the new layer (VP9 U bit, VP8 Y bit, DD switch
   indication); temporal down-switch at the start of a picture;
 * the marker bit goes on the last packet of the highest forwarded spatial layer of a picture;
-* VP8/VP9 picture ids stay continuous over pictures dropped whole.
+* VP8/VP9 picture ids stay continuous over pictures dropped whole;
+* a *late* packet (older than one already received: a retransmission the SFU asked the
+  publisher for, or reordering) gets the decision its frame got, or one from the current
+  layers if none of its frame came before, and changes none of the selector's state; a frame
+  whose first packets were lost is judged by its layers rather than dropped, so that the
+  retransmitted start completes it.
 
 It says whether a keyframe is wanted; the caller asks the publisher (coalesced per source).
 """
@@ -24,6 +29,8 @@ DROP = -1
 MARKER = 0x80
 _FRAME_RING = 512
 _FRAME_MASK = _FRAME_RING - 1
+_PID_RING = 256
+_PID_MASK = _PID_RING - 1
 
 
 class LayerSelector:
@@ -44,6 +51,11 @@ class LayerSelector:
         "_frame",
         "_frame_forwarded",
         "_forwarded_frames",
+        "_decided_frames",
+        "_pid_seen",
+        "_pid_offsets",
+        "_last_pid_gap",
+        "_last_pid_likely",
     )
 
     def __init__(self, parser: LayerParser | None = None, multi_spatial: bool = True) -> None:
@@ -68,7 +80,15 @@ class LayerSelector:
         self._last_pid_forwarded = True
         self._frame = -1
         self._frame_forwarded = False
+        #: by frame number (DD): the frames forwarded, and all the frames decided on
         self._forwarded_frames = [-1] * _FRAME_RING
+        self._decided_frames = [-1] * _FRAME_RING
+        #: by picture id: the picture-id offset each recent picture was forwarded with
+        self._pid_seen = [-1] * _PID_RING
+        self._pid_offsets = [0] * _PID_RING
+        #: the current picture may have lost packets / its missing packets would be forwarded
+        self._last_pid_gap = False
+        self._last_pid_likely = False
 
     @property
     def started(self) -> bool:
@@ -102,15 +122,15 @@ class LayerSelector:
             return parser.best_active(spatial, temporal)
         return spatial, temporal
 
-    def select(self, info: LayerInfo, marker: bool) -> int:
-        """``DROP``, or the marker bit (0 or ``MARKER``) for the forwarded packet."""
+    def select(self, info: LayerInfo, marker: bool, late: bool = False) -> int:
+        """``DROP``, or the marker bit (0 or ``MARKER``) for the forwarded packet; ``late``:
+        the packet is older than one the source already received."""
         if self.paused or not info.valid:
             return DROP
         parser = self._parser
         if info.dd is not None and parser is not None and parser.structure is not None:
-            return self._select_dd(info, info.dd, parser, marker)
-        picture_start = info.start_of_frame and info.sid == 0
-        if picture_start:
+            return self._select_dd(info, info.dd, parser, marker, late)
+        if not late and info.start_of_frame and info.sid == 0:
             self._at_picture_start(info, None, None)
         if not self.started:
             return DROP
@@ -175,35 +195,66 @@ class LayerSelector:
 
     # -- with a dependency descriptor ------------------------------------------------------
     def _select_dd(
-        self, info: LayerInfo, dd: DependencyDescriptor, parser: LayerParser, marker: bool
+        self,
+        info: LayerInfo,
+        dd: DependencyDescriptor,
+        parser: LayerParser,
+        marker: bool,
+        late: bool,
     ) -> int:
-        if dd.start_of_frame:
+        frame = dd.frame_number
+        if late:
+            slot = frame & _FRAME_MASK
+            if self._decided_frames[slot] == frame:
+                forward = self._forwarded_frames[slot] == frame
+            else:
+                forward = self._decide(info, dd, parser)
+                self._record(frame, forward)
+        elif dd.start_of_frame:
             if info.sid == 0:
                 self._at_picture_start(info, dd, parser)
-            self._frame = dd.frame_number
-            forward = False
-            if self.started:
-                target = parser.decode_targets.get((self.current_spatial, self.current_temporal))
-                if target is not None and target < len(dd.dtis):
-                    forward = dd.dtis[target] != NOT_PRESENT
-                    if (
-                        not forward
-                        and self.keep_lower_chain
-                        and self.current_spatial == parser.spatial_layers - 1
-                    ):
-                        below = parser.lower_chain_targets.get(self.current_spatial)
-                        if below is not None and below < len(dd.dtis):
-                            forward = dd.dtis[below] != NOT_PRESENT
-                else:
-                    forward = info.sid <= self.current_spatial and info.tid <= self.current_temporal
+            self._frame = frame
+            forward = self._frame_forwarded = self._decide(info, dd, parser)
+            self._record(frame, forward)
+        elif frame != self._frame:
+            # the start of this frame was lost upstream: judge the frame by its layers (its
+            # retransmitted start, late, gets the same decision)
+            self._frame = frame
+            slot = frame & _FRAME_MASK
+            if self._decided_frames[slot] == frame:
+                forward = self._forwarded_frames[slot] == frame
+            else:
+                forward = self._decide(info, dd, parser)
+                self._record(frame, forward)
             self._frame_forwarded = forward
-            if forward:
-                self._forwarded_frames[dd.frame_number & _FRAME_MASK] = dd.frame_number
-        elif dd.frame_number != self._frame:
-            return DROP  # the start of this frame was not seen
-        if not self._frame_forwarded:
+        else:
+            forward = self._frame_forwarded
+        if not forward:
             return DROP
         return self._marker(info, marker)
+
+    def _decide(self, info: LayerInfo, dd: DependencyDescriptor, parser: LayerParser) -> bool:
+        """Whether a frame belongs to what this subscriber receives now."""
+        if not self.started:
+            return False
+        target = parser.decode_targets.get((self.current_spatial, self.current_temporal))
+        if target is not None and target < len(dd.dtis):
+            forward = dd.dtis[target] != NOT_PRESENT
+            if (
+                not forward
+                and self.keep_lower_chain
+                and self.current_spatial == parser.spatial_layers - 1
+            ):
+                below = parser.lower_chain_targets.get(self.current_spatial)
+                if below is not None and below < len(dd.dtis):
+                    forward = dd.dtis[below] != NOT_PRESENT
+            return bool(forward)
+        return info.sid <= self.current_spatial and info.tid <= self.current_temporal
+
+    def _record(self, frame: int, forward: bool) -> None:
+        slot = frame & _FRAME_MASK
+        self._decided_frames[slot] = frame
+        self._forwarded_frames[slot] = frame if forward else -1
 
     def _chain_intact(
         self, dd: DependencyDescriptor, parser: LayerParser, spatial: int, temporal: int
@@ -223,15 +274,57 @@ class LayerSelector:
         previous = (dd.frame_number - fdiff) & 0xFFFF
         return self._forwarded_frames[previous & _FRAME_MASK] == previous
 
-    def picture_id(self, picture_id: int, bits: int, forwarded: bool) -> int:
+    def picture_id(
+        self,
+        picture_id: int,
+        bits: int,
+        forwarded: bool,
+        late: bool = False,
+        gap: bool = False,
+        likely: bool = False,
+    ) -> int:
         """The outgoing picture id: continuous over pictures this subscriber got none of
         (gaps from upstream loss stay gaps).  Called for every packet carrying a picture id,
-        forwarded or not, in arrival order."""
-        if picture_id != self._last_pid_in:
-            if self._last_pid_in is not None and not self._last_pid_forwarded:
-                self._pid_offset += 1
+        forwarded or not, in arrival order; a late packet gets its picture's id as it was
+        forwarded (or the mapping of the pictures around it, for a picture not seen before).
+
+        ``gap``: packets are missing just before this one (lost upstream, maybe to arrive
+        late); ``likely``: such a missing packet of this picture would be forwarded (its
+        temporal layer is forwarded).  A picture none of whose packets was forwarded counts
+        as dropped whole, unless packets are missing that would have been."""
+        mask = (1 << bits) - 1
+        slot = picture_id & _PID_MASK
+        if late:
+            if self._pid_seen[slot] == picture_id:
+                return (picture_id - self._pid_offsets[slot]) & mask
+            return (picture_id - self._pid_offset) & mask
+        last = self._last_pid_in
+        if picture_id != last:
+            if last is not None and not self._last_pid_forwarded:
+                # the missing packets just before this picture may be the previous one's
+                uncertain = self._last_pid_gap or gap
+                if not (uncertain and self._last_pid_likely):
+                    self._pid_offset += 1
             self._last_pid_in = picture_id
             self._last_pid_forwarded = forwarded
-        elif forwarded:
-            self._last_pid_forwarded = True
-        return (picture_id - self._pid_offset) & ((1 << bits) - 1)
+            self._last_pid_gap = gap
+            self._last_pid_likely = likely
+            offset = self._pid_offset
+            if last is not None:
+                # pictures skipped (lost upstream so far) take this picture's mapping
+                skipped = (picture_id - last) & mask
+                if skipped < _PID_RING:
+                    for k in range(1, skipped):
+                        missing = (last + k) & mask
+                        self._pid_seen[missing & _PID_MASK] = missing
+                        self._pid_offsets[missing & _PID_MASK] = offset
+            self._pid_seen[slot] = picture_id
+            self._pid_offsets[slot] = offset
+        else:
+            if forwarded:
+                self._last_pid_forwarded = True
+            if gap:
+                self._last_pid_gap = True
+            if likely:
+                self._last_pid_likely = True
+        return (picture_id - self._pid_offset) & mask

@@ -61,6 +61,9 @@ class MediaSource:
         #: a subscriber wants a keyframe (set by down tracks, acted on after the fan-out)
         self.keyframe_wanted = False
         self._sr: tuple[int, int, float] | None = None  # (ntp, rtp, arrival)
+        self._highest_seq: int | None = None
+        #: packets older than one already received (mostly retransmissions we asked for)
+        self.late_packets = 0
         out_ids = out_extension_ids or ext.SUBSCRIBER_EXTENSION_IDS
         self._copied = [
             (params.extensions[uri], out_ids[uri])
@@ -104,6 +107,17 @@ class MediaSource:
                 tap(data, now)
         seq = header.sequence_number
         size = header.payload_end - header.payload_offset
+        highest = self._highest_seq
+        late = False
+        if highest is None:
+            self._highest_seq = seq
+        else:
+            delta = (seq - highest) & 0xFFFF
+            if delta == 0 or delta >= 0x8000:
+                late = True
+                self.late_packets += 1
+            else:
+                self._highest_seq = seq
         self.stats.add(seq, header.timestamp, now, size)
         if self.nack is not None:
             missing = self.nack.add(seq, now)
@@ -146,7 +160,7 @@ class MediaSource:
         ts = header.timestamp
         for downtrack in self.downtracks:
             try:
-                downtrack.write(marker, seq, ts, elements, block, payload, info, now)
+                downtrack.write(marker, seq, ts, elements, block, payload, info, now, late)
             except Exception:  # one subscriber's fault must not starve the others
                 downtrack.faults += 1
                 faults.record("forward", downtrack.context, now)

@@ -53,6 +53,14 @@ class SubscribeAnswer(_Request):
     sdp: str = Field(min_length=1, max_length=MAX_SDP)
 
 
+class RestartIce(_Request):
+    """Ask for an ICE restart of the subscribe connection: the server sends a
+    ``subscribe_offer`` with new ICE credentials.  (The publish connection restarts with a
+    ``publish`` offer that carries new credentials.)"""
+
+    type: Literal["restart_ice"]
+
+
 class Leave(_Request):
     type: Literal["leave"]
 
@@ -99,6 +107,7 @@ ClientMessage = Annotated[
     Join
     | Publish
     | SubscribeAnswer
+    | RestartIce
     | Leave
     | Ping
     | Window

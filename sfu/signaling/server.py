@@ -189,6 +189,17 @@ class SignalingSession:
                 await subscriber.answer(message.sdp)
             except Exception as exc:
                 await self.error("bad_sdp", f"cannot apply the answer: {exc}", message.id)
+        elif isinstance(message, m.RestartIce):
+            subscriber = self.participant.subscriber
+            try:
+                if subscriber is None:
+                    raise ValueError("there is no subscribe connection")
+                await subscriber.restart_ice()
+            except ValueError as exc:
+                await self.error("not_connected", f"cannot restart ICE: {exc}", message.id)
+                return
+            if message.id is not None:
+                await self.send(m.Ack(id=message.id))
         elif isinstance(message, m.Leave):
             await self.leave()
             await self.send(m.Left(id=message.id))

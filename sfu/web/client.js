@@ -17,20 +17,22 @@ export const CODECS = {
 };
 
 function waitForIceGathering(pc, timeoutMs = 5000) {
-  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  // Complete, and the description carries candidates: after an ICE restart the state may
+  // still read "complete" (the previous gathering) for a moment after setLocalDescription.
+  const ready = () => pc.iceGatheringState === "complete" &&
+    pc.localDescription && pc.localDescription.sdp.includes("a=candidate:");
+  if (ready()) return Promise.resolve();
   return new Promise((resolve) => {
-    const done = () => {
-      if (pc.iceGatheringState === "complete") {
-        pc.removeEventListener("icegatheringstatechange", done);
-        clearTimeout(timer);
-        resolve();
-      }
-    };
-    const timer = setTimeout(() => {
-      pc.removeEventListener("icegatheringstatechange", done);
+    const finish = () => {
+      pc.removeEventListener("icegatheringstatechange", check);
+      clearInterval(poll);
+      clearTimeout(timer);
       resolve();
-    }, timeoutMs);
-    pc.addEventListener("icegatheringstatechange", done);
+    };
+    const check = () => { if (ready()) finish(); };
+    const poll = setInterval(check, 50);
+    const timer = setTimeout(finish, timeoutMs);
+    pc.addEventListener("icegatheringstatechange", check);
   });
 }
 
@@ -66,6 +68,18 @@ export class SfuClient extends EventTarget {
     this.levels = new Map(); // track id -> last level_changed
     this._observers = new Map(); // element -> ResizeObserver
     this._windows = new Map(); // track id -> "WxH" last sent
+    this._publishChain = Promise.resolve();
+    this._publishRequest = null; // scalability_mode and sources of our publish offers
+    this._restarting = { publish: false, subscribe: false };
+    // ICE restarts done, per connection (automatic ones included)
+    this.iceRestarts = { publish: 0, subscribe: 0 };
+    // restart ICE by itself when a connection goes "failed", stays "disconnected", or has
+    // received nothing (media, RTCP, ICE) for silenceRestartMs: sooner than the server's
+    // peer timeout (5 s by default), which an ICE restart in progress holds off
+    this.autoRestartIce = true;
+    this.disconnectedRestartMs = 2000;
+    this.silenceRestartMs = 3000;
+    this._silenceTimers = [];
   }
 
   _request(message) {
@@ -152,7 +166,10 @@ export class SfuClient extends EventTarget {
     }
   }
 
-  async join({ room, name, codec = "VP9", scalabilityMode, publish = true, video = true, audio = true }) {
+  async join({
+    room, name, codec = "VP9", scalabilityMode, publish = true, video = true, audio = true,
+    width = 1280, height = 720,
+  }) {
     this._windows.clear();
     this.bye = null;
     await this._connect();
@@ -160,19 +177,22 @@ export class SfuClient extends EventTarget {
     this.participantId = joined.participant_id;
     for (const p of joined.participants) this._addParticipant(p);
     for (const t of joined.tracks) this.tracks.set(t.track_id, t);
-    if (publish) await this.publish({ codec, scalabilityMode, video, audio });
+    if (publish) await this.publish({ codec, scalabilityMode, video, audio, width, height });
     return joined;
   }
 
-  async publish({ codec = "VP9", scalabilityMode, video = true, audio = true } = {}) {
+  async publish({
+    codec = "VP9", scalabilityMode, video = true, audio = true, width = 1280, height = 720,
+  } = {}) {
     const spec = CODECS[codec];
     if (!spec) throw new Error(`unknown codec ${codec}`);
     this.localStream = await navigator.mediaDevices.getUserMedia({
       audio,
-      video: video ? { width: 1280, height: 720, frameRate: 30 } : false,
+      video: video ? { width, height, frameRate: 30 } : false,
     });
     const pc = new RTCPeerConnection({ iceServers: [] });
     this.publishPc = pc;
+    this._watchConnection(pc, "publish");
     for (const track of this.localStream.getTracks()) {
       const init = { direction: "sendonly", streams: [this.localStream] };
       if (track.kind === "video") {
@@ -185,26 +205,108 @@ export class SfuClient extends EventTarget {
         transceiver.setCodecPreferences(prefs);
       }
     }
-    await pc.setLocalDescription(await pc.createOffer());
-    await waitForIceGathering(pc);
-    const answer = await this._request({
-      type: "publish",
-      sdp: pc.localDescription.sdp,
-      scalability_mode: video ? scalabilityMode || spec.scalabilityMode : null,
-      sources: Object.fromEntries(
-        pc.getTransceivers()
-          .filter((t) => t.sender.track && t.sender.track.kind === "video" && t.mid != null)
-          .map((t) => [t.mid, "camera"]),
-      ),
-    });
-    await pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
+    this._publishRequest = { scalability_mode: video ? scalabilityMode || spec.scalabilityMode : null };
+    await this._negotiatePublish();
     this._emit("published", {});
+  }
+
+  // One offer/answer on the publish connection (the first, or an ICE restart), one at a time.
+  _negotiatePublish() {
+    const run = async () => {
+      const pc = this.publishPc;
+      if (!pc || pc.signalingState === "closed") return;
+      await pc.setLocalDescription(await pc.createOffer());
+      await waitForIceGathering(pc);
+      const answer = await this._request({
+        type: "publish",
+        sdp: pc.localDescription.sdp,
+        ...this._publishRequest,
+        sources: Object.fromEntries(
+          pc.getTransceivers()
+            .filter((t) => t.sender.track && t.sender.track.kind === "video" && t.mid != null)
+            .map((t) => [t.mid, "camera"]),
+        ),
+      });
+      await pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
+    };
+    const done = this._publishChain.then(run);
+    this._publishChain = done.catch(() => {});
+    return done;
+  }
+
+  // ICE restart: new ICE credentials (and candidates) on our connections, keeping the
+  // session: same participant, same tracks, same DTLS. The publish connection re-offers
+  // (pc.restartIce()); for the subscribe connection the server offers the restart.
+  async restartIce({ publish = true, subscribe = true } = {}) {
+    const jobs = [];
+    if (publish && this.publishPc) jobs.push(this._restart("publish"));
+    if (subscribe && this.subscribePc) jobs.push(this._restart("subscribe"));
+    await Promise.all(jobs);
+  }
+
+  async _restart(which) {
+    if (this._restarting[which] || this.bye || !this.ws || this.ws.readyState !== WebSocket.OPEN) {
+      return;
+    }
+    this._restarting[which] = true;
+    try {
+      if (which === "publish") {
+        this.publishPc.restartIce();
+        await this._negotiatePublish();
+      } else {
+        // the server's subscribe_offer with new credentials is answered as any other
+        await this._request({ type: "restart_ice" });
+        await this._subscribeChain;
+      }
+      this.iceRestarts[which] += 1;
+      this._emit("ice_restart", { connection: which });
+    } finally {
+      this._restarting[which] = false;
+    }
+  }
+
+  _watchConnection(pc, which) {
+    const restart = () => this._restart(which).catch((e) => this._emit("error", {
+      code: "ice_restart_failed", reason: String(e),
+    }));
+    // silence: the selected candidate pair received nothing for a while (the server sends
+    // RTCP every second, and answers ICE checks)
+    const silence = setInterval(async () => {
+      if (pc.signalingState === "closed") {
+        clearInterval(silence);
+        return;
+      }
+      if (!this.autoRestartIce || this._restarting[which] || this.bye) return;
+      if (pc.connectionState !== "connected" && pc.connectionState !== "disconnected") return;
+      const report = await pc.getStats();
+      let transport = null;
+      report.forEach((s) => { if (s.type === "transport") transport = s; });
+      const pair = transport && report.get(transport.selectedCandidatePairId);
+      if (!pair || pair.lastPacketReceivedTimestamp == null) return;
+      if (pair.timestamp - pair.lastPacketReceivedTimestamp > this.silenceRestartMs) restart();
+    }, 500);
+    this._silenceTimers.push(silence);
+    let timer = null;
+    pc.addEventListener("connectionstatechange", () => {
+      const state = pc.connectionState;
+      clearTimeout(timer);
+      timer = null;
+      if (!this.autoRestartIce) return;
+      if (state === "failed") restart();
+      else if (state === "disconnected") {
+        timer = setTimeout(() => {
+          timer = null;
+          if (pc.connectionState === "disconnected") restart();
+        }, this.disconnectedRestartMs);
+      }
+    });
   }
 
   async _onSubscribeOffer(sdp) {
     if (!this.subscribePc) {
       const pc = new RTCPeerConnection({ iceServers: [] });
       this.subscribePc = pc;
+      this._watchConnection(pc, "subscribe");
       pc.ontrack = (event) => {
         const stream = event.streams[0];
         if (!stream) return;
@@ -265,6 +367,8 @@ export class SfuClient extends EventTarget {
   }
 
   async leave() {
+    for (const timer of this._silenceTimers) clearInterval(timer);
+    this._silenceTimers = [];
     for (const observer of this._observers.values()) observer.disconnect();
     this._observers.clear();
     if (this.ws && this.ws.readyState === WebSocket.OPEN) {
@@ -304,6 +408,10 @@ export class SfuClient extends EventTarget {
           nackCount: s.nackCount,
           pliCount: s.pliCount,
           freezeCount: s.freezeCount,
+          totalFreezesDuration: s.totalFreezesDuration,
+          keyFramesDecoded: s.keyFramesDecoded,
+          framesDropped: s.framesDropped,
+          retransmittedPacketsReceived: s.retransmittedPacketsReceived,
         });
       }
     });
@@ -324,6 +432,13 @@ export class SfuClient extends EventTarget {
           qualityLimitationReason: s.qualityLimitationReason,
           encoderImplementation: s.encoderImplementation,
           targetBitrate: s.targetBitrate,
+          framesPerSecond: s.framesPerSecond,
+          packetsSent: s.packetsSent,
+          retransmittedPacketsSent: s.retransmittedPacketsSent,
+          nackCount: s.nackCount,
+          pliCount: s.pliCount,
+          firCount: s.firCount,
+          keyFramesEncoded: s.keyFramesEncoded,
         });
       }
     });
