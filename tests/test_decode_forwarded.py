@@ -15,6 +15,7 @@ from loadtest.capturefile import Capture, read_capture
 from loadtest.replay import replay
 from sfu.codecs.keyframe import KEYFRAME_DETECTORS
 from sfu.codecs.vp8 import parse_vp8_descriptor
+from sfu.codecs.vp9 import parse_vp9_descriptor
 from sfu.forwarding.downtrack import DownTrack
 from sfu.forwarding.source import MediaSource
 from sfu.forwarding.track import StreamParameters
@@ -54,6 +55,7 @@ def forward(
     loss: float = 0.0,
     delay: int = 6,
     seed: int = 1,
+    chain_from: int | None = None,
 ) -> Forwarded:
     """Replay ``capture`` into a source with one subscriber.  With ``loss``, that share of the
     packets (after the first 50) is held back and delivered ``delay`` packets later, the way
@@ -80,6 +82,8 @@ def forward(
     assert downtrack.selector is not None
     t = 0.0
     for i, (t, packet) in enumerate(replay(capture, loops)):
+        if i == chain_from:
+            downtrack.selector.keep_lower_chain = True
         if i in schedule:
             downtrack.selector.set_target(*schedule[i])
             result.layer_log.append((len(sent), *schedule[i]))
@@ -378,3 +382,24 @@ def test_upstream_loss_recovered_late_reaches_the_subscriber_whole(
     decoded = decode(codec, ordered)
     assert len(decoded) == sum(1 for _ in pictures(clean.packets))
     assert lossy.plis == clean.plis  # nothing undecodable: no keyframe asked for
+
+
+def test_lower_chain_switched_on_mid_stream_starts_at_a_keyframe() -> None:
+    """A chain frame references the one before it: turned on between keyframes, the lower
+    chain is not forwarded (the receiver would get frames it cannot decode) until the next
+    keyframe; everything forwarded decodes."""
+    capture = load(VP9)
+    n = len(capture.packets)
+    result = forward(capture, {0: (2, 2)}, loops=2, chain_from=n // 3)
+    decoded = decode("VP9", result.packets)
+    assert len(decoded) == sum(1 for _ in pictures(result.packets))
+    sids = []
+    for packet in result.packets:
+        h = parse_rtp(packet)
+        sids.append(parse_vp9_descriptor(packet[h.payload_offset : h.payload_end]).sid)
+    # the second pass starts with a keyframe: the chain (S1 frames) only from there
+    second = next(i for i, p in enumerate(result.packets) if i > 0 and is_keyframe("VP9", p))
+    between = [i for i, sid in enumerate(sids) if sid == 1 and 0 < i < second]
+    after = [i for i, sid in enumerate(sids) if sid == 1 and i > second]
+    assert all(i < 40 for i in between), between[:5]  # only the first keyframe's S1 part
+    assert len(after) > 50

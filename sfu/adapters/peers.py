@@ -438,6 +438,9 @@ class SubscriberPeer(_Peer):
         if twcc is not None:
             downtrack.congestion = self.congestion
             downtrack.twcc_id = twcc
+        if downtrack.selector is not None:
+            # from the first keyframe on (the lower chain can only start at one)
+            downtrack.selector.keep_lower_chain = self.settings.bandwidth_estimation
         self.downtracks[source.track_id] = downtrack
         self._by_ssrc[binding.ssrc] = downtrack
         now = time.monotonic()
@@ -547,7 +550,7 @@ class SubscriberPeer(_Peer):
         for downtrack in self.downtracks.values():
             if downtrack.selector is not None:
                 # a drop of the estimate must be able to lower the spatial layer at once
-                downtrack.selector.keep_lower_chain = estimate is not None
+                downtrack.selector.keep_lower_chain = self.settings.bandwidth_estimation
         cap = self.settings.subscriber_max_bitrate
         limits = [x for x in (estimate, cap) if x is not None]
         self.available = min(limits) if limits else None

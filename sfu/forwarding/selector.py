@@ -41,6 +41,7 @@ class LayerSelector:
         "current_temporal",
         "paused",
         "keep_lower_chain",
+        "_lower_chain_intact",
         "keyframe_wanted",
         "switches",
         "_parser",
@@ -71,6 +72,9 @@ class LayerSelector:
         #: that layer's base rate, buys a spatial down-switch without waiting for a keyframe
         #: (set when the subscriber's bandwidth is estimated)
         self.keep_lower_chain = False
+        #: every frame of the lower chain since the last keyframe was forwarded (it can only
+        #: start at a keyframe: a chain frame references the one before it)
+        self._lower_chain_intact = False
         self.keyframe_wanted = True
         self.switches = 0
         self._parser = parser
@@ -155,12 +159,14 @@ class LayerSelector:
                 return
             self.current_spatial, self.current_temporal = target_s, target_t
             self.keyframe_wanted = False
+            self._lower_chain_intact = True
             self.switches += 1
             return
         spatial, temporal = self.current_spatial, self.current_temporal
         if info.keyframe:
             spatial, temporal = target_s, target_t
             self.keyframe_wanted = False
+            self._lower_chain_intact = True
         else:
             if target_s != spatial:
                 if dd is not None and parser is not None:
@@ -240,14 +246,15 @@ class LayerSelector:
         target = parser.decode_targets.get((self.current_spatial, self.current_temporal))
         if target is not None and target < len(dd.dtis):
             forward = dd.dtis[target] != NOT_PRESENT
-            if (
-                not forward
-                and self.keep_lower_chain
-                and self.current_spatial == parser.spatial_layers - 1
-            ):
+            if not forward and self.current_spatial == parser.spatial_layers - 1:
                 below = parser.lower_chain_targets.get(self.current_spatial)
-                if below is not None and below < len(dd.dtis):
-                    forward = dd.dtis[below] != NOT_PRESENT
+                if below is not None and below < len(dd.dtis) and dd.dtis[below] != NOT_PRESENT:
+                    # a frame of the lower layer's chain: forwarded only while the chain
+                    # is whole since a keyframe, or the receiver gets frames it cannot decode
+                    if self.keep_lower_chain and self._lower_chain_intact:
+                        forward = True
+                    else:
+                        self._lower_chain_intact = False
             return bool(forward)
         return info.sid <= self.current_spatial and info.tid <= self.current_temporal
 
