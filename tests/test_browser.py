@@ -97,6 +97,10 @@ async def wait_for_media(pages: list[Any], remote: int, timeout: float = 60) -> 
         await asyncio.sleep(0.5)
 
 
+#: seconds for every subscriber to reach the publishers' top layer on loopback
+TOP_LAYER_WITHIN = 20.0
+
+
 @pytest.fixture
 async def playwright() -> AsyncIterator[Any]:
     async with async_playwright() as p:
@@ -127,6 +131,27 @@ async def test_three_pages_see_and_hear_each_other(
             out = [s for s in await page.evaluate(OUTBOUND) if s["kind"] == "video"]
             assert out and out[0]["scalabilityMode"], out
             outbound[pid] = out[0]
+
+        # the subscribers' downlinks are estimated (the default): the top layer is reached
+        # once probing has confirmed the room for two 720p videos on each page
+        started = time.monotonic()
+        widths: list[int] = []
+        while time.monotonic() - started < TOP_LAYER_WITHIN:
+            widths = [
+                s["frameWidth"]
+                for p in pages
+                for s in await inbound(p)
+                if s["kind"] == "video"
+            ]
+            wanted = [
+                1280 if o["qualityLimitationReason"] == "none" and codec != "VP8"
+                else o["frameWidth"]
+                for o in outbound.values()
+            ]
+            if len(widths) == 6 and min(widths) >= min(wanted):
+                break
+            await asyncio.sleep(0.5)
+        print(f"{codec}: top layers on every page {time.monotonic() - started:.1f}s later {widths}")
 
         first = {id(p): await inbound(p) for p in pages}
         await asyncio.sleep(3)
