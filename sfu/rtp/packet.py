@@ -101,10 +101,10 @@ def _parse_extensions(data: bytes, profile: int, pos: int, end: int) -> dict[int
     if profile == ONE_BYTE_PROFILE:
         while pos < end:
             byte = data[pos]
-            if byte == 0:  # padding
+            ext_id = byte >> 4
+            if ext_id == 0:  # padding; id 0 is never an element (RFC 8285 section 4.2)
                 pos += 1
                 continue
-            ext_id = byte >> 4
             length = (byte & 0x0F) + 1
             if ext_id == 15:  # reserved: stop parsing (RFC 8285 section 4.2)
                 break
