@@ -167,3 +167,22 @@ async def test_bad_messages_get_errors_and_the_room_keeps_working(server: Runnin
     finally:
         for c in (alice, mallory, carol):
             await c.close()
+
+
+async def test_deeply_nested_json_gets_an_error_and_keeps_the_connection(
+    server: RunningServer,
+) -> None:
+    # found writing the fuzz targets (tests/fuzz): after pydantic refused it, reading it for its
+    # id raised RecursionError out of the handler, which dropped the connection unanswered
+    client = SignalingClient(server.ws_url, "m")
+    try:
+        await client.connect()
+        for text in ("[" * 5000, '{"id": 1, "x": ' + "[" * 5000 + "]" * 5000 + "}"):
+            client.messages.clear()
+            await client.send_raw(text)
+            err = await client.wait_for(lambda d: d["type"] == "error", timeout=5)
+            assert err["code"] == "bad_request", err
+        reply = await client.request({"type": "ping"})
+        assert reply["type"] == "pong"
+    finally:
+        await client.close()
