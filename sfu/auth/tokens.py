@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import base64
 import fnmatch
-import math
 import json
+import math
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
