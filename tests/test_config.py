@@ -103,7 +103,8 @@ def test_yaml_syntax_error_and_not_a_mapping() -> None:
 @pytest.mark.parametrize(
     "text,expected",
     [
-        # found by fuzzing (tests/fuzz): each of these escaped as another exception
+        # each escaped as another exception: the first found by the fuzzer (tests/fuzz), the
+        # others while writing its target
         ("!!float \n", "rooms.yaml (yaml): cannot read"),  # IndexError inside PyYAML
         ("rooms: {default: {publisher_max_bitrate: .inf}}", "must be a bitrate"),  # Overflow
         (f"rooms: {{default: {{subscriber_max_bitrate: '{'9' * 400}k'}}}}", "must be a bitrate"),

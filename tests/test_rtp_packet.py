@@ -45,7 +45,7 @@ def test_parse_two_byte_extensions_and_padding() -> None:
 def test_one_byte_id_zero_is_padding_whatever_its_length_bits() -> None:
     # found by fuzzing: 0x01 (id 0, "length" 2) was returned as an element with id 0, which
     # the serializer then wrote in the two-byte form, where 0 is padding again
-    packet = bytes.fromhex("900000010000000200000003bede0002" "01002112" "34000000") + b"p"
+    packet = bytes.fromhex("900000010000000200000003bede00020100211234000000") + b"p"
     h = parse_rtp(packet)
     assert h.extensions == {2: b"\x12\x34"}
     assert packet[h.payload_offset : h.payload_end] == b"p"

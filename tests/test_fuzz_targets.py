@@ -1,0 +1,59 @@
+"""The fuzz targets (tests/fuzz) on their seeds and on every input that once failed: the
+harness keeps working, and what the long runs found stays fixed.  The long runs themselves
+are not part of the suite (see docs/fuzzing.md)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+FUZZ = Path(__file__).parent / "fuzz"
+sys.path.insert(0, str(FUZZ))
+
+from seeds import dictionaries, seeds  # noqa: E402
+from targets import TARGETS  # noqa: E402
+
+SEEDS = seeds()
+#: inputs that made a target fail once, by target (each fixed since; see the git log)
+FOUND: dict[str, list[bytes]] = {
+    "rtp": [bytes.fromhex("900000010000000200000003bede00020100211234000000") + b"p"],
+    "config": [
+        b"!!float \n",
+        b"rooms: {default: {publisher_max_bitrate: .inf}}",
+        b"rooms: {default: {subscriber_max_bitrate: '" + b"9" * 400 + b"k'}}",
+        b"[" * 3000 + b"]" * 3000,
+        b"http: &a [*a]",
+    ],
+    "session": [b"[" * 5000, b'{"id": 1, "x": ' + b"[" * 5000 + b"]" * 5000 + b"}"],
+    "tokens": [
+        b'{"room": "*", "sub": "m", "grants": ["publish"], "exp": 1' + b"0" * 400 + b"}",
+        b'{"room": "*", "sub": "m", "grants": ["publish"], "exp": "nan"}',
+        b"[" * 1500,
+    ],
+}
+
+
+def test_every_target_has_seeds() -> None:
+    assert set(SEEDS) == set(TARGETS)
+    assert all(SEEDS.values())
+    assert set(dictionaries()) <= set(TARGETS)
+
+
+@pytest.mark.parametrize("name", sorted(TARGETS))
+def test_target_on_its_seeds_and_past_findings(name: str) -> None:
+    for data in SEEDS[name] + FOUND.get(name, []):
+        TARGETS[name](data)
+
+
+def test_targets_catch_a_broken_contract(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A target fails when the parser raises something else than its own error."""
+    import targets
+
+    def broken(data: bytes) -> None:
+        raise IndexError("out of range")
+
+    monkeypatch.setattr(targets, "parse_vp8_descriptor", broken)
+    with pytest.raises(IndexError):
+        TARGETS["vp8"](SEEDS["vp8"][0])
