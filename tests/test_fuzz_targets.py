@@ -18,7 +18,10 @@ from targets import TARGETS  # noqa: E402
 SEEDS = seeds()
 #: inputs that made a target fail once, by target (each fixed since; see the git log)
 FOUND: dict[str, list[bytes]] = {
-    "rtp": [bytes.fromhex("900000010000000200000003bede00020100211234000000") + b"p"],
+    "rtp": [
+        bytes.fromhex("900000010000000200000003bede00020100211234000000") + b"p",
+        bytes.fromhex("902d332b93f04d1a0a6c8359100000000100"),
+    ],
     "config": [
         b"!!float \n",
         b"rooms: {default: {publisher_max_bitrate: .inf}}",
