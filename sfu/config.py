@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import math
 import re
+import reprlib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -34,6 +35,15 @@ class ConfigError(ValueError):
         self.problems = problems
 
 
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxstring, _REPR.maxother = 2, 4, 4, 60, 60
+
+
+def _short(value: Any) -> str:
+    """``repr`` cut short: a value built from YAML aliases may expand enormously."""
+    return _REPR.repr(value)
+
+
 def _layer(value: int) -> int:
     if not 0 <= value <= 2:
         raise ValueError(f"must be 0..2, got {value}")
@@ -47,7 +57,7 @@ _UNITS = {"": 1, "k": 1_000, "m": 1_000_000, "g": 1_000_000_000}
 def parse_bitrate(value: Any) -> Any:
     """Bits per second from an int or a string with a unit: ``2.5M``, ``500k``, ``800kbps``."""
     if isinstance(value, bool):
-        raise ValueError(f"must be a bitrate like 2.5M or 500k, got {value!r}")
+        raise ValueError(f"must be a bitrate like 2.5M or 500k, got {_short(value)}")
     if isinstance(value, int):
         return value
     if isinstance(value, float) and math.isfinite(value):
@@ -58,7 +68,7 @@ def parse_bitrate(value: Any) -> Any:
             number = float(match.group(1)) * _UNITS[match.group(2).lower()]
             if math.isfinite(number):
                 return int(number)
-    raise ValueError(f"must be a bitrate like 2.5M or 500k, got {value!r}")
+    raise ValueError(f"must be a bitrate like 2.5M or 500k, got {_short(value)}")
 
 
 def _positive_bitrate(value: int) -> int:
@@ -297,9 +307,9 @@ def _describe(error: Any) -> str:
         return "unknown key"
     if error["type"] in ("literal_error", "enum"):
         expected = error.get("ctx", {}).get("expected", "")
-        return f"must be one of {expected}, got {error.get('input')!r}"
+        return f"must be one of {expected}, got {_short(error.get('input'))}"
     if error["type"] in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
-        return f"{message.lower()}, got {error.get('input')!r}"
+        return f"{message.lower()}, got {_short(error.get('input'))}"
     return message
 
 

@@ -118,6 +118,17 @@ def test_hostile_files_raise_config_error_only(text: str, expected: str) -> None
     assert expected in problem, problem
 
 
+def test_nested_aliases_give_short_problems() -> None:
+    # "billion laughs": 10^6 strings from 6 lines; the problem quoted the whole expansion
+    # (over a megabyte here, exponentially more with each line) before values were cut short
+    lines = ["x:", "  a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"  a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 6)]
+    lines += ["rooms: {default: {codecs: *a5, publisher_max_bitrate: *a5}}"]
+    problems = errors("\n".join(lines))
+    assert any("publisher_max_bitrate: must be a bitrate" in p for p in problems), problems
+    assert all(len(p) < 400 for p in problems), max(len(p) for p in problems)
+
+
 def test_aliases_still_work() -> None:
     settings = parse_settings(
         "rooms:\n  default: &base {max_participants: 7}\n  policies: {copy: *base}\n"
