@@ -32,6 +32,7 @@ from sfu.config import ConfigError, Settings, parse_settings
 from sfu.forwarding.downtrack import DownTrack
 from sfu.forwarding.source import MediaSource
 from sfu.forwarding.track import StreamParameters
+from sfu.rooms.room import RoomManager
 from sfu.rtp import extensions as ext
 from sfu.rtp import rtcp
 from sfu.rtp.packet import (
@@ -44,6 +45,7 @@ from sfu.rtp.packet import (
 )
 from sfu.rtp.twcc import TransportFeedbackBuilder, parse_transport_feedback
 from sfu.signaling import messages as m
+from sfu.signaling.server import SignalingSession
 
 Target = Callable[[bytes], None]
 TARGETS: dict[str, Target] = {}
@@ -169,7 +171,7 @@ def twcc_builder(data: bytes) -> None:
         now += step / 10_000
         builder.on_packet(sequence, now)
         arrivals.setdefault(sequence, []).append(now)
-        if step & 1:
+        if step & 0x0F == 1:  # now and then: each build walks up to 16384 numbers
             _check_feedback(builder.build(), arrivals)
     _check_feedback(builder.build(), arrivals)
 
@@ -370,9 +372,6 @@ _server_message: Any = None
 def session(data: bytes) -> None:
     """One connection's messages (a line each) through SignalingSession.handle: nothing
     raises, every reply is a valid server message, and leaving frees the room."""
-    from sfu.rooms.room import RoomManager
-    from sfu.signaling.server import SignalingSession
-
     global _server_message
     if _server_message is None:
         from pydantic import TypeAdapter
