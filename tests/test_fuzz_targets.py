@@ -4,6 +4,7 @@ are not part of the suite (see docs/fuzzing.md)."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from seeds import dictionaries, seeds  # noqa: E402
 from targets import TARGETS  # noqa: E402
 
 SEEDS = seeds()
+_OFFER = (Path(__file__).parent / "fixtures" / "chromium156_offer_all_codecs.sdp").read_text()
 #: inputs that made a target fail once, by target (each fixed since; see the git log)
 FOUND: dict[str, list[bytes]] = {
     "rtp": [
@@ -29,7 +31,19 @@ FOUND: dict[str, list[bytes]] = {
         b"[" * 3000 + b"]" * 3000,
         b"http: &a [*a]",
     ],
-    "session": [b"[" * 5000, b'{"id": 1, "x": ' + b"[" * 5000 + b"]" * 5000 + b"}"],
+    "session": [
+        b"[" * 5000,
+        b'{"id": 1, "x": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+        # a BUNDLE group whose first mid has no m-section
+        b"\n".join(
+            json.dumps(m).encode()
+            for m in (
+                {"type": "join", "room": "demo", "name": "ann"},
+                {"type": "publish", "sdp": _OFFER.replace("BUNDLE 0 1", "BUNDLE 7 0 1")},
+                {"type": "leave"},
+            )
+        ),
+    ],
     "tokens": [
         b'{"room": "*", "sub": "m", "grants": ["publish"], "exp": 1' + b"0" * 400 + b"}",
         b'{"room": "*", "sub": "m", "grants": ["publish"], "exp": "nan"}',

@@ -154,7 +154,10 @@ class Participant:
     async def close(self) -> None:
         for peer in (self.publisher, self.subscriber):
             if peer is not None:
-                await peer.close()
+                try:
+                    await peer.close()
+                except Exception:  # the other peer still closes
+                    logger.exception("participant %s: closing a peer failed", self.id)
 
 
 def track_info(participant: Participant, source: MediaSource) -> m.TrackInfo:
@@ -283,9 +286,11 @@ class Room:
             await other.send(m.ParticipantLeft(participant_id=participant.id))
             await self._negotiate(other)
         participant.sources.clear()
-        await participant.close()
-        if not self.participants:
-            self._on_empty(self)
+        try:
+            await participant.close()
+        finally:  # an empty room goes, whatever closing the connections did
+            if not self.participants:
+                self._on_empty(self)
 
 
 class RoomManager:
