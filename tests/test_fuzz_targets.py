@@ -44,6 +44,7 @@ FOUND: dict[str, list[bytes]] = {
             )
         ),
     ],
+    "subscriber": [SEEDS["subscriber"][1].replace(b"a=group:BUNDLE 0", b"a=group:BUNDLE 7 0")],
     "tokens": [
         b'{"room": "*", "sub": "m", "grants": ["publish"], "exp": 1' + b"0" * 400 + b"}",
         b'{"room": "*", "sub": "m", "grants": ["publish"], "exp": "nan"}',
@@ -53,6 +54,7 @@ FOUND: dict[str, list[bytes]] = {
 
 
 def test_every_target_has_seeds() -> None:
+    assert FOUND["subscriber"][0] != SEEDS["subscriber"][1]
     assert set(SEEDS) == set(TARGETS)
     assert all(SEEDS.values())
     assert set(dictionaries()) <= set(TARGETS)

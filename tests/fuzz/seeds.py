@@ -114,6 +114,50 @@ def _session() -> list[bytes]:
     ]
 
 
+def _subscriber() -> list[bytes]:
+    """Lines of a subscriber: a real answer (an aiortc peer's) to the server's offer, then
+    requests about the track."""
+    import asyncio
+
+    from aiortc import RTCSessionDescription
+    from targets import SUBSCRIBER_JOIN, _FakeSocket, _room_with_a_publisher
+
+    from sfu.adapters import aiortc_plane as plane
+    from sfu.signaling.server import SignalingSession
+
+    async def answer() -> str:
+        plane.install()
+        rooms = await _room_with_a_publisher()
+        ws = _FakeSocket()
+        session = SignalingSession(ws, rooms)  # type: ignore[arg-type]
+        await session.handle(SUBSCRIBER_JOIN)
+        offer = next(json.loads(t)["sdp"] for t in ws.sent if '"subscribe_offer"' in t)
+        pc = plane.create_peer_connection()
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+            await pc.setLocalDescription(await pc.createAnswer())
+            return str(pc.localDescription.sdp)
+        finally:
+            await pc.close()
+            await session.leave()
+            await rooms.close()
+
+    sdp = asyncio.run(answer())
+    lines = [
+        {"type": "subscribe_answer", "sdp": sdp, "id": 2},
+        {"type": "window", "track_id": "pub:0", "width": 320, "height": 180},
+        {"type": "set_level", "track_id": "pub:0", "spatial": 0, "temporal": 1, "id": 3},
+        {"type": "levels", "track_id": "pub:0", "id": 4},
+        {"type": "stats", "id": 5},
+        {"type": "leave", "id": 6},
+    ]
+    return [
+        "\n".join(json.dumps(x) for x in lines).encode(),
+        json.dumps(lines[0]).encode(),
+        "\n".join(json.dumps(x) for x in (lines[0], lines[0], lines[3])).encode(),
+    ]
+
+
 def _tokens() -> list[bytes]:
     token = create_token(b"k" * 32, room="r*", identity="ann", grants={"publish"}, ttl=60, now=1e9)
     claims = {"room": "r", "sub": "ann", "grants": ["publish"], "exp": 2e9}
@@ -148,6 +192,7 @@ def seeds() -> dict[str, list[bytes]]:
         "media": _media(captures),
         "messages": _messages(),
         "session": _session(),
+        "subscriber": _subscriber(),
         "config": configs + [b"", b"http: {port: 9000}\n"],
         "tokens": _tokens(),
     }
@@ -195,6 +240,26 @@ def dictionaries() -> dict[str, list[bytes]]:
         "config": [w.encode() for w in sorted(_schema_names(Settings)) + yaml_syntax],
         "messages": [w.encode() for w in sorted(message_names) + types + json_syntax],
         "session": [w.encode() for w in sorted(message_names) + types + json_syntax + ["\n"]],
+        "subscriber": [
+            w.encode()
+            for w in [
+                "a=group:BUNDLE ",
+                "a=mid:",
+                "a=setup:active",
+                "a=setup:passive",
+                "a=sendonly",
+                "a=recvonly",
+                "a=inactive",
+                "m=video ",
+                "m=audio ",
+                "a=rtpmap:",
+                "a=fmtp:",
+                "a=extmap:",
+                "a=ssrc:",
+                "\\r\\n",
+                "\n",
+            ]
+        ],  # fmt: skip
         "tokens": [
             w.encode()
             for w in [

@@ -32,7 +32,7 @@ from sfu.config import ConfigError, Settings, parse_settings
 from sfu.forwarding.downtrack import DownTrack
 from sfu.forwarding.source import MediaSource
 from sfu.forwarding.track import StreamParameters
-from sfu.rooms.room import RoomManager
+from sfu.rooms.room import Participant, RoomManager
 from sfu.rtp import extensions as ext
 from sfu.rtp import rtcp
 from sfu.rtp.packet import (
@@ -382,6 +382,54 @@ def session(data: bytes) -> None:
         rooms = RoomManager()
         ws = _FakeSocket()
         session = SignalingSession(ws, rooms)  # type: ignore[arg-type]
+        for line in _text(data).split("\n")[:20]:
+            await session.handle(line)
+        await session.leave()
+        await rooms.close()
+        assert not rooms.rooms, rooms.rooms
+        for text in ws.sent:
+            _server_message.validate_json(text)
+
+    asyncio.run(run())
+
+
+SUBSCRIBER_JOIN = '{"type": "join", "room": "demo", "name": "sub", "id": 1}'
+
+
+async def _room_with_a_publisher() -> RoomManager:
+    """A room "demo" where a (simulated) participant publishes one VP8 track, "pub:0"."""
+
+    async def discard(message: m.ServerMessage) -> None:
+        pass
+
+    rooms = RoomManager()
+    room = rooms.get_or_create("demo")
+    publisher = Participant("pub", discard)
+    await room.join(publisher)
+    params = StreamParameters(
+        kind="video", mime_type="video/VP8", clock_rate=90000, payload_type=96, ssrc=0x1111
+    )
+    room.publish(publisher, MediaSource("pub:0", params, send_rtcp=len, rtcp_ssrc=7))
+    return rooms
+
+
+@target
+def subscriber(data: bytes) -> None:
+    """A subscriber's messages (a line each, its SDP answers above all) after it joined a
+    room with a publisher and got the server's offer: nothing raises, every reply is a valid
+    server message, and when everybody leaves the room goes."""
+    global _server_message
+    if _server_message is None:
+        from pydantic import TypeAdapter
+
+        _server_message = TypeAdapter(m.ServerMessage)
+
+    async def run() -> None:
+        rooms = await _room_with_a_publisher()
+        ws = _FakeSocket()
+        session = SignalingSession(ws, rooms)  # type: ignore[arg-type]
+        await session.handle(SUBSCRIBER_JOIN)
+        assert any('"subscribe_offer"' in text for text in ws.sent), ws.sent
         for line in _text(data).split("\n")[:20]:
             await session.handle(line)
         await session.leave()
