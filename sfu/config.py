@@ -9,7 +9,9 @@
 from __future__ import annotations
 
 import fnmatch
+import math
 import re
+import reprlib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -33,6 +35,15 @@ class ConfigError(ValueError):
         self.problems = problems
 
 
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxstring, _REPR.maxother = 2, 4, 4, 60, 60
+
+
+def _short(value: Any) -> str:
+    """``repr`` cut short: a value built from YAML aliases may expand enormously."""
+    return _REPR.repr(value)
+
+
 def _layer(value: int) -> int:
     if not 0 <= value <= 2:
         raise ValueError(f"must be 0..2, got {value}")
@@ -46,14 +57,18 @@ _UNITS = {"": 1, "k": 1_000, "m": 1_000_000, "g": 1_000_000_000}
 def parse_bitrate(value: Any) -> Any:
     """Bits per second from an int or a string with a unit: ``2.5M``, ``500k``, ``800kbps``."""
     if isinstance(value, bool):
-        raise ValueError(f"must be a bitrate like 2.5M or 500k, got {value!r}")
-    if isinstance(value, (int, float)):
+        raise ValueError(f"must be a bitrate like 2.5M or 500k, got {_short(value)}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and math.isfinite(value):
         return int(value)
     if isinstance(value, str):
         match = _BITRATE.match(value)
         if match:
-            return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
-    raise ValueError(f"must be a bitrate like 2.5M or 500k, got {value!r}")
+            number = float(match.group(1)) * _UNITS[match.group(2).lower()]
+            if math.isfinite(number):
+                return int(number)
+    raise ValueError(f"must be a bitrate like 2.5M or 500k, got {_short(value)}")
 
 
 def _positive_bitrate(value: int) -> int:
@@ -246,16 +261,27 @@ class Settings(_Strict):
 # -- loading with line numbers ---------------------------------------------------------------
 
 
-def _line_index(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> None:
-    """Line number (1-based) of every key path in the YAML document."""
+def _line_index(
+    node: yaml.Node,
+    path: tuple[Any, ...],
+    out: dict[tuple[Any, ...], int],
+    seen: set[int] | None = None,
+) -> None:
+    """Line number (1-based) of every key path in the YAML document.  A node reached again
+    through an alias is not walked again (aliases may nest, or refer to themselves)."""
+    seen = set() if seen is None else seen
+    if id(node) in seen:
+        return
+    seen.add(id(node))
     out.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
-            out[(*path, key.value)] = key.start_mark.line + 1
-            _line_index(value, (*path, key.value), out)
+            if isinstance(key, yaml.ScalarNode):
+                out[(*path, key.value)] = key.start_mark.line + 1
+                _line_index(value, (*path, key.value), out, seen)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _line_index(item, (*path, i), out)
+            _line_index(item, (*path, i), out, seen)
 
 
 _SUBPATH = re.compile(r"^([A-Za-z_][\w]*(?:\[\d+\])?(?:\.[A-Za-z_][\w]*(?:\[\d+\])?)*): (.*)$")
@@ -284,9 +310,9 @@ def _describe(error: Any) -> str:
         return "unknown key"
     if error["type"] in ("literal_error", "enum"):
         expected = error.get("ctx", {}).get("expected", "")
-        return f"must be one of {expected}, got {error.get('input')!r}"
+        return f"must be one of {expected}, got {_short(error.get('input'))}"
     if error["type"] in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
-        return f"{message.lower()}, got {error.get('input')!r}"
+        return f"{message.lower()}, got {_short(error.get('input'))}"
     return message
 
 
@@ -317,6 +343,10 @@ def parse_settings(text: str, source: str = "<settings>") -> Settings:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark is not None else source
         raise ConfigError([f"{where} (yaml): {getattr(exc, 'problem', exc)}"]) from exc
+    except RecursionError:
+        raise ConfigError([f"{source} (yaml): nested too deeply"]) from None
+    except Exception as exc:  # PyYAML's constructors fail on some tagged scalars: "!!float "
+        raise ConfigError([f"{source} (yaml): cannot read: {exc!r}"]) from exc
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -274,3 +274,31 @@ async def test_hooked_transport_hands_raw_packets_to_the_sink() -> None:
     await RTCDtlsTransport._handle_rtp_data(FakeTransport(), b"\x80raw", 0)  # type: ignore[arg-type]
     await RTCDtlsTransport._handle_rtcp_data(FakeTransport(), b"\x80\xc8")  # type: ignore[arg-type]
     assert got == [("rtp", b"\x80raw"), ("rtcp", b"\x80\xc8")]
+
+
+@pytest.mark.asyncio
+async def test_a_bundle_of_unknown_mids_is_refused_and_its_damage_closed() -> None:
+    """Found by fuzzing (tests/fuzz, session target): a BUNDLE group whose first mid has no
+    m-section makes aiortc give the first transceiver no transport; answering fails, and
+    ``pc.close()`` raises before stopping the other transports (the room was never freed)."""
+    offer = (FIXTURES / "chromium156_offer_all_codecs.sdp").read_text()
+    bad = offer.replace("a=group:BUNDLE 0 1", "a=group:BUNDLE 7 0 1")
+    assert bad != offer
+    with pytest.raises(ValueError, match="BUNDLE names mids without an m-section: \\['7'\\]"):
+        plane.check_publish_offer(bad)
+    with pytest.raises(ValueError, match="BUNDLE"):
+        plane.check_subscribe_answer(bad)
+    with pytest.raises(ValueError, match="share a mid"):
+        plane.check_publish_offer(offer.replace("a=mid:1", "a=mid:0"))
+    plane.check_publish_offer(offer)
+
+    # the aiortc behaviour behind it, and close_peer_connection closing it anyway
+    plane.install()
+    pc = plane.create_peer_connection()
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=bad, type="offer"))
+    stranded = [t for t in pc.getTransceivers() if t.receiver.transport is None]
+    assert [t.mid for t in stranded] == ["0"]  # if this changes, review the workaround
+    others = [t.receiver.transport for t in pc.getTransceivers() if t not in stranded]
+    await plane.close_peer_connection(pc)
+    assert pc.connectionState == "closed"
+    assert all(t.transport.state == "closed" for t in others)

@@ -357,3 +357,82 @@ async def test_the_demo_page_shows_the_server_shutting_down(
         assert bye == {"type": "bye", "code": "shutdown", "reason": "server shutting down"}
         assert await page.evaluate("document.querySelectorAll('.tile').length") == 0
         assert await asyncio.to_thread(proc.wait, 15) == 0
+
+
+async def test_demo_page_sends_a_token_and_shows_a_refusal(playwright: Any) -> None:
+    """A room that requires a token: the page without one is refused and says why; with a
+    token typed into the form, or given as ``?token=``, it joins and publishes."""
+    from serving import serving
+
+    from sfu.auth.tokens import create_token
+    from sfu.config import parse_settings
+    from sfu.signaling.server import ROOMS_KEY, create_app
+
+    secret = "k" * 40
+    app = create_app(
+        parse_settings(
+            f"auth: {{secret: {secret}}}\n"
+            "rooms:\n  policies:\n    private: {require_token: true}\n"
+            "  rules: [{match: 'private-*', policy: private}]\n"
+        )
+    )
+    rooms = app[ROOMS_KEY]
+
+    def token(room: str) -> str:
+        return create_token(
+            secret.encode(),
+            room=room,
+            identity="ann",
+            grants={"publish", "subscribe"},
+            ttl=600,
+            now=time.time(),
+        )
+
+    async def refused(page: Any) -> str:
+        await page.wait_for_function("window.sfuJoinError !== undefined", timeout=20000)
+        error = page.locator("#error")
+        assert await error.is_visible()
+        assert await error.get_attribute("data-code") == "unauthorized"
+        assert await page.locator("#joinBtn").is_enabled()  # free to try again
+        return str(await error.inner_text())
+
+    async def joined(page: Any) -> None:
+        await page.wait_for_function(
+            "document.getElementById('status').textContent.startsWith('in room private-1')",
+            timeout=20000,
+        )
+        assert await page.locator("#error").is_hidden()
+        assert await page.evaluate("window.sfuClient.participantId")
+
+    async with AsyncExitStack() as stack:
+        ws_url = await stack.enter_async_context(serving(app))
+        base = ws_url.replace("ws://", "http://").removesuffix("/ws")
+        page = await stack.enter_async_context(
+            chromium_page(playwright, f"{base}/?room=private-1&name=ann&autojoin=1")
+        )
+        text = await refused(page)
+        assert "this room requires an access token" in text and "Token" in text, text
+        assert "private-1" not in rooms.rooms
+
+        # the token typed into the form
+        await page.fill("#token", token("private-*"))
+        await page.click("#joinBtn")
+        await joined(page)
+        (participant,) = rooms.rooms["private-1"].participants.values()
+        assert participant.name == "ann"
+        await page.click("#leaveBtn")
+        await page.wait_for_function("document.getElementById('status').textContent === 'left'")
+
+        # a token for another room, then a good one, as ?token=
+        await page.goto(f"{base}/?room=private-1&name=ann&autojoin=1&token={token('lobby')}")
+        assert "token is not for room 'private-1'" in await refused(page)
+        await page.goto(f"{base}/?room=private-1&name=bob&autojoin=1&token={token('private-1')}")
+        await joined(page)
+        assert "token" not in await page.evaluate("location.search")  # out of the address bar
+        (participant,) = rooms.rooms["private-1"].participants.values()
+        assert participant.name == "bob"
+        deadline = time.monotonic() + 30
+        while not participant.sources:  # the token's publish grant: camera and microphone
+            assert time.monotonic() < deadline, "the page's tracks never arrived"
+            await asyncio.sleep(0.2)
+        assert {s.kind for s in participant.sources.values()} == {"audio", "video"}

@@ -117,6 +117,42 @@ def test_yaml_syntax_error_and_not_a_mapping() -> None:
     assert errors("- a list\n") == ["rooms.yaml:1 (top): must be a mapping of settings"]
 
 
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        # each escaped as another exception: the first found by the fuzzer (tests/fuzz), the
+        # others while writing its target
+        ("!!float \n", "rooms.yaml (yaml): cannot read"),  # IndexError inside PyYAML
+        ("rooms: {default: {publisher_max_bitrate: .inf}}", "must be a bitrate"),  # Overflow
+        (f"rooms: {{default: {{subscriber_max_bitrate: '{'9' * 400}k'}}}}", "must be a bitrate"),
+        ("[" * 3000 + "]" * 3000, "rooms.yaml (yaml): nested too deeply"),  # RecursionError
+        ("http: &a [*a]", "rooms.yaml:1 http: Input should be a valid dictionary"),  # a cycle
+    ],
+    ids=["tagged-empty-float", "inf-bitrate", "huge-bitrate", "deep-nesting", "alias-cycle"],
+)
+def test_hostile_files_raise_config_error_only(text: str, expected: str) -> None:
+    (problem,) = errors(text)
+    assert expected in problem, problem
+
+
+def test_nested_aliases_give_short_problems() -> None:
+    # "billion laughs": 10^6 strings from 6 lines; the problem quoted the whole expansion
+    # (over a megabyte here, exponentially more with each line) before values were cut short
+    lines = ["x:", "  a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"  a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 6)]
+    lines += ["rooms: {default: {codecs: *a5, publisher_max_bitrate: *a5}}"]
+    problems = errors("\n".join(lines))
+    assert any("publisher_max_bitrate: must be a bitrate" in p for p in problems), problems
+    assert all(len(p) < 400 for p in problems), max(len(p) for p in problems)
+
+
+def test_aliases_still_work() -> None:
+    settings = parse_settings(
+        "rooms:\n  default: &base {max_participants: 7}\n  policies: {copy: *base}\n"
+    )
+    assert settings.rooms.policies["copy"].max_participants == 7
+
+
 def test_unreadable_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_settings(tmp_path / "missing.yaml")

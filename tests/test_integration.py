@@ -167,3 +167,87 @@ async def test_bad_messages_get_errors_and_the_room_keeps_working(server: Runnin
     finally:
         for c in (alice, mallory, carol):
             await c.close()
+
+
+async def test_deeply_nested_json_gets_an_error_and_keeps_the_connection(
+    server: RunningServer,
+) -> None:
+    # found writing the fuzz targets (tests/fuzz): after pydantic refused it, reading it for its
+    # id raised RecursionError out of the handler, which dropped the connection unanswered
+    client = SignalingClient(server.ws_url, "m")
+    try:
+        await client.connect()
+        for text in ("[" * 5000, '{"id": 1, "x": ' + "[" * 5000 + "]" * 5000 + "}"):
+            client.messages.clear()
+            await client.send_raw(text)
+            err = await client.wait_for(lambda d: d["type"] == "error", timeout=5)
+            assert err["code"] == "bad_request", err
+        reply = await client.request({"type": "ping"})
+        assert reply["type"] == "pong"
+    finally:
+        await client.close()
+
+
+async def test_a_bundle_of_unknown_mids_is_refused_and_the_room_still_goes(
+    server: RunningServer,
+) -> None:
+    # found by fuzzing (tests/fuzz, session target): such an offer or answer left a
+    # transceiver without a transport; closing the peer connection then failed, and the
+    # room (and its sockets) stayed after everyone left, counting against limits.max_rooms
+    from pathlib import Path
+
+    import aiohttp
+
+    offer = (Path(__file__).parent / "fixtures" / "chromium156_offer_all_codecs.sdp").read_text()
+    alice = SignalingClient(server.ws_url, "alice")
+    async with aiohttp.ClientSession() as session, session.ws_connect(server.ws_url) as ws:
+        try:
+            await alice.connect()
+            await alice.join("bundle")
+            await alice.publish()
+
+            async def receive(type_: str) -> dict[str, Any]:
+                while True:
+                    message = json.loads((await ws.receive(timeout=10)).data)
+                    if message["type"] == type_:
+                        return message
+
+            await ws.send_json({"type": "join", "room": "bundle", "name": "mallory", "id": 1})
+            await receive("joined")
+            sdp = (await receive("subscribe_offer"))["sdp"]
+            assert "a=group:BUNDLE 0 1" in sdp
+            bad_answer = sdp.replace("a=group:BUNDLE 0 1", "a=group:BUNDLE 7 0 1").replace(
+                "a=setup:actpass", "a=setup:active"
+            )
+            await ws.send_json({"type": "subscribe_answer", "sdp": bad_answer, "id": 2})
+            error = await receive("error")
+            assert error["code"] == "bad_sdp" and "BUNDLE" in error["reason"], error
+            bad_offer = offer.replace("a=group:BUNDLE 0 1", "a=group:BUNDLE 7 0 1")
+            await ws.send_json({"type": "publish", "sdp": bad_offer, "id": 3})
+            error = await receive("error")
+            assert error["code"] == "bad_sdp" and "BUNDLE" in error["reason"], error
+            await ws.send_json({"type": "leave", "id": 4})
+            await receive("left")
+        finally:
+            await alice.leave()
+    await wait_until(lambda: not server.rooms.rooms, timeout=10)
+
+
+async def test_an_empty_room_goes_even_when_closing_a_participant_fails() -> None:
+    import pytest
+
+    from sfu.rooms.room import Participant, RoomManager
+
+    async def outbox(message: Any) -> None:
+        pass
+
+    async def failing_close() -> None:
+        raise RuntimeError("aiortc failed")
+
+    rooms = RoomManager()
+    participant = Participant("p", outbox)
+    await rooms.get_or_create("r").join(participant)
+    participant.close = failing_close  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        await rooms.rooms["r"].leave(participant)
+    assert rooms.rooms == {}

@@ -20,6 +20,21 @@ def test_requests_are_coalesced_and_retried() -> None:
     assert r.sent == 3
 
 
+def test_request_after_a_keyframe_is_deferred_not_dropped() -> None:
+    # a subscriber that joins just after the last keyframe must not wait for the retry
+    r = KeyframeRequester(min_interval=0.5, retry_interval=1.0)
+    assert r.request(10.0)
+    r.on_keyframe()
+    assert not r.request(10.2)  # too soon after the last request: deferred
+    assert not r.request(10.3)  # joins the deferred one
+    assert not r.poll(10.45)
+    assert r.poll(10.5)  # min_interval passed: the deferred request goes out
+    assert not r.request(10.6)  # the one just sent brings the keyframe
+    assert not r.poll(11.4)
+    assert r.poll(11.5)  # no keyframe came: retry
+    assert r.sent == 3
+
+
 def test_vp8_keyframe() -> None:
     # X=1 S=1 PID=0; I=1 (15-bit picture id), T=1; then payload header P=0
     assert vp8_is_keyframe(bytes([0x90, 0xA0, 0x80, 0x01, 0x40, 0x10]))

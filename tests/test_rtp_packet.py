@@ -3,6 +3,7 @@ import pytest
 from sfu.rtp.packet import (
     RtpError,
     build_rtp,
+    first_extension_offset,
     is_rtcp,
     parse_rtp,
     serialize_extensions,
@@ -40,6 +41,36 @@ def test_parse_two_byte_extensions_and_padding() -> None:
     h = parse_rtp(packet)
     assert h.extensions == {11: b"\xaa\xbb\xcc"}
     assert packet[h.payload_offset : h.payload_end] == b"payload"
+
+
+def test_one_byte_id_zero_is_padding_whatever_its_length_bits() -> None:
+    # found by fuzzing: 0x01 (id 0, "length" 2) was returned as an element with id 0, which
+    # the serializer then wrote in the two-byte form, where 0 is padding again
+    packet = bytes.fromhex("900000010000000200000003bede00020100211234000000") + b"p"
+    h = parse_rtp(packet)
+    assert h.extensions == {2: b"\x12\x34"}
+    assert packet[h.payload_offset : h.payload_end] == b"p"
+
+
+def test_first_extension_offset_finds_only_a_whole_two_byte_first_element() -> None:
+    def packet(elements: list[tuple[int, bytes]]) -> bytes:
+        return build_rtp(
+            payload_type=96, sequence_number=1, timestamp=2, ssrc=3, payload=b"xyz",
+            extensions=elements,
+        )  # fmt: skip
+
+    one_byte = packet([(3, b"\x00\x07"), (2, b"abc")])
+    at = first_extension_offset(one_byte, 3)
+    assert at is not None and one_byte[at : at + 2] == b"\x00\x07"
+    two_byte = packet([(3, b"\x00\x07"), (2, bytes(17))])  # 17 bytes: the two-byte form
+    at = first_extension_offset(two_byte, 3)
+    assert at is not None and two_byte[at : at + 2] == b"\x00\x07"
+    assert first_extension_offset(one_byte, 2) is None  # not the first element
+    assert first_extension_offset(packet([(3, b"\x00\x07\x09")]), 3) is None  # 3 bytes
+    assert first_extension_offset(packet([]), 3) is None
+    # found by fuzzing: an empty extension block, then payload bytes that look like an
+    # element; the offset returned was the end of the packet
+    assert first_extension_offset(bytes.fromhex("902d332b93f04d1a0a6c8359100000000100"), 1) is None
 
 
 def test_csrc_list_is_skipped() -> None:

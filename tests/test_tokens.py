@@ -50,6 +50,31 @@ def test_refusals(make, room, now, grant, reason) -> None:  # type: ignore[no-un
         verify_token(SECRET, make(), room=room, now=now, grant=grant)
 
 
+@pytest.mark.parametrize(
+    "claims",
+    [
+        '{"room": "*", "sub": "m", "grants": ["publish"], "exp": 1%s}' % ("0" * 400),
+        '{"room": "*", "sub": "m", "grants": ["publish"], "exp": "nan"}',
+        '{"room": "*", "sub": "m", "grants": ["publish"], "exp": "inf"}',
+        "[" * 1500,
+    ],
+    ids=["exp-overflows-float", "exp-nan", "exp-inf", "deep-nesting"],
+)
+def test_signed_but_malformed_claims_are_refused(claims: str) -> None:
+    # found writing the fuzz target (tests/fuzz): a 400-digit exp escaped as OverflowError,
+    # and "nan" made a token that never expires (only the secret's holder can sign these)
+    import base64
+
+    from cryptography.hazmat.primitives import hashes, hmac
+
+    body = base64.urlsafe_b64encode(claims.encode()).rstrip(b"=")
+    mac = hmac.HMAC(SECRET, hashes.SHA256())
+    mac.update(body)
+    signature = base64.urlsafe_b64encode(mac.finalize()).rstrip(b"=")
+    with pytest.raises(TokenError, match="malformed token claims"):
+        verify_token(SECRET, f"{body.decode()}.{signature.decode()}", room="r", now=NOW)
+
+
 def test_unknown_grant_is_refused_at_creation() -> None:
     with pytest.raises(ValueError, match="unknown grants"):
         token(grants={"root"})

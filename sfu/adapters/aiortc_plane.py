@@ -383,17 +383,61 @@ def munge_sdp(sdp: str, start_bitrate_kbps: int | None = None) -> str:
     return "\r\n".join(out) + "\r\n"
 
 
-def check_publish_offer(sdp: str) -> None:
-    """Refuse offers the SFU cannot use, with a reason (raises ``ValueError``)."""
+def _parse_remote_description(sdp: str) -> aiortc.sdp.SessionDescription:
+    """Parse a peer's SDP, refusing what would leave aiortc in a broken state.
+
+    A BUNDLE group naming a mid that no m-section has makes aiortc 1.16 give the bundled
+    transceivers no transport at all (``None``): answering then fails, and so does
+    ``RTCPeerConnection.close()``, before it stops the other transports.
+    """
     try:
         description = aiortc.sdp.SessionDescription.parse(sdp)
     except Exception as exc:  # aiortc's parser raises assorted errors on garbage
         raise ValueError(f"unparsable SDP: {exc}") from exc
+    mids = [media.rtp.muxId for media in description.media]
+    if len(set(mids)) != len(mids):
+        raise ValueError(f"m-sections share a mid: {mids}")
+    for group in description.group:
+        if group.semantic == "BUNDLE":
+            unknown = [mid for mid in group.items if mid not in mids]
+            if unknown:
+                raise ValueError(f"BUNDLE names mids without an m-section: {unknown}")
+    return description
+
+
+def check_publish_offer(sdp: str) -> None:
+    """Refuse offers the SFU cannot use, with a reason (raises ``ValueError``)."""
+    description = _parse_remote_description(sdp)
     kinds = [media.kind for media in description.media]
     if not any(kind in ("audio", "video") for kind in kinds):
         raise ValueError("the offer has no audio or video section")
     if any(kind not in ("audio", "video") for kind in kinds):
         raise ValueError(f"unsupported media sections: {kinds}")
+
+
+def check_subscribe_answer(sdp: str) -> None:
+    """Refuse answers that would break the subscriber's connection (raises ``ValueError``)."""
+    _parse_remote_description(sdp)
+
+
+class _NoTransport:
+    """Stands in for the transport of a transceiver that was left without one."""
+
+    def __init__(self) -> None:
+        self.transport = self
+
+    async def stop(self) -> None:
+        return None
+
+
+async def close_peer_connection(pc: RTCPeerConnection) -> None:
+    """``pc.close()``, also when a description (or a bug) left a transceiver without a
+    transport: aiortc 1.16 would raise ``AttributeError`` there and stop nothing after it,
+    leaving ICE sockets open."""
+    for transceiver in pc.getTransceivers():
+        if transceiver.receiver.transport is None:
+            transceiver.receiver.setTransport(_NoTransport())
+    await pc.close()
 
 
 def create_peer_connection() -> RTCPeerConnection:

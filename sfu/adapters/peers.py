@@ -199,8 +199,11 @@ class _Peer:
         if self.raw is not None:
             self.raw.detach_sink()
             self.raw.stop_probing()
-        await self.ice.close()
-        await self.pc.close()
+        try:
+            await self.ice.close()
+            await plane.close_peer_connection(self.pc)
+        except Exception:  # the room's bookkeeping must not depend on aiortc closing cleanly
+            logger.exception("closing a peer connection failed")
 
 
 class PublisherPeer(_Peer):
@@ -470,6 +473,7 @@ class SubscriberPeer(_Peer):
     async def answer(self, answer_sdp: str) -> None:
         if not self._negotiating:
             raise ValueError("no subscriber offer is outstanding")
+        plane.check_subscribe_answer(answer_sdp)
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer_sdp, type="answer"))
         self._negotiating = False
         if self._ice_restart_offered:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import fnmatch
 import json
+import math
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
@@ -91,8 +92,10 @@ def verify_token(
             grants=frozenset(str(g) for g in data["grants"]),
             expires=float(data["exp"]),
         )
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, OverflowError, RecursionError) as exc:
         raise TokenError("malformed token claims") from exc
+    if not math.isfinite(claims.expires):  # "exp": "nan" would never expire
+        raise TokenError("malformed token claims")
     if now >= claims.expires:
         raise TokenError("token expired")
     if not fnmatch.fnmatchcase(room, claims.room):

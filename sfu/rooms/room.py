@@ -339,7 +339,7 @@ class Room:
             await other.send(m.ParticipantLeft(participant_id=participant.id))
             await self._negotiate(other)
         participant.sources.clear()
-        await participant.close()
+        await participant.close()  # an empty room already went (above), whatever this does
 
 
 class RoomManager:

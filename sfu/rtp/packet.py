@@ -101,10 +101,10 @@ def _parse_extensions(data: bytes, profile: int, pos: int, end: int) -> dict[int
     if profile == ONE_BYTE_PROFILE:
         while pos < end:
             byte = data[pos]
-            if byte == 0:  # padding
+            ext_id = byte >> 4
+            if ext_id == 0:  # padding; id 0 is never an element (RFC 8285 section 4.2)
                 pos += 1
                 continue
-            ext_id = byte >> 4
             length = (byte & 0x0F) + 1
             if ext_id == 15:  # reserved: stop parsing (RFC 8285 section 4.2)
                 break
@@ -200,15 +200,16 @@ def wrap_rtx(packet: bytes, payload_type: int, sequence_number: int, ssrc: int) 
 
 
 def first_extension_offset(packet: bytes | bytearray, ext_id: int) -> int | None:
-    """Offset of the value of the first header extension element if its id is ``ext_id``
-    (the SFU writes the transport-wide sequence number first, to patch it per subscriber)."""
+    """Offset of the 2-byte value of the first header extension element if its id is
+    ``ext_id`` (the SFU writes the transport-wide sequence number first, to patch it per
+    subscriber); None unless that element is there, 2 bytes long, within the extension."""
     if len(packet) < RTP_HEADER_LENGTH or not packet[0] & 0x10:
         return None
     pos = RTP_HEADER_LENGTH + (packet[0] & 0x0F) * 4
-    if pos + 6 > len(packet):
-        return None
+    if pos + 8 > len(packet) or packet[pos + 2] == packet[pos + 3] == 0:
+        return None  # no room for an element, or an empty extension block
     if packet[pos] == 0xBE and packet[pos + 1] == 0xDE:
-        return pos + 5 if packet[pos + 4] >> 4 == ext_id else None
+        return pos + 5 if packet[pos + 4] == (ext_id << 4) | 1 else None
     if packet[pos] == 0x10 and packet[pos + 1] & 0xF0 == 0:
-        return pos + 6 if packet[pos + 4] == ext_id else None
+        return pos + 6 if packet[pos + 4] == ext_id and packet[pos + 5] == 2 else None
     return None

@@ -112,7 +112,7 @@ class SignalingSession:
                 raw = json.loads(text)
                 if isinstance(raw, dict) and isinstance(raw.get("id"), (int, str)):
                     request_id = raw["id"]
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: deep nesting
                 pass
             await self.error("bad_request", _describe(exc), request_id)
             return

@@ -1,7 +1,9 @@
 // The SFU's browser client: an ES module used by the demo page and by the tests.
 //
 //   const client = new SfuClient({ url: "ws://127.0.0.1:8080/ws" });
-//   await client.join({ room: "demo", name: "alice", codec: "VP9", scalabilityMode: "L3T3_KEY" });
+//   await client.join({ room: "demo", name: "alice", codec: "VP9", scalabilityMode: "L3T3_KEY",
+//                      token });  // token: from `sfu token create`, where the room requires one
+//   // a refused request rejects with an SfuError: err.code ("unauthorized", ...), err.reason
 //   client.addEventListener("participant", (e) => ...);   // tiles come and go
 //   client.addEventListener("bye", (e) => ...);   // out of the room: e.detail.code, .reason
 //   await client.leave();
@@ -46,6 +48,16 @@ function codecPreferences(mimeType, fmtp) {
   if (!wanted.length) return null;
   const rtx = caps.codecs.filter((c) => c.mimeType.toLowerCase() === "video/rtx");
   return [wanted[0], ...rtx];
+}
+
+// The server's error reply to a request: `code` (see docs/signaling.md) and `reason`.
+export class SfuError extends Error {
+  constructor(code, reason) {
+    super(`${code}: ${reason}`);
+    this.name = "SfuError";
+    this.code = code;
+    this.reason = reason;
+  }
 }
 
 export class SfuClient extends EventTarget {
@@ -113,7 +125,7 @@ export class SfuClient extends EventTarget {
     if (msg.id != null && this._pending.has(msg.id)) {
       const { resolve, reject } = this._pending.get(msg.id);
       this._pending.delete(msg.id);
-      if (msg.type === "error") reject(new Error(`${msg.code}: ${msg.reason}`));
+      if (msg.type === "error") reject(new SfuError(msg.code, msg.reason));
       else resolve(msg);
       return;
     }
@@ -167,13 +179,21 @@ export class SfuClient extends EventTarget {
   }
 
   async join({
-    room, name, codec = "VP9", scalabilityMode, publish = true, video = true, audio = true,
+    room, name, token, codec = "VP9", scalabilityMode, publish = true, video = true, audio = true,
     width = 1280, height = 720,
   }) {
     this._windows.clear();
     this.bye = null;
     await this._connect();
-    const joined = await this._request({ type: "join", room, name });
+    const message = { type: "join", room, name };
+    if (token) message.token = token;
+    let joined;
+    try {
+      joined = await this._request(message);
+    } catch (e) {
+      this.ws.close(); // refused: nothing to leave, and the connection is of no further use
+      throw e;
+    }
     this.participantId = joined.participant_id;
     for (const p of joined.participants) this._addParticipant(p);
     for (const t of joined.tracks) this.tracks.set(t.track_id, t);
