@@ -844,12 +844,7 @@ class IceRestarter:
         ice = self._ice()
         if ice is None or ice.state != "completed":
             raise ValueError("ICE has not completed: there is nothing to restart")
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await self._cancel_checks()
         connection = ice._connection
         _detach_from_nomination(ice)
         previous = connection._nominated.get(1) or getattr(connection, _FALLBACK, None)
@@ -914,6 +909,10 @@ class IceRestarter:
         logger.info("ICE restart: nominated %s", connection._nominated.get(1))
 
     async def close(self) -> None:
+        await self._cancel_checks()
+
+    async def _cancel_checks(self) -> None:
+        """Stop the restart's connectivity checks, if running, and wait until they have."""
         if self._task is not None and not self._task.done():
             self._task.cancel()
             try:
