@@ -1,21 +1,19 @@
 """Light simulated peers: aiortc for ICE/DTLS/SRTP, no encoder and no decoder.
 
-A :class:`RawPublisher` sends synthetic RTP at a set rate on a negotiated VP8 track; a
-:class:`CountingSubscriber` answers the SFU's offers and counts what arrives, raw.
+A :class:`RawPublisher` sends synthetic RTP at a set rate on a negotiated VP8 track, a
+:class:`ReplayPublisher` replays captured streams; a :class:`SimSubscriber` (also
+``CountingSubscriber``) answers the SFU's offers and checks what arrives, raw.  Their
+signaling is :class:`loadtest.signaling.SignalingPeer`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import struct
 import time
 import zlib
 from typing import Any
-
-import aiohttp
-from aiortc import RTCSessionDescription
 
 from sfu.adapters import aiortc_plane as plane
 from sfu.rtp import extensions as ext
@@ -26,80 +24,37 @@ from sfu.rtp.twcc import TransportFeedbackBuilder
 from .capturefile import Capture
 from .checker import FrameChecker
 from .looper import CaptureLooper
+from .signaling import SignalingPeer
 
 _HEADER = struct.Struct("!BBHII")
 
 
-class _SignalingPeer:
+class _RawPeer(SignalingPeer):
+    """A simulated peer: one aiortc peer connection whose media it sends or receives raw,
+    through a :class:`~sfu.adapters.aiortc_plane.RawTransport`, and one background task."""
+
     def __init__(self, ws_url: str, name: str) -> None:
-        self.ws_url = ws_url
-        self.name = name
-        self.session: aiohttp.ClientSession | None = None
-        self.ws: aiohttp.ClientWebSocketResponse | None = None
-        self._reader: asyncio.Task[None] | None = None
-        self._replies: dict[int, asyncio.Future[dict[str, Any]]] = {}
-        self._next_id = 1
-
-    async def connect(self, room: str, role: str | None = None) -> None:
-        self.session = aiohttp.ClientSession()
-        self.ws = await self.session.ws_connect(self.ws_url)
-        self._reader = asyncio.ensure_future(self._read())
-        join: dict[str, Any] = {"type": "join", "room": room, "name": self.name}
-        if role is not None:
-            join["role"] = role
-        reply = await self.request(join)
-        if reply["type"] != "joined":
-            raise RuntimeError(f"join failed: {reply}")
-        await self.on_joined(reply)
-
-    async def on_joined(self, reply: dict[str, Any]) -> None:
-        pass
-
-    async def request(self, message: dict[str, Any]) -> dict[str, Any]:
-        assert self.ws is not None
-        request_id = self._next_id
-        self._next_id += 1
-        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._replies[request_id] = fut
-        await self.ws.send_str(json.dumps(dict(message, id=request_id)))
-        return await asyncio.wait_for(fut, 15)
-
-    async def _read(self) -> None:
-        assert self.ws is not None
-        async for msg in self.ws:
-            if msg.type != aiohttp.WSMsgType.TEXT:
-                continue
-            data = json.loads(msg.data)
-            fut = self._replies.pop(data.get("id"), None) if data.get("id") is not None else None
-            if fut is not None and not fut.done():
-                fut.set_result(data)
-            else:
-                await self.on_message(data)
-
-    async def on_message(self, data: dict[str, Any]) -> None:
-        pass
+        super().__init__(ws_url, name)
+        self.pc = plane.create_peer_connection()
+        self.raw: plane.RawTransport | None = None
+        self._task: asyncio.Task[None] | None = None
 
     async def close(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-        if self.ws is not None:
-            await self.ws.close()
-        if self.session is not None:
-            await self.session.close()
+        if self._task is not None:
+            self._task.cancel()
+        await self.pc.close()
+        await super().close()
 
 
-class RawPublisher(_SignalingPeer):
+class RawPublisher(_RawPeer):
     """Publishes one VP8 video track and sends synthetic packets at ``pps``."""
 
     def __init__(self, ws_url: str, name: str, pps: int, payload_size: int = 1000) -> None:
         super().__init__(ws_url, name)
         self.pps = pps
         self.payload_size = payload_size
-        self.pc = plane.create_peer_connection()
         self.binding: plane.SendBinding | None = None
-        self.raw: plane.RawTransport | None = None
         self.sent = 0
-        self._task: asyncio.Task[None] | None = None
 
     async def publish(self) -> None:
         transceiver = self.pc.addTransceiver("video", direction="sendonly")
@@ -113,11 +68,7 @@ class RawPublisher(_SignalingPeer):
                 bound.set_result(None)
 
         plane.take_over_sender(transceiver.sender, on_send)
-        await self.pc.setLocalDescription(await self.pc.createOffer())
-        reply = await self.request({"type": "publish", "sdp": self.pc.localDescription.sdp})
-        if reply["type"] != "publish_answer":
-            raise RuntimeError(f"publish failed: {reply}")
-        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type="answer"))
+        await self.offer_publish(self.pc)
         await asyncio.wait_for(bound, 15)
         self._task = asyncio.ensure_future(self._send_loop())
 
@@ -144,14 +95,8 @@ class RawPublisher(_SignalingPeer):
                 self.sent += 1
             await asyncio.sleep(0.005)
 
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-        await self.pc.close()
-        await super().close()
 
-
-class ReplayPublisher(_SignalingPeer):
+class ReplayPublisher(_RawPeer):
     """Publishes captured streams (a video capture, optionally an audio one) as they were
     recorded, looping at a keyframe and answering keyframe requests by jumping to one."""
 
@@ -166,14 +111,11 @@ class ReplayPublisher(_SignalingPeer):
         super().__init__(ws_url, name)
         self.role = role
         self.captures = [c for c in (audio, video) if c is not None]
-        self.pc = plane.create_peer_connection()
-        self.raw: plane.RawTransport | None = None
         self.loopers: dict[int, CaptureLooper] = {}  # by SSRC
         self.keyframe_requests = 0
         self.transport_feedback = 0
         #: (payload key, send time) of every packet sent, for latency
         self.sent_log: list[tuple[int, float]] = []
-        self._task: asyncio.Task[None] | None = None
 
     async def publish(self) -> None:
         bound = 0
@@ -206,18 +148,8 @@ class ReplayPublisher(_SignalingPeer):
                     ready.set_result(None)
 
             plane.take_over_sender(transceiver.sender, on_send)
-        await self.pc.setLocalDescription(await self.pc.createOffer())
         video = self.captures[-1].info
-        reply = await self.request(
-            {
-                "type": "publish",
-                "sdp": self.pc.localDescription.sdp,
-                "scalability_mode": video.scalability_mode,
-            }
-        )
-        if reply["type"] != "publish_answer":
-            raise RuntimeError(f"publish failed: {reply}")
-        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type="answer"))
+        await self.offer_publish(self.pc, scalability_mode=video.scalability_mode)
         await asyncio.wait_for(ready, 15)
         self._task = asyncio.ensure_future(self._send_loop())
 
@@ -259,12 +191,6 @@ class ReplayPublisher(_SignalingPeer):
                         self.keyframe_requests += 1
                         looper.request_keyframe()
 
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-        await self.pc.close()
-        await super().close()
-
 
 #: a missing packet is NACKed again after this long (seconds) ...
 NACK_INTERVAL = 0.06
@@ -272,7 +198,7 @@ NACK_INTERVAL = 0.06
 NACK_TRIES = 10
 
 
-class SimSubscriber(_SignalingPeer):
+class SimSubscriber(_RawPeer):
     """A subscriber that never decodes: it answers the SFU's offers, reports the window it
     would render each video at, NACKs gaps, asks for a keyframe when a frame cannot be
     decoded, and records what it gets (see :class:`~loadtest.checker.FrameChecker`)."""
@@ -280,14 +206,11 @@ class SimSubscriber(_SignalingPeer):
     def __init__(self, ws_url: str, name: str, window: tuple[int, int] | None = None) -> None:
         super().__init__(ws_url, name)
         self.window = window
-        self.pc = plane.create_peer_connection()
-        self.raw: plane.RawTransport | None = None
         self.received = 0
         self.bytes = 0
         self.lost = 0
         self.nacks_sent = 0
         self.keyframe_requests = 0
-        self.messages: list[dict[str, Any]] = []
         #: (arrival, spatial id, temporal id) of every video packet received
         self.layers: list[tuple[float, int, int]] = []
         #: bytes and packets received, by second since the start
@@ -304,7 +227,6 @@ class SimSubscriber(_SignalingPeer):
         #: transport-wide-cc feedback, as a browser sends it (the SFU estimates from it)
         self._twcc_id: int | None = None
         self._twcc: TransportFeedbackBuilder | None = None
-        self._feedback_task: asyncio.Task[None] | None = None
         #: RTX payload type -> the media payload type it repairs (RFC 4588 apt)
         self._rtx_apt: dict[int, int] = {}
         self._ssrc_by_pt: dict[int, int] = {}
@@ -396,19 +318,18 @@ class SimSubscriber(_SignalingPeer):
             self.raw.send_rtcp(packet)
 
     async def on_message(self, data: dict[str, Any]) -> None:
-        self.messages.append(data)
         if data["type"] == "track_published" and data["track"]["kind"] == "video":
             await self._report_window(data["track"]["track_id"])
         if data["type"] != "subscribe_offer":
             return
-        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=data["sdp"], type="offer"))
+        await self.accept_offer(self.pc, data["sdp"])
         for transceiver in self.pc.getTransceivers():
 
             def on_receive(params: Any, t: Any = transceiver) -> None:
                 if self.raw is None:
                     self.raw = plane.RawTransport(t.receiver.transport)
                     self.raw.attach_sink(self)
-                    self._feedback_task = asyncio.ensure_future(self._send_feedback())
+                    self._task = asyncio.ensure_future(self._send_feedback())
                 twcc = next(
                     (e.id for e in params.headerExtensions if e.uri == ext.TRANSPORT_WIDE_CC), None
                 )
@@ -431,14 +352,9 @@ class SimSubscriber(_SignalingPeer):
                     self._parsers[codec.payloadType] = (codec.mimeType.split("/")[-1], dd)
 
             plane.take_over_receiver(transceiver.receiver, on_receive)
-        await self.pc.setLocalDescription(await self.pc.createAnswer())
-        assert self.ws is not None
-        await self.ws.send_str(
-            json.dumps({"type": "subscribe_answer", "sdp": self.pc.localDescription.sdp})
-        )
+        await self.answer_subscribe(self.pc)
 
     async def on_joined(self, reply: dict[str, Any]) -> None:
-        self.messages.append(reply)
         for track in reply["tracks"]:
             if track["kind"] == "video":
                 await self._report_window(track["track_id"])
@@ -479,22 +395,10 @@ class SimSubscriber(_SignalingPeer):
 
     async def _report_window(self, track_id: str) -> None:
         if self.window is not None and self.ws is not None:
-            await self.ws.send_str(
-                json.dumps(
-                    {
-                        "type": "window",
-                        "track_id": track_id,
-                        "width": self.window[0],
-                        "height": self.window[1],
-                    }
-                )
+            width, height = self.window
+            await self.send(
+                {"type": "window", "track_id": track_id, "width": width, "height": height}
             )
-
-    async def close(self) -> None:
-        if self._feedback_task is not None:
-            self._feedback_task.cancel()
-        await self.pc.close()
-        await super().close()
 
 
 #: the fan-out measurement's name for it

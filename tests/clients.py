@@ -1,35 +1,24 @@
-"""aiortc clients speaking the SFU's signaling, for integration tests and tools."""
+"""aiortc clients speaking the SFU's signaling, for integration tests and tools: they encode
+and decode real media (the load test's light peers, loadtest/peers.py, do neither); the
+signaling itself is loadtest/signaling.py's."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import defaultdict
 from typing import Any
 
-import aiohttp
 import av
 import numpy
-from aiortc import (
-    AudioStreamTrack,
-    RTCBundlePolicy,
-    RTCConfiguration,
-    RTCPeerConnection,
-    RTCRtpSender,
-    RTCSessionDescription,
-    VideoStreamTrack,
-)
+from aiortc import AudioStreamTrack, RTCPeerConnection, RTCRtpSender, VideoStreamTrack
 from aiortc.exceptions import InvalidStateError
 from aiortc.rtp import RtpPacket
 
+from loadtest.signaling import SignalingPeer
 from sfu.adapters import aiortc_plane as plane
 
-
-def new_pc() -> RTCPeerConnection:
-    # max-bundle: aiortc's balanced policy loses m-lines added by renegotiation
-    return RTCPeerConnection(
-        RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
-    )
+#: max-bundle: aiortc's balanced policy loses m-lines added by renegotiation
+new_pc = plane.create_peer_connection
 
 
 class SmallVideoTrack(VideoStreamTrack):
@@ -50,16 +39,13 @@ class SmallVideoTrack(VideoStreamTrack):
         return frame
 
 
-class SignalingClient:
+class SignalingClient(SignalingPeer):
     """One participant: a WebSocket, a publish pc and a subscribe pc (aiortc)."""
 
+    reply_timeout = 10.0
+
     def __init__(self, ws_url: str, name: str) -> None:
-        self.ws_url = ws_url
-        self.name = name
-        self.session: aiohttp.ClientSession | None = None
-        self.ws: aiohttp.ClientWebSocketResponse | None = None
-        self.messages: list[dict[str, Any]] = []
-        self.participant_id: str | None = None
+        super().__init__(ws_url, name)
         self.publish_pc: RTCPeerConnection | None = None
         self.subscribe_pc: RTCPeerConnection | None = None
         #: ICE restarts (aiortc has none of its own: the adapter's in-place restart)
@@ -70,53 +56,10 @@ class SignalingClient:
         self.received: dict[int, list[tuple[int, int]]] = defaultdict(list)
         self.kinds: dict[int, str] = {}
         self.tracks: list[Any] = []
-        self._reader: asyncio.Task[None] | None = None
-        self._waiters: list[tuple[Any, asyncio.Future[dict[str, Any]]]] = []
-        self._next_id = 1
 
-    async def connect(self) -> None:
-        self.session = aiohttp.ClientSession()
-        self.ws = await self.session.ws_connect(self.ws_url)
-        self._reader = asyncio.ensure_future(self._read())
-
-    async def _read(self) -> None:
-        assert self.ws is not None
-        async for msg in self.ws:
-            if msg.type != aiohttp.WSMsgType.TEXT:
-                continue
-            data = json.loads(msg.data)
-            self.messages.append(data)
-            for pred, fut in list(self._waiters):
-                if not fut.done() and pred(data):
-                    fut.set_result(data)
-                    self._waiters.remove((pred, fut))
-            if data["type"] == "subscribe_offer":
-                asyncio.ensure_future(self._on_subscribe_offer(data["sdp"]))
-
-    async def wait_for(self, pred: Any, timeout: float = 10.0) -> dict[str, Any]:
-        for data in self.messages:
-            if pred(data):
-                return data
-        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._waiters.append((pred, fut))
-        return await asyncio.wait_for(fut, timeout)
-
-    async def send_raw(self, text: str) -> None:
-        assert self.ws is not None
-        await self.ws.send_str(text)
-
-    async def request(self, message: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
-        request_id = self._next_id
-        self._next_id += 1
-        message = dict(message, id=request_id)
-        await self.send_raw(json.dumps(message))
-        return await self.wait_for(lambda d: d.get("id") == request_id, timeout)
-
-    async def join(self, room: str) -> dict[str, Any]:
-        reply = await self.request({"type": "join", "room": room, "name": self.name})
-        assert reply["type"] == "joined", reply
-        self.participant_id = reply["participant_id"]
-        return reply
+    async def on_message(self, data: dict[str, Any]) -> None:
+        if data["type"] == "subscribe_offer":  # answered aside: the reader goes on
+            asyncio.ensure_future(self._on_subscribe_offer(data["sdp"]))
 
     async def publish(self, video: bool = True, audio: bool = True) -> None:
         pc = new_pc()
@@ -131,10 +74,7 @@ class SignalingClient:
             transceiver.setCodecPreferences(
                 [c for c in caps if c.mimeType.lower() in ("video/vp8", "video/rtx")]
             )
-        await pc.setLocalDescription(await pc.createOffer())
-        reply = await self.request({"type": "publish", "sdp": pc.localDescription.sdp})
-        assert reply["type"] == "publish_answer", reply
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type="answer"))
+        await self.offer_publish(pc)
 
     async def restart_publish_ice(self) -> dict[str, Any]:
         """Re-offer on the publish connection with new ICE credentials (like Chromium's
@@ -142,10 +82,7 @@ class SignalingClient:
         pc, ice = self.publish_pc, self.publish_ice
         assert pc is not None and ice is not None
         await ice.begin()
-        await pc.setLocalDescription(await pc.createOffer())
-        reply = await self.request({"type": "publish", "sdp": pc.localDescription.sdp})
-        assert reply["type"] == "publish_answer", reply
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type="answer"))
+        reply = await self.offer_publish(pc)
         remote = plane.remote_ice(reply["sdp"])
         assert remote is not None
         await ice.set_remote(remote)
@@ -186,13 +123,10 @@ class SignalingClient:
         try:
             remote = plane.remote_ice(sdp)
             restart = self.subscribe_ice.is_restart(remote)
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            await self.accept_offer(pc, sdp)
             if restart and remote is not None:  # the server restarts ICE: so do we
                 await self.subscribe_ice.begin(remote)
-            await pc.setLocalDescription(await pc.createAnswer())
-            await self.send_raw(
-                json.dumps({"type": "subscribe_answer", "sdp": pc.localDescription.sdp})
-            )
+            await self.answer_subscribe(pc)
             self.subscribe_answers += 1
         except (InvalidStateError, ConnectionError):
             pass  # closed meanwhile (the test is over, or cut the connection)
@@ -233,9 +167,4 @@ class SignalingClient:
             if pc is not None:
                 await pc.close()
         self.publish_pc = self.subscribe_pc = None
-        if self.ws is not None:
-            await self.ws.close()
-        if self.session is not None:
-            await self.session.close()
-        if self._reader is not None:
-            self._reader.cancel()
+        await super().close()
