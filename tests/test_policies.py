@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 from clients import SignalingClient
+from serving import serving
 
 from sfu.config import load_settings, parse_settings
 from sfu.signaling.server import create_app
@@ -19,27 +19,16 @@ rooms:
 """
 
 
-async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    return runner, f"ws://{host}:{port}/ws"
-
-
 @pytest.fixture
 async def webinar() -> AsyncIterator[str]:
-    runner, url = await serve(create_app(load_settings(CONFIGS / "webinar.yaml")))
-    yield url
-    await runner.cleanup()
+    async with serving(create_app(load_settings(CONFIGS / "webinar.yaml"))) as url:
+        yield url
 
 
 @pytest.fixture
 async def small() -> AsyncIterator[str]:
-    runner, url = await serve(create_app(parse_settings(EXTRA)))
-    yield url
-    await runner.cleanup()
+    async with serving(create_app(parse_settings(EXTRA))) as url:
+        yield url
 
 
 async def test_webinar_roles_and_modes(webinar: str) -> None:

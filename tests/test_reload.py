@@ -10,31 +10,23 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp import web
+from serving import RunningServer, running, serving, start_sfu, wait_healthy
 
 from loadtest.capturefile import read_capture
 from loadtest.peers import CountingSubscriber, ReplayPublisher
 from sfu.config import load_settings
-from sfu.signaling.server import ROOMS_KEY, create_app
+from sfu.signaling.server import create_app
 
 CAPTURES = Path(__file__).parent / "fixtures" / "captures"
 POLICY = "rooms:\n  default:\n    max_spatial_layer: {layer}\n"
 
 
 @pytest.fixture
-async def configured(tmp_path: Path) -> AsyncIterator[tuple[str, Path, web.Application]]:
+async def configured(tmp_path: Path) -> AsyncIterator[tuple[RunningServer, Path]]:
     path = tmp_path / "sfu.yaml"
     path.write_text(POLICY.format(layer=2))
-    app = create_app(load_settings(path), str(path))
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield f"http://{host}:{port}", path, app
-    finally:
-        await runner.cleanup()
+    async with running(create_app(load_settings(path), str(path))) as server:
+        yield server, path
 
 
 async def reload(url: str) -> tuple[int, dict[str, object]]:
@@ -55,10 +47,10 @@ async def wait_for(predicate, timeout: float = 15.0) -> None:  # type: ignore[no
 
 
 async def test_reload_changes_the_forwarded_layer_without_reconnecting(
-    configured: tuple[str, Path, web.Application],
+    configured: tuple[RunningServer, Path],
 ) -> None:
-    url, path, app = configured
-    ws = url.replace("http", "ws") + "/ws"
+    server, path = configured
+    url, ws = server.url, server.ws_url
     publisher = ReplayPublisher(ws, "pub", read_capture(CAPTURES / "vp9_L3T3_KEY.sfucap"))
     subscriber = CountingSubscriber(ws, "sub")
     try:
@@ -98,7 +90,7 @@ async def test_reload_changes_the_forwarded_layer_without_reconnecting(
         status, body = await reload(url)
         assert status == 400 and not body["ok"]
         assert "rooms.default.max_spatial_layer: must be 0..2, got 7" in body["errors"][0]
-        assert app[ROOMS_KEY].rooms["room"].policy.max_spatial_layer == 0
+        assert server.rooms.rooms["room"].policy.max_spatial_layer == 0
         since = time.monotonic()
         await asyncio.sleep(1.0)
         assert top_layer(subscriber, since) == 0
@@ -113,48 +105,29 @@ async def test_reload_changes_the_forwarded_layer_without_reconnecting(
         await publisher.close()
 
 
-def test_sighup_reloads_and_rejects(tmp_path: Path) -> None:
+async def test_sighup_reloads_and_rejects(tmp_path: Path) -> None:
     """`sfu serve --config FILE` re-reads FILE on SIGHUP (a real process, stopped by PID)."""
     import signal
-    import socket
-    import subprocess
-    import sys
     import urllib.request
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     path = tmp_path / "sfu.yaml"
     path.write_text(POLICY.format(layer=2))
-    log = tmp_path / "log.txt"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "sfu", "serve", "--config", str(path), "--port", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    proc, port, log = start_sfu(tmp_path, "--config", str(path))
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline
-                time.sleep(0.2)
+        await wait_healthy(proc, port)
 
-        def wait_log(text: str) -> None:
+        async def wait_log(text: str) -> None:
             end = time.monotonic() + 10
             while text not in log.read_text():
                 assert time.monotonic() < end, log.read_text()
-                time.sleep(0.1)
+                await asyncio.sleep(0.1)
 
         path.write_text(POLICY.format(layer=1))
         proc.send_signal(signal.SIGHUP)
-        wait_log("reloaded")
+        await wait_log("reloaded")
         path.write_text("rooms: {default: {max_spatial_layer: 9}}\n")
         proc.send_signal(signal.SIGHUP)
-        wait_log("rejected")
+        await wait_log("rejected")
         assert "rooms.default.max_spatial_layer: must be 0..2, got 9" in log.read_text()
         assert proc.poll() is None  # still serving
         urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
@@ -167,20 +140,13 @@ async def test_publisher_gets_transport_cc_feedback_when_enabled(tmp_path: Path)
     from sfu.config import parse_settings
 
     app = create_app(parse_settings("media: {publisher_transport_cc: true}\n"))
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    publisher = ReplayPublisher(
-        f"ws://{host}:{port}/ws", "pub", read_capture(CAPTURES / "vp9_L3T3_KEY.sfucap")
-    )
-    try:
-        await publisher.connect("room")
-        await publisher.publish()
-        assert publisher.pc.remoteDescription is not None
-        assert "transport-wide-cc" in publisher.pc.remoteDescription.sdp
-        await wait_for(lambda: publisher.transport_feedback >= 10, timeout=5)
-    finally:
-        await publisher.close()
-        await runner.cleanup()
+    async with serving(app) as ws:
+        publisher = ReplayPublisher(ws, "pub", read_capture(CAPTURES / "vp9_L3T3_KEY.sfucap"))
+        try:
+            await publisher.connect("room")
+            await publisher.publish()
+            assert publisher.pc.remoteDescription is not None
+            assert "transport-wide-cc" in publisher.pc.remoteDescription.sdp
+            await wait_for(lambda: publisher.transport_feedback >= 10, timeout=5)
+        finally:
+            await publisher.close()

@@ -5,64 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from serving import start_sfu, wait_healthy
 
-import sfu
 from loadtest.capturefile import read_capture
 from loadtest.peers import ReplayPublisher
 
 CAPTURES = Path(__file__).parent / "fixtures" / "captures"
-
-
-class RecordingPublisher(ReplayPublisher):
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        self.events: list[dict[str, Any]] = []
-
-    async def on_message(self, data: dict[str, Any]) -> None:
-        self.events.append(data)
-
-
-def start_server(tmp_path: Path) -> tuple[subprocess.Popen[bytes], int, Path]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = dict(os.environ)
-    root = str(Path(sfu.__file__).resolve().parents[1])  # this checkout's code
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    log = tmp_path / "log.txt"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "sfu", "serve", "--port", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    return proc, port, log
-
-
-async def wait_healthy(proc: subprocess.Popen[bytes], port: int) -> None:
-    deadline = time.monotonic() + 20
-    async with aiohttp.ClientSession() as session:
-        while True:
-            try:
-                async with session.get(f"http://127.0.0.1:{port}/healthz") as r:
-                    if r.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline
-            await asyncio.sleep(0.2)
 
 
 async def read_until_closed(ws: aiohttp.ClientWebSocketResponse) -> list[dict[str, Any]]:
@@ -77,9 +32,9 @@ async def read_until_closed(ws: aiohttp.ClientWebSocketResponse) -> list[dict[st
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 async def test_signal_drains_and_exits_zero(tmp_path: Path, signum: signal.Signals) -> None:
-    proc, port, log = start_server(tmp_path)
+    proc, port, log = start_sfu(tmp_path)
     url = f"ws://127.0.0.1:{port}/ws"
-    publisher = RecordingPublisher(url, "pub", read_capture(CAPTURES / "vp8_L1T3.sfucap"))
+    publisher = ReplayPublisher(url, "pub", read_capture(CAPTURES / "vp8_L1T3.sfucap"))
     session = aiohttp.ClientSession()
     try:
         await wait_healthy(proc, port)
@@ -107,7 +62,7 @@ async def test_signal_drains_and_exits_zero(tmp_path: Path, signum: signal.Signa
         assert code == 0, log.read_text()
         assert took < 12
         await asyncio.sleep(0.2)
-        assert any(m["type"] == "bye" for m in publisher.events)
+        assert any(m["type"] == "bye" for m in publisher.messages)
         # the server closed the publisher's peer connection (DTLS close_notify)
         assert publisher.pc.connectionState == "closed", publisher.pc.connectionState
         text = log.read_text()
