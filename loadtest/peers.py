@@ -13,6 +13,7 @@ import random
 import struct
 import time
 import zlib
+from collections import deque
 from typing import Any
 
 from sfu.adapters import aiortc_plane as plane
@@ -27,6 +28,11 @@ from .looper import CaptureLooper
 from .signaling import SignalingPeer
 
 _HEADER = struct.Struct("!BBHII")
+
+#: packets a ReplayPublisher remembers for the latency figures (loadtest.run.latencies): a
+#: long run keeps its last ~100 s (the VP9 L3T3 capture and Opus send ~320 packets a second;
+#: the scenarios run 16-30 s), and ~4 MB a publisher at most
+SENT_LOG_SIZE = 1 << 15
 
 
 class _RawPeer(SignalingPeer):
@@ -114,8 +120,8 @@ class ReplayPublisher(_RawPeer):
         self.loopers: dict[int, CaptureLooper] = {}  # by SSRC
         self.keyframe_requests = 0
         self.transport_feedback = 0
-        #: (payload key, send time) of every packet sent, for latency
-        self.sent_log: list[tuple[int, float]] = []
+        #: (payload key, send time) of the last SENT_LOG_SIZE packets sent, for latency
+        self.sent_log: deque[tuple[int, float]] = deque(maxlen=SENT_LOG_SIZE)
 
     async def publish(self) -> None:
         bound = 0

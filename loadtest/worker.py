@@ -142,7 +142,7 @@ async def run(spec: WorkerSpec) -> dict[str, Any]:
                 "room": spec_.room,
                 "sent": sum(lp.sent for lp in p.loopers.values()),
                 "keyframe_requests": p.keyframe_requests,
-                "sent_log": p.sent_log,
+                "sent_log": list(p.sent_log),
             }
             for spec_, p in publishers
         ],

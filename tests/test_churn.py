@@ -102,8 +102,8 @@ async def test_join_leave_churn_leaves_nothing_behind() -> None:
             del objects, participant, peer
             await sub.request({"type": "leave"})
             await sub.close()
-            # the publisher's latency log grows with every packet it sends: the test's own
-            # memory, not the server's
+            # the publisher's latency log fills up (to SENT_LOG_SIZE packets) as it sends: the
+            # test's own memory, not the server's
             publisher.sent_log.clear()
             return sub.received
 
