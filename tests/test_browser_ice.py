@@ -5,9 +5,10 @@ session, the client restarts ICE by itself when its network changes, and a lossy
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -56,10 +57,14 @@ async def playwright() -> AsyncIterator[Any]:
         yield p
 
 
-async def video_in(page: Any) -> dict[str, Any]:
-    stats = [
+async def videos_in(page: Any) -> list[dict[str, Any]]:
+    return [
         s for s in await page.evaluate("window.sfuClient.inboundStats()") if s["kind"] == "video"
     ]
+
+
+async def video_in(page: Any) -> dict[str, Any]:
+    stats = await videos_in(page)
     assert len(stats) == 1, stats
     return dict(stats[0])
 
@@ -72,11 +77,7 @@ async def video_out(page: Any) -> dict[str, Any]:
 async def wait_decoding(page: Any, timeout: float = 40) -> None:
     start = time.monotonic()
     while True:
-        stats = [
-            s
-            for s in await page.evaluate("window.sfuClient.inboundStats()")
-            if s["kind"] == "video"
-        ]
+        stats = await videos_in(page)
         if stats and (stats[0]["framesDecoded"] or 0) > 0:
             return
         assert time.monotonic() - start < timeout, f"no decoded video in {timeout}s: {stats}"
@@ -126,8 +127,60 @@ class FrameWatch:
         return out
 
 
+async def until(
+    condition: Callable[[], bool | Awaitable[bool]],
+    timeout: float,
+    message: str,
+    interval: float = 0.1,
+) -> None:
+    """Until ``condition()`` (awaited when it is a coroutine) holds; fails with ``message``
+    after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        holds = condition()
+        if inspect.isawaitable(holds):
+            holds = await holds
+        if holds:
+            return
+        assert time.monotonic() < deadline, message
+        await asyncio.sleep(interval)
+
+
 def page_url(server: RunningServer, room: str, query: str) -> str:
     return f"{server.url}/?room={room}&{query}&autojoin=1"
+
+
+PUBLISHER = "name=pub&res=640x360"
+SUBSCRIBER = "name=sub&publish=0&tile=640x360"
+
+
+async def open_call(
+    stack: AsyncExitStack,
+    playwright: Any,
+    server: RunningServer,
+    room: str,
+    publisher: str = PUBLISHER,
+    relay: LossyRelay | None = None,
+) -> tuple[Any, Any]:
+    """A publishing page (query ``publisher``; its publish connection through ``relay`` when
+    one is given) and a subscribing page in ``room``, once the subscriber decodes video."""
+
+    async def steer(page: Any) -> None:
+        assert relay is not None
+        await route_publisher_through(page, relay)
+
+    pub = await stack.enter_async_context(
+        chromium_page(
+            playwright,
+            page_url(server, room, publisher),
+            before_goto=steer if relay is not None else None,
+        )
+    )
+    sub = await stack.enter_async_context(
+        chromium_page(playwright, page_url(server, room, SUBSCRIBER))
+    )
+    await wait_decoding(sub)
+    return pub, sub
 
 
 async def test_publisher_and_subscriber_restart_ice_mid_call(
@@ -135,15 +188,7 @@ async def test_publisher_and_subscriber_restart_ice_mid_call(
 ) -> None:
     room_name = "ice-restart"
     async with AsyncExitStack() as stack:
-        pub = await stack.enter_async_context(
-            chromium_page(playwright, page_url(server, room_name, "name=pub&res=640x360"))
-        )
-        sub = await stack.enter_async_context(
-            chromium_page(
-                playwright, page_url(server, room_name, "name=sub&publish=0&tile=640x360")
-            )
-        )
-        await wait_decoding(sub)
+        pub, sub = await open_call(stack, playwright, server, room_name)
         room = server.rooms.rooms[room_name]
         pub_id = await pub.evaluate("window.sfuClient.participantId")
         sub_id = await sub.evaluate("window.sfuClient.participantId")
@@ -162,10 +207,9 @@ async def test_publisher_and_subscriber_restart_ice_mid_call(
             assert before["pairLocalUfrag"] == before["localUfrag"]
             restarted_at = time.monotonic()
             await pub.evaluate("window.sfuClient.restartIce({subscribe: false})")
-            deadline = time.monotonic() + 15
-            while publisher.ice.restarts < 1:
-                assert time.monotonic() < deadline, "the server's ICE restart did not complete"
-                await asyncio.sleep(0.1)
+            await until(
+                lambda: publisher.ice.restarts >= 1, 15, "the server's ICE restart did not complete"
+            )
             await asyncio.sleep(2)
             after = await pub.evaluate(PAIR, "publishPc")
             print(
@@ -195,10 +239,11 @@ async def test_publisher_and_subscriber_restart_ice_mid_call(
             before_sub = await sub.evaluate(PAIR, "subscribePc")
             restarted_at = time.monotonic()
             await sub.evaluate("window.sfuClient.restartIce({publish: false})")
-            deadline = time.monotonic() + 15
-            while subscriber.ice.restarts < 1:
-                assert time.monotonic() < deadline, "the subscriber's ICE restart did not complete"
-                await asyncio.sleep(0.1)
+            await until(
+                lambda: subscriber.ice.restarts >= 1,
+                15,
+                "the subscriber's ICE restart did not complete",
+            )
             await asyncio.sleep(2)
             after_sub = await sub.evaluate(PAIR, "subscribePc")
             assert after_sub["state"] == "connected"
@@ -239,23 +284,7 @@ async def test_the_client_restarts_ice_by_itself_when_its_network_changes(
     relay.start()
     try:
         async with AsyncExitStack() as stack:
-
-            async def steer(page: Any) -> None:
-                await route_publisher_through(page, relay)
-
-            pub = await stack.enter_async_context(
-                chromium_page(
-                    playwright,
-                    page_url(server, room_name, "name=pub&res=640x360"),
-                    before_goto=steer,
-                )
-            )
-            sub = await stack.enter_async_context(
-                chromium_page(
-                    playwright, page_url(server, room_name, "name=sub&publish=0&tile=640x360")
-                )
-            )
-            await wait_decoding(sub)
+            pub, sub = await open_call(stack, playwright, server, room_name, relay=relay)
             room = server.rooms.rooms[room_name]
             participants = dict(room.participants)
             pub_id = await pub.evaluate("window.sfuClient.participantId")
@@ -268,19 +297,19 @@ async def test_the_client_restarts_ice_by_itself_when_its_network_changes(
                 await asyncio.sleep(1)
                 cut_at = time.monotonic()
                 relay.blocked |= relay.counters.clients
-                deadline = cut_at + 40
-                while True:
+
+                async def restarted_both() -> bool:
                     restarts = await pub.evaluate("window.sfuClient.iceRestarts.publish")
-                    if restarts >= 1 and publisher.ice.restarts >= 1:
-                        break
-                    assert time.monotonic() < deadline, "no ICE restart after the network change"
-                    await asyncio.sleep(0.25)
+                    return bool(restarts >= 1 and publisher.ice.restarts >= 1)
+
+                await until(restarted_both, 40, "no ICE restart after the network change", 0.25)
                 restarted = time.monotonic() - cut_at
                 frames = (await video_in(sub))["framesDecoded"]
-                deadline = time.monotonic() + 20
-                while (await video_in(sub))["framesDecoded"] < frames + 30:
-                    assert time.monotonic() < deadline, "the picture did not come back"
-                    await asyncio.sleep(0.25)
+
+                async def picture_back() -> bool:
+                    return bool((await video_in(sub))["framesDecoded"] >= frames + 30)
+
+                await until(picture_back, 20, "the picture did not come back", 0.25)
                 back = time.monotonic() - cut_at
                 stall = watch.longest_stall(since=cut_at)
             finally:
@@ -312,23 +341,9 @@ async def test_lossy_uplink_keeps_the_picture(server: RunningServer, playwright:
     duration = 18.0
     try:
         async with AsyncExitStack() as stack:
-
-            async def steer(page: Any) -> None:
-                await route_publisher_through(page, relay)
-
-            pub = await stack.enter_async_context(
-                chromium_page(
-                    playwright,
-                    page_url(server, room_name, "name=pub&codec=VP9&res=640x360"),
-                    before_goto=steer,
-                )
+            pub, sub = await open_call(
+                stack, playwright, server, room_name, f"{PUBLISHER}&codec=VP9", relay
             )
-            sub = await stack.enter_async_context(
-                chromium_page(
-                    playwright, page_url(server, room_name, "name=sub&publish=0&tile=640x360")
-                )
-            )
-            await wait_decoding(sub)
             await asyncio.sleep(3)
             room = server.rooms.rooms[room_name]
             source = next(
