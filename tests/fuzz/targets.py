@@ -10,6 +10,7 @@ escaping the parser, a failed round trip, an out-of-range field.  The drivers
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import struct
 from collections.abc import Callable
@@ -193,6 +194,19 @@ def _check_feedback(packets: list[bytes], arrivals: dict[int, list[float]]) -> N
 # -- codecs ------------------------------------------------------------------------------
 
 
+def _rewrite_ids(data: bytes, d: Any, rewrite: Any, parse: Any) -> Any:
+    """A VP8/VP9 descriptor ``d`` of ``data`` rewritten with picture id 0x5A5A and TL0PICIDX
+    0xA5: the payload and the size stay, those fields (where present) change; the
+    rewritten descriptor, parsed."""
+    out = rewrite(data, d, picture_id=0x5A5A, tl0picidx=0xA5)
+    assert len(out) == len(data) and out[d.size :] == data[d.size :]
+    again = parse(out)
+    expected = d.picture_id if d.picture_id is None else 0x5A5A & ((1 << d.picture_id_bits) - 1)
+    assert again.picture_id == expected, (d, again)
+    assert again.tl0picidx == (None if d.tl0picidx is None else 0xA5)
+    return again
+
+
 @target
 def vp8(data: bytes) -> None:
     """parse_vp8_descriptor raises only CodecError; rewriting the picture id and TL0PICIDX
@@ -202,12 +216,7 @@ def vp8(data: bytes) -> None:
     except CodecError:
         return
     assert 1 <= d.size < len(data)
-    out = rewrite_vp8_descriptor(data, d, picture_id=0x5A5A, tl0picidx=0xA5)
-    assert len(out) == len(data) and out[d.size :] == data[d.size :]
-    again = parse_vp8_descriptor(out)
-    expected = d.picture_id if d.picture_id is None else 0x5A5A & ((1 << d.picture_id_bits) - 1)
-    assert again.picture_id == expected, (d, again)
-    assert again.tl0picidx == (None if d.tl0picidx is None else 0xA5)
+    again = _rewrite_ids(data, d, rewrite_vp8_descriptor, parse_vp8_descriptor)
     same = ("size", "picture_id_bits", "tid", "key_idx", "keyframe", "partition_index")
     assert all(getattr(again, f) == getattr(d, f) for f in same), (d, again)
 
@@ -222,12 +231,7 @@ def vp9(data: bytes) -> None:
         return
     assert 1 <= d.size <= len(data)
     assert len(d.reference_diffs) <= 3
-    out = rewrite_vp9_descriptor(data, d, picture_id=0x5A5A, tl0picidx=0xA5)
-    assert len(out) == len(data) and out[d.size :] == data[d.size :]
-    again = parse_vp9_descriptor(out)
-    expected = d.picture_id if d.picture_id is None else 0x5A5A & ((1 << d.picture_id_bits) - 1)
-    assert again.picture_id == expected, (d, again)
-    assert again.tl0picidx == (None if d.tl0picidx is None else 0xA5)
+    again = _rewrite_ids(data, d, rewrite_vp9_descriptor, parse_vp9_descriptor)
     assert again.ss == d.ss and again.reference_diffs == d.reference_diffs
     assert (again.sid, again.tid, again.size, again.keyframe) == (d.sid, d.tid, d.size, d.keyframe)
 
@@ -365,30 +369,37 @@ class _FakeSocket:
         self.sent.append(text)
 
 
-_server_message: Any = None
+@functools.cache
+def _server_message() -> Any:
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(m.ServerMessage)
+
+
+async def _handle_then_leave(
+    session: SignalingSession, ws: _FakeSocket, rooms: RoomManager, data: bytes
+) -> None:
+    """``data``'s lines (20 at most) through ``session.handle``, then its leave: nothing
+    raises, the rooms go, and every reply was a valid server message."""
+    for line in _text(data).split("\n")[:20]:
+        await session.handle(line)
+    await session.leave()
+    await rooms.close()
+    assert not rooms.rooms, rooms.rooms
+    for text in ws.sent:
+        _server_message().validate_json(text)
 
 
 @target
 def session(data: bytes) -> None:
     """One connection's messages (a line each) through SignalingSession.handle: nothing
     raises, every reply is a valid server message, and leaving frees the room."""
-    global _server_message
-    if _server_message is None:
-        from pydantic import TypeAdapter
-
-        _server_message = TypeAdapter(m.ServerMessage)
 
     async def run() -> None:
         rooms = RoomManager()
         ws = _FakeSocket()
         session = SignalingSession(ws, rooms)  # type: ignore[arg-type]
-        for line in _text(data).split("\n")[:20]:
-            await session.handle(line)
-        await session.leave()
-        await rooms.close()
-        assert not rooms.rooms, rooms.rooms
-        for text in ws.sent:
-            _server_message.validate_json(text)
+        await _handle_then_leave(session, ws, rooms, data)
 
     asyncio.run(run())
 
@@ -418,11 +429,6 @@ def subscriber(data: bytes) -> None:
     """A subscriber's messages (a line each, its SDP answers above all) after it joined a
     room with a publisher and got the server's offer: nothing raises, every reply is a valid
     server message, and when everybody leaves the room goes."""
-    global _server_message
-    if _server_message is None:
-        from pydantic import TypeAdapter
-
-        _server_message = TypeAdapter(m.ServerMessage)
 
     async def run() -> None:
         rooms = await _room_with_a_publisher()
@@ -430,13 +436,7 @@ def subscriber(data: bytes) -> None:
         session = SignalingSession(ws, rooms)  # type: ignore[arg-type]
         await session.handle(SUBSCRIBER_JOIN)
         assert any('"subscribe_offer"' in text for text in ws.sent), ws.sent
-        for line in _text(data).split("\n")[:20]:
-            await session.handle(line)
-        await session.leave()
-        await rooms.close()
-        assert not rooms.rooms, rooms.rooms
-        for text in ws.sent:
-            _server_message.validate_json(text)
+        await _handle_then_leave(session, ws, rooms, data)
 
     asyncio.run(run())
 
