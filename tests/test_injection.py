@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
@@ -52,16 +54,29 @@ def injected(ssrc: int, payload_type: int, first_seq: int, count: int) -> list[b
     ]
 
 
+@asynccontextmanager
+async def publisher_a_and(
+    server: RunningServer, room: str, other: str
+) -> AsyncIterator[tuple[RawPublisher, RawPublisher, MarkCountingSubscriber]]:
+    """In ``room``: subscriber "c", publisher "a" publishing, and publisher ``other`` (not
+    connected yet); all closed on exit."""
+    a = RawPublisher(server.ws_url, "a", pps=100, payload_size=300)
+    b = RawPublisher(server.ws_url, other, pps=100, payload_size=300)
+    c = MarkCountingSubscriber(server.ws_url, "c", (640, 360))
+    try:
+        await c.connect(room)
+        await a.connect(room)
+        await a.publish()
+        yield a, b, c
+    finally:
+        for peer in (a, b, c):
+            await peer.close()
+
+
 async def test_a_publisher_cannot_inject_into_another_publishers_stream(
     server: RunningServer,
 ) -> None:
-    a = RawPublisher(server.ws_url, "a", pps=100, payload_size=300)
-    b = RawPublisher(server.ws_url, "b", pps=100, payload_size=300)
-    c = MarkCountingSubscriber(server.ws_url, "c", (640, 360))
-    try:
-        await c.connect("inject")
-        await a.connect("inject")
-        await a.publish()
+    async with publisher_a_and(server, "inject", "b") as (a, b, c):
         await b.connect("inject")
         await b.publish()
         await wait_until(lambda: len([n for n in c.by_ssrc.values() if n > 50]) == 2)
@@ -105,22 +120,13 @@ async def test_a_publisher_cannot_inject_into_another_publishers_stream(
         (entry,) = [e for e in stats["rooms"]["inject"]["participants"] if e["name"] == "b"]
         assert entry["ingress"]["unknown_ssrc"] >= 190
         assert entry["published"][0]["packets_dropped"] >= 190
-    finally:
-        for peer in (a, b, c):
-            await peer.close()
 
 
 async def test_a_colliding_ssrc_feeds_only_its_own_publishers_track(
     server: RunningServer,
 ) -> None:
     """D negotiates A's very SSRC: its packets go to D's track, A's subscribers see A's only."""
-    a = RawPublisher(server.ws_url, "a", pps=100, payload_size=300)
-    d = RawPublisher(server.ws_url, "d", pps=100, payload_size=300)
-    c = MarkCountingSubscriber(server.ws_url, "c", (640, 360))
-    try:
-        await c.connect("collide")
-        await a.connect("collide")
-        await a.publish()
+    async with publisher_a_and(server, "collide", "d") as (a, d, c):
         assert a.binding is not None
         original = d.pc.addTransceiver
 
@@ -147,6 +153,3 @@ async def test_a_colliding_ssrc_feeds_only_its_own_publishers_track(
         assert grew_a <= (a.sent - sent_a) + 20 and grew_d <= (d.sent - sent_d) + 20
         assert grew_a > 100 and grew_d > 100
         assert sa.packets_dropped == 0 and sd.packets_dropped == 0
-    finally:
-        for peer in (a, d, c):
-            await peer.close()
