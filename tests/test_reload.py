@@ -11,6 +11,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from serving import RunningServer, running, serving, start_sfu, wait_healthy
+from test_integration import wait_until
 
 from loadtest.capturefile import read_capture
 from loadtest.peers import CountingSubscriber, ReplayPublisher
@@ -38,14 +39,6 @@ def top_layer(sub: CountingSubscriber, since: float) -> int:
     return max((sid for at, sid, _ in sub.layers if at >= since), default=-1)
 
 
-async def wait_for(predicate, timeout: float = 15.0) -> None:  # type: ignore[no-untyped-def]
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.1)
-
-
 async def test_reload_changes_the_forwarded_layer_without_reconnecting(
     configured: tuple[RunningServer, Path],
 ) -> None:
@@ -58,18 +51,19 @@ async def test_reload_changes_the_forwarded_layer_without_reconnecting(
         await subscriber.connect("room")
         await publisher.publish()
         loop = asyncio.get_running_loop()
-        await wait_for(lambda: top_layer(subscriber, 0) == 2)
+        await wait_until(lambda: top_layer(subscriber, 0) == 2, 15, interval=0.1)
         offers = sum(1 for m in subscriber.messages if m["type"] == "subscribe_offer")
 
         path.write_text(POLICY.format(layer=0))
         status, body = await reload(url)
         assert status == 200 and body["ok"] and body["rooms"] == {"room": "default"}
         changed = loop.time()
-        await wait_for(
+        await wait_until(
             lambda: any(
                 m["type"] == "level_changed" and m["spatial"] == 0 for m in subscriber.messages
             ),
-            timeout=5,
+            5,
+            interval=0.1,
         )
         took = loop.time() - changed
         event = next(
@@ -98,7 +92,9 @@ async def test_reload_changes_the_forwarded_layer_without_reconnecting(
         # and back up (K-SVC: at the next keyframe, which the SFU asks the publisher for)
         path.write_text(POLICY.format(layer=2))
         assert (await reload(url))[0] == 200
-        await wait_for(lambda: top_layer(subscriber, time.monotonic() - 0.3) == 2, timeout=5)
+        await wait_until(
+            lambda: top_layer(subscriber, time.monotonic() - 0.3) == 2, 5, interval=0.1
+        )
         assert publisher.keyframe_requests >= 1
     finally:
         await subscriber.close()
@@ -147,6 +143,6 @@ async def test_publisher_gets_transport_cc_feedback_when_enabled(tmp_path: Path)
             await publisher.publish()
             assert publisher.pc.remoteDescription is not None
             assert "transport-wide-cc" in publisher.pc.remoteDescription.sdp
-            await wait_for(lambda: publisher.transport_feedback >= 10, timeout=5)
+            await wait_until(lambda: publisher.transport_feedback >= 10, 5, interval=0.1)
         finally:
             await publisher.close()
