@@ -57,6 +57,25 @@ def _publisher_plis(stats: dict[str, Any]) -> int:
     )
 
 
+def _sample(view: dict[str, Any], t: float, kbps: int) -> dict[str, Any]:
+    """One sample of the SFU's view of a subscriber (from :func:`_subscriber_view`, with a
+    video) at ``t`` seconds into the schedule, on a link of ``kbps``."""
+    return {
+        "t": t,
+        "kbps": kbps,
+        "estimate": view["downlink"].get("downloadRate"),
+        "forwarded": view["downlink"].get("videoBitrate"),
+        "spatial": view["video"]["spatial"],
+        "temporal": view["video"]["temporal"],
+        "paused": view["video"]["paused"],
+        "estimator": view["estimator"],
+        "target": view["video"].get("target"),
+        "allocated": view["video"].get("allocated"),
+        "level_bitrate": view["video"].get("level_bitrate"),
+        "up_hold": view["video"].get("up_hold"),
+    }
+
+
 async def run_schedule(schedule: list[tuple[float, int]], codec: str = "VP9") -> dict[str, Any]:
     ok, why = namespaces_available()
     if not ok:
@@ -109,22 +128,7 @@ async def run_schedule(schedule: list[tuple[float, int]], codec: str = "VP9") ->
                     continue
                 if view is None or view["video"] is None:
                     continue
-                samples.append(
-                    {
-                        "t": round(time.monotonic() - started, 2),
-                        "kbps": kbps,
-                        "estimate": view["downlink"].get("downloadRate"),
-                        "forwarded": view["downlink"].get("videoBitrate"),
-                        "spatial": view["video"]["spatial"],
-                        "temporal": view["video"]["temporal"],
-                        "paused": view["video"]["paused"],
-                        "estimator": view["estimator"],
-                        "target": view["video"].get("target"),
-                        "allocated": view["video"].get("allocated"),
-                        "level_bitrate": view["video"].get("level_bitrate"),
-                        "up_hold": view["video"].get("up_hold"),
-                    }
-                )
+                samples.append(_sample(view, round(time.monotonic() - started, 2), kbps))
         plis = _publisher_plis(_stats(port))
         out, err = await asyncio.wait_for(worker.communicate(), 60)
         spec_path.unlink(missing_ok=True)
@@ -158,6 +162,31 @@ async def run_schedule(schedule: list[tuple[float, int]], codec: str = "VP9") ->
 def figures(run: dict[str, Any]) -> dict[str, Any]:
     """Time to fit after each drop, time to recover after each rise, freezes, keyframe
     requests, and layer switches per minute at steady bandwidth."""
+    out = layer_figures(run)
+    sub = run["subscriber"]
+    origin = run.get("origin")
+    out.update(
+        {
+            "freezes": sub["freezes"],
+            "longest_gap_s": round(sub["longest_gap"], 3),
+            # (when the freeze began, its length), on the schedule's clock
+            "freeze_at": [
+                [round(end - gap - origin, 2), round(gap, 2)] for end, gap in sub["freeze_log"]
+            ]
+            if origin is not None
+            else [],
+            "frames_undecodable": sub["frames_undecodable"],
+            "plis_upstream": run["plis_upstream"],
+            "plis_per_second": round(run["plis_upstream"] / run["duration"], 2),
+        }
+    )
+    return out
+
+
+def layer_figures(run: dict[str, Any]) -> dict[str, Any]:
+    """What the SFU did, from its samples alone (``run``: ``schedule``, ``changes``,
+    ``samples``, ``duration``): after each drop the time to switch down and to fit, after
+    each rise the time back to the top spatial layer; switches at steady bandwidth."""
     samples = run["samples"]
     out: dict[str, Any] = {"changes": []}
     rates = [kbps for _, kbps in run["schedule"]]
@@ -214,25 +243,8 @@ def figures(run: dict[str, Any]) -> dict[str, Any]:
         steady_spatial += sum(
             1 for x, y in zip(levels, levels[1:], strict=False) if (x[0], x[2]) != (y[0], y[2])
         )
-    sub = run["subscriber"]
-    origin = run.get("origin")
-    out.update(
-        {
-            "freezes": sub["freezes"],
-            "longest_gap_s": round(sub["longest_gap"], 3),
-            # (when the freeze began, its length), on the schedule's clock
-            "freeze_at": [
-                [round(end - gap - origin, 2), round(gap, 2)] for end, gap in sub["freeze_log"]
-            ]
-            if origin is not None
-            else [],
-            "frames_undecodable": sub["frames_undecodable"],
-            "plis_upstream": run["plis_upstream"],
-            "plis_per_second": round(run["plis_upstream"] / run["duration"], 2),
-            "switches_per_minute_steady": round(60 * steady_switches / max(steady_seconds, 1), 2),
-            "spatial_switches_steady": steady_spatial,
-        }
-    )
+    out["switches_per_minute_steady"] = round(60 * steady_switches / max(steady_seconds, 1), 2)
+    out["spatial_switches_steady"] = steady_spatial
     return out
 
 

@@ -40,13 +40,16 @@ async def chromium_page(
     width: int = 1280,
     height: int = 800,
     before_goto: Callable[[Any], Awaitable[None]] | None = None,
+    executable: str = CHROMIUM,
 ) -> AsyncIterator[Any]:
     """A page in its own Chromium process with a fresh profile, closed on exit;
-    ``before_goto(page)`` runs before the page loads (e.g. to route its WebSocket)."""
+    ``before_goto(page)`` runs before the page loads (e.g. to route its WebSocket);
+    ``executable``: what Playwright starts instead of Debian's Chromium itself (a wrapper that
+    ends in it, e.g. one that enters a network namespace)."""
     profile = tempfile.mkdtemp(prefix="sfu-chromium-")
     context = await playwright.chromium.launch_persistent_context(
         profile,
-        executable_path=CHROMIUM,
+        executable_path=executable,
         headless=True,
         args=CHROMIUM_ARGS,
         ignore_default_args=["--headless", "--mute-audio"],

@@ -68,3 +68,46 @@ def test_retransmissions_stay_within_the_allowance() -> None:
     # padding (a probe, RTX copies of recent packets) is not limited by it
     downtrack.rtx_ssrc, downtrack.rtx_payload_type = 5555, 101
     assert downtrack.send_padding(30.0) > 0
+
+
+def _pictures(downtrack: DownTrack, packets: list[bytes]) -> dict[int, list[int]]:
+    """Outgoing seqs of the last 500 packets by RTP timestamp (picture)."""
+    out: dict[int, list[int]] = {}
+    for packet in packets[-500:]:
+        rtp = parse_rtp(packet)
+        out.setdefault(rtp.timestamp, []).append(rtp.sequence_number)
+    return out
+
+
+def test_a_kept_frame_left_in_an_incomplete_picture_asks_for_a_keyframe() -> None:
+    """After a down-switch, a lost top-layer packet is not resent; where its picture also
+    carries a frame the subscriber keeps (the lower layer's T0 chain), a receiver that decodes
+    whole pictures (libwebrtc) can never decode that frame nor the lower layer after it: a
+    keyframe is asked for at once, not after the receiver's own timeout. Once until the next
+    keyframe, and never for an upper-layer-only picture or one older than the last keyframe."""
+    downtrack, packets = _forwarded()
+    source = downtrack.source
+    selector = downtrack.selector
+    assert selector is not None
+    chain_pictures, top_only = [], []
+    for seqs in _pictures(downtrack, packets).values():
+        layers = [downtrack.history.layer(s)[0] for s in seqs]
+        tops = [s for s, spatial in zip(seqs, layers, strict=True) if spatial == 2]
+        (chain_pictures if 1 in layers else top_only).append(tops)
+    assert chain_pictures and top_only
+    selector.set_target(1, 0)
+    sent = source.keyframes.sent
+    # a top-layer-only picture: nothing the subscriber keeps is lost with it
+    assert downtrack.retransmit(top_only[-1], 100.0) == 0
+    assert downtrack.incomplete_picture_keyframes == 0 and source.keyframes.sent == sent
+    # a chain picture's top-layer packet: the chain frame beside it is lost to the receiver
+    assert downtrack.retransmit(chain_pictures[-2][-1:], 100.0) == 0
+    assert downtrack.incomplete_picture_keyframes == 1 and source.keyframes.sent == sent + 1
+    # asked once until the next keyframe
+    downtrack.retransmit(chain_pictures[-1][-1:], 101.0)
+    assert downtrack.incomplete_picture_keyframes == 1 and source.keyframes.sent == sent + 1
+    # a keyframe forwarded after those pictures: they no longer matter
+    downtrack._incomplete_asked = False
+    downtrack._keyframe_seq = parse_rtp(packets[-1]).sequence_number
+    downtrack.retransmit(chain_pictures[-2][-1:], 102.0)
+    assert downtrack.incomplete_picture_keyframes == 1

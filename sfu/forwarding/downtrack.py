@@ -79,6 +79,10 @@ class DownTrack:
         self.retransmitted = 0
         self.retransmitted_bytes = 0
         self.retransmissions_skipped = 0
+        #: keyframes asked for because a picture will stay incomplete (see _leaves_kept_frame)
+        self.incomplete_picture_keyframes = 0
+        self._keyframe_seq: int | None = None  # outgoing seq of the last keyframe's start
+        self._incomplete_asked = False  # since that keyframe
         self._padding_back = 0
         self.keyframe_requests = 0
         self.remote_packets_lost = 0
@@ -146,6 +150,9 @@ class DownTrack:
         if mapped is None:
             return
         out_seq, out_ts = mapped
+        if info is not None and info.keyframe:
+            self._keyframe_seq = out_seq
+            self._incomplete_asked = False
         congestion = self.congestion
         if congestion is not None and block:
             # the first element is the transport-wide sequence number (see MediaSource)
@@ -228,10 +235,19 @@ class DownTrack:
             if not padding:
                 if selector is not None:
                     spatial, temporal = history.layer(seq)
-                    if spatial > min(
-                        selector.current_spatial, selector.target_spatial
-                    ) or temporal > min(selector.current_temporal, selector.target_temporal):
+                    kept = min(selector.current_spatial, selector.target_spatial)
+                    if spatial > kept or temporal > min(
+                        selector.current_temporal, selector.target_temporal
+                    ):
                         self.retransmissions_skipped += 1
+                        if (
+                            spatial > kept
+                            and not self._incomplete_asked
+                            and self._leaves_kept_frame(seq, kept)
+                        ):
+                            self._incomplete_asked = True
+                            self.incomplete_picture_keyframes += 1
+                            self.source.request_keyframe(now)
                         continue
                 if congestion is not None and congestion.rtx_allowance <= 0:
                     self.retransmissions_skipped += 1
@@ -255,6 +271,27 @@ class DownTrack:
             sent += len(packet)
             self._send(packet)
         return sent
+
+    def _leaves_kept_frame(self, seq: int, spatial: int) -> bool:
+        """Whether not resending ``seq`` (a packet of a layer above ``spatial``) leaves a
+        picture incomplete that carries a frame the subscriber keeps (the lower layer's chain
+        beside the top layer, or a keyframe's lower layers), since the last keyframe.  A
+        receiver that decodes whole pictures, as libwebrtc does (a picture is decoded once its
+        frame with the marker bit is complete), then never decodes that kept frame, nor what
+        references it: only a keyframe repairs that."""
+        start = self._keyframe_seq
+        packet = self.history.get(seq)
+        if packet is None or start is None or (seq - start) & 0x8000:
+            return False  # unknown, or older than the last keyframe: nothing needs it
+        timestamp = packet[4:8]
+        for back in range(1, 64):  # the picture's earlier packets, lower layers first
+            earlier = (seq - back) & 0xFFFF
+            other = self.history.get(earlier)
+            if other is None or other[4:8] != timestamp:
+                return False
+            if self.history.layer(earlier)[0] <= spatial:
+                return True
+        return False
 
     def send_padding(self, now: float) -> int:
         """Resend one recent packet as RTX, to probe the link; returns bytes sent (0: none)."""
