@@ -404,15 +404,23 @@ def _probe_cluster(
     cluster: int = 1,
     size: int = 1200,
     drop: set[int] | None = None,
+    burst: int = 0,
+    frame: int = 0,
 ) -> None:
     """Send ``packets`` of a probe cluster at ``send_rate`` through a bottleneck of
-    ``link_rate`` (a queue that drains at that rate), and feed back what arrived."""
+    ``link_rate`` (a queue that drains at that rate, after a token bucket's ``burst`` bytes
+    pass at once; the first ``frame`` packets are sent together, as a video frame is), and feed
+    back what arrived."""
     feedback: list[tuple[int, float | None]] = []
     link_free = 10.0
     for i in range(packets):
-        sent = 10.0 + i * size * 8 / send_rate
+        sent = 10.0 + max(0, i - frame + 1) * size * 8 / send_rate
         estimator.on_packet_sent(100 + i, size, sent, cluster)
-        link_free = max(link_free, sent) + size * 8 / link_rate
+        if burst >= size:
+            burst -= size
+            link_free = max(link_free, sent)
+        else:
+            link_free = max(link_free, sent) + size * 8 / link_rate
         lost = drop is not None and i in drop
         feedback.append((100 + i, None if lost else link_free + 0.02))
     estimator.on_feedback(feedback, link_free + 0.1)
@@ -432,6 +440,16 @@ def test_probe_cluster_through_a_wider_link_measures_the_probe() -> None:
     result = estimator.probe_result(1)
     assert result is not None
     assert 0.95 * 800_000 <= result <= 1.05 * 800_000, result
+
+
+def test_probe_cluster_is_not_fooled_by_a_shapers_burst_allowance() -> None:
+    # tc tbf at 400 kbit/s with a 3000-byte bucket: the first two packets of a frame sent
+    # at once pass at once
+    estimator = BandwidthEstimator()
+    _probe_cluster(estimator, 800_000, 400_000, packets=10, burst=3000, frame=3)
+    result = estimator.probe_result(1)
+    assert result is not None
+    assert 0.85 * 400_000 <= result <= 1.0 * 400_000, result
 
 
 def test_probe_cluster_needs_enough_packets_reported() -> None:

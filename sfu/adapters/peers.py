@@ -22,7 +22,7 @@ from aiortc import RTCRtpTransceiver, RTCSessionDescription
 from aiortc.rtcrtpparameters import RTCRtpReceiveParameters
 
 from .. import faults
-from ..bwe.probe import ProbeController, needed_for_upgrade
+from ..bwe.probe import ProbeController, needed_for_next_level, needed_for_upgrade
 from ..forwarding.allocator import Allocation, Demand, allocate
 from ..forwarding.congestion import SendSideCongestion
 from ..forwarding.downtrack import DownTrack
@@ -580,9 +580,16 @@ class SubscriberPeer(_Peer):
                     current,
                 )
             )
-        allocations = allocate(self.available, demands, headroom=self.settings.bandwidth_headroom)
-        if estimate is not None and (cap is None or estimate < cap):
-            self._maybe_probe(demands, allocations, estimate, now)
+        proven = self.probe.follow(estimate) if estimate is not None else None
+        allocations = allocate(
+            self.available,
+            demands,
+            headroom=self.settings.bandwidth_headroom,
+            climb_limit=proven,
+        )
+        usable = self.available if proven is None else min(self.available, proven)
+        if proven is not None and (cap is None or proven < cap):
+            self._maybe_probe(demands, allocations, proven, now)
         for subscription in subscriptions:
             allocation = allocations.get(subscription.track_id)
             if allocation is None:
@@ -603,13 +610,13 @@ class SubscriberPeer(_Peer):
                 and not held.paused
                 and not allocation.paused
                 and now - subscription.bandwidth_down_at < subscription.up_hold
-                and self.available < HOLD_RELEASE * subscription.available_at_down
+                and usable < HOLD_RELEASE * subscription.available_at_down
                 and (allocation.spatial, allocation.temporal) > (held.spatial, held.temporal)
             ):
                 # hold after a down-switch (a resume is not held), unless the link has
                 # clearly grown since
                 continue
-            subscription.set_bandwidth(allocation, now, self.available)
+            subscription.set_bandwidth(allocation, now, usable)
 
     def metrics(self) -> dict[str, float | int | None]:
         """Seed 004's names: the downlink estimate, what is forwarded, loss, round trip."""
@@ -649,20 +656,27 @@ class SubscriberPeer(_Peer):
         estimate: int,
         now: float,
     ) -> None:
-        """Before an up-switch that needs more than the estimate, confirm the headroom by
-        sending that much for a moment (RTX of recent packets), rather than switching up and
-        stalling."""
+        """Before an up-switch that needs more than the link is known to carry (``estimate``:
+        the proven rate), confirm the headroom by sending that much for a moment (RTX of
+        recent packets), rather than switching up and stalling."""
         estimator = self.congestion.estimator
         if estimator.state == "overusing" or estimator.loss_ratio > PROBE_QUIET_LOSS:
             self._congested_at = now
+            # with its queue full, what the link delivers is its capacity
+            overusing = estimator.state == "overusing"
+            self.probe.on_congestion(estimator.acknowledged_sample if overusing else None)
         if now - self._congested_at < PROBE_QUIET_AFTER_CONGESTION:
             return  # the link is full, or was just now: probing would only add loss
-        wanted = needed_for_upgrade(demands, allocations, self.settings.bandwidth_headroom)
+        headroom = self.settings.bandwidth_headroom
+        wanted = needed_for_upgrade(demands, allocations, headroom)
         if wanted is None or wanted <= estimate:
             return
         if self._probe_task is not None and not self._probe_task.done():
             return
-        rate = self.probe.start(min(wanted, 2 * estimate), estimate, now)
+        # after congestion, one level up at a time (2x the estimate for a moment would
+        # overflow a narrow link's queue, and that loss is all such a probe reports)
+        step = needed_for_next_level(demands, allocations, headroom)
+        rate = self.probe.start(self.probe.target(wanted, step), now)
         if rate is not None:
             self._probe_task = asyncio.ensure_future(self._run_probe(rate))
 
@@ -674,7 +688,6 @@ class SubscriberPeer(_Peer):
         estimator = congestion.estimator
         videos = [d for d in self.downtracks.values() if d.source.kind == "video"]
         padding_rate = max(0, rate - self.video_bitrate)
-        before = estimator.estimate
         cluster = self.probe.cluster
         # at least PROBE_MIN_PACKETS packets of ~1200 bytes: at low rates a shaper's burst
         # allowance would otherwise pass most of a short cluster at once
@@ -701,10 +714,9 @@ class SubscriberPeer(_Peer):
             await asyncio.sleep(max(0.2, 2 * estimator.rtt))
             now = time.monotonic()
             result = estimator.probe_result(cluster)
-            success = result is not None and result > before
+            success = self.probe.finish(now, result, rate)
             if success and result is not None:
-                estimator.on_probe_result(result, now)
-            self.probe.finish(success, now, result)
+                estimator.on_probe_result(result, now)  # ignored if below the estimate
             if success and result is not None and result >= 0.9 * rate:
                 for subscription in self.subscriptions.values():
                     # the link carried more: a plain hold after a down-switch can end now;

@@ -5,16 +5,20 @@ Every packet sent during the burst (padding and media alike) is tagged with the 
 from the transport feedback, :class:`ProbeBitrateEstimator` computes the rate the cluster
 was sent at and the rate it arrived at, as libwebrtc's ``ProbeBitrateEstimator`` does: the
 link carried min(send, receive) rate, and when it arrived markedly slower than it was sent the
-link is saturated and its capacity is about the receive rate.  Failed probes back off (0.5 s,
-1 s, 2 s ... up to 20 s) so a link at its capacity is not flooded with probes; a success
+link is saturated and its capacity is about the receive rate.  One deviation: the receive rate
+is measured from the packets after the first quarter to arrive, since a shaper's burst
+allowance (a token bucket full after a quiet moment) passes the first few packets of a
+cluster at line rate and, in a cluster of ten, overstated a 400 kbit/s link by 5-15 %.
+Failed probes back off (0.5 s,
+1 s, 2 s, up to 2.5 s) so a link at its capacity is not flooded with probes; a success
 resets the back-off.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from ..forwarding.allocator import Allocation, Demand, _ladder
+from ..forwarding.allocator import UP_MARGIN, Allocation, Demand, _ladder
 
 #: a cluster needs this many packets reported received to be measured
 MIN_PROBE_PACKETS = 5
@@ -26,6 +30,20 @@ MIN_RATIO_FOR_UNSATURATED_LINK = 0.9
 TARGET_UTILIZATION_FRACTION = 0.95
 #: intervals longer than this are not a burst (seconds)
 MAX_PROBE_INTERVAL = 1.0
+#: a probe that got this share of its rate through found the link not full
+UNSATURATED_SHARE = 0.85
+#: careful probing ends with a probe that got this many times the rate at which the link was
+#: last found full through
+CAREFUL_RELEASE = 1.5
+#: ... probes at least this many times that rate
+CAREFUL_TARGET = 1.6
+#: ... and a result below this many times that rate proves nothing
+CAREFUL_PROOF = 1.2
+#: a careful probe asks for this much more than the next level needs
+STEP_MARGIN = 1.1
+#: the receive rate leaves out this share of the packets, the first to arrive (they may have
+#: ridden a shaper's burst allowance)
+SKIP_FIRST_ARRIVALS = 0.25
 
 
 @dataclass(slots=True)
@@ -39,6 +57,8 @@ class _Cluster:
     first_arrival: float = 0.0
     first_arrival_size: int = 0
     last_arrival: float = 0.0
+    #: (arrival, size) of each packet reported received
+    arrivals: list[tuple[float, int]] = field(default_factory=list)
 
 
 class ProbeBitrateEstimator:
@@ -75,6 +95,7 @@ class ProbeBitrateEstimator:
                 stats.last_arrival = arrival
         stats.packets_received += 1
         stats.bytes_received += size
+        stats.arrivals.append((arrival, size))
 
     def result(self, cluster: int) -> int | None:
         """Bits/s the link carried during the cluster; None if it cannot be told (too few
@@ -93,13 +114,29 @@ class ProbeBitrateEstimator:
         # the last packet sent took no send time, the first received no receive time
         send_rate = 8 * (stats.bytes_received - stats.last_send_size) / send_interval
         receive_rate = 8 * (stats.bytes_received - stats.first_arrival_size) / receive_interval
+        arrivals = sorted(stats.arrivals)
+        skip = int(len(arrivals) * SKIP_FIRST_ARRIVALS)
+        if skip and arrivals[-1][0] > arrivals[skip][0]:
+            # from the first packet after the burst allowance on (which takes no receive time)
+            later = sum(size for _, size in arrivals[skip + 1 :])
+            receive_rate = min(receive_rate, 8 * later / (arrivals[-1][0] - arrivals[skip][0]))
         if receive_rate < MIN_RATIO_FOR_UNSATURATED_LINK * send_rate:
             return int(TARGET_UTILIZATION_FRACTION * receive_rate)
         return int(min(send_rate, receive_rate))
 
 
 class ProbeController:
-    def __init__(self, min_interval: float = 0.5, max_interval: float = 20.0) -> None:
+    """When to probe, at what rate, and what a result proves.
+
+    Normally a probe asks for what the videos want, up to 2x the proven rate.  Once the link
+    has been found full (overuse, or a probe that did not get its rate through) probing is
+    *careful*: one level up at a time, and a result counts only when it clearly exceeds the
+    rate at which the link was full, since a shaper's burst allowance lets a short probe
+    through 5-20 % above the link's rate.  Careful probing ends when a probe gets
+    CAREFUL_RELEASE x that rate through (the link has grown).
+    """
+
+    def __init__(self, min_interval: float = 0.5, max_interval: float = 2.5) -> None:
         self.min_interval = min_interval
         self.max_interval = max_interval
         self.interval = min_interval
@@ -110,10 +147,46 @@ class ProbeController:
         self._cluster = 0
         #: bits/s the last probe measured (None: it could not be told)
         self.last_result: int | None = None
+        self.careful = False
+        #: bits/s the link delivered when it was last found full
+        self.full_at = 0
+        #: bits/s the link has been shown to carry: follows the estimate down at once, but up
+        #: only by probe results (None: no estimate yet)
+        self.proven: int | None = None
 
-    def start(self, target: int, estimate: int, now: float) -> int | None:
+    def follow(self, estimate: int) -> int:
+        """The proven rate, given the estimate now.  An estimate that grew by itself (the
+        additive increase of a sender that is application limited may reach 1.5 x what it
+        sends) proves nothing; climbing on it was what overshot a 400 kbit/s link."""
+        if self.proven is None or estimate < self.proven:
+            self.proven = estimate
+        return self.proven
+
+    def on_congestion(self, delivered: int | None) -> None:
+        """The link was found full (overuse or loss); ``delivered``: bits/s it delivered
+        meanwhile, if known (under overuse, with its queue full, that is its capacity)."""
+        self.careful = True
+        if delivered:
+            self.full_at = delivered
+
+    def target(self, wanted: int, next_level: int | None) -> int:
+        """The rate to probe at, for videos that want ``wanted`` in all and
+        ``next_level`` for one level more."""
+        proven = self.proven or 0
+        if not self.careful:
+            return min(wanted, 2 * proven)
+        # not capped at 2x the proven rate: after a deep fall that could stay below what a
+        # result must reach to count, and the link would never be found to have grown
+        step = max(
+            int(STEP_MARGIN * (next_level or wanted)),
+            int(STEP_MARGIN * proven),
+            int(CAREFUL_TARGET * self.full_at),
+        )
+        return min(wanted, step)
+
+    def start(self, target: int, now: float) -> int | None:
         """The rate to probe at, or None if not now."""
-        if self.running or now < self._next_at or target <= estimate:
+        if self.running or now < self._next_at or target <= (self.proven or 0):
             return None
         self.running = True
         self.probes += 1
@@ -125,9 +198,23 @@ class ProbeController:
         """The id of the cluster last started."""
         return self._cluster
 
-    def finish(self, success: bool, now: float, result: int | None = None) -> bool:
+    def finish(self, now: float, result: int | None, rate: int) -> bool:
+        """A probe at ``rate`` measured ``result`` (None: it could not be told); True if it
+        proved more than the proven rate (which it then raises)."""
         self.running = False
         self.last_result = result
+        proven = self.proven or 0
+        success = result is not None and result > proven
+        if result is not None and self.careful and result < CAREFUL_PROOF * self.full_at:
+            success = False  # within what a shaper's burst allowance lets through
+        if success and result is not None:
+            self.proven = result
+        if result is None or result < UNSATURATED_SHARE * rate:
+            self.careful = True
+            if result:  # it arrived slower than sent: about the link's capacity
+                self.full_at = result
+        elif result >= CAREFUL_RELEASE * self.full_at:
+            self.careful = False
         if success:
             self.successes += 1
             self.interval = self.min_interval
@@ -154,4 +241,32 @@ def needed_for_upgrade(
         short = short or allocation.paused or (allocation.spatial, allocation.temporal) != top
     if not short:
         return None
-    return int(total / headroom / 0.85)
+    return int(total / headroom / (1 - UP_MARGIN))
+
+
+def needed_for_next_level(
+    demands: list[Demand], allocations: dict[str, Allocation], headroom: float
+) -> int | None:
+    """The estimate (bits/s) at which the first video in priority order that can climb would
+    get one level more (a paused video: its lowest level), the others keeping theirs; None
+    if every video is at the top of its ladder."""
+    used = sum(a.bitrate for a in allocations.values() if not a.paused)
+    order = sorted(demands, key=lambda d: -d.priority)
+    ladders = {d.key: _ladder(d) for d in order}
+    # as the allocator goes: every video's lowest level first, then upgrades
+    for demand in order:
+        allocation = allocations.get(demand.key)
+        ladder = ladders[demand.key]
+        if allocation is not None and ladder and allocation.paused:
+            return int((used + ladder[0].bitrate) / headroom / (1 - UP_MARGIN))
+    for demand in order:
+        allocation = allocations.get(demand.key)
+        ladder = ladders[demand.key]
+        if allocation is None or not ladder or allocation.paused:
+            continue
+        current = (allocation.spatial, allocation.temporal)
+        above = [lv for lv in ladder if (lv.spatial, lv.temporal) > current]
+        if above:
+            extra = above[0].bitrate - allocation.bitrate
+            return int((used + extra) / headroom / (1 - UP_MARGIN))
+    return None

@@ -7,6 +7,8 @@ fits when its measured bitrate <= headroom x the estimate left for it.
 
 Hysteresis: a level a video already has is kept while it fits the whole budget; climbing
 above it needs ``up_margin`` more room, so a steady link does not flip between two levels.
+Climbing may also be held to a lower ``climb_limit`` than the estimate (what the link has
+been shown to carry), while kept levels are judged against the estimate.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .meter import Level
+
+#: climbing above a held level needs this much more room than keeping it
+UP_MARGIN = 0.15
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,9 +64,13 @@ def allocate(
     demands: list[Demand],
     *,
     headroom: float = 0.9,
-    up_margin: float = 0.15,
+    up_margin: float = UP_MARGIN,
+    climb_limit: float | None = None,
 ) -> dict[str, Allocation]:
     budget = estimate * headroom
+    climb_room = budget * (1 - up_margin)
+    if climb_limit is not None:
+        climb_room = min(climb_room, climb_limit * headroom * (1 - up_margin))
     order = sorted(demands, key=lambda d: -d.priority)
     ladders = {d.key: _ladder(d) for d in order}
     chosen: dict[str, int] = {}
@@ -82,7 +91,7 @@ def allocate(
             held = demand.current == (nxt.spatial, nxt.temporal) or (
                 demand.current is not None and (nxt.spatial, nxt.temporal) <= demand.current
             )
-            room = budget if held else budget * (1 - up_margin)
+            room = budget if held else climb_room
             if used + extra > room:
                 break
             used += extra

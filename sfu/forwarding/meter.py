@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 BUCKET = 0.5  # seconds
-BUCKETS = 4  # the window is BUCKET * BUCKETS seconds
+#: the window is BUCKET * (BUCKETS - 1) seconds of complete buckets: 5 s, so that a keyframe
+#: now and then is part of a level's bitrate (over 1.5 s a level measured 20 % less between
+#: keyframes than with one, and a link at its edge was climbed on the lower figure)
+BUCKETS = 11
 MAX_SPATIAL = 4
 MAX_TEMPORAL = 4
 MAX_TARGETS = 16
