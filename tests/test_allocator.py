@@ -128,8 +128,13 @@ def test_probe_targets_the_next_level_or_the_top() -> None:
     assert controller.start(700_000, 6.0) == 700_000
     assert controller.finish(6.2, result=690_000, rate=700_000)
     assert not controller.careful
-    assert controller.target(3_000_000, 800_000) == 2 * 690_000
+    # ... and the next probe takes a bigger step (the link may have grown a lot)
+    assert controller.target(9_000_000, 800_000) == 4 * 690_000
     # a probe that arrives slower than sent: the link is full at about what arrived
     assert controller.start(1_380_000, 7.0) == 1_380_000
     assert controller.finish(7.2, result=900_000, rate=1_380_000)  # more than proven
     assert controller.careful and controller.full_at == 900_000
+    controller.careful = False  # (as if released again, but not just now)
+    controller.finish(8.0, result=None, rate=1_000_000)
+    controller.careful = False
+    assert controller.target(9_000_000, 1_000_000) == 2 * 900_000

@@ -39,6 +39,8 @@ CAREFUL_RELEASE = 1.5
 CAREFUL_TARGET = 1.6
 #: ... and a result below this many times that rate proves nothing
 CAREFUL_PROOF = 1.2
+#: the probe after careful probing ended asks for up to this many times the proven rate
+GROWN_SCALE = 4
 #: a careful probe asks for this much more than the next level needs
 STEP_MARGIN = 1.1
 #: the receive rate leaves out this share of the packets, the first to arrive (they may have
@@ -153,6 +155,7 @@ class ProbeController:
         #: bits/s the link has been shown to carry: follows the estimate down at once, but up
         #: only by probe results (None: no estimate yet)
         self.proven: int | None = None
+        self._grown = False
 
     def follow(self, estimate: int) -> int:
         """The proven rate, given the estimate now.  An estimate that grew by itself (the
@@ -174,7 +177,9 @@ class ProbeController:
         ``next_level`` for one level more."""
         proven = self.proven or 0
         if not self.careful:
-            return min(wanted, 2 * proven)
+            # right after a careful probe found the link grown, it may have grown a lot
+            # (400 kbit/s -> 2.5 Mbit/s): a bigger step first
+            return min(wanted, (GROWN_SCALE if self._grown else 2) * proven)
         # not capped at 2x the proven rate: after a deep fall that could stay below what a
         # result must reach to count, and the link would never be found to have grown
         step = max(
@@ -213,8 +218,14 @@ class ProbeController:
             self.careful = True
             if result:  # it arrived slower than sent: about the link's capacity
                 self.full_at = result
-        elif result >= CAREFUL_RELEASE * self.full_at:
+        elif self.careful and result >= CAREFUL_RELEASE * self.full_at:
             self.careful = False
+            self._grown = True
+            return self._finished(now, success)
+        self._grown = False
+        return self._finished(now, success)
+
+    def _finished(self, now: float, success: bool) -> bool:
         if success:
             self.successes += 1
             self.interval = self.min_interval
