@@ -248,11 +248,13 @@ def layer_figures(run: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
+def schedule_arguments(
+    prog: str, description: str | None, argv: list[str] | None
+) -> tuple[argparse.Namespace, list[tuple[float, int]]]:
+    """The command line of a shaped-link benchmark: --schedule, --codec, --json; the
+    arguments and the schedule as (seconds, kbit/s) pairs."""
     parser = argparse.ArgumentParser(
-        prog="python -m loadtest.bandwidth",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
         "--schedule",
@@ -260,9 +262,14 @@ def main(argv: list[str] | None = None) -> int:
         help="seconds:kbps,... (default %(default)s)",
     )
     parser.add_argument("--codec", default="VP9", choices=sorted(VIDEO_CAPTURES))
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--json", action="store_true", help="figures and samples as JSON")
     args = parser.parse_args(argv)
     schedule = [(float(s), int(k)) for s, k in (p.split(":") for p in args.schedule.split(","))]
+    return args, schedule
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, schedule = schedule_arguments("python -m loadtest.bandwidth", __doc__, argv)
     run = asyncio.run(run_schedule(schedule, args.codec))
     result = figures(run)
     if args.json:

@@ -24,7 +24,6 @@ frame.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -41,7 +40,14 @@ from typing import Any
 
 from sfu.adapters import aiortc_plane as plane
 
-from .bandwidth import _publisher_plis, _sample, _stats, _subscriber_view, layer_figures
+from .bandwidth import (
+    _publisher_plis,
+    _sample,
+    _stats,
+    _subscriber_view,
+    layer_figures,
+    schedule_arguments,
+)
 from .capturefile import read_capture
 from .chromium import CHROMIUM, chromium_available, chromium_page
 from .netns import ShapedLink, namespaces_available
@@ -49,7 +55,6 @@ from .peers import ReplayPublisher
 from .run import start_server
 from .scenario import CAPTURES, VIDEO_CAPTURES
 
-DEFAULT_SCHEDULE = [(12.0, 2500), (15.0, 400), (18.0, 2500)]
 SAMPLE_PERIOD = 0.3
 ROOM = "shaped"
 SUBSCRIBER = "chromium"
@@ -357,20 +362,7 @@ def figures(run: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m loadtest.browser_bandwidth",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument(
-        "--schedule",
-        default=",".join(f"{s:g}:{k}" for s, k in DEFAULT_SCHEDULE),
-        help="seconds:kbps,... (default %(default)s)",
-    )
-    parser.add_argument("--codec", default="VP9", choices=sorted(VIDEO_CAPTURES))
-    parser.add_argument("--json", action="store_true", help="figures and samples as JSON")
-    args = parser.parse_args(argv)
-    schedule = [(float(s), int(k)) for s, k in (p.split(":") for p in args.schedule.split(","))]
+    args, schedule = schedule_arguments("python -m loadtest.browser_bandwidth", __doc__, argv)
     run = asyncio.run(run_schedule(schedule, args.codec))
     result = figures(run)
     if args.json:

@@ -11,7 +11,6 @@ import pytest
 
 from loadtest.browser_bandwidth import figures, phase_figures, run_schedule
 from loadtest.chromium import chromium_available
-from loadtest.netns import namespaces_available
 
 pytestmark = pytest.mark.browser
 
@@ -24,15 +23,6 @@ if not chromium_available():  # CI installs it; a developer machine may not have
 # bound on the recovery
 SCHEDULE = [(10.0, 2500), (12.0, 400), (16.0, 2500)]
 
-
-@pytest.fixture(scope="module")
-def namespaces() -> None:
-    ok, why = namespaces_available()
-    if not ok:
-        message = f"the shaped-link test needs network namespaces; this sandbox says: {why}"
-        if os.environ.get("CI"):
-            raise RuntimeError(message)  # loudly: CI must run it
-        pytest.skip(message)
 
 
 @pytest.mark.timeout(150)

@@ -214,18 +214,15 @@ class ProbeController:
             success = False  # within what a shaper's burst allowance lets through
         if success and result is not None:
             self.proven = result
+        released = False
         if result is None or result < UNSATURATED_SHARE * rate:
             self.careful = True
             if result:  # it arrived slower than sent: about the link's capacity
                 self.full_at = result
         elif self.careful and result >= CAREFUL_RELEASE * self.full_at:
             self.careful = False
-            self._grown = True
-            return self._finished(now, success)
-        self._grown = False
-        return self._finished(now, success)
-
-    def _finished(self, now: float, success: bool) -> bool:
+            released = True
+        self._grown = released
         if success:
             self.successes += 1
             self.interval = self.min_interval

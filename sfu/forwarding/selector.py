@@ -210,12 +210,7 @@ class LayerSelector:
     ) -> int:
         frame = dd.frame_number
         if late:
-            slot = frame & _FRAME_MASK
-            if self._decided_frames[slot] == frame:
-                forward = self._forwarded_frames[slot] == frame
-            else:
-                forward = self._decide(info, dd, parser)
-                self._record(frame, forward)
+            forward = self._decision(frame, info, dd, parser)
         elif dd.start_of_frame:
             if info.sid == 0:
                 self._at_picture_start(info, dd, parser)
@@ -226,13 +221,7 @@ class LayerSelector:
             # the start of this frame was lost upstream: judge the frame by its layers (its
             # retransmitted start, late, gets the same decision)
             self._frame = frame
-            slot = frame & _FRAME_MASK
-            if self._decided_frames[slot] == frame:
-                forward = self._forwarded_frames[slot] == frame
-            else:
-                forward = self._decide(info, dd, parser)
-                self._record(frame, forward)
-            self._frame_forwarded = forward
+            forward = self._frame_forwarded = self._decision(frame, info, dd, parser)
         else:
             forward = self._frame_forwarded
         if not forward:
@@ -257,6 +246,18 @@ class LayerSelector:
                         self._lower_chain_intact = False
             return bool(forward)
         return info.sid <= self.current_spatial and info.tid <= self.current_temporal
+
+    def _decision(
+        self, frame: int, info: LayerInfo, dd: DependencyDescriptor, parser: LayerParser
+    ) -> bool:
+        """The decision already taken for ``frame`` (a late packet, or one whose frame's
+        start was lost upstream), else a new one, recorded."""
+        slot = frame & _FRAME_MASK
+        if self._decided_frames[slot] == frame:
+            return self._forwarded_frames[slot] == frame
+        forward = self._decide(info, dd, parser)
+        self._record(frame, forward)
+        return forward
 
     def _record(self, frame: int, forward: bool) -> None:
         slot = frame & _FRAME_MASK
