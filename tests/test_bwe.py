@@ -189,6 +189,55 @@ def test_capacity_drop_is_detected_within_a_second() -> None:
     assert min(settled) >= 0.6 * 400_000 and max(settled) <= 1.2 * 400_000
 
 
+def test_sixfold_drop_is_followed_within_half_a_second() -> None:
+    """The loss of the last 0.2 s of reports, not of the last second (mostly from before
+    the drop), tells that the queue overflows: the decrease comes 0.4 s after the drop
+    (0.6 s when it waited for the second's loss to pass 20 %)."""
+    for capacity in (400_000, 600_000):
+        _, trace = simulate(Link(step(2_500_000, capacity, at=20.0)), 24)
+        fitted = trace.first_time(20.0, lambda e, c=capacity: e <= 1.2 * c)
+        assert fitted is not None and fitted - 20.0 <= 0.5, (capacity, fitted)
+
+
+def _overshoot(tagged: bool) -> tuple[int, int]:
+    """1 Mbit/s through a 1.2 Mbit/s link with a 150 ms queue, then 0.2 s at 3 Mbit/s
+    (tagged as a probe cluster or not: the queue overflows either way), then 1 Mbit/s again;
+    the estimate before the burst and the lowest one in the second after it."""
+    estimator = BandwidthEstimator(initial_bitrate=1_000_000)
+    link = Link(constant(1_200_000))
+    pending: deque[tuple[int, float | None]] = deque()
+    sequence = 0
+    next_feedback = FEEDBACK_INTERVAL
+    before = lowest = 0
+    t = 0.0
+    while t < 5.0:
+        burst = 3.0 <= t < 3.2
+        estimator.on_packet_sent(sequence, PACKET_SIZE, t, 1 if burst and tagged else -1)
+        pending.append((sequence, link.transmit(t, PACKET_SIZE)))
+        sequence += 1
+        t += PACKET_SIZE * 8 / (3_000_000 if burst else 1_000_000)
+        if t >= next_feedback:
+            next_feedback += FEEDBACK_INTERVAL
+            batch = []
+            while pending and (pending[0][1] is None or pending[0][1] <= t):
+                batch.append(pending.popleft())
+            if batch:
+                estimator.on_feedback(batch, t + BASE_DELAY)
+            if t < 3.0:
+                before = estimator.estimate
+            elif t < 4.0:
+                lowest = min(lowest or estimator.estimate, estimator.estimate)
+    return before, lowest
+
+
+def test_a_probes_own_overshoot_does_not_lower_the_estimate() -> None:
+    before, lowest = _overshoot(tagged=True)
+    assert lowest >= 0.95 * before, (before, lowest)
+    # the same burst untagged is congestion, and the estimate goes down
+    before, lowest = _overshoot(tagged=False)
+    assert lowest < 0.9 * before, (before, lowest)
+
+
 def test_capacity_increase_is_found_within_ten_seconds() -> None:
     link = Link(step(400_000, 2_500_000, at=15.0))
     _, trace = simulate(link, 30)

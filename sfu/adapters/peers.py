@@ -47,6 +47,8 @@ PROBE_MIN_PACKETS = 8
 #: a hold after a bandwidth down-switch ends once the available bandwidth is this many
 #: times what it was at the down-switch
 HOLD_RELEASE = 1.5
+#: an estimate that falls below this share of what it was is allocated at once
+FAST_REALLOCATE = 0.7
 #: no probe this long after the estimator saw overuse or loss (seconds)
 PROBE_QUIET_AFTER_CONGESTION = 2.0
 #: ... the loss (over the last second) that counts as congestion for this
@@ -525,7 +527,17 @@ class SubscriberPeer(_Peer):
                     if downtrack is not None:
                         downtrack.handle_rtcp(packet, now)
             elif isinstance(packet, rtcp.TransportFeedback):
+                before = self.congestion.estimate
                 self.congestion.on_transport_feedback(packet.fci, now)
+                after = self.congestion.estimate
+                if (
+                    self.settings.bandwidth_estimation
+                    and before is not None
+                    and after is not None
+                    and after < FAST_REALLOCATE * before
+                ):
+                    # a sharp fall (a sudden drop): the layers follow now, not at the tick
+                    self.allocate(now)
 
     def tick(self, now: float) -> None:
         if self._video_bytes_at is None or now - self._video_bytes_at >= VIDEO_BITRATE_WINDOW:

@@ -47,8 +47,19 @@ ARRIVAL_TIME_PERIOD = (1 << 24) * 0.064
 #: Under overuse, a last receive-rate window below this fraction of the filtered rate is a
 #: sudden capacity drop: the decrease starts from that window's rate.
 SUDDEN_DROP = 0.7
+#: ... with more than this loss, over the loss window or over the last RECENT_LOSS_WINDOW
 SUDDEN_DROP_LOSS = 0.2
 SUDDEN_DROP_ONCE = 1.0
+#: seconds of reports the recent loss is counted over: the loss window's second of earlier,
+#: lossless reports took ~0.2 s to show a sixfold drop's loss above SUDDEN_DROP_LOSS
+RECENT_LOSS_WINDOW = 0.2
+#: ... counted only over at least this many reports (a high rate falling, not a few packets
+#: of a low one lost to a probe's burst)
+RECENT_LOSS_MIN_REPORTS = 20
+#: A probe overshoots on purpose: overuse and loss of packets sent during a probe cluster
+#: and this long after it (its queue draining) do not lower the estimate; the probe's result
+#: tells what the link carried (seconds)
+PROBE_DRAIN = 0.3
 #: Before any throughput is measured an overuse halves the estimate, at most this often.
 INITIAL_BACKOFF_INTERVAL = 0.2
 
@@ -93,6 +104,7 @@ class BandwidthEstimator:
         self._acknowledged = AcknowledgedBitrateEstimator()
         self._loss = LossBasedController()
         self._loss_window = LossWindow(LOSS_WINDOW)
+        self._recent_loss = LossWindow(RECENT_LOSS_WINDOW)
         self._last_arrival: float | None = None
         self._last_received_at: float | None = None
         self._last_feedback: float | None = None
@@ -102,6 +114,8 @@ class BandwidthEstimator:
         self._last_initial_backoff: float | None = None
         self._probes = ProbeBitrateEstimator()
         self._sudden_drop_at: float | None = None
+        #: the last probe cluster: (id, first send, last send)
+        self._probe_span: tuple[int, float, float] | None = None
 
     # -- inputs -----------------------------------------------------------------------------
 
@@ -120,6 +134,11 @@ class BandwidthEstimator:
         if cluster >= 0:
             packet.cluster = cluster
             self._probes.on_sent(cluster)
+            span = self._probe_span
+            if span is None or span[0] != cluster:
+                self._probe_span = (cluster, now, now)
+            else:
+                self._probe_span = (cluster, span[1], now)
         self._history[sequence] = packet
         self._send_order.append(packet)
         while self._send_order and (
@@ -153,6 +172,7 @@ class BandwidthEstimator:
             if packet.reported:  # reported lost before, received after all
                 packet.lost = False
                 self._loss_window.recovered(packet)
+                self._recent_loss.recovered(packet)
                 self._loss.recovered(packet)
             else:
                 packet.reported = True
@@ -163,6 +183,7 @@ class BandwidthEstimator:
                 )
             received.append(packet)
         self._loss_window.expire(now)
+        self._recent_loss.expire(now)
         before = self._target()
         if received:
             self._update_delay_based(received, now)
@@ -266,9 +287,16 @@ class BandwidthEstimator:
         self._last_arrival = arrival if last is None else max(last, arrival)
         return arrival
 
+    def _probe_era(self, send_time: float) -> bool:
+        """Whether a packet sent at ``send_time`` met a probe cluster's overshoot."""
+        span = self._probe_span
+        return span is not None and span[1] <= send_time <= span[2] + PROBE_DRAIN
+
     def _add_to_loss_window(self, packet: _SentPacket, now: float) -> None:
         self._loss_window.add(packet, now)
-        self._loss.on_report(packet, now)
+        self._recent_loss.add(packet, now)
+        if not self._probe_era(packet.send_time):
+            self._loss.on_report(packet, now)
 
     def _update_delay_based(self, received: list[_SentPacket], now: float) -> None:
         if self._last_received_at is not None and now - self._last_received_at > STREAM_TIMEOUT:
@@ -285,27 +313,32 @@ class BandwidthEstimator:
         usage = self._trendline.state
         rate_control = self._rate_control
         throughput = self._acknowledged.bitrate
-        saturated = False
-        if usage == OVERUSING:
-            recent = self._acknowledged.last_sample
-            if (
-                throughput is not None
-                and recent is not None
-                and recent < SUDDEN_DROP * throughput
-                and self._loss_window.ratio > SUDDEN_DROP_LOSS
-                and (self._sudden_drop_at is None or now - self._sudden_drop_at > SUDDEN_DROP_ONCE)
-            ):
-                # the queue is growing and overflowing, so the link is saturated: what it
-                # delivered in the last window is its capacity now (the filtered rate would
-                # take a second to follow a sudden drop; a delay spike alone loses nothing).
-                # Once per episode: as the sender then sends less, later windows measure the
-                # sender, not the link, and would compound the decrease.
-                throughput = recent
-                saturated = True
-                self._sudden_drop_at = now
+        recent = self._acknowledged.last_sample
+        if usage == OVERUSING and any(self._probe_era(p.send_time) for p in received):
+            return  # the probe's own overshoot: its result says what the link carried
+        recent_loss = (
+            self._recent_loss.ratio if self._recent_loss.total >= RECENT_LOSS_MIN_REPORTS else 0.0
+        )
+        if (
+            throughput is not None
+            and recent is not None
+            and recent < SUDDEN_DROP * throughput
+            and max(self._loss_window.ratio, recent_loss) > SUDDEN_DROP_LOSS
+            and usage == OVERUSING
+            and (self._sudden_drop_at is None or now - self._sudden_drop_at > SUDDEN_DROP_ONCE)
+        ):
+            # the queue is growing and overflowing, so the link is saturated: what it
+            # delivered in the last window is its capacity now (the filtered rate would take
+            # a second to follow a sudden drop; a delay spike alone loses nothing).  Once
+            # per episode: as the sender then sends less, later windows measure the sender,
+            # not the link, and would compound the decrease.
+            self._sudden_drop_at = now
+            if rate_control.time_to_reduce_further(now, recent):
+                rate_control.update(OVERUSING, recent, now, True)
+        elif usage == OVERUSING:
             if throughput is not None:
                 if rate_control.time_to_reduce_further(now, throughput):
-                    rate_control.update(usage, throughput, now, saturated)
+                    rate_control.update(usage, throughput, now)
             elif (
                 self._last_initial_backoff is None
                 or now - self._last_initial_backoff >= INITIAL_BACKOFF_INTERVAL
