@@ -515,3 +515,17 @@ def test_untagged_packets_are_not_part_of_a_cluster() -> None:
     estimator = BandwidthEstimator()
     _probe_cluster(estimator, 800_000, 5_000_000, packets=10, cluster=-1)
     assert estimator.probe_result(-1) is None
+
+
+def test_a_sudden_drop_backs_off_deeper_than_plain_overuse() -> None:
+    """After a sudden drop the link's queue is full: the decrease goes to 0.7 x what the
+    link delivered (a plain overuse: 0.85 x), so the queue drains and the lower layers get
+    through at once."""
+    from sfu.bwe.aimd import AimdRateControl
+
+    plain = AimdRateControl(2_000_000, 50_000, 20_000_000)
+    plain.update(OVERUSING, 1_500_000, 1.0)
+    sudden = AimdRateControl(2_000_000, 50_000, 20_000_000)
+    sudden.update(OVERUSING, 1_500_000, 1.0, saturated=True)
+    assert plain.bitrate == pytest.approx(0.85 * 1_500_000 - 5_000)
+    assert sudden.bitrate == pytest.approx(0.7 * 1_500_000 - 5_000)

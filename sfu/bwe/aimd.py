@@ -41,6 +41,8 @@ DECREASE: Final = "decrease"
 APPLICATION_LIMITED = 0.5
 #: Multiplicative decrease factor beta, applied to the acknowledged bitrate.
 BACKOFF_FACTOR = 0.85
+#: ... after a sudden drop (see update's ``saturated``)
+SATURATED_BACKOFF_FACTOR = 0.7
 #: Multiplicative increase far from convergence: 8 % per second.
 MULTIPLICATIVE_RATE = 0.08
 #: Ramp-up acceleration: the multiplicative rate doubles every this many seconds ...
@@ -159,6 +161,11 @@ class AimdRateControl:
                 # acknowledged rate measures the sender, not the link, and backing off to it
                 # would collapse the estimate after one burst; back off from the estimate
                 decreased = self.bitrate * BACKOFF_FACTOR
+            elif saturated:
+                # a sudden drop: the link's queue is full and must drain before what the
+                # lower layers send gets through at once (at 0.85 a 150 ms queue took a
+                # second to drain, and the link stayed lossy that long)
+                decreased = throughput * SATURATED_BACKOFF_FACTOR
             else:
                 decreased = throughput * BACKOFF_FACTOR
             if decreased > 5_000:
