@@ -44,6 +44,8 @@ class LayerInfo:
         "dd",
         "dd_bytes",
         "valid",
+        "rewritten_picture_id",
+        "rewritten_payload",
     )
 
     def __init__(self) -> None:
@@ -69,6 +71,10 @@ class LayerInfo:
         self.dd_bytes: bytes | None = None
         #: False when the packet's descriptors did not parse (it is dropped)
         self.valid = True
+        #: the payload with another picture id, as the last down track rewrote it for this
+        #: packet (-1: none yet): the subscribers whose picture ids map alike share it
+        self.rewritten_picture_id = -1
+        self.rewritten_payload = b""
 
 
 class LayerParser:
@@ -91,6 +97,8 @@ class LayerParser:
         #: that target's frames too keeps a down-switch free of keyframes
         self.lower_chain_targets: dict[int, int] = {}
         self.malformed = 0
+        #: active_decode_targets by (spatial, temporal), for the current decode targets
+        self._active_masks: dict[tuple[int, int], int] = {}
 
     def parse(self, payload: bytes, extensions: dict[int, bytes], marker: bool) -> LayerInfo:
         info = self.info
@@ -101,6 +109,7 @@ class LayerParser:
         info.dd_bytes = None
         info.picture_id = info.tl0picidx = None
         info.picture_id_bits = 0
+        info.rewritten_picture_id = -1
         try:
             if self.codec == "VP9":
                 self._vp9(info, payload)
@@ -217,6 +226,7 @@ class LayerParser:
                 key = (max(t.spatial_id for t in present), max(t.temporal_id for t in present))
                 targets.setdefault(key, dt)
         self.decode_targets = targets
+        self._active_masks = {}
         by_spatial: dict[int, list[tuple[int, int]]] = {}
         for (s, t), dt in targets.items():
             by_spatial.setdefault(s, []).append((t, dt))
@@ -244,9 +254,13 @@ class LayerParser:
 
     def active_decode_targets(self, spatial: int, temporal: int) -> int:
         """The bitmask of decode targets a subscriber receiving up to (spatial, temporal) can
-        decode."""
-        mask = 0
-        for (s, t), dt in self.decode_targets.items():
-            if s <= spatial and t <= temporal:
-                mask |= 1 << dt
+        decode (asked for every forwarded packet with a dependency descriptor: remembered)."""
+        key = (spatial, temporal)
+        mask = self._active_masks.get(key)
+        if mask is None:
+            mask = 0
+            for (s, t), dt in self.decode_targets.items():
+                if s <= spatial and t <= temporal:
+                    mask |= 1 << dt
+            self._active_masks[key] = mask
         return mask
