@@ -1,4 +1,6 @@
 import math
+import random
+from typing import Any
 
 from sfu.forwarding.meter import LayerMeter, Level
 from sfu.forwarding.target import LayerCaps, choose_target, window_spatial
@@ -79,3 +81,36 @@ def test_layer_meter_rates() -> None:
     assert abs(levels[(0, 2)].bitrate - 30 * 8000) < 20000
     assert abs(levels[(2, 2)].bitrate - 3 * 30 * 8000) < 60000
     assert levels[(1, 0)].width == 640
+
+
+def test_layer_meter_levels_remembered_within_a_bucket_match_a_fresh_count() -> None:
+    """levels() is asked by every subscriber on every tick and remembered until a bucket
+    closes; whatever the order of packets (some late, from an earlier bucket) and questions,
+    it answers what counting afresh answers."""
+    rng = random.Random(5)
+    meter = LayerMeter()
+    fresh = meter._compute_levels
+    computed = 0
+
+    def counted(*args: Any) -> list[Level]:
+        nonlocal computed
+        computed += 1
+        return fresh(*args)
+
+    meter._compute_levels = counted  # type: ignore[method-assign]
+    now = 0.0
+    targets = {(0, 0): 0, (1, 1): 4, (2, 2): 8}
+    asked = 0
+    for i in range(4000):
+        now += rng.random() * 0.02
+        at = now - (rng.random() * 0.6 if rng.random() < 0.05 else 0.0)
+        if rng.random() < 0.7:
+            present = rng.choice([-1, 5, 0x1FF]) if i > 1500 else -1
+            meter.add(rng.randrange(3), rng.randrange(3), 1000, rng.random() < 0.3, at, present)
+            continue
+        resolutions = RES if rng.random() < 0.98 else RES[:2]
+        decode_targets = targets if rng.random() < 0.98 else None
+        got = meter.levels(at, 3, 3, resolutions, decode_targets)
+        asked += 1
+        assert got == fresh(at, 3, 3, resolutions, decode_targets)
+    assert 0 < computed < asked / 2, (computed, asked)  # most answered from memory

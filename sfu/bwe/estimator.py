@@ -125,11 +125,16 @@ class BandwidthEstimator:
         """A packet carrying transport-wide sequence number ``sequence_number`` (16-bit,
         wraps) of ``size`` bytes left at ``now``, as part of probe cluster ``cluster`` if
         not -1.  Keeps a bounded history (5 s)."""
-        if self._last_sequence is None:
+        # (for every packet sent to every subscriber: _unwrap and max inlined)
+        last = self._last_sequence
+        if last is None:
             sequence = self._last_sequence = sequence_number & 0xFFFF
         else:
-            sequence = _unwrap(sequence_number, self._last_sequence)
-            self._last_sequence = max(sequence, self._last_sequence)
+            delta = (sequence_number - last) & 0xFFFF
+            if delta < 0x8000:
+                sequence = self._last_sequence = last + delta
+            else:
+                sequence = last + delta - 0x10000
         packet = _SentPacket(sequence, now, size)
         if cluster >= 0:
             packet.cluster = cluster
@@ -139,15 +144,17 @@ class BandwidthEstimator:
                 self._probe_span = (cluster, now, now)
             else:
                 self._probe_span = (cluster, span[1], now)
-        self._history[sequence] = packet
-        self._send_order.append(packet)
-        while self._send_order and (
-            self._send_order[0].send_time < now - HISTORY_DURATION
-            or len(self._send_order) > MAX_HISTORY
+        history = self._history
+        history[sequence] = packet
+        send_order = self._send_order
+        send_order.append(packet)
+        expired = now - HISTORY_DURATION
+        while send_order and (
+            send_order[0].send_time < expired or len(send_order) > MAX_HISTORY
         ):
-            old = self._send_order.popleft()
-            if self._history.get(old.sequence) is old:
-                del self._history[old.sequence]
+            old = send_order.popleft()
+            if history.get(old.sequence) is old:
+                del history[old.sequence]
 
     def on_feedback(self, packets: list[tuple[int, float | None]], now: float) -> None:
         """Transport feedback: (transport sequence number, arrival time on the receiver's

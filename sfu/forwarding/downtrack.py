@@ -1,8 +1,9 @@
 """One subscriber's copy of one published track: rewrite, remember, send.
 
 The hot path is :meth:`DownTrack.write`, called once per incoming packet for every
-subscriber, synchronously: one ``struct.pack``, one concatenation, one history slot and one
-call to the transport's ``send``.
+subscriber, synchronously: one ``struct.pack`` (the RTP header and the transport-wide
+sequence number), one concatenation, one history slot and one call to the transport's
+``send``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ if TYPE_CHECKING:
     from .source import MediaSource
 
 _HEADER = struct.Struct("!BBHII")
+#: the RTP header, the extension block up to the transport-wide sequence number (5 bytes in
+#: the one-byte form, 6 in the two-byte form) and that number
+_HEADER_AND_TWCC = {5: struct.Struct("!BBHII5sH"), 6: struct.Struct("!BBHII6sH")}
 NTP_EPOCH_OFFSET = 2208988800
 
 
@@ -101,13 +105,19 @@ class DownTrack:
         ts: int,
         elements: list[tuple[int, bytes]],
         block: bytes,
+        head: bytes,
+        tail: bytes,
         payload: bytes,
         info: LayerInfo | None,
         now: float,
         late: bool = False,
     ) -> None:
         """Forward (or not) one packet of the source; ``late``: older than one the source
-        already received (a retransmission from the publisher, or reordered)."""
+        already received (a retransmission from the publisher, or reordered).
+
+        ``block``: the header extensions, the transport-wide sequence number first (a
+        placeholder); ``head`` and ``tail``: the block before and after that placeholder's
+        two bytes (``b""`` when the block has none)."""
         marker_bit = 0x80 if marker else 0
         selector = self.selector
         if selector is not None and info is not None:
@@ -125,7 +135,7 @@ class DownTrack:
                     decision >= 0,
                     late,
                     gap,
-                    selector.started and info.tid <= selector.current_temporal,
+                    selector.current_spatial >= 0 and info.tid <= selector.current_temporal,
                 )
             if selector.keyframe_wanted:
                 if not self._keyframe_asked:
@@ -139,13 +149,22 @@ class DownTrack:
                 return
             marker_bit = decision
             if pid is not None and out_pid != pid:
-                payload = self._rewrite_picture_id(payload, info, out_pid)
+                # subscribers whose picture ids map alike share one rewritten payload
+                if info.rewritten_picture_id == out_pid:
+                    payload = info.rewritten_payload
+                else:
+                    payload = self._rewrite_picture_id(payload, info, out_pid)
+                    info.rewritten_picture_id = out_pid
+                    info.rewritten_payload = payload
             if selector.switches != self._switches_seen:
                 self._switches_seen = selector.switches
                 if self.on_layers_changed is not None:
                     self.on_layers_changed(self)
             if info.dd is not None:
-                block = self._dependency_descriptor(info, elements, block)
+                rewritten = self._dependency_descriptor(info, elements, block)
+                if rewritten is not block:
+                    block = rewritten
+                    head = b""
         mapped = self.munger.forward(seq, ts)
         if mapped is None:
             return
@@ -156,22 +175,33 @@ class DownTrack:
         congestion = self.congestion
         if congestion is not None and block:
             # the first element is the transport-wide sequence number (see MediaSource)
-            at = 5 if block[0] == 0xBE else 6
+            if not head:
+                at = 5 if block[0] == 0xBE else 6
+                head, tail = block[:at], block[at + 2 :]
             twcc = congestion.stamp(12 + len(block) + len(payload), now)
-            block = b"".join((block[:at], twcc.to_bytes(2, "big"), block[at + 2 :]))
-        packet = b"".join(
-            (
-                _HEADER.pack(
-                    0x90 if block else 0x80,
-                    marker_bit | self.payload_type,
-                    out_seq,
-                    out_ts,
-                    self.ssrc,
-                ),
-                block,
-                payload,
+            packet = b"".join(
+                (
+                    _HEADER_AND_TWCC[len(head)].pack(
+                        0x90, marker_bit | self.payload_type, out_seq, out_ts, self.ssrc, head, twcc
+                    ),
+                    tail,
+                    payload,
+                )
             )
-        )
+        else:
+            packet = b"".join(
+                (
+                    _HEADER.pack(
+                        0x90 if block else 0x80,
+                        marker_bit | self.payload_type,
+                        out_seq,
+                        out_ts,
+                        self.ssrc,
+                    ),
+                    block,
+                    payload,
+                )
+            )
         self.history.store(out_seq, packet, (info.sid << 4 | info.tid) if info is not None else 0)
         self.packets_sent += 1
         self.bytes_sent += len(packet)

@@ -22,6 +22,8 @@ from ..codecs.vp9 import Vp9Descriptor, parse_vp9_descriptor
 
 SWITCH = int(DecodeTargetIndication.SWITCH)
 NOT_PRESENT = int(DecodeTargetIndication.NOT_PRESENT)
+#: entries kept in each of the parser's memos before it starts over
+_MEMO_SIZE = 256
 
 
 class LayerInfo:
@@ -44,6 +46,8 @@ class LayerInfo:
         "dd",
         "dd_bytes",
         "valid",
+        "rewritten_picture_id",
+        "rewritten_payload",
     )
 
     def __init__(self) -> None:
@@ -69,6 +73,10 @@ class LayerInfo:
         self.dd_bytes: bytes | None = None
         #: False when the packet's descriptors did not parse (it is dropped)
         self.valid = True
+        #: the payload with another picture id, as the last down track rewrote it for this
+        #: packet (-1: none yet): the subscribers whose picture ids map alike share it
+        self.rewritten_picture_id = -1
+        self.rewritten_payload = b""
 
 
 class LayerParser:
@@ -91,6 +99,11 @@ class LayerParser:
         #: that target's frames too keeps a down-switch free of keyframes
         self.lower_chain_targets: dict[int, int] = {}
         self.malformed = 0
+        #: for the current structure: active_decode_targets by (spatial, temporal),
+        #: best_active by (spatial, temporal, active mask), _dti_masks by template id
+        self._active_masks: dict[tuple[int, int], int] = {}
+        self._best_active: dict[tuple[int, int, int], tuple[int, int]] = {}
+        self._template_masks: dict[int, tuple[int, int, list[int]]] = {}
 
     def parse(self, payload: bytes, extensions: dict[int, bytes], marker: bool) -> LayerInfo:
         info = self.info
@@ -101,6 +114,7 @@ class LayerParser:
         info.dd_bytes = None
         info.picture_id = info.tl0picidx = None
         info.picture_id_bits = 0
+        info.rewritten_picture_id = -1
         try:
             if self.codec == "VP9":
                 self._vp9(info, payload)
@@ -189,20 +203,31 @@ class LayerParser:
         info.keyframe = (
             dd.start_of_frame and dd.structure is not None and not dd.fdiffs and dd.spatial_id == 0
         )
-        dtis = dd.dtis
+        # what the frame's indications mean for each decode target and spatial layer: one
+        # template's are the same on every packet (unless the packet overrides them)
+        cached = None if dd.custom_dtis else self._template_masks.get(dd.template_id)
+        if cached is None or cached[0] != self.spatial_layers:
+            cached = self._dti_masks(dd.dtis)
+            if not dd.custom_dtis:
+                self._template_masks[dd.template_id] = cached
+        _, info.present_mask, masks = cached
+        info.switch_masks = masks
+        info.switch_mask = masks[dd.spatial_id] if dd.spatial_id < len(masks) else 0
+
+    def _dti_masks(self, dtis: list[int]) -> tuple[int, int, list[int]]:
+        """(spatial layers, the decode targets present, the switch mask per spatial layer)
+        for a frame's decode target indications."""
         present = 0
         for dt, indication in enumerate(dtis):
             if indication != NOT_PRESENT:
                 present |= 1 << dt
-        info.present_mask = present
         masks = [0] * self.spatial_layers
         for s, targets in self._targets_by_spatial.items():
             if s < len(masks):
                 for t, dt in targets:
                     if dt < len(dtis) and dtis[dt] == SWITCH:
                         masks[s] |= 1 << t
-        info.switch_masks = masks
-        info.switch_mask = masks[dd.spatial_id] if dd.spatial_id < len(masks) else 0
+        return self.spatial_layers, present, masks
 
     def _learn_structure(self, structure: TemplateStructure) -> None:
         self.structure = structure
@@ -217,6 +242,9 @@ class LayerParser:
                 key = (max(t.spatial_id for t in present), max(t.temporal_id for t in present))
                 targets.setdefault(key, dt)
         self.decode_targets = targets
+        self._active_masks = {}
+        self._best_active = {}
+        self._template_masks = {}
         by_spatial: dict[int, list[tuple[int, int]]] = {}
         for (s, t), dt in targets.items():
             by_spatial.setdefault(s, []).append((t, dt))
@@ -235,18 +263,32 @@ class LayerParser:
         self.lower_chain_targets = lower
 
     def best_active(self, spatial: int, temporal: int) -> tuple[int, int]:
-        """The highest layers <= (spatial, temporal) whose decode target the publisher sends."""
-        best = (0, 0)
-        for (s, t), dt in self.decode_targets.items():
-            if s <= spatial and t <= temporal and self.active_mask & (1 << dt) and (s, t) > best:
-                best = (s, t)
+        """The highest layers <= (spatial, temporal) whose decode target the publisher sends
+        (asked at every picture start by every subscriber: remembered)."""
+        key = (spatial, temporal, self.active_mask)
+        best = self._best_active.get(key)
+        if best is None:
+            best = (0, 0)
+            active = self.active_mask
+            for (s, t), dt in self.decode_targets.items():
+                if s <= spatial and t <= temporal and active & (1 << dt) and (s, t) > best:
+                    best = (s, t)
+            if len(self._best_active) >= _MEMO_SIZE:
+                self._best_active.clear()
+            self._best_active[key] = best
         return best
 
     def active_decode_targets(self, spatial: int, temporal: int) -> int:
         """The bitmask of decode targets a subscriber receiving up to (spatial, temporal) can
-        decode."""
-        mask = 0
-        for (s, t), dt in self.decode_targets.items():
-            if s <= spatial and t <= temporal:
-                mask |= 1 << dt
+        decode (asked for every forwarded packet with a dependency descriptor: remembered)."""
+        key = (spatial, temporal)
+        mask = self._active_masks.get(key)
+        if mask is None:
+            mask = 0
+            for (s, t), dt in self.decode_targets.items():
+                if s <= spatial and t <= temporal:
+                    mask |= 1 << dt
+            if len(self._active_masks) >= _MEMO_SIZE:
+                self._active_masks.clear()
+            self._active_masks[key] = mask
         return mask

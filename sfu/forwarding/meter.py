@@ -39,6 +39,12 @@ class LayerMeter:
         self._targets_seen = False
         self._bucket = -1
         self._started: float | None = None
+        #: bumped by every rotation: the complete buckets change only then (packets are
+        #: counted in the newest bucket, which levels leaves out)
+        self._rotations = 0
+        #: the last levels worked out, and what they were worked out from
+        self._levels: list[Level] = []
+        self._levels_key: tuple[object, ...] | None = None
 
     def add(
         self,
@@ -79,6 +85,7 @@ class LayerMeter:
                 self._frames[slot] = [0] * len(self._frames[slot])
                 self._target_bytes[slot] = [0] * MAX_TARGETS
         self._bucket = bucket
+        self._rotations += 1
 
     def _totals(self, now: float) -> tuple[list[int], list[int], list[int], float]:
         current = int(now / BUCKET)
@@ -102,6 +109,34 @@ class LayerMeter:
         temporal_layers: int,
         resolutions: list[tuple[int, int]],
         decode_targets: dict[tuple[int, int], int] | None = None,
+    ) -> list[Level]:
+        # asked by every subscriber on every tick; the figures change once per bucket
+        key = (
+            int(now / BUCKET),
+            self._bucket,
+            self._rotations,
+            self._targets_seen,
+            spatial_layers,
+            temporal_layers,
+            tuple(resolutions),
+            tuple(decode_targets.items()) if decode_targets else None,
+        )
+        if key != self._levels_key:
+            self._levels = self._compute_levels(
+                now, spatial_layers, temporal_layers, resolutions, decode_targets
+            )
+            # after the rotation the computation made, if any: the next call in this
+            # bucket finds the same key
+            self._levels_key = (key[0], self._bucket, self._rotations, *key[3:])
+        return list(self._levels)
+
+    def _compute_levels(
+        self,
+        now: float,
+        spatial_layers: int,
+        temporal_layers: int,
+        resolutions: list[tuple[int, int]],
+        decode_targets: dict[tuple[int, int], int] | None,
     ) -> list[Level]:
         total_bytes, total_frames, total_targets, span = self._totals(now)
         out = []

@@ -156,11 +156,19 @@ class MediaSource:
         if info is not None and info.dd_bytes is not None and self._dd_out_id is not None:
             elements.append((self._dd_out_id, info.dd_bytes))
         block = serialize_extensions(elements)
+        # the block around the transport-wide sequence number each down track writes in
+        if self._twcc_element:
+            at = 5 if block[0] == 0xBE else 6
+            head, tail = block[:at], block[at + 2 :]
+        else:
+            head = tail = b""
         marker = header.marker
         ts = header.timestamp
         for downtrack in self.downtracks:
             try:
-                downtrack.write(marker, seq, ts, elements, block, payload, info, now, late)
+                downtrack.write(
+                    marker, seq, ts, elements, block, head, tail, payload, info, now, late
+                )
             except Exception:  # one subscriber's fault must not starve the others
                 downtrack.faults += 1
                 faults.record("forward", downtrack.context, now)
