@@ -134,6 +134,12 @@ def test_probe_targets_the_next_level_or_the_top() -> None:
     assert controller.start(1_380_000, 7.0) == 1_380_000
     assert controller.finish(7.2, result=900_000, rate=1_380_000)  # more than proven
     assert controller.careful and controller.full_at == 900_000
+    # while careful, the most a saturated probe measured is kept (a probe that met a burst
+    # of media gets less through than the link carries); congestion sets it anew
+    controller.finish(7.5, result=800_000, rate=1_300_000)
+    assert controller.full_at == 900_000
+    controller.on_congestion(700_000)
+    assert controller.full_at == 700_000
     controller.careful = False  # (as if released again, but not just now)
     controller.finish(8.0, result=None, rate=1_000_000)
     controller.careful = False

@@ -674,9 +674,10 @@ class SubscriberPeer(_Peer):
         estimator = self.congestion.estimator
         if estimator.state == "overusing" or estimator.loss_ratio > PROBE_QUIET_LOSS:
             self._congested_at = now
-            # with its queue full, what the link delivers is its capacity
-            overusing = estimator.state == "overusing"
-            self.probe.on_congestion(estimator.acknowledged_sample if overusing else None)
+            # with its queue full (delay growing and packets dropped), what the link
+            # delivers is its capacity; overuse alone at a low rate may be a frame's burst
+            full = estimator.state == "overusing" and estimator.loss_ratio > PROBE_QUIET_LOSS
+            self.probe.on_congestion(estimator.acknowledged_sample if full else None)
         if now - self._congested_at < PROBE_QUIET_AFTER_CONGESTION:
             return  # the link is full, or was just now: probing would only add loss
         headroom = self.settings.bandwidth_headroom

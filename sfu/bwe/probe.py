@@ -10,7 +10,7 @@ is measured from the packets after the first quarter to arrive, since a shaper's
 allowance (a token bucket full after a quiet moment) passes the first few packets of a
 cluster at line rate and, in a cluster of ten, overstated a 400 kbit/s link by 5-15 %.
 Failed probes back off (0.5 s,
-1 s, 2 s, up to 2.5 s) so a link at its capacity is not flooded with probes; a success
+1 s, up to 1.5 s) so a link at its capacity is not flooded with probes; a success
 resets the back-off.
 """
 
@@ -138,7 +138,7 @@ class ProbeController:
     CAREFUL_RELEASE x that rate through (the link has grown).
     """
 
-    def __init__(self, min_interval: float = 0.5, max_interval: float = 2.5) -> None:
+    def __init__(self, min_interval: float = 0.5, max_interval: float = 1.5) -> None:
         self.min_interval = min_interval
         self.max_interval = max_interval
         self.interval = min_interval
@@ -215,10 +215,14 @@ class ProbeController:
         if success and result is not None:
             self.proven = result
         released = False
+        was_careful = self.careful
         if result is None or result < UNSATURATED_SHARE * rate:
             self.careful = True
-            if result:  # it arrived slower than sent: about the link's capacity
-                self.full_at = result
+            if result:
+                # it arrived slower than sent: about the link's capacity; the most of these
+                # (a congested link's own measure, on_congestion, may lower it), since a
+                # probe that met a burst of media gets less through than the link carries
+                self.full_at = max(self.full_at, result) if was_careful else result
         elif self.careful and result >= CAREFUL_RELEASE * self.full_at:
             self.careful = False
             released = True
