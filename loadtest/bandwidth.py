@@ -14,7 +14,9 @@ import sys
 import tempfile
 import time
 import urllib.request
-from dataclasses import asdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -76,11 +78,26 @@ def _sample(view: dict[str, Any], t: float, kbps: int) -> dict[str, Any]:
     }
 
 
-async def run_schedule(schedule: list[tuple[float, int]], codec: str = "VP9") -> dict[str, Any]:
+@dataclass
+class ShapedSetup:
+    """A shaped link up, the SFU (``sfu serve`` in its own process) listening on it, and a
+    replayed publisher publishing."""
+
+    link: ShapedLink
+    server: asyncio.subprocess.Process
+    port: int
+    publisher: ReplayPublisher
+
+
+@asynccontextmanager
+async def shaped_setup(
+    schedule: list[tuple[float, int]], codec: str, room: str
+) -> AsyncIterator[ShapedSetup]:
+    """The link at the schedule's first rate, the SFU, the ``codec`` capture published in
+    ``room``; all stopped on exit."""
     ok, why = namespaces_available()
     if not ok:
         raise RuntimeError(f"a shaped link needs network namespaces: {why}")
-    total = sum(seconds for seconds, _ in schedule)
     link = ShapedLink(rate_kbit=schedule[0][1])
     link.up()
     proc = None
@@ -91,8 +108,24 @@ async def run_schedule(schedule: list[tuple[float, int]], codec: str = "VP9") ->
         plane.install(plane.IceOptions(listen_addresses=["127.0.0.1"]))
         video = read_capture(CAPTURES / VIDEO_CAPTURES[codec])
         publisher = ReplayPublisher(f"ws://127.0.0.1:{port}/ws", "publisher", video)
-        await publisher.connect("shaped")
+        await publisher.connect(room)
         await publisher.publish()
+        yield ShapedSetup(link, proc, port, publisher)
+    finally:
+        if publisher is not None:
+            await publisher.close()
+        if proc is not None and proc.returncode is None:
+            proc.terminate()
+            await proc.wait()
+        if config is not None:
+            config.unlink(missing_ok=True)
+        link.down()
+
+
+async def run_schedule(schedule: list[tuple[float, int]], codec: str = "VP9") -> dict[str, Any]:
+    total = sum(seconds for seconds, _ in schedule)
+    async with shaped_setup(schedule, codec, "shaped") as setup:
+        link, port = setup.link, setup.port
         spec = WorkerSpec(
             ws_url=f"ws://{link.host_address}:{port}/ws",
             bind_address=link.peer_address,
@@ -148,15 +181,6 @@ async def run_schedule(schedule: list[tuple[float, int]], codec: str = "VP9") ->
             "duration": total,
             "origin": started,
         }
-    finally:
-        if publisher is not None:
-            await publisher.close()
-        if proc is not None and proc.returncode is None:
-            proc.terminate()
-            await proc.wait()
-        if config is not None:
-            config.unlink(missing_ok=True)
-        link.down()
 
 
 def figures(run: dict[str, Any]) -> dict[str, Any]:

@@ -38,8 +38,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from sfu.adapters import aiortc_plane as plane
-
 from .bandwidth import (
     _publisher_plis,
     _sample,
@@ -47,13 +45,10 @@ from .bandwidth import (
     _subscriber_view,
     layer_figures,
     schedule_arguments,
+    shaped_setup,
 )
-from .capturefile import read_capture
 from .chromium import CHROMIUM, chromium_available, chromium_page
-from .netns import ShapedLink, namespaces_available
-from .peers import ReplayPublisher
-from .run import start_server
-from .scenario import CAPTURES, VIDEO_CAPTURES
+from .netns import ShapedLink
 
 SAMPLE_PERIOD = 0.3
 ROOM = "shaped"
@@ -163,24 +158,11 @@ async def run_schedule(
     """The schedule against a Chromium subscriber; samples of the SFU's and the page's view."""
     from playwright.async_api import async_playwright
 
-    ok, why = namespaces_available()
-    if not ok:
-        raise RuntimeError(f"a shaped link needs network namespaces: {why}")
     if not chromium_available():
         raise RuntimeError(f"needs Debian's chromium at {CHROMIUM}")
     total = sum(seconds for seconds, _ in schedule)
-    link = ShapedLink(rate_kbit=schedule[0][1])
-    link.up()
-    proc = None
-    config = None
-    publisher = None
-    try:
-        proc, port, config = await start_server(["127.0.0.1", link.host_address], "0.0.0.0")
-        plane.install(plane.IceOptions(listen_addresses=["127.0.0.1"]))
-        video = read_capture(CAPTURES / VIDEO_CAPTURES[codec])
-        publisher = ReplayPublisher(f"ws://127.0.0.1:{port}/ws", "publisher", video)
-        await publisher.connect(ROOM)
-        await publisher.publish()
+    async with shaped_setup(schedule, codec, ROOM) as setup:
+        link, proc, port = setup.link, setup.server, setup.port
         url = (
             f"http://{link.host_address}:{port}/?room={ROOM}&name={SUBSCRIBER}"
             "&publish=0&tile=1280x720&autojoin=1"
@@ -256,15 +238,6 @@ async def run_schedule(
                 "sfu_percent": round(100 * sfu_cpu / elapsed, 1),
             },
         }
-    finally:
-        if publisher is not None:
-            await publisher.close()
-        if proc is not None and proc.returncode is None:
-            proc.terminate()
-            await proc.wait()
-        if config is not None:
-            config.unlink(missing_ok=True)
-        link.down()
 
 
 def _delta(a: dict[str, Any], b: dict[str, Any], key: str) -> float:
