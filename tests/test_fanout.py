@@ -108,6 +108,31 @@ def test_upstream_loss_is_nacked_and_rtx_fills_the_gap_for_subscribers() -> None
     assert sent[2].endswith(b"late")
 
 
+def test_a_packet_received_twice_is_forwarded_once() -> None:
+    """Chromium probes its uplink with RTX copies of packets that arrived (and the SFU may
+    get a retransmission it asked for after the original after all).  Forwarded again under
+    the same sequence number, the copy fails the subscriber's SRTP replay check and is
+    reported lost in its transport feedback, which the estimator takes for congestion."""
+    source, _ = make_source()
+    _, sent = attach(source, 5000)
+    for seq in (100, 101, 102):
+        feed(source, seq)
+    original = build_rtp(payload_type=96, sequence_number=101, timestamp=0, ssrc=1111, payload=b"x")
+    for rtx_seq in (1, 2):  # an RTX probe, then the same packet once more
+        rtx = wrap_rtx(original, payload_type=97, sequence_number=rtx_seq, ssrc=2222)
+        source.on_rtp(rtx, parse_rtp(rtx), 0.1)
+    feed(source, 102)  # a plain duplicate
+    assert len(sent) == 3 and source.duplicate_packets == 3
+    feed(source, 104)
+    feed(source, 103)  # late, but the first copy: the subscriber needs it
+    seqs = [parse_rtp(p).sequence_number for p in sent]
+    assert len(seqs) == 5 and len(set(seqs)) == 5 and source.duplicate_packets == 3
+    # sequence numbers wrap (here in jumps, as after long losses): 100 is new again
+    for seq in (30000, 60000, 100, 101):
+        feed(source, seq)
+    assert source.duplicate_packets == 3 and len(sent) == 9
+
+
 def test_subscriber_nack_is_answered_with_rtx_and_pli_reaches_the_publisher() -> None:
     source, upstream = make_source()
     dt, sent = attach(source, 5000, pt=100)

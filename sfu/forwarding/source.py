@@ -9,6 +9,7 @@ header extensions all subscribers share, and hands the packet to each
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Callable
 
 from .. import faults
@@ -27,6 +28,10 @@ from .track import StreamParameters
 #: extensions copied from the publisher's packets to the subscribers' (by URI); the
 #: dependency descriptor is handled apart (it may be rewritten per subscriber)
 _COPIED_EXTENSIONS = (ext.AUDIO_LEVEL,)
+#: sequence numbers remembered to tell a duplicate (a power of two, well beyond the NACK
+#: history: a retransmission older than this is not asked for)
+DUPLICATE_WINDOW = 1024
+DUPLICATE_MASK = DUPLICATE_WINDOW - 1
 
 
 class MediaSource:
@@ -64,6 +69,12 @@ class MediaSource:
         self._highest_seq: int | None = None
         #: packets older than one already received (mostly retransmissions we asked for)
         self.late_packets = 0
+        #: packets received twice (an RTX copy of one that arrived, e.g. the publisher's own
+        #: bandwidth probes): not forwarded, since a receiver's SRTP replay check drops a
+        #: second packet with the same sequence number, and counts it lost
+        self.duplicate_packets = 0
+        #: the sequence number last received in each slot (seq % DUPLICATE_WINDOW)
+        self._received = array("l", [-1]) * DUPLICATE_WINDOW
         out_ids = out_extension_ids or ext.SUBSCRIBER_EXTENSION_IDS
         self._copied = [
             (params.extensions[uri], out_ids[uri])
@@ -118,11 +129,20 @@ class MediaSource:
                 self.late_packets += 1
             else:
                 self._highest_seq = seq
+                if delta > 1:  # the slots skipped hold older numbers: not received
+                    received = self._received
+                    for skipped in range(highest + 1, highest + min(delta, DUPLICATE_WINDOW)):
+                        received[skipped & DUPLICATE_MASK] = -1
         self.stats.add(seq, header.timestamp, now, size)
         if self.nack is not None:
             missing = self.nack.add(seq, now)
             if missing:
                 self._nack(missing)
+        slot = seq & DUPLICATE_MASK
+        if self._received[slot] == seq:
+            self.duplicate_packets += 1
+            return
+        self._received[slot] = seq
 
         payload = data[header.payload_offset : header.payload_end]
         extensions = header.extensions

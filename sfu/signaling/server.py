@@ -385,6 +385,7 @@ def _participant_stats(p: Participant) -> dict[str, Any]:
                 "packets_received": source.stats.packets_received,
                 "packets_lost": source.stats.packets_lost,
                 "packets_dropped": source.packets_dropped,
+                "duplicate_packets": source.duplicate_packets,
                 "keyframes_received": source.keyframes_received,
                 "keyframe_requests_sent": source.keyframes.sent,
                 "nacks_sent": source.nacks_sent,
