@@ -20,6 +20,7 @@ import pytest
 from sfu.bwe import BandwidthEstimator
 from sfu.bwe.estimator import ARRIVAL_TIME_PERIOD
 from sfu.bwe.inter_arrival import InterArrival
+from sfu.bwe.standing_queue import StandingQueueFilter
 from sfu.bwe.trendline import NORMAL, OVERUSING, UNDERUSING, TrendlineEstimator
 
 PACKET_SIZE = 1200
@@ -270,6 +271,53 @@ def test_delay_spike_does_not_collapse_the_estimate() -> None:
     assert min(trace.window(spike, 32)) >= 0.5 * capacity
 
 
+def busy_receiver(seed: int = 7) -> Callable[[float], float]:
+    """A receiver whose CPU is starved (on this project's 2-core test machine: three
+    Chromium pages encoding and decoding 720p): now and then its network thread is held up
+    for 20-200 ms, and every packet that arrived meanwhile is stamped when it runs again."""
+    rng = random.Random(seed)
+    stalls: list[tuple[float, float]] = []
+    t = 1.0
+    while t < 120:
+        length = rng.uniform(0.02, 0.2)
+        stalls.append((t, t + length))
+        t += length + rng.uniform(0.1, 1.0)
+
+    def stamp(arrival: float) -> float:
+        for start, end in stalls:
+            if start <= arrival < end:
+                return end + RECEIVER_CLOCK_OFFSET
+            if start > arrival:
+                break
+        return arrival + RECEIVER_CLOCK_OFFSET
+
+    return stamp
+
+
+def test_a_busy_receiver_stamping_late_does_not_lower_the_estimate() -> None:
+    """Arrivals stamped late in bursts make the delay slope spike (the trendline reports
+    overuse), but within any quarter second some packet still arrives at the base delay: no
+    queue stands, so the link is not the limit and the estimate holds.  (Without the standing
+    queue gate it fell to 1.5 Mbps, 60 % of the source rate.)"""
+    capacity = 10_000_000
+    estimator, trace = simulate(
+        Link(constant(capacity)), 40, source_rate=2_500_000, receiver_clock=busy_receiver()
+    )
+    assert estimator.loss_ratio == 0.0
+    after = trace.window(10, 40)
+    assert min(after) >= 2_500_000, min(after)
+
+
+def test_a_standing_queue_still_counts_under_a_busy_receiver() -> None:
+    """The same busy receiver behind a link that narrows: the queue stands, so the drop is
+    still followed within a second."""
+    link = Link(step(2_500_000, 400_000, at=20.0))
+    _, trace = simulate(link, 30, receiver_clock=busy_receiver())
+    fitted = trace.first_time(20.0, lambda e: e <= 1.2 * 400_000)
+    assert fitted is not None and fitted - 20.0 <= 1.0
+    assert min(trace.window(25, 30)) >= 0.5 * 400_000
+
+
 def test_application_limited_sender_does_not_inflate_the_estimate() -> None:
     """With a 300 kbps source on a 10 Mbps link the estimate stays near 1.5 x what is
     acknowledged instead of growing without bound."""
@@ -425,6 +473,38 @@ def test_inter_arrival_groups_packets_sent_within_5ms() -> None:
     for delta in deltas:
         assert delta.send_delta == pytest.approx(0.010)
         assert delta.arrival_delta == pytest.approx(0.012)
+
+
+def test_standing_queue_filter_tells_a_queue_from_late_stamps() -> None:
+    offset = 1000.0  # the receiver's clock is unrelated to ours
+    queue = StandingQueueFilter()
+    for i in range(200):  # 2 s at the base delay (20 ms)
+        queue.update(i * 0.01, offset + i * 0.01 + 0.02)
+    assert queue.base_delay == pytest.approx(offset + 0.02) and queue.standing_delay == 0.0
+    # stamped late in bursts (every packet of 60 ms stamped at its end), others on time
+    for i in range(200, 400):
+        t = i * 0.01
+        stamp = t + 0.02 if i % 10 < 4 else (i // 10 + 1) * 0.1 + 0.02
+        queue.update(t, offset + stamp)
+        assert not queue.standing
+    # a queue builds by 4 ms per packet: it stands once a whole 250 ms window has queued
+    # 10 ms or more, i.e. from the 28th packet on (3 to reach 10 ms, then 25 in the window)
+    standing_from = None
+    for n, i in enumerate(range(400, 500)):
+        queue.update(i * 0.01, offset + i * 0.01 + 0.02 + 0.004 * n)
+        if standing_from is None and queue.standing:
+            standing_from = n
+    assert standing_from == 28
+    assert queue.standing_delay == pytest.approx(0.004 * 74)
+    # a packet sent earlier and reported late (reordered) at the base delay: no queue
+    queue.update(4.95, offset + 4.95 + 0.02)
+    assert not queue.standing
+    # the base follows the path: 30 s later only the recent minimum counts
+    for i in range(500, 3600):
+        queue.update(i * 0.01, offset + i * 0.01 + 0.05)
+    assert queue.base_delay == pytest.approx(offset + 0.05) and not queue.standing
+    queue.reset()
+    assert queue.base_delay is None and queue.standing_delay == 0.0
 
 
 def test_trendline_detects_growing_and_draining_queue() -> None:

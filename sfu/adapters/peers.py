@@ -653,6 +653,7 @@ class SubscriberPeer(_Peer):
             "delay_based": estimator.delay_based_estimate,
             "loss_based": estimator.loss_based_estimate,
             "acknowledged": estimator.acknowledged_bitrate,
+            "standing_delay": round(estimator.standing_delay, 4),
             "state": estimator.state,
             "loss": round(estimator.loss_ratio, 4),
             "probes": self.probe.probes,

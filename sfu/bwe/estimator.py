@@ -13,7 +13,10 @@ Per feedback:
    reported packets are dropped (duplicates, overlapping feedback);
 2. newly received packets, in send order, go through :class:`InterArrival` (5 ms groups) into
    the :class:`TrendlineEstimator`, whose hypothesis drives :class:`AimdRateControl` with the
-   :class:`AcknowledgedBitrateEstimator` throughput -- the delay-based estimate A_r;
+   :class:`AcknowledgedBitrateEstimator` throughput -- the delay-based estimate A_r; an
+   overuse counts only while a queue stands (:class:`StandingQueueFilter`: every packet of
+   the last 250 ms waited 10 ms or more above the base delay), not while a busy receiver
+   stamps some arrivals late;
 3. the loss fraction of the packets reported (over intervals of at least 300 ms + RTT, see
    :class:`LossBasedController`) drives the loss-based limit A_s;
 4. estimate = min(A_r, A_s, REMB), within [min_bitrate, max_bitrate].
@@ -29,6 +32,7 @@ from .aimd import AimdRateControl
 from .inter_arrival import InterArrival
 from .loss import LossBasedController, LossWindow
 from .probe import ProbeBitrateEstimator
+from .standing_queue import StandingQueueFilter
 from .trendline import OVERUSING, TrendlineEstimator
 
 #: Sent packets are remembered this long for matching feedback (seconds).
@@ -100,6 +104,7 @@ class BandwidthEstimator:
         self._last_sequence: int | None = None
         self._inter_arrival = InterArrival()
         self._trendline = TrendlineEstimator()
+        self._queue = StandingQueueFilter()
         self._rate_control = AimdRateControl(initial_bitrate, min_bitrate, max_bitrate)
         self._acknowledged = AcknowledgedBitrateEstimator()
         self._loss = LossBasedController()
@@ -263,6 +268,12 @@ class BandwidthEstimator:
         return None if sample is None else int(sample)
 
     @property
+    def standing_delay(self) -> float:
+        """Seconds of queue every packet sent in the last 250 ms met (see
+        :mod:`.standing_queue`)."""
+        return self._queue.standing_delay
+
+    @property
     def rtt(self) -> float:
         """The last round-trip time reported (seconds; 0.2 until one is)."""
         return self._rtt
@@ -309,11 +320,14 @@ class BandwidthEstimator:
         if self._last_received_at is not None and now - self._last_received_at > STREAM_TIMEOUT:
             self._inter_arrival.reset()
             self._trendline = TrendlineEstimator()
+            self._queue.reset()
         self._last_received_at = now
         for arrival, size in sorted((p.arrival or 0.0, p.size) for p in received):
             self._acknowledged.update(arrival, size)
+        queue = self._queue
         for packet in sorted(received, key=lambda p: p.sequence):
             assert packet.arrival is not None
+            queue.update(packet.send_time, packet.arrival)
             delta = self._inter_arrival.compute(packet.send_time, packet.arrival, now, packet.size)
             if delta is not None:
                 self._trendline.update(delta.arrival_delta, delta.send_delta, packet.arrival)
@@ -323,6 +337,10 @@ class BandwidthEstimator:
         recent = self._acknowledged.last_sample
         if usage == OVERUSING and any(self._probe_era(p.send_time) for p in received):
             return  # the probe's own overshoot: its result says what the link carried
+        if usage == OVERUSING and not queue.standing:
+            # the delay slope rose, but some recent packet still got through at the base
+            # delay: a receiver slow to stamp arrivals (busy CPU), not a bottleneck's queue
+            return
         recent_loss = (
             self._recent_loss.ratio if self._recent_loss.total >= RECENT_LOSS_MIN_REPORTS else 0.0
         )

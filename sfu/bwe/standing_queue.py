@@ -1,0 +1,103 @@
+"""Standing queue: how far the *least* delayed recent packet is above the path's base delay.
+
+The trendline detector (:mod:`.trendline`) reads the slope of the delay over the last ~20
+packet groups (about 100-300 ms).  A bottleneck that is overused builds a queue that every
+later packet waits in: the one-way delay of even the luckiest packet rises.  A receiver that
+is merely slow to stamp arrivals -- a starved CPU, a busy network thread, Wi-Fi
+aggregation -- delays some packets by tens or hundreds of milliseconds and not others: the
+slope spikes, yet within any quarter second some packet still arrives at the base delay.
+
+So an overuse counts only while there is a *standing queue*: the minimum one-way delay
+(arrival on the receiver's clock minus send time on ours; the unknown clock offset cancels
+out against the base) over the packets sent in the last ``window`` seconds exceeds the
+minimum over the last ``base_window`` seconds by ``threshold``.  This is the queue-delay
+signal of LEDBAT (RFC 6817: the base delay as a windowed minimum) and of BBR's min-RTT
+filter, applied to transport-wide feedback.
+
+Sans-IO: fed (send time, arrival time) of every packet reported received.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+#: packets sent over this long (seconds) must all have queued for the queue to be standing
+RECENT_WINDOW = 0.25
+#: the base delay is the least seen over this long (seconds); long enough that a queue
+#: kept full by congestion does not become the base, short enough to follow clock drift
+BASE_WINDOW = 30.0
+#: the base is kept as the minima of buckets this long (seconds)
+BASE_BUCKET = 1.0
+#: a standing queue of at least this much is a bottleneck's queue (seconds)
+STANDING_THRESHOLD = 0.010
+
+
+class StandingQueueFilter:
+    """Windowed minima of the one-way delay: the base delay and the recent least delay."""
+
+    def __init__(
+        self,
+        window: float = RECENT_WINDOW,
+        base_window: float = BASE_WINDOW,
+        threshold: float = STANDING_THRESHOLD,
+    ) -> None:
+        self.window = window
+        self.base_window = base_window
+        self.threshold = threshold
+        #: (send time, delay), delays increasing: the front is the recent minimum
+        self._recent: deque[tuple[float, float]] = deque()
+        #: (bucket start, least delay in the bucket), oldest first
+        self._buckets: deque[list[float]] = deque()
+        self._latest_send = float("-inf")
+
+    def reset(self) -> None:
+        self._recent.clear()
+        self._buckets.clear()
+        self._latest_send = float("-inf")
+
+    def update(self, send_time: float, arrival_time: float) -> None:
+        """One packet sent at ``send_time`` (our clock) arrived at ``arrival_time`` (the
+        receiver's), both in seconds."""
+        delay = arrival_time - send_time
+        recent = self._recent
+        if send_time >= self._latest_send:
+            self._latest_send = send_time
+            while recent and recent[-1][1] >= delay:
+                recent.pop()
+            recent.append((send_time, delay))
+        elif not recent or delay < recent[0][1]:
+            # reordered in send order: it still bounds the window's minimum from above
+            recent.appendleft((send_time, delay))
+        oldest = self._latest_send - self.window
+        while len(recent) > 1 and recent[0][0] < oldest:
+            recent.popleft()
+        buckets = self._buckets
+        if buckets and send_time < buckets[-1][0] + BASE_BUCKET:
+            if delay < buckets[-1][1]:
+                buckets[-1][1] = delay
+        else:
+            buckets.append([send_time, delay])
+            expired = send_time - self.base_window
+            while buckets[0][0] < expired:
+                buckets.popleft()
+
+    @property
+    def base_delay(self) -> float | None:
+        """The least one-way delay over the base window (seconds, arbitrary offset)."""
+        if not self._buckets:
+            return None
+        return min(bucket[1] for bucket in self._buckets)
+
+    @property
+    def standing_delay(self) -> float:
+        """Seconds the least delayed packet sent in the recent window waited above the base
+        delay: the queue every recent packet met (0 before any packet)."""
+        base = self.base_delay
+        if base is None or not self._recent:
+            return 0.0
+        return max(self._recent[0][1] - base, 0.0)
+
+    @property
+    def standing(self) -> bool:
+        """Whether a bottleneck queue stands: every packet of the recent window queued."""
+        return self.standing_delay >= self.threshold
