@@ -403,3 +403,71 @@ def test_lower_chain_switched_on_mid_stream_starts_at_a_keyframe() -> None:
     after = [i for i, sid in enumerate(sids) if sid == 1 and i > second]
     assert all(i < 40 for i in between), between[:5]  # only the first keyframe's S1 part
     assert len(after) > 50
+
+
+def test_a_lower_chain_frame_late_past_its_picture_ends_the_chain() -> None:
+    """A receiver that decodes a picture once its last frame (the marker) is complete --
+    libwebrtc does, with whatever lower frames are complete then -- has decoded a picture
+    without its chain frame when that frame's retransmission comes after the marker; it drops
+    the late frame, and every later chain frame references a frame it never had: the pictures
+    carrying them stay undecodable until a keyframe (Chromium froze 3 s behind a 10 % lossy
+    uplink).  So a chain packet that late is dropped and the chain ends until the next
+    keyframe; the top layer goes on, whole."""
+    capture = load(VP9)
+    clean = forward(capture, {0: (2, 2)}, loops=2, keep_lower_chain=True)
+    lossy = forward(capture, {0: (2, 2)}, loops=2, keep_lower_chain=True, loss=0.05, delay=40)
+    marked: set[int] = set()  # timestamps whose marker packet was sent
+    chain_late = 0
+    for packet in lossy.packets:
+        h = parse_rtp(packet)
+        d = parse_vp9_descriptor(packet[h.payload_offset : h.payload_end])
+        if d.sid == 1 and not is_keyframe("VP9", packet):
+            # never a chain packet after its picture was complete without it
+            assert h.timestamp not in marked, h.sequence_number
+        if h.marker:
+            marked.add(h.timestamp)
+    # in picture order: once a T0 picture lacks its chain frame, no chain until a keyframe
+    chain_ok = True
+    ended = 0
+    for _, picture in pictures(in_sequence_order(lossy.packets)):
+        first = picture[0][1]
+        if is_keyframe("VP9", first):
+            chain_ok = True
+        layers = [parse_vp9_descriptor(p[h.payload_offset : h.payload_end]) for h, p in picture]
+        has_chain = any(d.sid == 1 for d in layers)
+        if layers[0].tid == 0 and not has_chain and chain_ok:
+            chain_ok = False
+            ended += 1
+        assert chain_ok or not has_chain
+        chain_late += not chain_ok
+    assert ended >= 1 and chain_late > 0  # the loss did end the chain
+    # the top layer is all there: every picture's S2 frame, as without loss
+    def top(packets: list[bytes]) -> list[int]:
+        ts0 = parse_rtp(packets[0]).timestamp
+        ends = []
+        for p in packets:
+            h = parse_rtp(p)
+            d = parse_vp9_descriptor(p[h.payload_offset : h.payload_end])
+            if d.sid == 2 and d.end_of_frame:
+                ends.append((h.timestamp - ts0) & 0xFFFFFFFF)
+        return sorted(ends)
+
+    assert top(lossy.packets) == top(clean.packets)
+    # what the receiver assembles: the complete frames (a frame missing its dropped packet
+    # never leaves its packet buffer); every picture decodes from them
+    whole = []
+    for _, picture in pictures(in_sequence_order(lossy.packets)):
+        frames: dict[int, list[tuple[int, bytes, bool, bool]]] = {}
+        for h, p in picture:
+            d = parse_vp9_descriptor(p[h.payload_offset : h.payload_end])
+            frames.setdefault(d.sid, []).append(
+                (h.sequence_number, p, d.start_of_frame, d.end_of_frame)
+            )
+        for parts in frames.values():
+            seqs = [q for q, _, _, _ in parts]
+            contiguous = all((b - a) & 0xFFFF == 1 for a, b in zip(seqs, seqs[1:], strict=False))
+            if parts[0][2] and parts[-1][3] and contiguous:
+                whole += [p for _, p, _, _ in parts]
+    decoded = decode("VP9", whole)
+    assert len(decoded) == sum(1 for _ in pictures(clean.packets))
+    assert lossy.plis == clean.plis

@@ -53,6 +53,8 @@ class LayerSelector:
         "_frame_forwarded",
         "_forwarded_frames",
         "_decided_frames",
+        "_chain_frames",
+        "_picture_end_frame",
         "_pid_seen",
         "_pid_offsets",
         "_last_pid_gap",
@@ -87,6 +89,10 @@ class LayerSelector:
         #: by frame number (DD): the frames forwarded, and all the frames decided on
         self._forwarded_frames = [-1] * _FRAME_RING
         self._decided_frames = [-1] * _FRAME_RING
+        #: ... and those forwarded only as the lower layer's chain beside the top layer
+        self._chain_frames = [-1] * _FRAME_RING
+        #: the frame that ended the last picture forwarded (its packet carried the marker)
+        self._picture_end_frame = -1
         #: by picture id: the picture-id offset each recent picture was forwarded with
         self._pid_seen = [-1] * _PID_RING
         self._pid_offsets = [0] * _PID_RING
@@ -211,6 +217,21 @@ class LayerSelector:
         frame = dd.frame_number
         if late:
             forward = self._decision(frame, info, dd, parser)
+            end = self._picture_end_frame
+            if (
+                forward
+                and self._chain_frames[frame & _FRAME_MASK] == frame
+                and end >= 0
+                and (end - frame) & 0xFFFF < 0x8000
+            ):
+                # part of a lower-layer chain frame kept beside the top layer, arriving after
+                # its picture was complete without it (lost upstream, retransmitted): the
+                # receiver may have decoded that picture from its top frame alone, and would
+                # drop this frame, leaving the chain frames after it without their reference
+                # -- and every picture carrying one undecodable until a keyframe.  The chain
+                # ends here instead.
+                self._lower_chain_intact = False
+                return DROP
         elif dd.start_of_frame:
             if info.sid == 0:
                 self._at_picture_start(info, dd, parser)
@@ -226,7 +247,10 @@ class LayerSelector:
             forward = self._frame_forwarded
         if not forward:
             return DROP
-        return self._marker(info, marker)
+        bit = self._marker(info, marker)
+        if bit and not late:
+            self._picture_end_frame = frame
+        return bit
 
     def _decide(self, info: LayerInfo, dd: DependencyDescriptor, parser: LayerParser) -> bool:
         """Whether a frame belongs to what this subscriber receives now."""
@@ -242,6 +266,8 @@ class LayerSelector:
                     # is whole since a keyframe, or the receiver gets frames it cannot decode
                     if self.keep_lower_chain and self._lower_chain_intact:
                         forward = True
+                        slot = dd.frame_number & _FRAME_MASK
+                        self._chain_frames[slot] = dd.frame_number
                     else:
                         self._lower_chain_intact = False
             return bool(forward)
