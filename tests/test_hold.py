@@ -4,6 +4,8 @@ larger link."""
 
 from __future__ import annotations
 
+import math
+
 from test_decode_forwarded import VP9, forward, load
 
 from sfu.forwarding.allocator import Allocation
@@ -47,3 +49,21 @@ def test_an_up_switch_that_did_not_fit_doubles_the_hold() -> None:
     assert sub.up_hold == 4 * Subscription.MIN_UP_HOLD
     sub.set_bandwidth(level(0, 2), 100.0, 200_000)  # a new fall, long after: afresh
     assert sub.up_hold == Subscription.MIN_UP_HOLD
+
+
+def test_a_level_lowered_by_a_pin_is_not_held() -> None:
+    """The allocator follows a pin (or a smaller window) down; that is no bandwidth
+    down-switch, so the way back up when the pin is lifted is not held (the browser test's
+    pinned T0 stayed at 8 fps for 4 s after auto())."""
+    sub = _subscription()
+    sub.set_bandwidth(level(2, 2), 0.0, 2_500_000)
+    sub.set_pin(2, 0, 10.0)
+    sub.set_bandwidth(level(2, 0), 10.0, 2_500_000)
+    assert sub.bandwidth_down_at == -math.inf
+    sub.set_pin(None, None, 14.0)
+    sub.set_bandwidth(level(2, 2), 14.0, 2_500_000)
+    assert sub.target is not None and (sub.target.spatial, sub.target.temporal) == (2, 2)
+    # below what the pin allows, it is the bandwidth again
+    sub.set_pin(2, 1, 20.0)
+    sub.set_bandwidth(level(1, 1), 20.0, 600_000)
+    assert sub.bandwidth_down_at == 20.0 and sub.available_at_down == 600_000

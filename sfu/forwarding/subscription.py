@@ -60,6 +60,8 @@ class Subscription:
         #: up-switch before it, if that did not fit)
         self.available_at_down = math.inf
         self._available_at_up = 0.0
+        #: the allocation is below what every other input allows: bandwidth limits it
+        self._limited = False
         #: when the allocator first found no room for even the lowest level
         self.pause_wanted_at: float | None = None
         self.downtrack: DownTrack | None = None
@@ -192,30 +194,49 @@ class Subscription:
                 or allocation.paused
                 or (allocation.spatial, allocation.temporal) < (previous.spatial, previous.temporal)
             )
+            limited = self._limited
+            self._limited = (
+                allocation is not None
+                and not allocation.paused
+                and self._below_ceiling(allocation, now)
+            )
             if down and allocation is not None and not allocation.paused:
-                # the first down-switch within 10 s of an up-switch: that up-switch did not
-                # fit, wait twice as long before the next; further down-switches of the same
-                # fall do not count again
-                failed_up = self._up_unconfirmed and now - self.bandwidth_up_at < 10.0
-                if failed_up:
-                    self.up_hold = min(self.MAX_UP_HOLD, self.up_hold * 2)
-                elif now - self.bandwidth_down_at >= self.up_hold:
-                    self.up_hold = self.MIN_UP_HOLD  # the last hold is over: start afresh
-                self._up_unconfirmed = False
-                self.bandwidth_down_at = now
-                if available is not None:
-                    # the hold ends early once clearly more is available than at the
-                    # down-switch, or than at the up-switch that did not fit
-                    self.available_at_down = (
-                        max(available, self._available_at_up) if failed_up else available
-                    )
-            elif allocation is not None and previous is not None:
+                if self._limited:
+                    self._on_down_switch(now, available)
+                # else lowered by a pin, the window or the policy, not by the bandwidth:
+                # nothing to hold when that input allows more again
+            elif allocation is not None and previous is not None and limited:
+                # a climb from a level the bandwidth held (not one a pin or the window did)
                 self.bandwidth_up_at = now
                 self._up_unconfirmed = True
                 if available is not None:
                     self._available_at_up = available
             self.bandwidth = allocation
             self.update(now)
+
+    def _below_ceiling(self, allocation: Allocation, now: float) -> bool:
+        """Whether ``allocation`` is below what every input but bandwidth allows."""
+        ceiling = self.ceiling(now)
+        level = (allocation.spatial, allocation.temporal)
+        return not ceiling.paused and level < (ceiling.spatial, ceiling.temporal)
+
+    def _on_down_switch(self, now: float, available: float | None) -> None:
+        """A bandwidth down-switch: the first within 10 s of an up-switch means that up-switch
+        did not fit, so the next waits twice as long; further down-switches of the same fall
+        do not count again."""
+        failed_up = self._up_unconfirmed and now - self.bandwidth_up_at < 10.0
+        if failed_up:
+            self.up_hold = min(self.MAX_UP_HOLD, self.up_hold * 2)
+        elif now - self.bandwidth_down_at >= self.up_hold:
+            self.up_hold = self.MIN_UP_HOLD  # the last hold is over: start afresh
+        self._up_unconfirmed = False
+        self.bandwidth_down_at = now
+        if available is not None:
+            # the hold ends early once clearly more is available than at the down-switch,
+            # or than at the up-switch that did not fit
+            self.available_at_down = (
+                max(available, self._available_at_up) if failed_up else available
+            )
 
     def _on_layers_changed(self, downtrack: DownTrack) -> None:
         self._report()
