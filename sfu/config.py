@@ -187,8 +187,9 @@ class RoomPolicy(_Strict):
     #: window fit: a spatial layer fits when its width <= tolerance x the rendered width
     window_tolerance: float = Field(1.2, ge=1.0, le=4.0)
     #: fit each subscriber's layers to its estimated downlink (transport-cc / REMB); off:
-    #: estimate and report only, the subscriber_max_bitrate cap still applies
-    bandwidth_estimation: bool = False
+    #: estimate and report only, the subscriber_max_bitrate cap still applies (on by
+    #: default since 2026-11-21, see docs/bandwidth.md)
+    bandwidth_estimation: bool = True
     #: a level is chosen only if its bitrate <= headroom x the available bandwidth
     bandwidth_headroom: float = Field(0.9, gt=0.0, le=1.0)
     #: a level whose dropped-frame ratio exceeds this is avoided
