@@ -318,6 +318,16 @@ def test_a_standing_queue_still_counts_under_a_busy_receiver() -> None:
     assert min(trace.window(25, 30)) >= 0.5 * 400_000
 
 
+def test_a_sudden_drop_behind_a_shallow_queue_is_followed_at_once() -> None:
+    """A bottleneck whose queue holds 3 ms never shows the 10 ms of standing queue that an
+    overuse needs to count; it drops what it cannot send, and the loss follows the drop as
+    fast (0.4 s here, as behind the 150 ms queue)."""
+    link = Link(step(2_500_000, 400_000, at=20.0), max_queue_delay=0.003)
+    _, trace = simulate(link, 30)
+    fitted = trace.first_time(20.0, lambda e: e <= 1.2 * 400_000)
+    assert fitted is not None and fitted - 20.0 <= 0.5, fitted
+
+
 def test_application_limited_sender_does_not_inflate_the_estimate() -> None:
     """With a 300 kbps source on a 10 Mbps link the estimate stays near 1.5 x what is
     acknowledged instead of growing without bound."""
