@@ -192,7 +192,8 @@ class RoomPolicy(_Strict):
     bandwidth_estimation: bool = True
     #: a level is chosen only if its bitrate <= headroom x the available bandwidth
     bandwidth_headroom: float = Field(0.9, gt=0.0, le=1.0)
-    #: a level whose dropped-frame ratio exceeds this is avoided
+    #: reserved: a level whose dropped-frame ratio exceeds this is to be avoided; validated
+    #: but not acted on yet (the subscribers' dropped-frame counts are not reported)
     dropped_frame_threshold: float = Field(0.25, ge=0.0, le=1.0)
     #: at most one keyframe request per source per interval (seconds)
     keyframe_min_interval: float = Field(0.5, ge=0.05, le=10)
