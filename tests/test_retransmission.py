@@ -103,6 +103,8 @@ def test_a_kept_frame_left_in_an_incomplete_picture_asks_for_a_keyframe() -> Non
     # a chain picture's top-layer packet: the chain frame beside it is lost to the receiver
     assert downtrack.retransmit(chain_pictures[-2][-1:], 100.0) == 0
     assert downtrack.incomplete_picture_keyframes == 1 and source.keyframes.sent == sent + 1
+    # ... and so is the lower layer it switched down to: nothing more until the keyframe
+    assert not selector.started and selector.keyframe_wanted
     # asked once until the next keyframe
     downtrack.retransmit(chain_pictures[-1][-1:], 101.0)
     assert downtrack.incomplete_picture_keyframes == 1 and source.keyframes.sent == sent + 1

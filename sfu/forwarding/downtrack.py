@@ -278,6 +278,9 @@ class DownTrack:
                             self._incomplete_asked = True
                             self.incomplete_picture_keyframes += 1
                             self.source.request_keyframe(now)
+                            # the layer switched down to cannot be decoded either: send
+                            # nothing but that keyframe's picture, which comes sooner so
+                            selector.restart()
                         continue
                 if congestion is not None and congestion.rtx_allowance <= 0:
                     self.retransmissions_skipped += 1

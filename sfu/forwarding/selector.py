@@ -116,6 +116,15 @@ class LayerSelector:
         self.paused = True
         self.current_spatial = self.current_temporal = -1
 
+    def restart(self) -> None:
+        """The receiver lost a frame that what it would get next depends on (a lower-chain
+        frame in a picture left incomplete): forward nothing until the next keyframe, which
+        starts the target layers.  What is dropped meanwhile could not be decoded and would
+        only delay the keyframe on a narrow link (sequence numbers stay continuous)."""
+        self.current_spatial = self.current_temporal = -1
+        self.keyframe_wanted = True
+        self._lower_chain_intact = False
+
     def resume(self) -> None:
         if self.paused:
             self.paused = False
