@@ -56,6 +56,7 @@ def forward(
     delay: int = 6,
     seed: int = 1,
     chain_from: int | None = None,
+    restart_at: int | None = None,
 ) -> Forwarded:
     """Replay ``capture`` into a source with one subscriber.  With ``loss``, that share of the
     packets (after the first 50) is held back and delivered ``delay`` packets later, the way
@@ -84,6 +85,9 @@ def forward(
     for i, (t, packet) in enumerate(replay(capture, loops)):
         if i == chain_from:
             downtrack.selector.keep_lower_chain = True
+        if i == restart_at:
+            downtrack.selector.restart()
+            result.layer_log.append((len(sent), -1, -1))
         if i in schedule:
             downtrack.selector.set_target(*schedule[i])
             result.layer_log.append((len(sent), *schedule[i]))
@@ -471,3 +475,24 @@ def test_a_lower_chain_frame_late_past_its_picture_ends_the_chain() -> None:
     decoded = decode("VP9", whole)
     assert len(decoded) == sum(1 for _ in pictures(clean.packets))
     assert lossy.plis == clean.plis
+
+
+@pytest.mark.parametrize("name,codec", [(VP9, "VP9"), (AV1, "AV1")])
+def test_a_restart_forwards_nothing_until_a_keyframe_at_the_target(name: str, codec: str) -> None:
+    """After the receiver lost its chain (Selector.restart): no packet until the next
+    keyframe, which starts the target layers; everything forwarded decodes, and the stream
+    stays continuous (sequence numbers, and pictures as the decoder sees them)."""
+    capture = load(name)
+    n = len(capture.packets)
+    result = forward(capture, {0: (2, 2), n // 3: (1, 0)}, loops=2, restart_at=n // 3)
+    at = next(sent for sent, s, _ in result.layer_log if s == -1)
+    # the rest of the frame in progress, then nothing before the keyframe
+    in_progress = parse_rtp(result.packets[at - 1]).timestamp
+    after = [p for p in result.packets[at:] if parse_rtp(p).timestamp != in_progress]
+    assert after and is_keyframe(codec, after[0])
+    assert len(result.packets) - len(after) - at < 10
+    seqs = [parse_rtp(p).sequence_number for p in result.packets]
+    assert all((b - a) & 0xFFFF == 1 for a, b in zip(seqs, seqs[1:], strict=False))
+    decoded = decode(codec, result.packets)
+    assert len(decoded) == sum(1 for _ in pictures(result.packets))
+    assert {(w, h) for _, w, h in decoded if _ >= at} == {(640, 360)}
