@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from sfu.forwarding.track import StreamParameters
+
 MAGIC = b"SFUCAP1\n"
 _RECORD = struct.Struct("!QH")
 
@@ -28,6 +30,19 @@ class CaptureInfo:
     parameters: dict[str, Any] = field(default_factory=dict)
     scalability_mode: str | None = None
     note: str = ""
+
+
+def stream_parameters(info: CaptureInfo) -> StreamParameters:
+    """The parameters a MediaSource takes for the captured track (no RTX: a capture holds
+    media packets, retransmissions unwrapped)."""
+    return StreamParameters(
+        kind=info.kind,
+        mime_type=info.mime_type,
+        clock_rate=info.clock_rate,
+        payload_type=info.payload_type,
+        ssrc=info.ssrc,
+        extensions=dict(info.extensions),
+    )
 
 
 @dataclass

@@ -40,7 +40,7 @@ from sfu.forwarding.track import StreamParameters
 from sfu.rtp import extensions as ext
 from sfu.rtp.packet import parse_rtp
 
-from .capturefile import read_capture
+from .capturefile import read_capture, stream_parameters
 from .replay import replay
 
 CAPTURE = Path(__file__).resolve().parent.parent / "tests/fixtures/captures/vp9_L3T3_KEY.sfucap"
@@ -63,14 +63,7 @@ class _Counter:
 def _packets(path: Path, loops: int) -> tuple[StreamParameters, list[tuple[float, bytes]]]:
     capture = read_capture(path)
     info = capture.info
-    params = StreamParameters(
-        kind="video",
-        mime_type=info.mime_type,
-        clock_rate=info.clock_rate,
-        payload_type=info.payload_type,
-        ssrc=info.ssrc,
-        extensions=dict(info.extensions),
-    )
+    params = stream_parameters(info)
     return params, list(replay(capture, loops))
 
 

@@ -11,14 +11,13 @@ import av
 import pytest
 from depacketize import av1_temporal_unit, pictures, vp8_frame, vp9_frames
 
-from loadtest.capturefile import Capture, read_capture
+from loadtest.capturefile import Capture, read_capture, stream_parameters
 from loadtest.replay import replay
 from sfu.codecs.keyframe import KEYFRAME_DETECTORS
 from sfu.codecs.vp8 import parse_vp8_descriptor
 from sfu.codecs.vp9 import parse_vp9_descriptor
 from sfu.forwarding.downtrack import DownTrack
 from sfu.forwarding.source import MediaSource
-from sfu.forwarding.track import StreamParameters
 from sfu.rtp import rtcp
 from sfu.rtp.packet import parse_rtp
 
@@ -64,14 +63,7 @@ def forward(
     rng = random.Random(seed)
     held: list[tuple[int, bytes]] = []
     info = capture.info
-    params = StreamParameters(
-        kind="video",
-        mime_type=info.mime_type,
-        clock_rate=info.clock_rate,
-        payload_type=info.payload_type,
-        ssrc=info.ssrc,
-        extensions=dict(info.extensions),
-    )
+    params = stream_parameters(info)
     upstream: list[bytes] = []
     sent: list[bytes] = []
     source = MediaSource("pub:1", params, send_rtcp=upstream.append, rtcp_ssrc=1)
