@@ -309,13 +309,18 @@ def main(argv: list[str] | None = None) -> int:
         )
     else:
         for s in run["samples"][::4]:
-            print(
-                f"t={s['t']:5.1f}s link {s['kbps']:5d}k  estimate {s['estimate']}  "
-                f"forwarded {s['forwarded']}  S{s['spatial']}T{s['temporal']}"
-                f"{' paused' if s['paused'] else ''}"
-            )
+            print(sample_line(s))
         print(json.dumps(result, indent=1))
     return 0
+
+
+def sample_line(s: dict[str, Any]) -> str:
+    """One sample of a shaped-link run, as both benchmarks print it."""
+    return (
+        f"t={s['t']:5.1f}s link {s['kbps']:5d}k  estimate {s['estimate']}  "
+        f"forwarded {s['forwarded']}  S{s['spatial']}T{s['temporal']}"
+        f"{' paused' if s['paused'] else ''}"
+    )
 
 
 if __name__ == "__main__":

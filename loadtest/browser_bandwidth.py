@@ -44,6 +44,7 @@ from .bandwidth import (
     _stats,
     _subscriber_view,
     layer_figures,
+    sample_line,
     schedule_arguments,
     shaped_setup,
 )
@@ -344,9 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         for s in run["samples"][::3]:
             page = s["page"]
             print(
-                f"t={s['t']:5.1f}s link {s['kbps']:5d}k  estimate {s['estimate']}  "
-                f"forwarded {s['forwarded']}  S{s['spatial']}T{s['temporal']}"
-                f"{' paused' if s['paused'] else ''}  page {page['frameWidth']}x"
+                f"{sample_line(s)}  page {page['frameWidth']}x"
                 f"{page['frameHeight']} {page['framesPerSecond']} fps "
                 f"decoded {page['framesDecoded']} freezes {page['freezeCount']}"
             )
