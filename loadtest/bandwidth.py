@@ -13,7 +13,6 @@ import json
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
@@ -25,7 +24,7 @@ from sfu.adapters import aiortc_plane as plane
 from .capturefile import read_capture
 from .netns import ShapedLink, namespaces_available
 from .peers import ReplayPublisher
-from .run import start_server
+from .run import server_stats, start_server
 from .scenario import CAPTURES, VIDEO_CAPTURES
 from .worker import PeerSpec, WorkerSpec
 
@@ -33,7 +32,7 @@ DEFAULT_SCHEDULE = [(12.0, 2500), (15.0, 400), (18.0, 2500)]
 
 
 def _stats(port: int) -> dict[str, Any]:
-    return dict(json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=2)))
+    return server_stats(f"http://127.0.0.1:{port}", port)
 
 
 def _subscriber_view(stats: dict[str, Any], name: str) -> dict[str, Any] | None:

@@ -30,6 +30,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+#: the development admin token each server started here printed, by port
+ADMIN_TOKENS: dict[int, str] = {}
+
+
+def server_stats(url: str, port: int, timeout: float = 2) -> dict[str, Any]:
+    """``/stats`` of a server started here (as its admin: rooms and participants); of
+    another server, what anyone may see."""
+    token = ADMIN_TOKENS.get(port)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(f"{url}/stats", headers=headers)
+    return dict(json.load(urllib.request.urlopen(request, timeout=timeout)))
+
+
 async def start_server(
     listen: list[str], http_host: str = "127.0.0.1", extra_yaml: str = ""
 ) -> tuple[asyncio.subprocess.Process, int, Path]:
@@ -42,8 +55,12 @@ async def start_server(
         f"ice: {{listen_addresses: [{addresses}]}}\n"
         f"log: {{level: WARNING}}\n"
         f"rooms: {{default: {{bandwidth_estimation: true}}}}\n"
-        # it listens on the namespaces' veth addresses too, all on this machine: no tokens
-        f"auth: {{require_token_off_loopback: false}}\n{extra_yaml}"
+        # it listens on the namespaces' veth addresses too, all on this machine: development
+        # mode (no tokens) beyond loopback, said explicitly
+        f"auth: {{insecure_off_loopback: true}}\n"
+        # every simulated peer connects from this machine
+        f"limits: {{max_connections_per_address: 100000, address_cost_per_second: 1.0e9,"
+        f" address_cost_burst: 1000000000}}\n{extra_yaml}"
     )
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -52,13 +69,19 @@ async def start_server(
         "serve",
         "--config",
         str(config),
-        stdout=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 20
     while True:
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            assert proc.stdout is not None
+            for _ in range(10):  # printed before it serves
+                line = (await proc.stdout.readline()).decode()
+                if "admin token" in line:
+                    ADMIN_TOKENS[port] = line.rsplit(" ", 1)[-1].strip()
+                    break
             return proc, port, config
         except OSError:
             if proc.returncode is not None or time.monotonic() > deadline:
@@ -348,8 +371,7 @@ async def run_scenario(
             server["cpu_percent"] = round(100 * server["cpu_seconds"] / elapsed, 1)
             server["max_rss_mb"] = max(s["rss_mb"] for s in samples)
         try:
-            stats = json.load(urllib.request.urlopen(f"{url}/stats", timeout=2))
-            server["stats"] = stats
+            server["stats"] = server_stats(url, port)
         except OSError:
             pass
         return summarize(scenario, results, server, elapsed)

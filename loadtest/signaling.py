@@ -40,6 +40,8 @@ class SignalingPeer:
         self._reader: asyncio.Task[None] | None = None
         self._waiters: list[tuple[Callable[[Message], bool], asyncio.Future[Message]]] = []
         self._next_id = 1
+        #: the access token sent with ``join`` (a server with a secret requires one)
+        self.token: str | None = None
 
     async def connect(self, room: str | None = None, role: str | None = None) -> None:
         """Opens the WebSocket; and joins ``room`` when one is given."""
@@ -53,6 +55,8 @@ class SignalingPeer:
         message: Message = {"type": "join", "room": room, "name": self.name}
         if role is not None:
             message["role"] = role
+        if self.token is not None:
+            message["token"] = self.token
         reply = self._expect(await self.request(message), "joined")
         self.participant_id = reply["participant_id"]
         await self.on_joined(reply)

@@ -2,7 +2,11 @@
 
 sfu serve [--config FILE]     run the SFU (signaling, demo page, media)
 sfu check-config FILE         validate a settings file without starting
-sfu token create --room R --identity I --grant publish,subscribe --ttl 1h [--config FILE]
+sfu secret [--file PATH]      make a strong token secret, in a file of its own (mode 0600)
+sfu token create --room R --identity I --grant publish,subscribe --ttl 1h [--role ROLE]
+                 [--config FILE | --secret-file PATH]
+
+Without a token secret `sfu serve` runs in development mode: tokenless joins, loopback only.
 """
 
 from __future__ import annotations
@@ -60,10 +64,28 @@ def _serve(args: argparse.Namespace) -> int:
         settings.http.host = args.host
     if args.port is not None:
         settings.http.port = args.port
+    if args.secret_file is not None:
+        settings.auth.secret_file = args.secret_file
+    if args.insecure:
+        settings.auth.insecure_off_loopback = True
     setup_logging(settings)
-    from .signaling.server import SHUTDOWN_TIMEOUT, create_app, reload_settings
+    from .signaling.server import (
+        SHUTDOWN_TIMEOUT,
+        STATE_KEY,
+        InsecureSettings,
+        create_app,
+        reload_settings,
+    )
 
-    app = create_app(settings, args.config)
+    try:
+        app = create_app(settings, args.config)
+    except ConfigError as exc:
+        print(f"sfu: invalid configuration:\n{exc}", file=sys.stderr)
+        return 2
+    except InsecureSettings as exc:
+        print(f"sfu: {exc}", file=sys.stderr)
+        return 2
+    auth = app[STATE_KEY].auth
 
     async def on_startup(app: web.Application) -> None:
         loop = asyncio.get_running_loop()
@@ -76,6 +98,18 @@ def _serve(args: argparse.Namespace) -> int:
         f"(ICE on {', '.join(settings.ice.listen_addresses)})",
         flush=True,
     )
+    if auth.development:
+        where = "loopback only" if not settings.auth.insecure_off_loopback else "INSECURE"
+        print(
+            f"sfu: DEVELOPMENT MODE ({where}): no token secret, so anyone who reaches this "
+            "server joins any room without a token.  For a real deployment: `sfu secret`, "
+            "then `sfu serve --secret-file PATH` (docs/security.md).\n"
+            f"sfu: admin token of this process (for /stats and /admin/reload): "
+            f"{auth.development_admin_token}",
+            flush=True,
+        )
+    else:
+        print(f"sfu: every join needs a token signed with the secret of {auth.source}", flush=True)
     # SIGTERM and SIGINT: aiohttp stops listening, then drain() (on_shutdown) says bye to
     # every client and closes peers and WebSockets; handlers still running after
     # shutdown_timeout are cancelled
@@ -83,6 +117,7 @@ def _serve(args: argparse.Namespace) -> int:
         app,
         host=settings.http.host,
         port=settings.http.port,
+        path=settings.http.admin_socket,
         print=None,
         shutdown_timeout=SHUTDOWN_TIMEOUT,
     )
@@ -113,39 +148,81 @@ def _seconds(text: str) -> float:
 
 
 def _token(args: argparse.Namespace) -> int:
-    import os
-
+    from .auth.keys import load_keys
     from .auth.tokens import create_token
+    from .config import AuthSettings
 
-    secret = None
+    auth = AuthSettings()
     if args.config:
         settings = _load(args.config)
         if settings is None:
             return 2
-        secret = settings.auth.secret
-    secret = secret or os.environ.get("SFU_TOKEN_SECRET")
-    if not secret:
+        auth = settings.auth
+    if args.secret_file:
+        auth = auth.model_copy(update={"secret": None, "secret_file": args.secret_file})
+    try:
+        keys = load_keys(auth)
+    except ConfigError as exc:
+        print(f"sfu: {exc}", file=sys.stderr)
+        return 2
+    if keys.current is None:
         print(
-            "sfu: no token secret: set auth.secret in the settings file (--config) or "
-            "SFU_TOKEN_SECRET",
+            "sfu: no token secret: make one with `sfu secret`, then pass --secret-file PATH "
+            "(or auth.secret / auth.secret_file in --config FILE, or $SFU_TOKEN_SECRET_FILE)",
             file=sys.stderr,
         )
         return 2
     try:
         grants = {g.strip() for g in args.grant.split(",") if g.strip()}
         token = create_token(
-            secret.encode(),
+            keys.current,
             room=args.room,
             identity=args.identity,
             grants=grants,
             ttl=_seconds(args.ttl),
             now=time.time(),
+            role=args.role,
         )
     except ValueError as exc:
         print(f"sfu: {exc}", file=sys.stderr)
         return 2
     print(token)
     return 0
+
+
+def _secret(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .auth.keys import DEFAULT_SECRET_FILE, generate_secret, write_secret_file
+
+    path = Path(args.file) if args.file else DEFAULT_SECRET_FILE
+    try:
+        written = write_secret_file(path, generate_secret())
+    except FileExistsError:
+        print(
+            f"sfu: {path.expanduser()} exists (it may sign tokens in use); remove it first, or "
+            "give another --file",
+            file=sys.stderr,
+        )
+        return 2
+    except OSError as exc:
+        print(f"sfu: cannot write {path}: {exc.strerror}", file=sys.stderr)
+        return 2
+    print(
+        f"sfu: wrote a new token secret to {written} (mode 0600).\n"
+        f"  serve with it:   sfu serve --secret-file {written}\n"
+        f"  (or auth.secret_file: {written} in the settings file, or "
+        f"SFU_TOKEN_SECRET_FILE={written})\n"
+        f"  make tokens:     sfu token create --secret-file {written} --room ROOM "
+        "--identity NAME"
+    )
+    return 0
+
+
+def _default_secret_file() -> str:
+    from .auth.keys import DEFAULT_SECRET_FILE
+
+    return str(DEFAULT_SECRET_FILE)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,7 +234,16 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--config", help="YAML settings file (default: embedded defaults)")
     serve.add_argument("--host", help="override http.host")
     serve.add_argument("--port", type=int, help="override http.port")
+    serve.add_argument("--secret-file", help="file holding the token secret (sfu secret)")
+    serve.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow a non-loopback address without a token secret (closed test networks only)",
+    )
     serve.set_defaults(func=_serve)
+    secret = sub.add_parser("secret", help="make a strong token secret in a file (mode 0600)")
+    secret.add_argument("--file", help=f"where to write it (default {_default_secret_file()})")
+    secret.set_defaults(func=_secret)
     check = sub.add_parser("check-config", help="validate a settings file without starting")
     check.add_argument("file")
     check.set_defaults(func=_check)
@@ -170,7 +256,9 @@ def main(argv: list[str] | None = None) -> int:
         "--grant", default="publish,subscribe", help="comma-separated: publish, subscribe, admin"
     )
     create.add_argument("--ttl", default="1h", help="lifetime: 30m, 1h, 2d, or seconds")
-    create.add_argument("--config", help="settings file holding auth.secret")
+    create.add_argument("--role", help="the policy role (e.g. presenter) the token grants")
+    create.add_argument("--config", help="settings file holding auth.secret or secret_file")
+    create.add_argument("--secret-file", help="file holding the secret (sfu secret)")
     create.set_defaults(func=_token)
     args = parser.parse_args(argv)
     result: int = args.func(args)

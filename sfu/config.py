@@ -26,6 +26,9 @@ from pydantic import (
     model_validator,
 )
 
+#: the shortest token secret accepted, wherever it comes from
+MIN_SECRET = 32
+
 
 class ConfigError(ValueError):
     """An invalid settings file; ``str()`` is one line per problem."""
@@ -97,6 +100,16 @@ class _Strict(BaseModel):
 class HttpSettings(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
+    #: origins (``https://meet.example.com``) whose pages may open the WebSocket or call the
+    #: admin endpoints, beside the server's own origin; ``"*"``: any.  Requests without an
+    #: Origin header (not from a browser page) are not affected
+    allowed_origins: list[str] = Field(default_factory=list)
+    #: addresses of reverse proxies whose ``X-Forwarded-For`` names the client (for the
+    #: per-address limits); from anyone else the header is ignored
+    trusted_proxies: list[str] = Field(default_factory=list)
+    #: a Unix socket path served beside the TCP port; requests on it are admin (its file
+    #: permissions are the credential)
+    admin_socket: str | None = None
 
 
 class IceSettings(_Strict):
@@ -137,14 +150,50 @@ class LimitSettings(_Strict):
     #: seconds without any packet from a client's peer connection (RTP, RTCP or ICE check)
     #: before it is declared dead and the participant leaves its room; 0: off
     peer_timeout: float = Field(5.0, ge=0)
+    #: messages waiting to be written to one connection; beyond, it is closed (slow_consumer)
+    send_queue: int = Field(256, ge=8)
+    #: seconds one write to a connection may stall (its reader stopped reading) before the
+    #: connection is closed (slow_consumer)
+    send_timeout: float = Field(10.0, gt=0)
+    #: WebSocket connections open at once from one client address
+    max_connections_per_address: int = Field(100, ge=1)
+    #: work per client address, all its connections together, in message cost units (see
+    #: docs/security.md: a join costs 5, an offer 10, most messages 1) per second, and at once
+    address_cost_per_second: float = Field(200.0, gt=0)
+    address_cost_burst: int = Field(1000, ge=10)
 
 
 class AuthSettings(_Strict):
-    #: HMAC key for access tokens (at least 32 characters); the SFU_TOKEN_SECRET environment
-    #: variable is used when this is null
+    """Who may do what comes from signed tokens.  With a secret (here, in ``secret_file``,
+    or in ``$SFU_TOKEN_SECRET`` / ``$SFU_TOKEN_SECRET_FILE``) every join needs a valid token;
+    without one the server runs in development mode: tokenless, loopback only."""
+
+    #: HMAC key for access tokens (at least 32 characters)
     secret: str | None = Field(None, min_length=32)
-    #: rooms require a token when the server listens beyond loopback, whatever the policy
-    require_token_off_loopback: bool = True
+    #: a file holding the key (``sfu secret`` writes one)
+    secret_file: str | None = None
+    #: keys that signed tokens still in use, accepted until those tokens expire (rotation)
+    previous_secrets: list[str] = Field(default_factory=list)
+    #: run without a secret (tokenless joins) on a non-loopback address: only for a closed
+    #: network of test machines (also ``sfu serve --insecure``)
+    insecure_off_loopback: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _removed_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "require_token_off_loopback" in data:
+            raise ValueError(
+                "require_token_off_loopback: removed; with a secret every join needs a "
+                "token, without one the server is loopback-only (see docs/security.md)"
+            )
+        return data
+
+    @model_validator(mode="after")
+    def _check_previous(self) -> AuthSettings:
+        for i, old in enumerate(self.previous_secrets):
+            if len(old) < MIN_SECRET:
+                raise ValueError(f"previous_secrets[{i}]: at least {MIN_SECRET} characters")
+        return self
 
 
 class LogSettings(_Strict):

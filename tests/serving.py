@@ -19,7 +19,15 @@ from aiohttp import web
 
 import sfu
 from sfu.rooms.room import RoomManager
-from sfu.signaling.server import ROOMS_KEY
+from sfu.signaling.server import ROOMS_KEY, STATE_KEY
+
+
+def admin_headers(app: web.Application) -> dict[str, str]:
+    """The Authorization header of an admin of ``app`` (a development server's own admin
+    token; for a server with a secret, tests make one with create_token)."""
+    token = app[STATE_KEY].auth.development_admin_token
+    assert token is not None, "the app has a secret: make an admin token with it"
+    return {"Authorization": f"Bearer {token}"}
 
 
 @dataclass
@@ -31,6 +39,10 @@ class RunningServer:
     @property
     def rooms(self) -> RoomManager:
         return self.app[ROOMS_KEY]
+
+    @property
+    def admin(self) -> dict[str, str]:
+        return admin_headers(self.app)
 
 
 @asynccontextmanager

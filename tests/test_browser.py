@@ -34,6 +34,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+#: the development admin token `sfu serve` printed, by server URL
+ADMIN_TOKENS: dict[str, str] = {}
+
+
 @pytest.fixture
 def sfu_url(sfu_process: tuple[str, subprocess.Popen[bytes]]) -> str:
     return sfu_process[0]
@@ -59,6 +63,12 @@ def sfu_process() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("sfu serve did not start") from None
                 time.sleep(0.2)
+        assert proc.stdout is not None
+        for _ in range(10):  # printed before it serves: the development admin token
+            line = proc.stdout.readline().decode()
+            if "admin token" in line:
+                ADMIN_TOKENS[url] = line.rsplit(" ", 1)[-1].strip()
+                break
         yield url, proc
     finally:
         proc.terminate()
@@ -222,7 +232,10 @@ async def wait_width(page: Any, width: int, timeout: float = 15) -> float:
 
 
 def source_stats(url: str) -> dict[str, Any]:
-    stats = json.load(urllib.request.urlopen(f"{url}/stats", timeout=5))
+    request = urllib.request.Request(
+        f"{url}/stats", headers={"Authorization": f"Bearer {ADMIN_TOKENS[url]}"}
+    )
+    stats = json.load(urllib.request.urlopen(request, timeout=5))
     for room in stats["rooms"].values():
         for participant in room["participants"]:
             for track in participant["published"]:

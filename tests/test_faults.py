@@ -297,7 +297,7 @@ async def test_an_exception_in_one_room_stays_in_that_room(
         async with aiohttp.ClientSession() as session:
             async with session.get(f"{server.url}/healthz") as r:
                 assert r.status == 200
-            async with session.get(f"{server.url}/stats") as r:
+            async with session.get(f"{server.url}/stats", headers=server.admin) as r:
                 stats = await r.json()
         for kind in ("rtp", "timer", "signaling"):
             assert stats["faults"].get(kind, 0) > before.get(kind, 0), kind

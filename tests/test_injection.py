@@ -115,7 +115,7 @@ async def test_a_publisher_cannot_inject_into_another_publishers_stream(
         assert c.marked == 0  # nobody received them
         assert c.by_ssrc[a_out] > from_a + 50  # A's stream flowed on meanwhile
         async with aiohttp.ClientSession() as session:
-            async with session.get(f"{server.url}/stats") as r:
+            async with session.get(f"{server.url}/stats", headers=server.admin) as r:
                 stats = await r.json()
         (entry,) = [e for e in stats["rooms"]["inject"]["participants"] if e["name"] == "b"]
         assert entry["ingress"]["unknown_ssrc"] >= 190

@@ -24,7 +24,7 @@ def test_token_bucket() -> None:
 
 async def test_limits_close_only_the_abusive_connection() -> None:
     settings = parse_settings(
-        "limits: {messages_per_second: 5, message_burst: 5, max_errors: 8, join_timeout: 0.5,"
+        "limits: {messages_per_second: 5, message_burst: 10, max_errors: 8, join_timeout: 0.5,"
         " max_rooms: 1}\n"
     )
     app = create_app(settings)

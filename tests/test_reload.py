@@ -30,8 +30,11 @@ async def configured(tmp_path: Path) -> AsyncIterator[tuple[RunningServer, Path]
         yield server, path
 
 
-async def reload(url: str) -> tuple[int, dict[str, object]]:
-    async with aiohttp.ClientSession() as session, session.post(f"{url}/admin/reload") as r:
+async def reload(url: str, headers: dict[str, str]) -> tuple[int, dict[str, object]]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{url}/admin/reload", headers=headers) as r,
+    ):
         return r.status, await r.json()
 
 
@@ -55,7 +58,7 @@ async def test_reload_changes_the_forwarded_layer_without_reconnecting(
         offers = sum(1 for m in subscriber.messages if m["type"] == "subscribe_offer")
 
         path.write_text(POLICY.format(layer=0))
-        status, body = await reload(url)
+        status, body = await reload(url, server.admin)
         assert status == 200 and body["ok"] and body["rooms"] == {"room": "default"}
         changed = loop.time()
         await wait_until(
@@ -81,7 +84,7 @@ async def test_reload_changes_the_forwarded_layer_without_reconnecting(
 
         # a malformed file is rejected with the error; the room keeps its policy
         path.write_text("rooms:\n  default:\n    max_spatial_layer: 7\n")
-        status, body = await reload(url)
+        status, body = await reload(url, server.admin)
         assert status == 400 and not body["ok"]
         assert "rooms.default.max_spatial_layer: must be 0..2, got 7" in body["errors"][0]
         assert server.rooms.rooms["room"].policy.max_spatial_layer == 0
@@ -91,7 +94,7 @@ async def test_reload_changes_the_forwarded_layer_without_reconnecting(
 
         # and back up (K-SVC: at the next keyframe, which the SFU asks the publisher for)
         path.write_text(POLICY.format(layer=2))
-        assert (await reload(url))[0] == 200
+        assert (await reload(url, server.admin))[0] == 200
         await wait_until(
             lambda: top_layer(subscriber, time.monotonic() - 0.3) == 2, 5, interval=0.1
         )

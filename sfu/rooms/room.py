@@ -76,8 +76,13 @@ class Participant:
         self.publisher: PublisherPeer | None = None
         self.subscriber: SubscriberPeer | None = None
         self.sources: dict[str, MediaSource] = {}
-        #: what the participant's access token grants (everything without tokens)
-        self.grants: frozenset[str] = frozenset({"publish", "subscribe", "admin"})
+        #: what the participant's access token grants (both without tokens, in development)
+        self.grants: frozenset[str] = frozenset({"publish", "subscribe"})
+        #: the access token's identity (None: a tokenless join, in development mode); one
+        #: participant per identity and room
+        self.identity: str | None = None
+        #: called once the room has removed the participant by itself (not on ``leave``)
+        self.on_removed: Callable[[Participant], None] | None = None
 
     @property
     def context(self) -> str:
@@ -173,8 +178,15 @@ class Participant:
         room = self.room
         if room is None or self._removing:
             return
-        self._removing = True
         logger.warning("%s: %s (%s); leaving the room", self.context, reason, code)
+        self.remove(code, reason)
+
+    def remove(self, code: str, reason: str) -> None:
+        """Take the participant out of its room, telling it why (``bye``)."""
+        room = self.room
+        if room is None or self._removing:
+            return
+        self._removing = True
         _spawn(self._remove(room, code, reason))
 
     async def _remove(self, room: Room, code: str, reason: str) -> None:
@@ -185,6 +197,8 @@ class Participant:
             await room.leave(self)
         except Exception:
             faults.record("leave", self.context)
+        if self.on_removed is not None:
+            self.on_removed(self)
 
     async def close(self) -> None:
         for peer in (self.publisher, self.subscriber):
@@ -248,6 +262,23 @@ class Room:
                 "not_allowed",
                 f"scalability mode {scalability_mode} is not allowed here ({', '.join(modes)})",
             )
+
+    async def evict_identity(self, identity: str) -> None:
+        """The participant holding ``identity`` leaves (told ``duplicate_identity``): the
+        same token's holder joins again (a reconnect, or a shared token); one participant per
+        identity, the newest."""
+        for other in list(self.participants.values()):
+            if other.identity == identity:
+                await self.leave(other)
+                await other.send(
+                    m.Bye(
+                        code="duplicate_identity",
+                        reason=f"{identity!r} joined {self.name!r} again on another "
+                        "connection: you have left the room",
+                    )
+                )
+                if other.on_removed is not None:
+                    other.on_removed(other)
 
     async def join(self, participant: Participant, request_id: int | str | None = None) -> None:
         if len(self.participants) >= self.policy.max_participants:
@@ -365,6 +396,18 @@ class RoomManager:
             policy_name, policy = self.settings.policy_for(name)
             room = Room(name, self._remove, policy, policy_name)
             self.rooms[name] = room
+        return room
+
+    async def join(
+        self, name: str, participant: Participant, request_id: int | str | None = None
+    ) -> Room:
+        """``participant`` joins room ``name`` (created if need be), replacing a participant
+        of the same identity; raises RoomError."""
+        room = self.get_or_create(name)
+        if participant.identity is not None:
+            await room.evict_identity(participant.identity)
+            room = self.get_or_create(name)  # the eviction may have emptied it
+        await room.join(participant, request_id)
         return room
 
     def apply(self, rooms: RoomsSettings) -> dict[str, str]:

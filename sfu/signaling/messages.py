@@ -242,10 +242,11 @@ class Error(_Message):
 class Bye(_Message):
     """The participant is out of its room, without having asked: the server shuts down (the
     WebSocket closes next), or one of its peer connections died (the WebSocket stays open:
-    join again to come back)."""
+    join again to come back), or its identity joined the room on another connection
+    (``duplicate_identity``)."""
 
     type: Literal["bye"] = "bye"
-    code: Literal["shutdown", "peer_timeout", "peer_failed", "peer_closed"]
+    code: Literal["shutdown", "peer_timeout", "peer_failed", "peer_closed", "duplicate_identity"]
     reason: str
 
 
