@@ -114,9 +114,7 @@ async def _storm(server: RunningServer, transport_cc: bool, item_caps: bool) -> 
         else:
             # the budget (with transport-cc, or the congestion allowance) refused most
             assert refused["nack_rate"] == refused["nack_cap"] == 0
-            assert refused["rtx_budget"] + refused["congestion"] > 10 * _total(
-                end, "retransmitted"
-            )
+            assert refused["rtx_budget"] + refused["congestion"] > 10 * _total(end, "retransmitted")
         # the honest subscriber still gets its stream (~250 packets a second here)
         assert honest_quiet > 100
         assert honest_storm > 0.6 * honest_quiet, (honest_storm, honest_quiet)
