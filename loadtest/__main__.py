@@ -3,6 +3,7 @@
 python -m loadtest run loadtest/scenarios/small.yaml        # a scenario file
 python -m loadtest run --subscribers 10 --window 640x360    # or flags
 python -m loadtest bench --max-subscribers 40               # fan-out until it breaks
+python -m loadtest nack-storm --transport-cc                # a subscriber NACKing everything
 """
 
 from __future__ import annotations
@@ -70,6 +71,16 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _nack_storm(args: argparse.Namespace) -> int:
+    from .nack_storm import nack_storm
+
+    result = asyncio.run(
+        nack_storm(args.transport_cc, rate=args.rate, quiet=args.quiet, duration=args.duration)
+    )
+    print(json.dumps(result, indent=1))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m loadtest",
@@ -96,6 +107,12 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--duration", type=float, default=8.0, help="seconds per step")
     bench.add_argument("--json", action="store_true")
     bench.set_defaults(func=_bench)
+    storm = sub.add_parser("nack-storm", help="a subscriber NACKs its whole history: the cost")
+    storm.add_argument("--transport-cc", action="store_true", help="the attacker keeps it")
+    storm.add_argument("--rate", type=float, default=1000.0, help="NACK packets a second")
+    storm.add_argument("--quiet", type=float, default=4.0, help="seconds before the storm")
+    storm.add_argument("--duration", type=float, default=6.0, help="seconds of storm")
+    storm.set_defaults(func=_nack_storm)
     args = parser.parse_args(argv)
     result: int = args.func(args)
     return result

@@ -246,6 +246,14 @@ class RoomPolicy(_Strict):
     dropped_frame_threshold: float = Field(0.25, ge=0.0, le=1.0)
     #: at most one keyframe request per source per interval (seconds)
     keyframe_min_interval: float = Field(0.5, ge=0.05, le=10)
+    #: retransmissions answering a subscriber's NACKs take at most this share of the media
+    #: bytes forwarded to it, over any second, with or without transport-cc (0: none)
+    retransmission_ratio: float = Field(1.0, ge=0.0, le=10.0)
+    #: NACK items (lost sequence numbers) handled per RTCP packet from a subscriber; the
+    #: rest are counted, not looked at
+    nack_items_per_packet: int = Field(256, ge=1, le=100_000)
+    #: NACK items handled per second per subscriber (on average; as many at once)
+    nack_items_per_second: int = Field(1000, ge=1, le=1_000_000)
     require_token: bool = False
     #: whether participants (without a role saying otherwise) may publish
     can_publish: bool = True

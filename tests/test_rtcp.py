@@ -50,6 +50,25 @@ def test_nack_packs_pid_and_bitmask() -> None:
     assert sorted(x & 0xFFFF for x in theirs.lost) == sorted(nack.lost)  # aiortc does not wrap
 
 
+def test_nack_items_beyond_the_cap_are_counted_not_listed() -> None:
+    """The cap holds for the whole compound packet: the first items are listed, in order
+    (PID, then its bitmask's bits from the lowest), the rest counted, pairs not expanded."""
+    first = rtcp.build_nack(1, 2, [100, 101, 116, 200])  # pairs (100, bits 0 and 15), (200)
+    second = rtcp.build_nack(1, 3, list(range(300, 334)))  # (300, all 16), (317, all 16)
+    third = rtcp.build_nack(1, 4, [7])
+    a, b, c = rtcp.parse_rtcp(first + second + third, max_nack_items=6)
+    assert isinstance(a, rtcp.Nack) and isinstance(b, rtcp.Nack) and isinstance(c, rtcp.Nack)
+    assert (a.lost, a.omitted) == ([100, 101, 116, 200], 0)
+    assert (b.lost, b.omitted) == ([300, 301], 32)  # 15 of the first pair, 17 of the second
+    assert (c.lost, c.omitted) == ([], 1)
+    # no cap: everything listed (a whole history of 1024, as an attacker asks for it)
+    (full,) = rtcp.parse_rtcp(rtcp.build_nack(1, 2, [(65000 + i) & 0xFFFF for i in range(1024)]))
+    assert isinstance(full, rtcp.Nack) and len(full.lost) == 1024 and full.omitted == 0
+    assert full.lost == [(65000 + i) & 0xFFFF for i in range(1024)]
+    (none,) = rtcp.parse_rtcp(rtcp.build_nack(1, 2, list(range(1024))), max_nack_items=0)
+    assert isinstance(none, rtcp.Nack) and (none.lost, none.omitted) == ([], 1024)
+
+
 def test_pli_fir_remb_bye_sdes() -> None:
     data = (
         rtcp.build_pli(1, 2)

@@ -26,6 +26,12 @@ from ..bwe.probe import ProbeController, needed_for_next_level, needed_for_upgra
 from ..forwarding.allocator import Allocation, Demand, allocate
 from ..forwarding.congestion import SendSideCongestion
 from ..forwarding.downtrack import DownTrack
+from ..forwarding.rtx_budget import (
+    NACK_ITEMS_PER_PACKET,
+    NACK_ITEMS_PER_SECOND,
+    RETRANSMISSION_RATIO,
+    RetransmissionBudget,
+)
 from ..forwarding.source import MediaSource
 from ..forwarding.subscription import Subscription
 from ..rtp import extensions as ext
@@ -71,6 +77,12 @@ class PeerSettings:
     #: seconds without any packet from the client (RTP, RTCP or ICE check) before the
     #: connection is declared dead; 0: never (ICE consent, ~30 s, still applies)
     peer_timeout: float = 5.0
+    #: a subscriber's retransmission budget (see RetransmissionBudget): retransmitted bytes
+    #: <= this x the media bytes forwarded to it over any second
+    retransmission_ratio: float = RETRANSMISSION_RATIO
+    #: NACK items handled per RTCP packet from a subscriber, and per second
+    nack_items_per_packet: int = NACK_ITEMS_PER_PACKET
+    nack_items_per_second: int = NACK_ITEMS_PER_SECOND
 
 
 class _Peer:
@@ -376,6 +388,12 @@ class SubscriberPeer(_Peer):
         self._ice_restart_offered = False
         self.offers_sent = 0
         self.congestion = SendSideCongestion()
+        #: what the client's NACKs may cost, whether or not transport-cc is negotiated
+        self.budget = RetransmissionBudget(
+            settings.retransmission_ratio,
+            settings.nack_items_per_packet,
+            settings.nack_items_per_second,
+        )
         #: what the allocator last had to share (bits/s), for stats
         self.available: float | None = None
         self.probe = ProbeController()
@@ -439,6 +457,7 @@ class SubscriberPeer(_Peer):
             rtx_payload_type=binding.rtx_payload_type,
         )
         downtrack.context = f"{self.context} of {source.track_id}"
+        downtrack.budget = self.budget
         twcc = binding.extensions.get(ext.TRANSPORT_WIDE_CC)
         if twcc is not None:
             downtrack.congestion = self.congestion
@@ -497,21 +516,30 @@ class SubscriberPeer(_Peer):
 
     def on_rtcp(self, data: bytes, now: float) -> None:
         self.heard_at = now
+        # NACK items beyond the budget's caps are not even listed by the parser
+        nack_limit, nack_reason = self.budget.nack_limit(now)
         try:
-            packets = rtcp.parse_rtcp(data)
+            packets = rtcp.parse_rtcp(data, nack_limit)
         except rtcp.RtcpError:
             self.malformed_rtcp += 1
             return
         by_ssrc = self._by_ssrc
         for packet in packets:
-            if isinstance(packet, (rtcp.ReceiverReport, rtcp.SenderReport)):
+            if isinstance(packet, rtcp.Nack):
+                self.budget.take_nack_items(len(packet.lost))
+                downtrack = by_ssrc.get(packet.media_ssrc)
+                if downtrack is not None:
+                    downtrack.handle_rtcp(packet, now)
+                    if packet.omitted:
+                        downtrack.refuse(nack_reason, packet.omitted)
+            elif isinstance(packet, (rtcp.ReceiverReport, rtcp.SenderReport)):
                 for block in packet.reports:
                     downtrack = by_ssrc.get(block.ssrc)
                     if downtrack is not None:
                         downtrack.handle_rtcp(packet, now)
                         if downtrack.rtt is not None:
                             self.congestion.on_rtt(downtrack.rtt)
-            elif isinstance(packet, (rtcp.Nack, rtcp.Pli)):
+            elif isinstance(packet, rtcp.Pli):
                 downtrack = by_ssrc.get(packet.media_ssrc)
                 if downtrack is not None:
                     downtrack.handle_rtcp(packet, now)
@@ -540,6 +568,12 @@ class SubscriberPeer(_Peer):
                     self.allocate(now)
 
     def tick(self, now: float) -> None:
+        budget = self.budget
+        settings = self.settings
+        budget.ratio = settings.retransmission_ratio  # the room's policy may change live
+        budget.items_per_packet = settings.nack_items_per_packet
+        budget.items_per_second = settings.nack_items_per_second
+        budget.refill(sum(d.bytes_sent for d in self.downtracks.values()), now)
         if self._video_bytes_at is None or now - self._video_bytes_at >= VIDEO_BITRATE_WINDOW:
             self._measure_video(now)
         if self.settings.bandwidth_estimation and self.congestion.estimate is not None:

@@ -22,6 +22,7 @@ from .congestion import SendSideCongestion
 from .history import RetransmissionBuffer
 from .layers import LayerInfo
 from .munger import RtpMunger
+from .rtx_budget import RetransmissionBudget
 from .selector import LayerSelector
 
 if TYPE_CHECKING:
@@ -32,6 +33,23 @@ _HEADER = struct.Struct("!BBHII")
 #: the one-byte form, 6 in the two-byte form) and that number
 _HEADER_AND_TWCC = {5: struct.Struct("!BBHII5sH"), 6: struct.Struct("!BBHII6sH")}
 NTP_EPOCH_OFFSET = 2208988800
+#: a packet is resent at most once per round trip, and at most once in this many seconds
+#: whatever the round trip (unknown, or measured from reports the subscriber may forge)
+MIN_RESEND_INTERVAL = 0.02
+#: why NACKed packets were not resent (:attr:`DownTrack.refused`): the subscriber no longer
+#: gets their layer; the transport's congestion allowance (transport-cc) is used up; the
+#: subscriber's retransmission budget is; more NACK items than one RTCP packet may have
+#: handled, or than the subscriber's rate allows; resent within the last round trip; not in
+#: the history (too old, or never sent)
+REFUSAL_REASONS = (
+    "layer",
+    "congestion",
+    "rtx_budget",
+    "nack_cap",
+    "nack_rate",
+    "resent_recently",
+    "not_in_history",
+)
 
 
 def ntp_from_time(seconds: float) -> int:
@@ -66,6 +84,8 @@ class DownTrack:
         #: transport-wide sequence numbers and bandwidth estimation of the subscriber's transport
         self.congestion: SendSideCongestion | None = None
         self.twcc_id: int | None = None
+        #: the subscriber's retransmission budget (shared by its down tracks); None: unbounded
+        self.budget: RetransmissionBudget | None = None
         #: layer selection, for video; None forwards everything (audio)
         self.selector: LayerSelector | None = None
         if source.kind == "video":
@@ -82,7 +102,8 @@ class DownTrack:
         self.packets_dropped = 0
         self.retransmitted = 0
         self.retransmitted_bytes = 0
-        self.retransmissions_skipped = 0
+        #: NACKed packets not resent, by reason (REFUSAL_REASONS)
+        self.refused = dict.fromkeys(REFUSAL_REASONS, 0)
         #: keyframes asked for because a picture will stay incomplete (see _leaves_kept_frame)
         self.incomplete_picture_keyframes = 0
         self._keyframe_seq: int | None = None  # outgoing seq of the last keyframe's start
@@ -247,20 +268,36 @@ class DownTrack:
         return self.source.build_extensions(elements, raw)
 
     # -- feedback from the subscriber ----------------------------------------------------
+    @property
+    def retransmissions_skipped(self) -> int:
+        """NACKed packets not resent, whatever the reason."""
+        return sum(self.refused.values())
+
     def retransmit(self, lost: list[int], now: float, padding: bool = False) -> int:
         """Resend packets from the history (as RTX when negotiated); returns bytes sent.
 
         Answering a NACK, a packet is not resent twice within a round trip, not when it is of
         a layer above what the subscriber gets or is about to get (it switched down: the frame
-        is of no use), and not beyond the transport's retransmission allowance (on a congested link
-        retransmissions would only add loss).  ``padding``: a probe, none of these apply."""
+        is of no use), not beyond the transport's retransmission allowance (on a congested link
+        retransmissions would only add loss) nor beyond the subscriber's budget.  Once the
+        allowance or the budget is used up, the rest of ``lost`` is counted at once, not
+        looked at.  ``padding``: a probe, none of these apply."""
         sent = 0
         history = self.history
         congestion = self.congestion
         selector = self.selector
-        for seq in lost:
+        budget = None if padding else self.budget
+        refused = self.refused
+        rtx_payload_type, rtx_ssrc = self.rtx_payload_type, self.rtx_ssrc
+        rtx_overhead = 2 if rtx_payload_type is not None and rtx_ssrc is not None else 0
+        interval = max(MIN_RESEND_INTERVAL, self.rtt or 0.0)
+        for index, seq in enumerate(lost):
+            if budget is not None and budget.bytes <= 0:
+                refused["rtx_budget"] += len(lost) - index
+                break
             packet = history.get(seq)
             if packet is None:
+                refused["not_in_history"] += 1
                 continue
             if not padding:
                 if selector is not None:
@@ -269,7 +306,7 @@ class DownTrack:
                     if spatial > kept or temporal > min(
                         selector.current_temporal, selector.target_temporal
                     ):
-                        self.retransmissions_skipped += 1
+                        refused["layer"] += 1
                         if (
                             spatial > kept
                             and not self._incomplete_asked
@@ -283,27 +320,36 @@ class DownTrack:
                             selector.restart()
                         continue
                 if congestion is not None and congestion.rtx_allowance <= 0:
-                    self.retransmissions_skipped += 1
+                    refused["congestion"] += len(lost) - index
+                    break
+                if budget is not None and len(packet) + rtx_overhead > budget.bytes:
+                    refused["rtx_budget"] += len(lost) - index
+                    break
+                if not history.resend_allowed(seq, now, interval):
+                    refused["resent_recently"] += 1
                     continue
-                if not history.resend_allowed(seq, now, max(0.01, self.rtt or 0.0)):
-                    self.retransmissions_skipped += 1
-                    continue
-            if self.rtx_payload_type is not None and self.rtx_ssrc is not None:
-                packet = wrap_rtx(packet, self.rtx_payload_type, self._rtx_seq, self.rtx_ssrc)
+            if rtx_payload_type is not None and rtx_ssrc is not None:
+                packet = wrap_rtx(packet, rtx_payload_type, self._rtx_seq, rtx_ssrc)
                 self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
-            if self.congestion is not None and self.twcc_id is not None:
+            if congestion is not None and self.twcc_id is not None:
                 at = first_extension_offset(packet, self.twcc_id)
                 if at is not None:
-                    twcc = self.congestion.stamp(len(packet), now)
+                    twcc = congestion.stamp(len(packet), now)
                     packet = b"".join((packet[:at], twcc.to_bytes(2, "big"), packet[at + 2 :]))
             if not padding:
                 self.retransmitted += 1
                 if congestion is not None:
                     congestion.rtx_allowance -= len(packet)
+                if budget is not None:
+                    budget.spend(len(packet))
             self.retransmitted_bytes += len(packet)
             sent += len(packet)
             self._send(packet)
         return sent
+
+    def refuse(self, reason: str, count: int) -> None:
+        """``count`` NACK items refused before reaching :meth:`retransmit` (the caps)."""
+        self.refused[reason] += count
 
     def _leaves_kept_frame(self, seq: int, spatial: int) -> bool:
         """Whether not resending ``seq`` (a packet of a layer above ``spatial``) leaves a

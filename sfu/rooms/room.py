@@ -107,6 +107,9 @@ class Participant:
         self.settings.subscriber_max_bitrate = self.policy.subscriber_max_bitrate
         self.settings.bandwidth_headroom = self.policy.bandwidth_headroom
         self.settings.bandwidth_estimation = self.policy.bandwidth_estimation
+        self.settings.retransmission_ratio = self.policy.retransmission_ratio
+        self.settings.nack_items_per_packet = self.policy.nack_items_per_packet
+        self.settings.nack_items_per_second = self.policy.nack_items_per_second
         self.settings.priorities = {str(k): v for k, v in self.policy.priorities.items()}
         for source in self.sources.values():
             source.keyframes.min_interval = self.policy.keyframe_min_interval

@@ -67,6 +67,9 @@ class Nack:
     sender_ssrc: int
     media_ssrc: int
     lost: list[int]
+    #: items (lost sequence numbers) beyond the parser's ``max_nack_items``: counted, not
+    #: listed
+    omitted: int = 0
 
 
 @dataclass(slots=True)
@@ -112,9 +115,25 @@ def _parse_report_blocks(data: bytes, pos: int, count: int, end: int) -> list[Re
     return blocks
 
 
-def parse_rtcp(data: bytes) -> list[RtcpPacket]:
-    """Parse a compound RTCP packet; unknown packet types are skipped."""
+def _count_nack_items(fci: bytes, start: int, end: int) -> int:
+    """Lost sequence numbers in the PID/BLP pairs of ``fci[start:end]`` (whole pairs): one
+    per pair and one per bit set in its bitmask, counted without a loop in Python."""
+    pairs = (end - start) // 4
+    if pairs <= 0:
+        return 0
+    words = int.from_bytes(fci[start : start + 4 * pairs], "big")
+    bitmasks = words & int.from_bytes(b"\x00\x00\xff\xff" * pairs, "big")
+    return pairs + bitmasks.bit_count()
+
+
+def parse_rtcp(data: bytes, max_nack_items: int | None = None) -> list[RtcpPacket]:
+    """Parse a compound RTCP packet; unknown packet types are skipped.
+
+    ``max_nack_items``: at most that many lost sequence numbers are listed in all the NACKs
+    of the compound packet together, in order; the rest are only counted
+    (:attr:`Nack.omitted`), at a cost that does not grow with their number in Python."""
     packets: list[RtcpPacket] = []
+    nack_room = max_nack_items
     pos = 0
     size = len(data)
     while pos < size:
@@ -154,13 +173,24 @@ def parse_rtcp(data: bytes) -> list[RtcpPacket]:
             fmt = count
             if packet_type == RTCP_RTPFB and fmt == RTPFB_NACK:
                 lost: list[int] = []
-                for i in range(0, len(fci) - 3, 4):
+                end_pairs = len(fci) - len(fci) % 4
+                i = 0
+                while i < end_pairs and (nack_room is None or len(lost) < nack_room):
                     pid, blp = struct.unpack_from("!HH", fci, i)
                     lost.append(pid)
-                    for bit in range(16):
-                        if blp & (1 << bit):
-                            lost.append((pid + bit + 1) & 0xFFFF)
-                packets.append(Nack(sender_ssrc, media_ssrc, lost))
+                    while blp:
+                        low = blp & -blp
+                        lost.append((pid + low.bit_length()) & 0xFFFF)
+                        blp ^= low
+                    i += 4
+                omitted = 0
+                if nack_room is not None:
+                    if len(lost) > nack_room:
+                        omitted = len(lost) - nack_room
+                        del lost[nack_room:]
+                    omitted += _count_nack_items(fci, i, end_pairs)
+                    nack_room -= len(lost)
+                packets.append(Nack(sender_ssrc, media_ssrc, lost, omitted))
             elif packet_type == RTCP_RTPFB and fmt == RTPFB_TWCC:
                 packets.append(TransportFeedback(sender_ssrc, media_ssrc, fci))
             elif packet_type == RTCP_PSFB and fmt == PSFB_PLI:

@@ -119,7 +119,8 @@ def _rebuild(packet: rtcp.RtcpPacket) -> bytes | None:
 @target
 def rtcp_compound(data: bytes) -> None:
     """parse_rtcp raises only RtcpError; every packet the module can build comes back the
-    same from its builder."""
+    same from its builder; with a cap on NACK items, the NACKs list the first items of the
+    compound packet up to the cap and count the rest, the other packets are the same."""
     try:
         packets = rtcp.parse_rtcp(data)
     except rtcp.RtcpError:
@@ -139,6 +140,19 @@ def rtcp_compound(data: bytes) -> None:
             assert again.bitrate >= packet.bitrate - (packet.bitrate >> 17), (packet, again)
         else:
             assert again == packet, (packet, again)
+    cap = data[-1] if data else 0
+    capped = rtcp.parse_rtcp(data, cap)
+    assert len(capped) == len(packets)
+    listed = total = 0
+    for full, part in zip(packets, capped, strict=True):
+        if isinstance(full, rtcp.Nack):
+            assert isinstance(part, rtcp.Nack) and part.lost == full.lost[: len(part.lost)]
+            assert len(part.lost) + part.omitted == len(full.lost)
+            listed += len(part.lost)
+            total += len(full.lost)
+        else:
+            assert part == full
+    assert listed == min(cap, total)
 
 
 # -- transport-wide congestion control ----------------------------------------------------
