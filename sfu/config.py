@@ -26,6 +26,8 @@ from pydantic import (
     model_validator,
 )
 
+from .signaling.sdp_limits import PROTOCOL_MAX_SDP, SdpLimits
+
 
 class ConfigError(ValueError):
     """An invalid settings file; ``str()`` is one line per problem."""
@@ -137,6 +139,20 @@ class LimitSettings(_Strict):
     #: seconds without any packet from a client's peer connection (RTP, RTCP or ICE check)
     #: before it is declared dead and the participant leaves its room; 0: off
     peer_timeout: float = Field(5.0, ge=0)
+    #: bytes of a publish offer (a subscribe answer may also reach twice the server's offer)
+    max_sdp_bytes: int = Field(32 * 1024, ge=1024, le=PROTOCOL_MAX_SDP)
+    #: m-lines of a publish offer (a subscribe answer has those of the server's offer)
+    max_m_lines: int = Field(16, ge=1, le=1024)
+    #: distinct UDP ICE candidates one peer connection is given (all m-lines, all offers
+    #: or answers until an ICE restart): the server sends STUN checks to each
+    max_candidates: int = Field(32, ge=1, le=1000)
+
+    def sdp_limits(self) -> SdpLimits:
+        return SdpLimits(
+            max_bytes=self.max_sdp_bytes,
+            max_m_lines=self.max_m_lines,
+            max_candidates=self.max_candidates,
+        )
 
 
 class AuthSettings(_Strict):

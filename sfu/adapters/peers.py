@@ -32,6 +32,7 @@ from ..rtp import extensions as ext
 from ..rtp import rtcp
 from ..rtp.packet import RtpError, parse_rtp
 from ..rtp.twcc import TransportFeedbackBuilder
+from ..signaling.sdp_limits import SdpLimits
 from . import aiortc_plane as plane
 
 logger = logging.getLogger(__name__)
@@ -71,6 +72,8 @@ class PeerSettings:
     #: seconds without any packet from the client (RTP, RTCP or ICE check) before the
     #: connection is declared dead; 0: never (ICE consent, ~30 s, still applies)
     peer_timeout: float = 5.0
+    #: bounds on the client's offers and answers (size, m-lines, ICE candidates)
+    sdp_limits: SdpLimits = field(default_factory=SdpLimits)
 
 
 class _Peer:
@@ -239,7 +242,7 @@ class PublisherPeer(_Peer):
         """Answer the client's offer; ``video_codecs`` (e.g. ["VP9", "AV1"]) are the codecs
         allowed, in order of preference.  An offer with new ICE credentials restarts ICE:
         the answer carries new ones too, and the sources keep flowing."""
-        plane.check_publish_offer(offer_sdp)
+        plane.check_publish_offer(offer_sdp, self.settings.sdp_limits, self.pc)
         remote = plane.remote_ice(offer_sdp)
         restart = self.ice.is_restart(remote)
         if sources:
@@ -475,7 +478,7 @@ class SubscriberPeer(_Peer):
     async def answer(self, answer_sdp: str) -> None:
         if not self._negotiating:
             raise ValueError("no subscriber offer is outstanding")
-        plane.check_subscribe_answer(answer_sdp)
+        plane.check_subscribe_answer(answer_sdp, self.settings.sdp_limits, self.pc)
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer_sdp, type="answer"))
         self._negotiating = False
         if self._ice_restart_offered:

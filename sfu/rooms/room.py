@@ -15,6 +15,7 @@ from ..forwarding.source import MediaSource
 from ..forwarding.subscription import LevelEvent, Subscription
 from ..forwarding.target import LayerCaps
 from ..signaling import messages as m
+from ..signaling.sdp_limits import SdpLimits
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class Participant:
         role: str | None = None,
         publisher_transport_cc: bool = False,
         peer_timeout: float = 5.0,
+        sdp_limits: SdpLimits | None = None,
     ) -> None:
         self.id = secrets.token_hex(6)
         self.name = name
@@ -68,6 +70,7 @@ class Participant:
             start_bitrate_kbps=start_bitrate_kbps,
             publisher_transport_cc=publisher_transport_cc,
             peer_timeout=peer_timeout,
+            sdp_limits=sdp_limits or SdpLimits(),
         )
         self.room: Room | None = None
         #: the room joined (kept after leaving), for logs
@@ -355,6 +358,8 @@ class RoomManager:
         self.max_rooms = 1000
         #: seconds of silence from a client's peer connection before it is declared dead
         self.peer_timeout = 5.0
+        #: bounds on the clients' SDPs
+        self.sdp_limits = SdpLimits()
         self.rooms: dict[str, Room] = {}
 
     def get_or_create(self, name: str) -> Room:
