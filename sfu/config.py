@@ -139,6 +139,10 @@ class LimitSettings(_Strict):
     #: seconds without any packet from a client's peer connection (RTP, RTCP or ICE check)
     #: before it is declared dead and the participant leaves its room; 0: off
     peer_timeout: float = Field(5.0, ge=0)
+    #: seconds from a publish offer accepted (or the server's first subscribe offer) until
+    #: that peer connection is connected (ICE and DTLS), and from each subscribe offer until
+    #: it is answered; past it the participant gets ``bye`` (peer_failed), leaves its room
+    setup_timeout: float = Field(20.0, gt=0, le=300)
     #: bytes of a publish offer (a subscribe answer may also reach twice the server's offer)
     max_sdp_bytes: int = Field(32 * 1024, ge=1024, le=PROTOCOL_MAX_SDP)
     #: m-lines of a publish offer (a subscribe answer has those of the server's offer)

@@ -59,6 +59,7 @@ class Participant:
         role: str | None = None,
         publisher_transport_cc: bool = False,
         peer_timeout: float = 5.0,
+        setup_timeout: float = 20.0,
         sdp_limits: SdpLimits | None = None,
     ) -> None:
         self.id = secrets.token_hex(6)
@@ -70,6 +71,7 @@ class Participant:
             start_bitrate_kbps=start_bitrate_kbps,
             publisher_transport_cc=publisher_transport_cc,
             peer_timeout=peer_timeout,
+            setup_timeout=setup_timeout,
             sdp_limits=sdp_limits or SdpLimits(),
         )
         self.room: Room | None = None
@@ -171,8 +173,9 @@ class Participant:
         return self.publisher
 
     def _on_failed(self, code: str, reason: str) -> None:
-        """A peer connection is dead (ICE/DTLS failed, closed by the client, or silent for
-        ``peer_timeout``): leave the room, and tell the client if its WebSocket is open."""
+        """A peer connection is dead (ICE/DTLS failed, closed by the client, silent for
+        ``peer_timeout``, or not set up within ``setup_timeout``): leave the room, and tell
+        the client if its WebSocket is open."""
         room = self.room
         if room is None or self._removing:
             return
@@ -358,6 +361,9 @@ class RoomManager:
         self.max_rooms = 1000
         #: seconds of silence from a client's peer connection before it is declared dead
         self.peer_timeout = 5.0
+        #: seconds a peer connection may take to connect (and a subscribe offer to be
+        #: answered)
+        self.setup_timeout = 20.0
         #: bounds on the clients' SDPs
         self.sdp_limits = SdpLimits()
         self.rooms: dict[str, Room] = {}

@@ -148,6 +148,7 @@ class SignalingSession:
                 role=message.role,
                 publisher_transport_cc=self.rooms.publisher_transport_cc,
                 peer_timeout=self.rooms.peer_timeout,
+                setup_timeout=self.rooms.setup_timeout,
                 sdp_limits=self.rooms.sdp_limits,
             )
             participant.grants = grants
@@ -477,6 +478,7 @@ def create_app(settings: Settings, config_path: str | None = None) -> web.Applic
     )
     app[ROOMS_KEY].max_rooms = settings.limits.max_rooms
     app[ROOMS_KEY].peer_timeout = settings.limits.peer_timeout
+    app[ROOMS_KEY].setup_timeout = settings.limits.setup_timeout
     app[ROOMS_KEY].sdp_limits = settings.limits.sdp_limits()
     app.router.add_get("/", index)
     app.router.add_get("/client.js", client_js)
