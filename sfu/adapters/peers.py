@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiortc import RTCRtpTransceiver, RTCSessionDescription
+from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpparameters import RTCRtpReceiveParameters
 
 from .. import faults
@@ -119,6 +120,11 @@ class _Peer:
             if state == "connected" and not self.closed:
                 self.was_connected = True
                 self._watch_setup()
+                dtls = plane.dtls_transport_of(self.pc)
+                if dtls is not None:
+                    # judged alive or dead from now on (the peer timeout), also if no
+                    # stream ever binds the transport
+                    self._bind_transport(dtls)
             elif state == "failed":
                 self._fail("peer_failed", f"ICE or DTLS failed on the {self.role} connection")
             elif state == "closed" and not self.closed and self.ice.failed:
@@ -138,8 +144,12 @@ class _Peer:
             self.on_failed(code, reason)
 
     def _ensure_transport(self, transceiver: RTCRtpTransceiver) -> plane.RawTransport:
+        return self._bind_transport(transceiver.receiver.transport)
+
+    def _bind_transport(self, dtls: RTCDtlsTransport) -> plane.RawTransport:
+        """The raw transport on ``dtls`` (BUNDLE: one for all), and the tick loop."""
         if self.raw is None:
-            self.raw = plane.RawTransport(transceiver.receiver.transport)
+            self.raw = plane.RawTransport(dtls)
             self.raw.attach_sink(self)
             self.heard_at = time.monotonic()
             self._task = asyncio.ensure_future(self._run())
