@@ -22,7 +22,6 @@ import json
 import os
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -120,11 +119,6 @@ class NackStormer(SimSubscriber):
             await asyncio.sleep(0.005)
 
 
-def _get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=5) as reply:
-        return json.loads(reply.read())
-
-
 def _attacker_stats(stats: dict[str, Any], name: str) -> dict[str, Any]:
     for room in stats.get("rooms", {}).values():
         for participant in room["participants"]:
@@ -174,7 +168,7 @@ async def nack_storm(
 ) -> dict[str, Any]:
     """The server, the publisher and the honest subscriber here, the attacker in its own
     process (its receiving must not starve the honest subscriber's)."""
-    from .run import start_server
+    from .run import server_stats, start_server
 
     plane.install(plane.IceOptions(listen_addresses=["127.0.0.1"]))
     proc, port, config = await start_server(["127.0.0.1"], extra_yaml=extra_yaml)
@@ -212,7 +206,7 @@ async def nack_storm(
                 raise RuntimeError(f"the attacker said {line!r}, not {text!r}")
 
         def sample() -> dict[str, Any]:
-            stats = _get_json(f"http://127.0.0.1:{port}/stats")
+            stats = server_stats(f"http://127.0.0.1:{port}", port)
             tracks = _attacker_stats(stats, "attacker").get("subscribed", [])
             return {
                 "time": time.monotonic(),
@@ -245,7 +239,7 @@ async def nack_storm(
         s2 = sample()
         counts = json.loads(await asyncio.wait_for(child.stdout.readline(), 10))
         if debug:
-            print(json.dumps(_get_json(f"http://127.0.0.1:{port}/stats"), indent=1))
+            print(json.dumps(server_stats(f"http://127.0.0.1:{port}", port), indent=1))
         assert child.stdin is not None
         child.stdin.write(b"bye\n")
         return {

@@ -26,6 +26,8 @@ from pydantic import (
     model_validator,
 )
 
+from .signaling.sdp_limits import PROTOCOL_MAX_SDP, SdpLimits
+
 #: the shortest token secret accepted, wherever it comes from
 MIN_SECRET = 32
 
@@ -161,6 +163,24 @@ class LimitSettings(_Strict):
     #: docs/security.md: a join costs 5, an offer 10, most messages 1) per second, and at once
     address_cost_per_second: float = Field(200.0, gt=0)
     address_cost_burst: int = Field(1000, ge=10)
+    #: seconds from a publish offer accepted (or the server's first subscribe offer) until
+    #: that peer connection is connected (ICE and DTLS), and from each subscribe offer until
+    #: it is answered; past it the participant gets ``bye`` (peer_failed), leaves its room
+    setup_timeout: float = Field(20.0, gt=0, le=300)
+    #: bytes of a publish offer (a subscribe answer may also reach twice the server's offer)
+    max_sdp_bytes: int = Field(32 * 1024, ge=1024, le=PROTOCOL_MAX_SDP)
+    #: m-lines of a publish offer (a subscribe answer has those of the server's offer)
+    max_m_lines: int = Field(16, ge=1, le=1024)
+    #: distinct UDP ICE candidates one peer connection is given (all m-lines, all offers
+    #: or answers until an ICE restart): the server sends STUN checks to each
+    max_candidates: int = Field(32, ge=1, le=1000)
+
+    def sdp_limits(self) -> SdpLimits:
+        return SdpLimits(
+            max_bytes=self.max_sdp_bytes,
+            max_m_lines=self.max_m_lines,
+            max_candidates=self.max_candidates,
+        )
 
 
 class AuthSettings(_Strict):

@@ -89,6 +89,13 @@ def test_the_internals_the_adapter_uses_are_still_there() -> None:
     assert {"integrity_key", "retransmissions"} <= set(
         inspect.signature(aioice.ice.StunProtocol.request).parameters
     )
+    # the SDP bounds count the remote candidates a connection holds (deduplicated by
+    # address, the list emptied by an ICE restart)
+    assert "self._remote_candidates.append(remote_candidate)" in inspect.getsource(
+        aioice.ice.Connection._add_remote_candidate
+    )
+    candidate = aioice.Candidate("f", 1, "udp", 1, "127.0.0.1", 9, "host")
+    assert (candidate.host, candidate.port, candidate.transport) == ("127.0.0.1", 9, "udp")
 
 
 def test_the_internals_the_ice_restart_uses_are_still_there() -> None:

@@ -33,7 +33,7 @@ QUIET_SECONDS = 2.0
 
 async def _attacker_tracks(server: RunningServer) -> list[dict[str, Any]]:
     async with aiohttp.ClientSession() as session:
-        async with session.get(server.url + "/stats") as reply:
+        async with session.get(server.url + "/stats", headers=server.admin) as reply:
             stats = await reply.json()
     for room in stats["rooms"].values():
         for participant in room["participants"]:

@@ -71,6 +71,8 @@ from aiortc.rtcrtpparameters import (
 from .. import faults
 from ..forwarding.track import StreamParameters
 from ..rtp import extensions as ext
+from ..signaling import sdp_limits
+from ..signaling.sdp_limits import Candidate, SdpLimits, check_candidates, check_sdp
 
 logger = logging.getLogger(__name__)
 
@@ -405,8 +407,32 @@ def _parse_remote_description(sdp: str) -> aiortc.sdp.SessionDescription:
     return description
 
 
-def check_publish_offer(sdp: str) -> None:
-    """Refuse offers the SFU cannot use, with a reason (raises ``ValueError``)."""
+def _known_candidates(pc: RTCPeerConnection | None, ufrag: str | None) -> frozenset[Candidate]:
+    """The remote candidates the peer connection's (bundled) ICE transport holds, as
+    :mod:`sfu.signaling.sdp_limits` counts them; none if a description with ``ufrag``
+    restarts ICE (the restart drops them)."""
+    dtls = dtls_transport_of(pc) if pc is not None else None
+    if dtls is None:
+        return frozenset()
+    connection = dtls.transport._connection
+    if connection.remote_username is not None and connection.remote_username != ufrag:
+        return frozenset()
+    return frozenset(
+        (c.host.lower(), str(c.port))
+        for c in connection._remote_candidates
+        if c.transport.lower() == "udp"
+    )
+
+
+def check_publish_offer(
+    sdp: str, limits: SdpLimits | None = None, pc: RTCPeerConnection | None = None
+) -> None:
+    """Refuse offers the SFU cannot use, with a reason (raises ``ValueError``): over the
+    bounds (``limits``: size, m-lines, and candidates with those ``pc`` was given before,
+    checked on the text before aiortc sees it), or unusable."""
+    limits = limits or SdpLimits()
+    counts = check_sdp(sdp, limits, "offer")
+    check_candidates(counts, limits, "offer", _known_candidates(pc, counts.ice_ufrag))
     description = _parse_remote_description(sdp)
     kinds = [media.kind for media in description.media]
     if not any(kind in ("audio", "video") for kind in kinds):
@@ -415,8 +441,21 @@ def check_publish_offer(sdp: str) -> None:
         raise ValueError(f"unsupported media sections: {kinds}")
 
 
-def check_subscribe_answer(sdp: str) -> None:
-    """Refuse answers that would break the subscriber's connection (raises ``ValueError``)."""
+def check_subscribe_answer(
+    sdp: str, limits: SdpLimits | None = None, pc: RTCPeerConnection | None = None
+) -> None:
+    """Refuse answers that would break the subscriber's connection, or are over the bounds
+    (raises ``ValueError``): no more m-lines than ``pc``'s offer, at most twice its size
+    (or ``limits.max_bytes``), and the candidate bound as for offers."""
+    limits = limits or SdpLimits()
+    offer = pc.localDescription if pc is not None else None
+    max_bytes = max_m_lines = None
+    if offer is not None:
+        offered = sdp_limits.count(offer.sdp)
+        max_bytes = max(limits.max_bytes, 2 * offered.size)
+        max_m_lines = offered.m_lines
+    counts = check_sdp(sdp, limits, "answer", max_bytes=max_bytes, max_m_lines=max_m_lines)
+    check_candidates(counts, limits, "answer", _known_candidates(pc, counts.ice_ufrag))
     _parse_remote_description(sdp)
 
 

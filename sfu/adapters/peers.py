@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiortc import RTCRtpTransceiver, RTCSessionDescription
+from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpparameters import RTCRtpReceiveParameters
 
 from .. import faults
@@ -38,6 +39,7 @@ from ..rtp import extensions as ext
 from ..rtp import rtcp
 from ..rtp.packet import RtpError, parse_rtp
 from ..rtp.twcc import TransportFeedbackBuilder
+from ..signaling.sdp_limits import SdpLimits
 from . import aiortc_plane as plane
 
 logger = logging.getLogger(__name__)
@@ -83,6 +85,12 @@ class PeerSettings:
     #: NACK items handled per RTCP packet from a subscriber, and per second
     nack_items_per_packet: int = NACK_ITEMS_PER_PACKET
     nack_items_per_second: int = NACK_ITEMS_PER_SECOND
+    #: seconds from the first offer (the client's accepted, on the publish connection; ours,
+    #: on the subscribe one) until the connection is connected (ICE and DTLS); and from each
+    #: subscribe offer until it is answered
+    setup_timeout: float = 20.0
+    #: bounds on the client's offers and answers (size, m-lines, ICE candidates)
+    sdp_limits: SdpLimits = field(default_factory=SdpLimits)
 
 
 class _Peer:
@@ -110,11 +118,26 @@ class _Peer:
         #: the connection is dead: called once with a code and a reason
         self.on_failed: Callable[[str, str], None] | None = None
         self.failed = False
+        #: the connection has been connected (ICE and DTLS) at least once
+        self.was_connected = False
+        #: when the client's first offer was accepted (publish) or our first offer sent
+        #: (subscribe), ``time.monotonic()``: the setup deadline runs from then until
+        #: connected
+        self.setup_started_at: float | None = None
+        self._setup_timer: asyncio.TimerHandle | None = None
 
         @self.pc.on("connectionstatechange")
         def _on_state() -> None:
             state = self.pc.connectionState
-            if state == "failed":
+            if state == "connected" and not self.closed:
+                self.was_connected = True
+                self._watch_setup()
+                dtls = plane.dtls_transport_of(self.pc)
+                if dtls is not None:
+                    # judged alive or dead from now on (the peer timeout), also if no
+                    # stream ever binds the transport
+                    self._bind_transport(dtls)
+            elif state == "failed":
                 self._fail("peer_failed", f"ICE or DTLS failed on the {self.role} connection")
             elif state == "closed" and not self.closed and self.ice.failed:
                 # aiortc closes a connection whose ICE restart failed by itself
@@ -133,12 +156,60 @@ class _Peer:
             self.on_failed(code, reason)
 
     def _ensure_transport(self, transceiver: RTCRtpTransceiver) -> plane.RawTransport:
+        return self._bind_transport(transceiver.receiver.transport)
+
+    def _bind_transport(self, dtls: RTCDtlsTransport) -> plane.RawTransport:
+        """The raw transport on ``dtls`` (BUNDLE: one for all), and the tick loop."""
         if self.raw is None:
-            self.raw = plane.RawTransport(transceiver.receiver.transport)
+            self.raw = plane.RawTransport(dtls)
             self.raw.attach_sink(self)
             self.heard_at = time.monotonic()
             self._task = asyncio.ensure_future(self._run())
         return self.raw
+
+    # -- the setup deadline: a loop timer, from the first offer (no tick runs before a
+    # -- transport is bound, and none ever is if the client never connects)
+
+    def start_setup(self, now: float) -> None:
+        """An offer is accepted or sent: the setup deadline starts (once) and is watched."""
+        if self.setup_started_at is None:
+            self.setup_started_at = now
+        self._watch_setup()
+
+    def setup_deadline(self) -> float | None:
+        """When what is pending of the setup must be done (``time.monotonic()``), or None."""
+        if self.was_connected or self.setup_started_at is None:
+            return None
+        return self.setup_started_at + self.settings.setup_timeout
+
+    def setup_overdue(self, now: float) -> str | None:
+        """Why the setup failed, if its deadline has passed (sans-IO: the timer calls it)."""
+        deadline = self.setup_deadline()
+        if deadline is None or now < deadline:
+            return None
+        timeout = self.settings.setup_timeout
+        return f"the {self.role} connection did not connect within {timeout:g} s"
+
+    def _watch_setup(self) -> None:
+        """(Re)arm the timer for the earliest pending deadline, or cancel it."""
+        if self._setup_timer is not None:
+            self._setup_timer.cancel()
+            self._setup_timer = None
+        deadline = self.setup_deadline()
+        if deadline is None or self.closed or self.failed:
+            return
+        delay = max(0.0, deadline - time.monotonic())
+        self._setup_timer = asyncio.get_running_loop().call_later(delay, self._on_setup_timer)
+
+    def _on_setup_timer(self) -> None:
+        self._setup_timer = None
+        if self.closed or self.failed:
+            return
+        reason = self.setup_overdue(time.monotonic())
+        if reason is not None:
+            self._fail("peer_failed", reason)
+        else:
+            self._watch_setup()  # another deadline is pending, or none
 
     def last_heard(self) -> float:
         """When the client last sent anything: RTP, RTCP, or an ICE connectivity check
@@ -208,6 +279,9 @@ class _Peer:
         if self.closed:
             return
         self.closed = True
+        if self._setup_timer is not None:
+            self._setup_timer.cancel()
+            self._setup_timer = None
         if self._task is not None:
             self._task.cancel()
         if self.raw is not None:
@@ -251,7 +325,10 @@ class PublisherPeer(_Peer):
         """Answer the client's offer; ``video_codecs`` (e.g. ["VP9", "AV1"]) are the codecs
         allowed, in order of preference.  An offer with new ICE credentials restarts ICE:
         the answer carries new ones too, and the sources keep flowing."""
-        plane.check_publish_offer(offer_sdp)
+        plane.check_publish_offer(offer_sdp, self.settings.sdp_limits, self.pc)
+        # from here on the connection holds sockets: it must connect in time (also if
+        # answering fails below, and the client never sends a better offer)
+        self.start_setup(time.monotonic())
         remote = plane.remote_ice(offer_sdp)
         restart = self.ice.is_restart(remote)
         if sources:
@@ -387,6 +464,8 @@ class SubscriberPeer(_Peer):
         self._ice_restart_wanted = False
         self._ice_restart_offered = False
         self.offers_sent = 0
+        #: when the outstanding offer went out
+        self._offered_at: float | None = None
         self.congestion = SendSideCongestion()
         #: what the client's NACKs may cost, whether or not transport-cc is negotiated
         self.budget = RetransmissionBudget(
@@ -487,6 +566,9 @@ class SubscriberPeer(_Peer):
         offer = await self.pc.createOffer()
         await self.pc.setLocalDescription(offer)
         self.offers_sent += 1
+        now = time.monotonic()
+        self._offered_at = now
+        self.start_setup(now)  # every offer must be answered in time, the first connected
         await self._send_offer(
             plane.munge_sdp(self.pc.localDescription.sdp, self.settings.start_bitrate_kbps)
         )
@@ -494,9 +576,10 @@ class SubscriberPeer(_Peer):
     async def answer(self, answer_sdp: str) -> None:
         if not self._negotiating:
             raise ValueError("no subscriber offer is outstanding")
-        plane.check_subscribe_answer(answer_sdp)
+        plane.check_subscribe_answer(answer_sdp, self.settings.sdp_limits, self.pc)
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer_sdp, type="answer"))
         self._negotiating = False
+        self._watch_setup()
         if self._ice_restart_offered:
             self._ice_restart_offered = False
             remote = plane.remote_ice(answer_sdp)
@@ -504,6 +587,18 @@ class SubscriberPeer(_Peer):
                 await self.ice.set_remote(remote)
         if self._dirty:
             await self.negotiate()
+
+    def setup_deadline(self) -> float | None:
+        deadlines = [super().setup_deadline()]
+        if self._negotiating and self._offered_at is not None:
+            deadlines.append(self._offered_at + self.settings.setup_timeout)
+        return min((d for d in deadlines if d is not None), default=None)
+
+    def setup_overdue(self, now: float) -> str | None:
+        timeout = self.settings.setup_timeout
+        if self._negotiating and self._offered_at is not None and now >= self._offered_at + timeout:
+            return f"the subscribe offer was not answered within {timeout:g} s"
+        return super().setup_overdue(now)
 
     async def restart_ice(self) -> None:
         """Offer the client new ICE credentials (now, or after the outstanding offer); the

@@ -15,6 +15,7 @@ from ..forwarding.source import MediaSource
 from ..forwarding.subscription import LevelEvent, Subscription
 from ..forwarding.target import LayerCaps
 from ..signaling import messages as m
+from ..signaling.sdp_limits import SdpLimits
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,8 @@ class Participant:
         role: str | None = None,
         publisher_transport_cc: bool = False,
         peer_timeout: float = 5.0,
+        setup_timeout: float = 20.0,
+        sdp_limits: SdpLimits | None = None,
     ) -> None:
         self.id = secrets.token_hex(6)
         self.name = name
@@ -68,6 +71,8 @@ class Participant:
             start_bitrate_kbps=start_bitrate_kbps,
             publisher_transport_cc=publisher_transport_cc,
             peer_timeout=peer_timeout,
+            setup_timeout=setup_timeout,
+            sdp_limits=sdp_limits or SdpLimits(),
         )
         self.room: Room | None = None
         #: the room joined (kept after leaving), for logs
@@ -176,8 +181,9 @@ class Participant:
         return self.publisher
 
     def _on_failed(self, code: str, reason: str) -> None:
-        """A peer connection is dead (ICE/DTLS failed, closed by the client, or silent for
-        ``peer_timeout``): leave the room, and tell the client if its WebSocket is open."""
+        """A peer connection is dead (ICE/DTLS failed, closed by the client, silent for
+        ``peer_timeout``, or not set up within ``setup_timeout``): leave the room, and tell
+        the client if its WebSocket is open."""
         room = self.room
         if room is None or self._removing:
             return
@@ -389,6 +395,11 @@ class RoomManager:
         self.max_rooms = 1000
         #: seconds of silence from a client's peer connection before it is declared dead
         self.peer_timeout = 5.0
+        #: seconds a peer connection may take to connect (and a subscribe offer to be
+        #: answered)
+        self.setup_timeout = 20.0
+        #: bounds on the clients' SDPs
+        self.sdp_limits = SdpLimits()
         self.rooms: dict[str, Room] = {}
 
     def get_or_create(self, name: str) -> Room:

@@ -10,8 +10,12 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from .sdp_limits import PROTOCOL_MAX_SDP
+
 ROOM_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
-MAX_SDP = 64 * 1024
+#: the largest SDP a message may carry (publish offers have their own, lower, configurable
+#: bound: ``limits.max_sdp_bytes``)
+MAX_SDP = PROTOCOL_MAX_SDP
 
 
 class _Message(BaseModel):

@@ -189,6 +189,8 @@ class SignalingSession:
                 role=access.role,
                 publisher_transport_cc=self.rooms.publisher_transport_cc,
                 peer_timeout=self.rooms.peer_timeout,
+                setup_timeout=self.rooms.setup_timeout,
+                sdp_limits=self.rooms.sdp_limits,
             )
             participant.identity = access.identity
             participant.grants = access.grants
@@ -712,6 +714,8 @@ def apply_limits(app: web.Application, settings: Settings) -> None:
     rooms = app[ROOMS_KEY]
     rooms.max_rooms = limits.max_rooms
     rooms.peer_timeout = limits.peer_timeout
+    rooms.setup_timeout = limits.setup_timeout
+    rooms.sdp_limits = limits.sdp_limits()
     state.addresses.reconfigure(
         limits.max_connections_per_address,
         limits.address_cost_per_second,
@@ -726,6 +730,8 @@ def apply_limits(app: web.Application, settings: Settings) -> None:
     for room in list(rooms.rooms.values()):
         for participant in list(room.participants.values()):
             participant.settings.peer_timeout = limits.peer_timeout
+            participant.settings.setup_timeout = limits.setup_timeout
+            participant.settings.sdp_limits = rooms.sdp_limits
 
 
 async def admin_reload(request: web.Request) -> web.Response:
