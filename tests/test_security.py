@@ -576,3 +576,19 @@ def test_client_address_trusts_forwarded_for_only_from_trusted_proxies() -> None
     assert limits.connect("a")
     assert limits.allow("a", 0.0, 20) and not limits.allow("a", 0.0, 1)
     assert limits.allow("a", 0.1, 1)  # 10 per second
+
+
+async def test_own_origin_behind_a_proxy_that_rewrites_host() -> None:
+    """A page of https://sfu.example.com through a same-host proxy that rewrites Host: its
+    own origin by X-Forwarded-Host, only when the proxy is trusted."""
+    headers = {"Origin": "https://sfu.example.com", "X-Forwarded-Host": "sfu.example.com"}
+    for trusted, allowed in (("[127.0.0.1]", True), ("[]", False)):
+        yaml_text = f"http: {{trusted_proxies: {trusted}}}\nauth: {{secret: {SECRET}}}\n"
+        async with server_with(yaml_text) as server:
+            async with aiohttp.ClientSession() as session:
+                try:
+                    ws = await session.ws_connect(server.ws_url, headers=headers)
+                    await ws.close()
+                    assert allowed
+                except aiohttp.WSServerHandshakeError as exc:
+                    assert not allowed and exc.status == 403

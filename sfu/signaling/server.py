@@ -329,7 +329,8 @@ def request_address(request: web.Request) -> str:
 
 def origin_allowed(request: web.Request, allowed: list[str]) -> bool:
     """A browser page may use the WebSocket and admin endpoints when it is of the server's
-    own origin or of one of ``allowed``; a request without Origin is not from a page."""
+    own origin (the request's Host, or a trusted proxy's X-Forwarded-Host) or of one of
+    ``allowed``; a request without Origin is not from a page."""
     origin = request.headers.get("Origin")
     if origin is None or "*" in allowed or origin in allowed:
         return True
@@ -337,9 +338,14 @@ def origin_allowed(request: web.Request, allowed: list[str]) -> bool:
         parsed = URL(origin)
     except ValueError:
         return False
-    return parsed.scheme in ("http", "https") and parsed.raw_authority.lower() == (
-        request.host.lower()
-    )
+    if parsed.scheme not in ("http", "https"):
+        return False
+    hosts = [request.host]
+    proxies = request.app[STATE_KEY].settings.http.trusted_proxies
+    forwarded = request.headers.get("X-Forwarded-Host")
+    if forwarded and request.remote in proxies:
+        hosts.append(forwarded.split(",")[0].strip())
+    return parsed.raw_authority.lower() in (h.lower() for h in hosts)
 
 
 async def websocket_handler(request: web.Request) -> web.StreamResponse:
