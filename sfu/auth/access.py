@@ -63,7 +63,9 @@ class Authenticator:
         """The rights of a join; raises TokenError saying why it may not join."""
         if token is None:
             if not self.development:
-                raise TokenError("this server requires an access token to join")
+                raise TokenError(
+                    "this room requires an access token (every room on this server does)"
+                )
             if policy_requires:
                 raise TokenError(
                     "this room requires an access token, and the server has no secret "
