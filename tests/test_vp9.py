@@ -355,3 +355,16 @@ def test_fuzz_rewrite_changes_only_the_rewritten_fields(
         tl0picidx=None if d.tl0picidx is None else tl0picidx,
     )
     assert parse_vp9_descriptor(out) == expected
+
+
+def test_rewrite_reference_diffs_keeps_n_bits_and_length() -> None:
+    # I, P, L, F, B; 15-bit picture id 20405; TID 0 SID 0; P_DIFFs 4 (N) and 2
+    payload = bytes([0xF8, 0x80 | (20405 >> 8), 20405 & 0xFF, 0x00, (4 << 1) | 1, 2 << 1, 0xAB])
+    d = parse_vp9_descriptor(payload)
+    assert d.reference_diffs == [4, 2]
+    out = rewrite_vp9_descriptor(payload, d, picture_id=20402, reference_diffs=[1, 2])
+    assert len(out) == len(payload) and out[-1] == 0xAB
+    r = parse_vp9_descriptor(out)
+    assert (r.picture_id, r.reference_diffs, r.size) == (20402, [1, 2], d.size)
+    with pytest.raises(CodecError):
+        rewrite_vp9_descriptor(payload, d, reference_diffs=[0, 2])

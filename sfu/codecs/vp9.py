@@ -234,14 +234,18 @@ def rewrite_vp9_descriptor(
     *,
     picture_id: int | None = None,
     tl0picidx: int | None = None,
+    reference_diffs: list[int] | None = None,
 ) -> bytes:
-    """Return ``payload`` with its picture id and/or TL0PICIDX replaced in place.
+    """Return ``payload`` with its picture id, TL0PICIDX and/or flexible-mode P_DIFFs
+    replaced in place.
 
     ``descriptor`` must be the result of parsing ``payload``; see
-    :func:`~sfu.codecs.picture_id.rewrite_picture_fields` for the rules.
+    :func:`~sfu.codecs.picture_id.rewrite_picture_fields` for the picture id and TL0PICIDX.
+    ``reference_diffs``: as many P_DIFFs as the packet carries, each 1-127 (their N bits
+    are kept, so the descriptor's length does not change); ignored when it has none.
     """
     bits = descriptor.picture_id_bits
-    return rewrite_picture_fields(
+    out = rewrite_picture_fields(
         payload,
         size=descriptor.size,
         bits=bits,
@@ -254,3 +258,17 @@ def rewrite_vp9_descriptor(
         tl0picidx=tl0picidx,
         codec="VP9",
     )
+    if reference_diffs is None or not descriptor.reference_diffs:
+        return out
+    if len(reference_diffs) != len(descriptor.reference_diffs):
+        raise CodecError("VP9 P_DIFF rewrite with another number of references")
+    if len(payload) < descriptor.size:
+        raise CodecError("payload is shorter than its VP9 descriptor")
+    # after the first byte, the picture id and the layer indices byte (flexible: no TL0PICIDX)
+    at = 1 + (bits + 1) // 8 + (1 if descriptor.layer_indices_present else 0)
+    buffer = bytearray(out)
+    for i, diff in enumerate(reference_diffs):
+        if not 0 < diff < 128:
+            raise CodecError(f"VP9 P_DIFF out of range: {diff}")
+        buffer[at + i] = (diff << 1) | (buffer[at + i] & 0x01)
+    return bytes(buffer)

@@ -106,6 +106,9 @@ class DownTrack:
         self.refused = dict.fromkeys(REFUSAL_REASONS, 0)
         #: keyframes asked for because a picture will stay incomplete (see _leaves_kept_frame)
         self.incomplete_picture_keyframes = 0
+        #: VP9 frames not forwarded since they reference a picture dropped whole (each
+        #: restarts the stream at a keyframe; consistent layer selection never gets there)
+        self.unresolved_references = 0
         self._keyframe_seq: int | None = None  # outgoing seq of the last keyframe's start
         self._incomplete_asked = False  # since that keyframe
         self._padding_back = 0
@@ -170,12 +173,27 @@ class DownTrack:
                 return
             marker_bit = decision
             if pid is not None and out_pid != pid:
-                # subscribers whose picture ids map alike share one rewritten payload
-                if info.rewritten_picture_id == out_pid:
+                # the picture ids are renumbered: a VP9 flexible-mode picture's references
+                # (P_DIFF) must name the same pictures in the new numbering
+                key = out_pid
+                diffs: list[int] | None = None
+                vp9 = info.vp9
+                if vp9 is not None and vp9.reference_diffs:
+                    diffs = selector.reference_diffs(pid, info.picture_id_bits, vp9.reference_diffs)
+                    if diffs is None:
+                        self._unresolved_reference(seq)
+                        return
+                    for diff in diffs:
+                        key = (key << 7) | diff
+                    if diffs == vp9.reference_diffs:
+                        diffs = None
+                # subscribers whose picture ids (and references) map alike share one
+                # rewritten payload
+                if info.rewritten_key == key:
                     payload = info.rewritten_payload
                 else:
-                    payload = self._rewrite_picture_id(payload, info, out_pid)
-                    info.rewritten_picture_id = out_pid
+                    payload = self._rewrite_picture_id(payload, info, out_pid, diffs)
+                    info.rewritten_key = key
                     info.rewritten_payload = payload
             if selector.switches != self._switches_seen:
                 self._switches_seen = selector.switches
@@ -228,15 +246,31 @@ class DownTrack:
         self.bytes_sent += len(packet)
         self._send(packet)
 
-    def _rewrite_picture_id(self, payload: bytes, info: LayerInfo, picture_id: int) -> bytes:
+    def _rewrite_picture_id(
+        self, payload: bytes, info: LayerInfo, picture_id: int, diffs: list[int] | None
+    ) -> bytes:
         try:
             if info.vp9 is not None:
-                return rewrite_vp9_descriptor(payload, info.vp9, picture_id=picture_id)
+                return rewrite_vp9_descriptor(
+                    payload, info.vp9, picture_id=picture_id, reference_diffs=diffs
+                )
             if info.vp8 is not None:
                 return rewrite_vp8_descriptor(payload, info.vp8, picture_id=picture_id)
         except CodecError:
             pass
         return payload
+
+    def _unresolved_reference(self, seq: int) -> None:
+        """A frame to forward references a picture this subscriber never got (dropped
+        whole): a receiver following the VP9 references cannot decode it nor what follows
+        it.  Forward nothing until a keyframe, and ask for one."""
+        assert self.selector is not None
+        self.unresolved_references += 1
+        self.selector.restart()
+        self._keyframe_asked = True
+        self.source.keyframe_wanted = True
+        self.munger.drop(seq)
+        self.packets_dropped += 1
 
     def _dependency_descriptor(
         self, info: LayerInfo, elements: list[tuple[int, bytes]], block: bytes

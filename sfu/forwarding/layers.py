@@ -46,7 +46,7 @@ class LayerInfo:
         "dd",
         "dd_bytes",
         "valid",
-        "rewritten_picture_id",
+        "rewritten_key",
         "rewritten_payload",
     )
 
@@ -73,9 +73,11 @@ class LayerInfo:
         self.dd_bytes: bytes | None = None
         #: False when the packet's descriptors did not parse (it is dropped)
         self.valid = True
-        #: the payload with another picture id, as the last down track rewrote it for this
-        #: packet (-1: none yet): the subscribers whose picture ids map alike share it
-        self.rewritten_picture_id = -1
+        #: the payload with another picture id (and VP9 P_DIFFs), as the last down track
+        #: rewrote it for this packet, and the key of that rewrite (the outgoing picture id,
+        #: then each P_DIFF in 7 bits; -1: none yet): subscribers whose picture ids and
+        #: references map alike share it
+        self.rewritten_key = -1
         self.rewritten_payload = b""
 
 
@@ -114,7 +116,7 @@ class LayerParser:
         info.dd_bytes = None
         info.picture_id = info.tl0picidx = None
         info.picture_id_bits = 0
-        info.rewritten_picture_id = -1
+        info.rewritten_key = -1
         try:
             if self.codec == "VP9":
                 self._vp9(info, payload)

@@ -57,6 +57,7 @@ class LayerSelector:
         "_picture_end_frame",
         "_pid_seen",
         "_pid_offsets",
+        "_pid_closed",
         "_last_pid_gap",
         "_last_pid_likely",
     )
@@ -96,6 +97,8 @@ class LayerSelector:
         #: by picture id: the picture-id offset each recent picture was forwarded with
         self._pid_seen = [-1] * _PID_RING
         self._pid_offsets = [0] * _PID_RING
+        #: by picture id: the pictures dropped whole, whose id the next picture took
+        self._pid_closed = [-1] * _PID_RING
         #: the current picture may have lost packets / its missing packets would be forwarded
         self._last_pid_gap = False
         self._last_pid_likely = False
@@ -348,6 +351,7 @@ class LayerSelector:
                 uncertain = self._last_pid_gap or gap
                 if not (uncertain and self._last_pid_likely):
                     self._pid_offset += 1
+                    self._pid_closed[last & _PID_MASK] = last
             self._last_pid_in = picture_id
             self._last_pid_forwarded = forwarded
             self._last_pid_gap = gap
@@ -361,8 +365,10 @@ class LayerSelector:
                         missing = (last + k) & mask
                         self._pid_seen[missing & _PID_MASK] = missing
                         self._pid_offsets[missing & _PID_MASK] = offset
+                        self._pid_closed[missing & _PID_MASK] = -1
             self._pid_seen[slot] = picture_id
             self._pid_offsets[slot] = offset
+            self._pid_closed[slot] = -1
         else:
             if forwarded:
                 self._last_pid_forwarded = True
@@ -371,3 +377,31 @@ class LayerSelector:
             if likely:
                 self._last_pid_likely = True
         return (picture_id - self._pid_offset) & mask
+
+    def reference_diffs(self, picture_id: int, bits: int, diffs: list[int]) -> list[int] | None:
+        """A forwarded VP9 flexible-mode picture's P_DIFFs for the outgoing picture ids (see
+        :meth:`picture_id`, called first for this packet): each names the picture the
+        publisher's did, as it was renumbered.  ``None`` when one names a picture dropped
+        whole (its id went to the next picture): no outgoing id is that picture's.  With
+        consistent layer selection that does not happen (a forwarded frame references only
+        frames of its layers or below, forwarded too).  A reference to a picture this
+        selector never saw (lost upstream beyond its memory) is left as it is."""
+        mask = (1 << bits) - 1
+        slot = picture_id & _PID_MASK
+        seen = self._pid_seen
+        offsets = self._pid_offsets
+        offset = offsets[slot] if seen[slot] == picture_id else self._pid_offset
+        out = []
+        for diff in diffs:
+            ref = (picture_id - diff) & mask
+            at = ref & _PID_MASK
+            if seen[at] != ref:
+                out.append(diff)
+            elif self._pid_closed[at] == ref:
+                return None
+            else:
+                diff -= offset - offsets[at]
+                if diff <= 0:
+                    return None
+                out.append(diff)
+        return out
