@@ -13,11 +13,15 @@ import pytest
 
 from loadtest.capturefile import Capture, read_capture, stream_parameters
 from loadtest.replay import replay
+from sfu.codecs.vp8 import parse_vp8_descriptor
 from sfu.codecs.vp9 import Vp9Descriptor, parse_vp9_descriptor
 from sfu.forwarding.downtrack import DownTrack
+from sfu.forwarding.layers import LayerParser
 from sfu.forwarding.source import MediaSource
+from sfu.forwarding.subscription import Subscription
+from sfu.forwarding.target import LayerCaps
 from sfu.rtp import extensions as ext
-from sfu.rtp.packet import build_rtp, parse_rtp
+from sfu.rtp.packet import RtpHeader, build_rtp, parse_rtp
 
 CAPTURES = Path(__file__).parent / "fixtures" / "captures"
 
@@ -157,3 +161,99 @@ def test_every_forwarded_vp9_reference_resolves(schedule: dict[int, tuple[int, i
     frames, unresolved = vp9_unresolved_references(forward(load(VP9), schedule, loops=3))
     assert frames > 100
     assert unresolved == 0, f"{unresolved} of {frames} frames reference a picture never sent"
+
+
+def vp8_as_without_dependency_descriptor(capture: Capture) -> Capture:
+    """Chromium's VP8 with the DD negotiated carries its layers only there (the VP8
+    descriptor has no picture id nor temporal id); without it, Chromium writes them in the
+    VP8 descriptor.  Rebuild that: X, a 15-bit picture id (the DD frame number), TL0PICIDX
+    and TID/Y (Y, RFC 7741: the frame depends only on base-layer frames, by the DD's frame
+    dependencies), then drop the DD."""
+    dd_id = capture.info.extensions[ext.DEPENDENCY_DESCRIPTOR]
+    parser = LayerParser("VP8", dd_id)
+    packets = []
+    tl0 = 0
+    tids: dict[int, int] = {}  # temporal id by DD frame number
+    for at, data in capture.packets:
+        h = parse_rtp(data)
+        payload = data[h.payload_offset : h.payload_end]
+        info = parser.parse(payload, h.extensions, h.marker)
+        assert info.valid and info.dd is not None
+        d = parse_vp8_descriptor(payload)
+        assert d.picture_id is None and d.tid is None
+        tid = info.dd.temporal_id
+        if tid == 0 and info.start_of_frame:
+            tl0 = (tl0 + 1) & 0xFF
+        pid = info.dd.frame_number & 0x7FFF
+        frame = info.dd.frame_number
+        tids[frame] = tid
+        refs = [tids.get((frame - fdiff) & 0xFFFF) for fdiff in info.dd.fdiffs]
+        sync = tid > 0 and all(ref == 0 for ref in refs)
+        descriptor = bytes(
+            [
+                0x80 | (payload[0] & 0x7F),
+                0xE0,  # I, L, T
+                0x80 | (pid >> 8),
+                pid & 0xFF,
+                tl0,
+                (tid << 6) | (0x20 if sync else 0),
+            ]
+        )
+        packets.append((at, descriptor + payload[d.size :], h))
+    stripped = without_dependency_descriptor(
+        Capture(capture.info, [(at, _with_payload(h, data)) for at, data, h in packets])
+    )
+    return stripped
+
+
+def _with_payload(h: RtpHeader, payload: bytes) -> bytes:
+    return build_rtp(
+        payload_type=h.payload_type,
+        sequence_number=h.sequence_number,
+        timestamp=h.timestamp,
+        ssrc=h.ssrc,
+        payload=payload,
+        marker=h.marker,
+        extensions=sorted(h.extensions.items()),
+    )
+
+
+def test_vp8_pin_at_stream_start_reaches_the_top_temporal_layer_at_once() -> None:
+    """Without a DD, VP8's temporal layers are learned from the packets: a pin at T2 made
+    before any packet arrived must take effect as soon as T2 shows up, not at the next
+    keyframe or periodic retarget (~1 s)."""
+    capture = vp8_as_without_dependency_descriptor(read_capture(CAPTURES / "vp8_L1T3.sfucap"))
+    tids = set()
+    for _, data in capture.packets:
+        h = parse_rtp(data)
+        assert not set(h.extensions) & {12}
+        tids.add(parse_vp8_descriptor(data[h.payload_offset : h.payload_end]).tid)
+    assert tids == {0, 1, 2}
+    params = stream_parameters(capture.info)
+    source = MediaSource("pub:1", params, send_rtcp=lambda _: None, rtcp_ssrc=1)
+    sent: list[bytes] = []
+    downtrack = DownTrack(source, ssrc=4242, payload_type=100, send=sent.append)
+    source.attach(downtrack, 0.0)
+    subscription = Subscription(source, LayerCaps())
+    retargets = []
+
+    def on_structure(_source: MediaSource) -> None:
+        retargets.append(source.temporal_layers)
+        subscription.update(0.0)
+
+    source.on_structure = on_structure  # as the room does
+    subscription.bind(downtrack, 0.0)
+    subscription.set_pin(0, 2, 0.0)
+    assert source.temporal_layers == 1  # nothing received yet
+    first_t2_at: float | None = None
+    for t, packet in replay(capture):
+        before = len(sent)
+        source.on_rtp(packet, parse_rtp(packet), t)
+        if len(sent) > before:
+            h = parse_rtp(sent[-1])
+            if parse_vp8_descriptor(sent[-1][h.payload_offset : h.payload_end]).tid == 2:
+                first_t2_at = t
+                break
+    assert first_t2_at is not None, retargets
+    # T2 is every other picture at 30 fps: a few pictures in, not ~1 s
+    assert first_t2_at < 0.2, (first_t2_at, retargets)

@@ -156,11 +156,17 @@ class MediaSource:
                 self.meter.add(
                     info.sid, info.tid, size, info.start_of_frame, now, info.present_mask
                 )
+            layers = self.layers
+            key = self._structure_key
             if info.dd is not None and info.dd.structure is not None:
                 self._check_structure()
             elif info.vp9 is not None and info.vp9.ss is not None:
                 self._check_structure()
             elif info.keyframe and info.vp8 is not None:
+                self._check_structure()
+            elif layers.temporal_layers != key[1] or layers.spatial_layers != key[0]:
+                # layers learned from the packets (no DD, no SS: a temporal or spatial id
+                # higher than seen before): retarget now, not at the next keyframe
                 self._check_structure()
 
         # the header extensions every subscriber gets (the DD may be rewritten per subscriber,
