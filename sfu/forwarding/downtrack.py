@@ -109,6 +109,11 @@ class DownTrack:
         #: VP9 frames not forwarded since they reference a picture dropped whole (each
         #: restarts the stream at a keyframe; consistent layer selection never gets there)
         self.unresolved_references = 0
+        #: the last layer frame's P_DIFF mapping: picture id, P_DIFFs in and out, cache key
+        self._refs_pid = -1
+        self._refs_in: list[int] = []
+        self._refs_out: list[int] | None = None
+        self._refs_key = -1
         self._keyframe_seq: int | None = None  # outgoing seq of the last keyframe's start
         self._incomplete_asked = False  # since that keyframe
         self._padding_back = 0
@@ -178,15 +183,33 @@ class DownTrack:
                 key = out_pid
                 diffs: list[int] | None = None
                 vp9 = info.vp9
-                if vp9 is not None and vp9.reference_diffs:
-                    diffs = selector.reference_diffs(pid, info.picture_id_bits, vp9.reference_diffs)
-                    if diffs is None:
-                        self._unresolved_reference(seq)
-                        return
-                    for diff in diffs:
-                        key = (key << 7) | diff
-                    if diffs == vp9.reference_diffs:
-                        diffs = None
+                since = selector.renumbered_from
+                if (
+                    since is not None
+                    and vp9 is not None
+                    and vp9.reference_diffs
+                    and not 128
+                    <= ((pid - since) & ((1 << info.picture_id_bits) - 1))
+                    <= (1 << (info.picture_id_bits - 1))
+                ):
+                    # a picture was dropped whole within P_DIFF's reach (127 pictures back);
+                    # the packets of one layer frame share their references: mapped once
+                    refs = vp9.reference_diffs
+                    if pid == self._refs_pid and refs == self._refs_in:
+                        diffs, key = self._refs_out, self._refs_key
+                    else:
+                        diffs = selector.reference_diffs(pid, info.picture_id_bits, refs)
+                        if diffs is None:
+                            self._unresolved_reference(seq)
+                            return
+                        if diffs is refs or diffs == refs:
+                            diffs = None  # unchanged: the key is the picture id's alone
+                        else:  # negative: never the key of a picture id alone (nor -1)
+                            for diff in diffs:
+                                key = (key << 7) | diff
+                            key = ~key
+                        self._refs_pid, self._refs_in = pid, refs
+                        self._refs_out, self._refs_key = diffs, key
                 # subscribers whose picture ids (and references) map alike share one
                 # rewritten payload
                 if info.rewritten_key == key:
@@ -211,6 +234,10 @@ class DownTrack:
         if info is not None and info.keyframe:
             self._keyframe_seq = out_seq
             self._incomplete_asked = False
+            if selector is not None:
+                # no reference reaches back past a keyframe: renumbering before it leaves
+                # the P_DIFFs of what follows as they are
+                selector.renumbered_from = None
         congestion = self.congestion
         if congestion is not None and block:
             # the first element is the transport-wide sequence number (see MediaSource)

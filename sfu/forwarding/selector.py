@@ -58,6 +58,7 @@ class LayerSelector:
         "_pid_seen",
         "_pid_offsets",
         "_pid_closed",
+        "renumbered_from",
         "_last_pid_gap",
         "_last_pid_likely",
     )
@@ -99,6 +100,9 @@ class LayerSelector:
         self._pid_offsets = [0] * _PID_RING
         #: by picture id: the pictures dropped whole, whose id the next picture took
         self._pid_closed = [-1] * _PID_RING
+        #: the first incoming picture id mapped with the current picture-id offset (None:
+        #: never changed): P_DIFFs reaching back past it need rewriting
+        self.renumbered_from: int | None = None
         #: the current picture may have lost packets / its missing packets would be forwarded
         self._last_pid_gap = False
         self._last_pid_likely = False
@@ -352,6 +356,7 @@ class LayerSelector:
                 if not (uncertain and self._last_pid_likely):
                     self._pid_offset += 1
                     self._pid_closed[last & _PID_MASK] = last
+                    self.renumbered_from = picture_id
             self._last_pid_in = picture_id
             self._last_pid_forwarded = forwarded
             self._last_pid_gap = gap
@@ -387,6 +392,11 @@ class LayerSelector:
         frames of its layers or below, forwarded too).  A reference to a picture this
         selector never saw (lost upstream beyond its memory) is left as it is."""
         mask = (1 << bits) - 1
+        since = self.renumbered_from
+        if since is None or 128 <= ((picture_id - since) & mask) <= (mask >> 1):
+            # the offset has not changed over the last 127 pictures (as far as any P_DIFF
+            # reaches back): every reference keeps its distance (the common case, cheap)
+            return diffs
         slot = picture_id & _PID_MASK
         seen = self._pid_seen
         offsets = self._pid_offsets
