@@ -16,8 +16,8 @@ from sfu.codecs.errors import CodecError
 from sfu.codecs.keyframe import KEYFRAME_DETECTORS
 from sfu.codecs.vp8 import Vp8Descriptor, parse_vp8_descriptor, rewrite_vp8_descriptor
 from sfu.codecs.vp9 import Vp9Descriptor, parse_vp9_descriptor, rewrite_vp9_descriptor
-from sfu.forwarding.downtrack import ntp_from_time
 from sfu.rtp import extensions as ext
+from sfu.rtp.ntp import ntp_from_time
 from sfu.rtp.packet import parse_rtp, serialize_extensions
 
 from .capturefile import Capture

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import struct
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..codecs.errors import CodecError
 from ..codecs.vp8 import rewrite_vp8_descriptor
@@ -32,7 +32,6 @@ _HEADER = struct.Struct("!BBHII")
 #: the RTP header, the extension block up to the transport-wide sequence number (5 bytes in
 #: the one-byte form, 6 in the two-byte form) and that number
 _HEADER_AND_TWCC = {5: struct.Struct("!BBHII5sH"), 6: struct.Struct("!BBHII6sH")}
-NTP_EPOCH_OFFSET = 2208988800
 #: a packet is resent at most once per round trip, and at most once in this many seconds
 #: whatever the round trip (unknown, or measured from reports the subscriber may forge)
 MIN_RESEND_INTERVAL = 0.02
@@ -51,10 +50,6 @@ REFUSAL_REASONS = (
     "not_in_history",
 )
 
-
-def ntp_from_time(seconds: float) -> int:
-    """64-bit NTP timestamp from a Unix time."""
-    return int((seconds + NTP_EPOCH_OFFSET) * (1 << 32)) & 0xFFFFFFFFFFFFFFFF
 
 
 class DownTrack:
@@ -459,6 +454,26 @@ class DownTrack:
                     rtt = now - self._last_sr_time - block.dlsr / 65536
                     if rtt >= 0:
                         self.rtt = rtt if self.rtt is None else 0.875 * self.rtt + 0.125 * rtt
+
+    def stats(self) -> dict[str, Any]:
+        """What this down track did, for operators (``/stats``)."""
+        selector = self.selector
+        return {
+            "packets_sent": self.packets_sent,
+            "bytes_sent": self.bytes_sent,
+            "packets_dropped": self.packets_dropped,
+            "retransmitted": self.retransmitted,
+            "retransmitted_bytes": self.retransmitted_bytes,
+            "retransmissions_skipped": self.retransmissions_skipped,
+            "retransmissions_refused": dict(self.refused),
+            "keyframe_requests": self.keyframe_requests,
+            "incomplete_picture_keyframes": self.incomplete_picture_keyframes,
+            "unresolved_references": self.unresolved_references,
+            "spatial": selector.current_spatial if selector is not None else None,
+            "temporal": selector.current_temporal if selector is not None else None,
+            "paused": selector.paused if selector is not None else False,
+            "rtt": self.rtt,
+        }
 
     # -- reports to the subscriber -------------------------------------------------------
     def sender_report(self, now: float) -> rtcp.SenderReport | None:

@@ -16,9 +16,10 @@ from .. import faults
 from ..codecs.av1_dd import serialize_dependency_descriptor
 from ..rtp import extensions as ext
 from ..rtp import rtcp
+from ..rtp.ntp import ntp_from_time
 from ..rtp.packet import RtpError, RtpHeader, parse_rtp, serialize_extensions, unwrap_rtx
 from ..rtp.statistics import ReceiveStatistics
-from .downtrack import DownTrack, ntp_from_time
+from .downtrack import DownTrack
 from .keyframe import KeyframeRequester
 from .layers import LayerInfo, LayerParser
 from .meter import LayerMeter, Level

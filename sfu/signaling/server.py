@@ -640,16 +640,7 @@ def _participant_stats(p: Participant) -> dict[str, Any]:
             entry["subscribed"].append(
                 {
                     "track_id": track_id,
-                    "packets_sent": dt.packets_sent,
-                    "bytes_sent": dt.bytes_sent,
-                    "retransmitted": dt.retransmitted,
-                    "retransmitted_bytes": dt.retransmitted_bytes,
-                    "retransmissions_skipped": dt.retransmissions_skipped,
-                    "retransmissions_refused": dict(dt.refused),
-                    "keyframe_requests": dt.keyframe_requests,
-                    "spatial": dt.selector.current_spatial if dt.selector else None,
-                    "temporal": dt.selector.current_temporal if dt.selector else None,
-                    "paused": dt.selector.paused if dt.selector else False,
+                    **dt.stats(),
                     "target": None
                     if target is None
                     else [target.spatial, target.temporal, target.paused, target.reason],
@@ -658,7 +649,6 @@ def _participant_stats(p: Participant) -> dict[str, Any]:
                     else [allocated.spatial, allocated.temporal, allocated.paused],
                     "up_hold": sub.up_hold if sub is not None else None,
                     "level_bitrate": None if sub is None else sub.level_bitrate(now),
-                    "rtt": dt.rtt,
                 }
             )
     return entry
