@@ -26,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from .signaling.sdp_limits import PROTOCOL_MAX_SDP, SdpLimits
+from .sdp.limits import PROTOCOL_MAX_SDP, SdpLimits
 
 #: the shortest token secret accepted, wherever it comes from
 MIN_SECRET = 32

@@ -26,8 +26,8 @@ from loadtest.signaling import SignalingPeer
 from sfu.adapters import aiortc_plane as plane
 from sfu.adapters.peers import PeerSettings, PublisherPeer, SubscriberPeer
 from sfu.config import ConfigError, LimitSettings, Settings, parse_settings
-from sfu.signaling import sdp_limits
-from sfu.signaling.sdp_limits import SdpLimitError, SdpLimits
+from sfu.sdp import limits as sdp_limits
+from sfu.sdp.limits import SdpLimitError, SdpLimits
 from sfu.signaling.server import create_app
 
 FINGERPRINT = ":".join(["AB"] * 32)

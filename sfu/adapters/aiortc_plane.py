@@ -71,8 +71,8 @@ from aiortc.rtcrtpparameters import (
 from .. import faults
 from ..forwarding.track import StreamParameters
 from ..rtp import extensions as ext
-from ..signaling import sdp_limits
-from ..signaling.sdp_limits import Candidate, SdpLimits, check_candidates, check_sdp
+from ..sdp import limits as sdp_limits
+from ..sdp.limits import Candidate, SdpLimits, check_candidates, check_sdp
 
 logger = logging.getLogger(__name__)
 
@@ -409,7 +409,7 @@ def _parse_remote_description(sdp: str) -> aiortc.sdp.SessionDescription:
 
 def _known_candidates(pc: RTCPeerConnection | None, ufrag: str | None) -> frozenset[Candidate]:
     """The remote candidates the peer connection's (bundled) ICE transport holds, as
-    :mod:`sfu.signaling.sdp_limits` counts them; none if a description with ``ufrag``
+    :mod:`sfu.sdp.limits` counts them; none if a description with ``ufrag``
     restarts ICE (the restart drops them)."""
     dtls = dtls_transport_of(pc) if pc is not None else None
     if dtls is None:

@@ -39,7 +39,7 @@ from ..rtp import extensions as ext
 from ..rtp import rtcp
 from ..rtp.packet import RtpError, parse_rtp
 from ..rtp.twcc import TransportFeedbackBuilder
-from ..signaling.sdp_limits import SdpLimits
+from ..sdp.limits import SdpLimits
 from . import aiortc_plane as plane
 
 logger = logging.getLogger(__name__)

@@ -9,13 +9,13 @@ import time
 from collections.abc import Awaitable, Callable
 
 from .. import faults
+from .. import protocol as m
 from ..adapters.peers import PeerSettings, PublisherPeer, SubscriberPeer
 from ..config import RoomPolicy, RoomsSettings
 from ..forwarding.source import MediaSource
 from ..forwarding.subscription import LevelEvent, Subscription
 from ..forwarding.target import LayerCaps
-from ..signaling import messages as m
-from ..signaling.sdp_limits import SdpLimits
+from ..sdp.limits import SdpLimits
 
 logger = logging.getLogger(__name__)
 

@@ -19,13 +19,13 @@ from pydantic import ValidationError
 from yarl import URL
 
 from .. import faults
+from .. import protocol as m
 from ..adapters import aiortc_plane
 from ..auth.access import Authenticator
 from ..auth.keys import TokenKeys, load_keys
 from ..auth.tokens import TokenError
 from ..config import ConfigError, Settings, load_settings
 from ..rooms.room import Participant, RoomError, RoomManager
-from . import messages as m
 from .limits import AddressLimits, TokenBucket, client_address, message_cost
 from .outbox import Outbox
 

@@ -220,8 +220,8 @@ def _nested_models(annotation: Any) -> list[Any]:
 
 def dictionaries() -> dict[str, list[bytes]]:
     """libFuzzer dictionaries: the words of the text formats (keys, values, syntax)."""
+    from sfu import protocol as m
     from sfu.config import Settings
-    from sfu.signaling import messages as m
 
     yaml_syntax = [": ", "- ", "{", "}", "[", "]", ", ", "\n  ", "&a ", "*a", "<<: ", "!!str ",
                    "!!int ", "!!float ", "~", "null", "true", ".inf", "-.inf", ".nan", "1e400",

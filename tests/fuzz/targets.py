@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from sfu import protocol as m
 from sfu.auth.tokens import TokenError, verify_token
 from sfu.codecs.av1_dd import (
     DependencyDescriptor,
@@ -45,7 +46,6 @@ from sfu.rtp.packet import (
     wrap_rtx,
 )
 from sfu.rtp.twcc import TransportFeedbackBuilder, parse_transport_feedback
-from sfu.signaling import messages as m
 from sfu.signaling.server import SignalingSession
 
 Target = Callable[[bytes], None]

@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from .sdp_limits import PROTOCOL_MAX_SDP
+from .sdp.limits import PROTOCOL_MAX_SDP
 
 ROOM_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 #: the largest SDP a message may carry (publish offers have their own, lower, configurable

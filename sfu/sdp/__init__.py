@@ -1,0 +1,1 @@
+"""Sans-IO checks of SDP text, before any parser sees it."""
