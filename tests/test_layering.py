@@ -1,0 +1,107 @@
+"""The packages import one way only: a lower layer never imports a higher one.
+
+    rtp, sdp, faults < codecs, config, protocol, auth < bwe < forwarding < adapters < rooms
+    < signaling < cli
+
+(``bwe`` below ``forwarding``: estimation knows nothing of what is forwarded.)  A new import
+against the order fails here; the ones listed in KNOWN are the debts issue 15 item 1 pays
+(allocation arithmetic used by the probe controller), to be removed with them.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import sfu
+
+ROOT = Path(sfu.__file__).parent
+RANK = {
+    "rtp": 0,
+    "sdp": 0,
+    "faults": 0,
+    "codecs": 1,
+    "config": 1,
+    "protocol": 1,
+    "auth": 2,
+    "bwe": 2,
+    "forwarding": 3,
+    "adapters": 4,
+    "rooms": 5,
+    "signaling": 6,
+    "cli": 7,
+    "__main__": 8,
+    "web": 8,  # the browser client: files, not imports
+}
+#: (importing package, imported package): known wrong-way imports, to go (issue 15.1)
+KNOWN = {("bwe", "forwarding")}
+
+
+def _package(module: str) -> str | None:
+    """``sfu.forwarding.downtrack`` -> ``forwarding``; None outside sfu."""
+    parts = module.split(".")
+    if parts[0] != "sfu" or len(parts) < 2:
+        return None
+    return parts[1]
+
+
+def _imports(path: Path, root: Path) -> list[str]:
+    """The modules ``path`` (a module of the package at ``root``) imports, absolute."""
+    module = ".".join(("sfu", *path.relative_to(root).with_suffix("").parts))
+    package = module.rsplit(".", 1)[0] if path.name != "__init__.py" else module
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if node.module is None or target == "sfu":  # from .. import protocol
+                found += [f"{target}.{alias.name}" for alias in node.names]
+            else:
+                found.append(target)
+    return found
+
+
+def wrong_way(root: Path) -> set[tuple[str, str, str, str]]:
+    """(package, imported package, file, imported module) of every import going up."""
+    wrong = set()
+    for path in root.rglob("*.py"):
+        source = _package(".".join(("sfu", *path.relative_to(root).with_suffix("").parts)))
+        if source is None or source == "__init__":
+            continue
+        assert source in RANK, f"{path}: a package the layering does not know: {source}"
+        for target_module in _imports(path, root):
+            target = _package(target_module)
+            if target is None or target == source or target == "__init__":
+                continue
+            assert target in RANK, f"{path} imports {target_module}: not in the layering"
+            if RANK[target] > RANK[source]:
+                wrong.add((source, target, str(path.relative_to(root)), target_module))
+    return wrong
+
+
+def test_no_import_goes_up_the_layers() -> None:
+    wrong = wrong_way(ROOT)
+    unexpected = sorted(w for w in wrong if (w[0], w[1]) not in KNOWN)
+    assert not unexpected, "imports against the layering:\n" + "\n".join(map(str, unexpected))
+    # a debt paid is taken off the list
+    assert {(w[0], w[1]) for w in wrong} == KNOWN, sorted(wrong)
+
+
+def test_the_check_sees_a_wrong_import(tmp_path: Path) -> None:
+    (tmp_path / "rtp").mkdir()
+    (tmp_path / "rooms").mkdir()
+    (tmp_path / "rtp" / "bad.py").write_text(
+        "from ..rooms.room import Room\nfrom .. import protocol\nimport sfu.cli\n"
+    )
+    (tmp_path / "rooms" / "room.py").write_text("from ..rtp import bad\n")
+    assert wrong_way(tmp_path) == {
+        ("rtp", "rooms", "rtp/bad.py", "sfu.rooms.room"),
+        ("rtp", "protocol", "rtp/bad.py", "sfu.protocol"),
+        ("rtp", "cli", "rtp/bad.py", "sfu.cli"),
+    }
