@@ -32,3 +32,35 @@ def namespaces() -> None:
         if os.environ.get("CI"):
             raise RuntimeError(message)
         pytest.skip(message)
+
+
+#: names a test module imports when it runs the real server, real peers or processes
+_INTEGRATION_NAMES = (
+    "running",
+    "serving",
+    "start_sfu",
+    "SignalingClient",
+    "SignalingPeer",
+    "ReplayPublisher",
+    "SimSubscriber",
+    "create_app",
+    "subprocess",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Markers by what a test needs, so the fast unit tests run alone in seconds
+    (``pytest -m "not integration"``): ``netns`` (a shaped link in network namespaces),
+    ``integration`` (the real server, real peers or processes; the browser and netns tests
+    are integration tests too)."""
+    for item in items:
+        names = vars(getattr(item, "module", None) or object())
+        if "namespaces" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.netns)
+        if (
+            item.get_closest_marker("browser") is not None
+            or item.get_closest_marker("netns") is not None
+            or "server" in getattr(item, "fixturenames", ())
+            or any(name in names for name in _INTEGRATION_NAMES)
+        ):
+            item.add_marker(pytest.mark.integration)
