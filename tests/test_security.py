@@ -558,6 +558,10 @@ async def test_connections_per_address_and_origins() -> None:
             with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
                 await session.ws_connect(ws_url)
             assert refused.value.status == 429
+            # a client that claims to be another address (no trusted proxy): still capped
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await session.ws_connect(ws_url, headers={"X-Forwarded-For": "203.0.113.77"})
+            assert refused.value.status == 429
             await first.close()
             await asyncio.sleep(0.2)
             third = await session.ws_connect(ws_url)  # a slot is free again
