@@ -440,7 +440,7 @@ async def test_a_client_that_stops_reading_delays_nobody_and_is_closed() -> None
         deadline = time.monotonic() + 15
         while any(p.name == "stalled" for p in server.rooms.rooms["room"].participants.values()):
             assert time.monotonic() < deadline, "the stalled client was never dropped"
-            await asyncio.sleep(0.2)
+            await stall(stalled, 0.2)  # until its buffers are full, whatever their size
         assert server.app[STATE_KEY].refused["slow_consumer"] == 1
         assert stalled.is_closed_by_server()
         stalled.close()
