@@ -368,6 +368,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         state.addresses.disconnect(address)
         raise
     transport = request.transport
+    bound_buffers(transport)
 
     def stalled(reason: str) -> None:
         """The client stopped reading: close its connection (whatever it still had to get
@@ -448,6 +449,25 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         await session.leave()
         outbox.close()
     return ws
+
+
+#: what one signaling connection may hold unread in the kernel and in its transport: a
+#: client that stops reading fills this in a few hundred messages (not the megabytes the
+#: kernel would otherwise grant it), so its stall is seen in ``send_timeout`` and the memory
+#: it pins is bounded; the outbox still queues ``send_queue`` messages above it
+SOCKET_SEND_BUFFER = 64 * 1024
+
+
+def bound_buffers(transport: Any) -> None:
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_SEND_BUFFER)
+        except OSError:
+            pass
+    transport.set_write_buffer_limits(high=SOCKET_SEND_BUFFER)
 
 
 def close_stalled(transport: Any) -> None:
