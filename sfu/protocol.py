@@ -83,7 +83,7 @@ class Window(_Request):
 
 
 class SetLevel(_Request):
-    """Pin a remote video to a layer (seed 004's setLevel)."""
+    """Pin a remote video to a layer (the client API's ``setLevel(trackId, spatial, temporal)``)."""
 
     type: Literal["set_level"]
     track_id: str = Field(max_length=128)
@@ -92,7 +92,7 @@ class SetLevel(_Request):
 
 
 class Auto(_Request):
-    """Back to automatic layer selection (seed 004's setLevel(-1))."""
+    """Back to automatic layer selection (the client API's ``auto(trackId)``)."""
 
     type: Literal["auto"]
     track_id: str = Field(max_length=128)
@@ -221,7 +221,7 @@ class LevelChanged(_Message):
 
 
 class Stats(_Message):
-    """A subscriber's downlink, with seed 004's names."""
+    """A subscriber's downlink, in the client API's names (``downloadRate``, ``videoBitrate``)."""
 
     type: Literal["stats"] = "stats"
     id: int | str | None = None

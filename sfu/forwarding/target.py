@@ -39,7 +39,8 @@ def window_spatial(
     tolerance: float = 1.2,
 ) -> int:
     """The highest spatial layer whose width <= tolerance x the rendered width and height <=
-    tolerance x the rendered height (seed 004's rule); layer 0 if none fits."""
+    tolerance x the rendered height (a layer up to 20 % larger than its window still fits);
+    layer 0 if none fits."""
     best = 0
     for s in range(min(spatial_layers, len(resolutions))):
         w, h = resolutions[s]
