@@ -68,11 +68,11 @@ from aiortc.rtcrtpparameters import (
     RTCRtpSendParameters,
 )
 
-from .. import faults
-from ..forwarding.track import StreamParameters
-from ..rtp import extensions as ext
-from ..sdp import limits as sdp_limits
-from ..sdp.limits import Candidate, SdpLimits, check_candidates, check_sdp
+from ... import faults
+from ...forwarding.track import StreamParameters
+from ...rtp import extensions as ext
+from ...sdp import limits as sdp_limits
+from ...sdp.limits import Candidate, SdpLimits, check_candidates, check_sdp
 
 logger = logging.getLogger(__name__)
 
