@@ -45,9 +45,19 @@ def _package(module: str) -> str | None:
     return parts[1]
 
 
+def _module(path: Path, root: Path) -> str:
+    """``forwarding/downtrack.py`` -> ``sfu.forwarding.downtrack``; a package's
+    ``__init__.py`` is the package (``adapters/aiortc_plane/__init__.py`` ->
+    ``sfu.adapters.aiortc_plane``)."""
+    parts = path.relative_to(root).with_suffix("").parts
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(("sfu", *parts))
+
+
 def _imports(path: Path, root: Path) -> list[str]:
     """The modules ``path`` (a module of the package at ``root``) imports, absolute."""
-    module = ".".join(("sfu", *path.relative_to(root).with_suffix("").parts))
+    module = _module(path, root)
     package = module.rsplit(".", 1)[0] if path.name != "__init__.py" else module
     found = []
     for node in ast.walk(ast.parse(path.read_text())):
@@ -71,13 +81,13 @@ def wrong_way(root: Path) -> set[tuple[str, str, str, str]]:
     """(package, imported package, file, imported module) of every import going up."""
     wrong = set()
     for path in root.rglob("*.py"):
-        source = _package(".".join(("sfu", *path.relative_to(root).with_suffix("").parts)))
-        if source is None or source == "__init__":
+        source = _package(_module(path, root))
+        if source is None:  # sfu/__init__.py
             continue
         assert source in RANK, f"{path}: a package the layering does not know: {source}"
         for target_module in _imports(path, root):
             target = _package(target_module)
-            if target is None or target == source or target == "__init__":
+            if target is None or target == source:
                 continue
             assert target in RANK, f"{path} imports {target_module}: not in the layering"
             if RANK[target] > RANK[source]:
@@ -100,8 +110,19 @@ def test_the_check_sees_a_wrong_import(tmp_path: Path) -> None:
         "from ..rooms.room import Room\nfrom .. import protocol\nimport sfu.cli\n"
     )
     (tmp_path / "rooms" / "room.py").write_text("from ..rtp import bad\n")
+    # a sub-package is its top package, its __init__ included
+    (tmp_path / "forwarding" / "sub").mkdir(parents=True)
+    (tmp_path / "forwarding" / "sub" / "__init__.py").write_text(
+        "from ... import signaling\nfrom . import inner\n"
+    )
+    (tmp_path / "forwarding" / "sub" / "inner.py").write_text(
+        "from ...adapters import peers\nfrom .. import other\nfrom ...rtp import packet\n"
+    )
     assert wrong_way(tmp_path) == {
         ("rtp", "rooms", "rtp/bad.py", "sfu.rooms.room"),
         ("rtp", "protocol", "rtp/bad.py", "sfu.protocol"),
         ("rtp", "cli", "rtp/bad.py", "sfu.cli"),
+        ("forwarding", "signaling", "forwarding/sub/__init__.py", "sfu.signaling"),
+        ("forwarding", "adapters", "forwarding/sub/inner.py", "sfu.adapters"),
     }
+
