@@ -23,6 +23,9 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 def test_pinned_versions() -> None:
     plane.check_versions()
+    # the package says which versions it is written against
+    assert plane.__doc__ is not None
+    assert f"aiortc {plane.AIORTC_VERSION} and aioice {plane.AIOICE_VERSION}" in plane.__doc__
 
 
 def test_the_internals_the_adapter_uses_are_still_there() -> None:
@@ -235,9 +238,9 @@ def test_munge_sdp_is_idempotent_and_keeps_rtx_alone() -> None:
 
 @pytest.mark.asyncio
 async def test_host_candidates_follow_the_ice_options() -> None:
-    saved = plane._ice_options
     plane.install()
-    plane.configure_ice(
+    saved = plane.gathering_options()
+    plane.install(
         plane.IceOptions(
             listen_addresses=["127.0.0.1"],
             announced_address="198.51.100.7",
@@ -259,7 +262,7 @@ async def test_host_candidates_follow_the_ice_options() -> None:
             assert parts[7] == "host"
     finally:
         await pc.close()
-        plane.configure_ice(saved)
+        plane.install(saved)
 
 
 @pytest.mark.asyncio

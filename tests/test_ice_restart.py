@@ -200,7 +200,7 @@ async def test_a_restart_that_never_completes_fails_the_connection(
 ) -> None:
     """The client asks for a restart and never answers: after the timeout the subscribe
     connection fails and the participant leaves (instead of lingering without consent)."""
-    monkeypatch.setattr(plane, "ICE_RESTART_TIMEOUT", 1.5)
+    monkeypatch.setattr(plane.IceRestarter, "timeout", 1.5)
     alice = SignalingClient(server.ws_url, "alice")
     carol = SignalingClient(server.ws_url, "carol")
     try:

@@ -1,0 +1,178 @@
+"""The raw media plane: decrypted RTP and RTCP handed, synchronously, to the SFU's sink
+(hooks on ``RTCDtlsTransport``); SRTP protect then ``sendto`` on the nominated pair's socket
+(:class:`RawTransport`); and liveness, from the remote's ICE checks (a hook on
+``aioice.ice.Connection.check_incoming``) and our own probes.
+
+The hooks and :meth:`RawTransport.send_rtp` are the per-packet path: no task, no await and
+no indirection beyond what is written here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Protocol
+
+import aioice.ice
+import aioice.stun
+from aiortc.rtcdtlstransport import RTCDtlsTransport, State
+
+from ... import faults
+
+
+class TransportSink(Protocol):
+    def on_rtp(self, data: bytes, now: float) -> None: ...
+
+    def on_rtcp(self, data: bytes, now: float) -> None: ...
+
+
+#: attribute of an aioice Connection: the pair selected before an ICE restart, which carries
+#: what we send until the restart nominates a new pair
+FALLBACK_PAIR = "_sfu_fallback_pair"
+
+
+class RawTransport:
+    """Synchronous SRTP send on a connected DTLS transport, and the raw receive hook."""
+
+    def __init__(self, dtls: RTCDtlsTransport) -> None:
+        self.dtls = dtls
+        self.packets_sent = 0
+        self.bytes_sent = 0
+        self.send_errors = 0
+        #: connectivity checks sent by :meth:`probe`, and answered
+        self.probes_sent = 0
+        self.probes_answered = 0
+        self._probe: asyncio.Task[None] | None = None
+
+    def attach_sink(self, sink: TransportSink) -> None:
+        self.dtls._sfu_sink = sink  # type: ignore[attr-defined]  # read by the hooks
+
+    def detach_sink(self) -> None:
+        self.dtls._sfu_sink = None  # type: ignore[attr-defined]
+
+    @property
+    def checked_at(self) -> float:
+        """When the remote's last authenticated ICE connectivity check (consent freshness,
+        RFC 7675), or answer to :meth:`probe`, arrived (``time.monotonic()``), or 0."""
+        connection = self.dtls.transport._connection
+        return float(getattr(connection, "_sfu_checked_at", 0.0))
+
+    def probe(self) -> None:
+        """Send the remote an ICE connectivity check (a STUN binding request on the nominated
+        pair, as consent freshness does, without retransmission); an authenticated answer
+        counts as a check received (:attr:`checked_at`). Any ICE agent answers at once, so a
+        client that sends nothing else (no media to acknowledge, no RTCP) is still heard.
+        One probe at a time."""
+        if self._probe is not None and not self._probe.done():
+            return
+        connection = self.dtls.transport._connection
+        pair = connection._nominated.get(1)
+        if pair is None or connection.remote_password is None:
+            return
+        request = connection.build_request(pair, nominate=False)
+        key = connection.remote_password.encode("utf8")
+        self.probes_sent += 1
+
+        async def run() -> None:
+            try:
+                await pair.protocol.request(
+                    request, pair.remote_addr, integrity_key=key, retransmissions=0
+                )
+            except (aioice.stun.TransactionError, OSError, AttributeError, AssertionError):
+                return  # no answer (or the connection is closing): the timeout decides
+            self.probes_answered += 1
+            connection._sfu_checked_at = time.monotonic()  # type: ignore[attr-defined]
+
+        self._probe = asyncio.ensure_future(run())
+
+    def stop_probing(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+
+    @property
+    def connected(self) -> bool:
+        return bool(self.dtls._state == State.CONNECTED)
+
+    def send_rtp(self, data: bytes) -> None:
+        dtls = self.dtls
+        if dtls._state != State.CONNECTED:
+            return
+        connection = dtls.transport._connection
+        pair = connection._nominated.get(1) or getattr(connection, FALLBACK_PAIR, None)
+        if pair is None:
+            return
+        packet = dtls._tx_srtp.protect(data)
+        try:
+            pair.protocol.transport.sendto(packet, pair.remote_addr)
+        except (OSError, AttributeError):
+            self.send_errors += 1
+            return
+        self.packets_sent += 1
+        self.bytes_sent += len(packet)
+
+    def send_rtcp(self, data: bytes) -> None:
+        dtls = self.dtls
+        if dtls._state != State.CONNECTED:
+            return
+        connection = dtls.transport._connection
+        pair = connection._nominated.get(1) or getattr(connection, FALLBACK_PAIR, None)
+        if pair is None:
+            return
+        try:
+            pair.protocol.transport.sendto(dtls._tx_srtp.protect_rtcp(data), pair.remote_addr)
+        except (OSError, AttributeError):
+            self.send_errors += 1
+
+
+def hooked() -> bool:
+    """Whether :func:`hook_transport` has run."""
+    return bool(getattr(RTCDtlsTransport, "_sfu_hooked", False))
+
+
+def hook_transport() -> None:
+    """Send the decrypted RTP and RTCP of a transport with a sink to the sink, and note when
+    the remote last sent an ICE check (once: call it through ``install``)."""
+    if hooked():
+        return
+    # raw RTP/RTCP delivery to the SFU's sink
+    original_rtp = RTCDtlsTransport._handle_rtp_data
+    original_rtcp = RTCDtlsTransport._handle_rtcp_data
+
+    async def _handle_rtp_data(self: RTCDtlsTransport, data: bytes, arrival_time_ms: int) -> None:
+        sink: TransportSink | None = getattr(self, "_sfu_sink", None)
+        if sink is None:
+            await original_rtp(self, data, arrival_time_ms)
+            return
+        now = time.monotonic()
+        try:
+            sink.on_rtp(data, now)
+        except Exception:  # one bad packet or peer must never stop the transport
+            faults.record("rtp", repr(sink), now)
+
+    async def _handle_rtcp_data(self: RTCDtlsTransport, data: bytes) -> None:
+        sink: TransportSink | None = getattr(self, "_sfu_sink", None)
+        if sink is None:
+            await original_rtcp(self, data)
+            return
+        now = time.monotonic()
+        try:
+            sink.on_rtcp(data, now)
+        except Exception:
+            faults.record("rtcp", repr(sink), now)
+
+    # liveness: when the remote last sent an (authenticated) ICE connectivity check
+    original_check_incoming = aioice.ice.Connection.check_incoming
+
+    def _check_incoming(
+        self: aioice.ice.Connection,
+        message: Any,
+        addr: tuple[str, int],
+        protocol: aioice.ice.StunProtocol,
+    ) -> None:
+        self._sfu_checked_at = time.monotonic()  # type: ignore[attr-defined]
+        original_check_incoming(self, message, addr, protocol)
+
+    RTCDtlsTransport._handle_rtp_data = _handle_rtp_data  # type: ignore[method-assign]
+    RTCDtlsTransport._handle_rtcp_data = _handle_rtcp_data  # type: ignore[method-assign]
+    aioice.ice.Connection.check_incoming = _check_incoming  # type: ignore[method-assign]
+    RTCDtlsTransport._sfu_hooked = True  # type: ignore[attr-defined]

@@ -1,0 +1,53 @@
+"""Graceful shutdown: clients told, peer connections closed, WebSockets closed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import WSCloseCode, web
+
+from .. import protocol as m
+from .session import SignalingSession
+from .state import ROOMS_KEY, STATE_KEY
+from .websocket import CLOSE_TIMEOUT
+
+logger = logging.getLogger(__name__)
+
+#: seconds the shutdown may spend telling clients, closing peers and WebSockets
+SHUTDOWN_TIMEOUT = 5.0
+
+
+async def drain(app: web.Application, timeout: float = SHUTDOWN_TIMEOUT) -> None:
+    """Shut down gracefully: tell every connection (``bye``), close every peer connection,
+    then close the WebSockets (1001 going away); bounded by ``timeout``."""
+    sessions = list(app[STATE_KEY].sessions)
+    logger.info("shutting down: %d connections, %d rooms", len(sessions), len(app[ROOMS_KEY].rooms))
+    bye = m.Bye(code="shutdown", reason="server shutting down")
+
+    async def tell(session: SignalingSession) -> None:
+        try:
+            await session.send(bye)
+        except Exception as exc:  # a dead socket: nothing to tell
+            logger.debug("shutdown: %s: %s", session.context, exc)
+
+    async def close(session: SignalingSession) -> None:
+        try:
+            await session.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+        except Exception as exc:
+            logger.debug("shutdown: %s: %s", session.context, exc)
+
+    async def flush(session: SignalingSession) -> None:
+        if session.outbox is not None:
+            await session.outbox.flush(CLOSE_TIMEOUT)
+
+    async def run() -> None:
+        await asyncio.gather(*(tell(s) for s in sessions))
+        await asyncio.gather(*(flush(s) for s in sessions))
+        await app[ROOMS_KEY].close()
+        await asyncio.gather(*(close(s) for s in sessions))
+
+    try:
+        await asyncio.wait_for(run(), timeout)
+    except TimeoutError:
+        logger.warning("shutdown: not done within %g s, going anyway", timeout)

@@ -1,0 +1,34 @@
+"""What the aiohttp application holds: the rooms, and the server state that changes while it
+runs (settings, credentials, open connections, refusals)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from ..auth.access import Authenticator
+from ..config import Settings
+from ..rooms.room import RoomManager
+from .limits import AddressLimits
+from .session import SignalingSession
+
+ROOMS_KEY = web.AppKey("rooms", RoomManager)
+
+
+@dataclass
+class ServerState:
+    """What changes while the server runs (aiohttp apps are frozen once started)."""
+
+    settings: Settings
+    config_path: str | None
+    auth: Authenticator
+    #: the open WebSocket connections
+    sessions: set[SignalingSession] = field(default_factory=set)
+    addresses: AddressLimits = field(default_factory=lambda: AddressLimits(100, 200, 1000))
+    #: refusals at the edge, by reason (for /stats)
+    refused: Counter[str] = field(default_factory=Counter)
+
+
+STATE_KEY = web.AppKey("state", ServerState)

@@ -1,0 +1,111 @@
+"""``/stats``: counts for anyone, every room and participant for an admin."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aiohttp import web
+
+from .. import faults
+from ..rooms.room import Participant
+from .access import is_admin, origin_allowed
+from .state import ROOMS_KEY, STATE_KEY
+
+
+def public_stats(app: web.Application) -> dict[str, Any]:
+    """What anyone may see: counts, nothing that names a room or a participant."""
+    rooms = app[ROOMS_KEY]
+    state = app[STATE_KEY]
+    participants = [p for room in list(rooms.rooms.values()) for p in room.participants.values()]
+    return {
+        "time": time.time(),
+        "rooms": len(rooms.rooms),
+        "participants": len(participants),
+        "published_tracks": sum(len(p.sources) for p in participants),
+        "connections": len(state.sessions),
+        "faults": dict(faults.counts),
+    }
+
+
+async def stats(request: web.Request) -> web.Response:
+    """Every room and participant for an admin; counts only for anyone else."""
+    state = request.app[STATE_KEY]
+    if not is_admin(request) or not origin_allowed(request, state.settings.http.allowed_origins):
+        return web.json_response(public_stats(request.app))
+    rooms = request.app[ROOMS_KEY]
+    out: dict[str, Any] = {
+        "time": time.time(),
+        "faults": dict(faults.counts),
+        "refused": dict(state.refused),
+        "development": state.auth.development,
+        "rooms": {},
+    }
+    for name, room in list(rooms.rooms.items()):
+        participants = []
+        for p in list(room.participants.values()):
+            try:
+                participants.append(_participant_stats(p))
+            except Exception:  # a broken participant must not hide the others
+                faults.record("stats", p.context)
+                participants.append({"participant_id": p.id, "name": p.name, "error": True})
+        out["rooms"][name] = {"policy": room.policy_name, "participants": participants}
+    return web.json_response(out)
+
+
+def _participant_stats(p: Participant) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "participant_id": p.id,
+        "name": p.name,
+        "identity": p.identity,
+        "role": p.role,
+        "published": [],
+        "subscribed": [],
+    }
+    if p.publisher is not None:
+        # what the publisher sent that was not forwarded: another SSRC than the ones it
+        # negotiated, garbage, or (per track, "packets_dropped") a payload type not negotiated
+        entry["ingress"] = {
+            "unknown_ssrc": p.publisher.unknown_ssrc,
+            "malformed_rtp": p.publisher.malformed_rtp,
+            "malformed_rtcp": p.publisher.malformed_rtcp,
+        }
+    for source in p.sources.values():
+        entry["published"].append(
+            {
+                "track_id": source.track_id,
+                "kind": source.kind,
+                "codec": source.params.codec,
+                "packets_received": source.stats.packets_received,
+                "packets_lost": source.stats.packets_lost,
+                "packets_dropped": source.packets_dropped,
+                "duplicate_packets": source.duplicate_packets,
+                "keyframes_received": source.keyframes_received,
+                "keyframe_requests_sent": source.keyframes.sent,
+                "nacks_sent": source.nacks_sent,
+                "subscribers": len(source.downtracks),
+            }
+        )
+    if p.subscriber is not None:
+        entry["downlink"] = p.subscriber.metrics()
+        entry["estimator"] = p.subscriber.estimator_state()
+        now = time.monotonic()
+        for track_id, dt in list(p.subscriber.downtracks.items()):
+            sub = p.subscriber.subscriptions.get(track_id)
+            target = sub.target if sub is not None else None
+            allocated = sub.bandwidth if sub is not None else None
+            entry["subscribed"].append(
+                {
+                    "track_id": track_id,
+                    **dt.stats(),
+                    "target": None
+                    if target is None
+                    else [target.spatial, target.temporal, target.paused, target.reason],
+                    "allocated": None
+                    if allocated is None
+                    else [allocated.spatial, allocated.temporal, allocated.paused],
+                    "up_hold": sub.up_hold if sub is not None else None,
+                    "level_bitrate": None if sub is None else sub.level_bitrate(now),
+                }
+            )
+    return entry

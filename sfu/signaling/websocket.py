@@ -1,0 +1,163 @@
+"""The WebSocket endpoint (``/ws``): a connection admitted, its messages rate-limited and
+handed to its session, its writer bounded, a stalled client dropped."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import struct
+import time
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from .access import origin_allowed, request_address
+from .limits import TokenBucket, message_cost
+from .outbox import Outbox
+from .session import SignalingSession
+from .state import ROOMS_KEY, STATE_KEY
+
+logger = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 128 * 1024
+#: seconds a close handshake with a stalled client may take before the socket is dropped
+CLOSE_TIMEOUT = 1.0
+
+
+async def websocket_handler(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE_KEY]
+    limits = state.settings.limits
+    if not origin_allowed(request, state.settings.http.allowed_origins):
+        state.refused["origin"] += 1
+        return web.Response(status=403, text="origin not allowed (http.allowed_origins)\n")
+    address = request_address(request)
+    if not state.addresses.connect(address):
+        state.refused["connections_per_address"] += 1
+        return web.Response(
+            status=429,
+            text=f"too many connections from {address} (limits.max_connections_per_address)\n",
+        )
+    try:
+        ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, heartbeat=20)
+        await ws.prepare(request)
+    except BaseException:
+        state.addresses.disconnect(address)
+        raise
+    transport = request.transport
+    bound_buffers(transport)
+
+    def stalled(reason: str) -> None:
+        """The client stopped reading: close its connection (whatever it still had to get
+        is dropped); its reader loop below then ends and the participant leaves."""
+        state.refused["slow_consumer"] += 1
+        logger.warning("%s: slow consumer (%s); closing", session.context, reason)
+        close_stalled(transport)
+
+    outbox = Outbox(
+        ws.send_str,
+        max_queue=limits.send_queue,
+        send_timeout=limits.send_timeout,
+        on_stalled=stalled,
+    )
+    session = SignalingSession(ws, request.app[ROOMS_KEY], state.auth, outbox, address)
+    state.sessions.add(session)
+    bucket = TokenBucket(limits.messages_per_second, limits.message_burst)
+    session.bucket = bucket
+    deadline: asyncio.Future[None] | None = None
+
+    async def join_deadline() -> None:
+        timeout = state.settings.limits.join_timeout
+        await asyncio.sleep(timeout)
+        if session.participant is None and not ws.closed:
+            await session.error("join_timeout", f"no join within {timeout:g} s")
+            await outbox.flush(CLOSE_TIMEOUT)
+            await ws.close(code=4008, message=b"join timeout")
+
+    def arm_deadline() -> None:
+        """A connection that is in no room (just opened, or left) has join_timeout to join."""
+        nonlocal deadline
+        if deadline is not None:
+            deadline.cancel()
+        deadline = asyncio.ensure_future(join_deadline())
+
+    session.on_left = arm_deadline
+    arm_deadline()
+    try:
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT:
+                now = time.monotonic()
+                # one unit before parsing (whatever the message), the rest of its cost after
+                if not bucket.allow(now) or not state.addresses.allow(address, now, 1):
+                    state.refused["rate_limited"] += 1
+                    await session.error("rate_limited", "too many messages; slow down")
+                else:
+                    message = await session.parse(msg.data)
+                    if message is not None:
+                        extra = message_cost(message.type) - 1
+                        if extra and not (
+                            bucket.allow(now, extra) and state.addresses.allow(address, now, extra)
+                        ):
+                            state.refused["rate_limited"] += 1
+                            await session.error(
+                                "rate_limited",
+                                f"too many {message.type} requests; slow down",
+                                message.id,
+                            )
+                        else:
+                            await session.handle_message(message)
+                            if session.participant is not None and deadline is not None:
+                                deadline.cancel()
+                                deadline = None
+            elif msg.type == WSMsgType.BINARY:
+                await session.error("bad_request", "binary messages are not supported")
+            elif msg.type == WSMsgType.ERROR:
+                break
+            if session.errors >= state.settings.limits.max_errors:
+                await outbox.flush(CLOSE_TIMEOUT)
+                await ws.close(code=4029, message=b"too many bad messages")
+                break
+    finally:
+        state.sessions.discard(session)
+        state.addresses.disconnect(address)
+        if deadline is not None:
+            deadline.cancel()
+        session.on_left = None
+        await session.leave()
+        outbox.close()
+    return ws
+
+
+#: what one signaling connection may hold unread in the kernel and in its transport: a
+#: client that stops reading fills this in a few hundred messages (not the megabytes the
+#: kernel would otherwise grant it), so its stall is seen in ``send_timeout`` and the memory
+#: it pins is bounded; the outbox still queues ``send_queue`` messages above it
+SOCKET_SEND_BUFFER = 64 * 1024
+
+
+def bound_buffers(transport: Any) -> None:
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_SEND_BUFFER)
+        except OSError:
+            pass
+    transport.set_write_buffer_limits(high=SOCKET_SEND_BUFFER)
+
+
+def close_stalled(transport: Any) -> None:
+    """Drop a connection whose client does not read: no close frame (it would wait behind
+    what the client does not read, forever), the socket closed at once; the reader loop of
+    its handler then ends and its participant leaves."""
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:  # a reset, not a FIN behind megabytes the client will never read: the kernel
+            # frees the socket's buffers now instead of retrying them for minutes
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+    transport.abort()
