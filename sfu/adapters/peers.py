@@ -23,8 +23,8 @@ from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpparameters import RTCRtpReceiveParameters
 
 from .. import faults
-from ..bwe.probe import ProbeController, needed_for_next_level, needed_for_upgrade
-from ..forwarding.allocator import Allocation, Demand, allocate
+from ..allocation.allocator import Demand, allocate, needed_for_next_level, needed_for_upgrade
+from ..bwe.probe import ProbeController
 from ..forwarding.congestion import SendSideCongestion
 from ..forwarding.downtrack import DownTrack
 from ..forwarding.rtx_budget import (
@@ -35,6 +35,7 @@ from ..forwarding.rtx_budget import (
 )
 from ..forwarding.source import MediaSource
 from ..forwarding.subscription import Subscription
+from ..forwarding.target import Allocation
 from ..rtp import extensions as ext
 from ..rtp import rtcp
 from ..rtp.packet import RtpError, parse_rtp

@@ -11,11 +11,10 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from .allocator import Allocation
 from .downtrack import DownTrack
 from .meter import Level
 from .source import MediaSource
-from .target import PIN, POLICY, WINDOW, LayerCaps, Target, choose_target
+from .target import PIN, POLICY, WINDOW, Allocation, LayerCaps, Target, choose_target
 
 
 @dataclass(frozen=True, slots=True)
