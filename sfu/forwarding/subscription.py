@@ -61,8 +61,6 @@ class Subscription:
         self._available_at_up = 0.0
         #: the allocation is below what every other input allows: bandwidth limits it
         self._limited = False
-        #: when the allocator first found no room for even the lowest level
-        self.pause_wanted_at: float | None = None
         self.downtrack: DownTrack | None = None
         self.target: Target | None = None
         self.on_level_changed = on_level_changed
