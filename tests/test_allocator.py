@@ -1,4 +1,4 @@
-from sfu.forwarding.allocator import Demand, allocate
+from sfu.allocation.allocator import Demand, allocate, needed_for_next_level, needed_for_upgrade
 from sfu.forwarding.meter import Level
 
 RES = [(320, 180), (640, 360), (1280, 720)]
@@ -64,3 +64,35 @@ def test_ceiling_from_other_inputs_is_respected() -> None:
 def test_unmeasured_video_is_not_held_back() -> None:
     a = allocate(100_000, [Demand("v", 1, [], 2, 2)])["v"]
     assert (a.spatial, a.temporal, a.paused) == (2, 2, False)
+
+
+def test_the_estimate_one_level_more_and_the_top_need() -> None:
+    """The inverse of allocate, for probing."""
+    levels = [
+        Level(s, t, 320 << s, 180 << s, 7.5 * 2**t, bitrate)
+        for (s, t), bitrate in {
+            (0, 0): 80_000,
+            (1, 0): 250_000,
+            (1, 1): 310_000,
+            (2, 0): 800_000,
+            (2, 2): 1_800_000,
+        }.items()
+    ]
+    camera = Demand("cam", 1, levels, 2, 2, (1, 0))
+    allocations = allocate(350_000, [camera])
+    assert (allocations["cam"].spatial, allocations["cam"].temporal) == (1, 0)
+    # the next level (S1T1, 60 kbit/s more) needs 310k / 0.9 / 0.85; the top much more
+    step = needed_for_next_level([camera], allocations, 0.9)
+    top = needed_for_upgrade([camera], allocations, 0.9)
+    assert step == int(310_000 / 0.9 / 0.85)
+    assert top == int(1_800_000 / 0.9 / 0.85)
+    # a screen share (higher priority) that is paused comes first: its lowest level
+    screen = Demand("screen", 2, levels, 2, 2, None)
+    both = allocate(100_000, [screen, camera])
+    assert both["screen"].paused is False  # it took the budget; the camera is paused
+    assert both["cam"].paused is True
+    step = needed_for_next_level([screen, camera], both, 0.9)
+    assert step == int((both["screen"].bitrate + 80_000) / 0.9 / 0.85)
+    # at the top: nothing to probe for
+    at_top = allocate(5_000_000, [camera])
+    assert needed_for_next_level([camera], at_top, 0.9) is None

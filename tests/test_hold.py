@@ -8,9 +8,8 @@ import math
 
 from test_decode_forwarded import VP9, forward, load
 
-from sfu.forwarding.allocator import Allocation
 from sfu.forwarding.subscription import Subscription
-from sfu.forwarding.target import LayerCaps
+from sfu.forwarding.target import Allocation, LayerCaps
 
 
 def _subscription() -> Subscription:

@@ -23,8 +23,8 @@ from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpparameters import RTCRtpReceiveParameters
 
 from .. import faults
-from ..bwe.probe import ProbeController, needed_for_next_level, needed_for_upgrade
-from ..forwarding.allocator import Allocation, Demand, allocate
+from ..allocation.allocator import Demand
+from ..allocation.downlink import DownlinkAllocator, Link, VideoState, reallocate_now
 from ..forwarding.congestion import SendSideCongestion
 from ..forwarding.downtrack import DownTrack
 from ..forwarding.rtx_budget import (
@@ -52,15 +52,6 @@ VIDEO_BITRATE_WINDOW = 0.5
 #: rates and to get past a shaper's burst allowance, short enough not to flood the link
 PROBE_CLUSTER_DURATION = 0.1
 PROBE_MIN_PACKETS = 8
-#: a hold after a bandwidth down-switch ends once the available bandwidth is this many
-#: times what it was at the down-switch
-HOLD_RELEASE = 1.5
-#: an estimate that falls below this share of what it was is allocated at once
-FAST_REALLOCATE = 0.7
-#: no probe this long after the estimator saw overuse or loss (seconds)
-PROBE_QUIET_AFTER_CONGESTION = 2.0
-#: ... the loss (over the last second) that counts as congestion for this
-PROBE_QUIET_LOSS = 0.05
 
 
 @dataclass
@@ -475,8 +466,8 @@ class SubscriberPeer(_Peer):
         )
         #: what the allocator last had to share (bits/s), for stats
         self.available: float | None = None
-        self.probe = ProbeController()
-        self._congested_at = -10.0
+        #: the allocation policy (pause debounce, holds, probing), fed every tick
+        self.allocator = DownlinkAllocator()
         self._probe_task: asyncio.Task[None] | None = None
         #: bits/s of video forwarded (retransmissions and probes included) over the last
         #: VIDEO_BITRATE_WINDOW
@@ -510,6 +501,7 @@ class SubscriberPeer(_Peer):
 
     def remove(self, track_id: str) -> None:
         self.subscriptions.pop(track_id, None)
+        self.allocator.forget(track_id)
         transceiver = self._transceivers.pop(track_id, None)
         downtrack = self.downtracks.pop(track_id, None)
         if downtrack is not None:
@@ -653,12 +645,7 @@ class SubscriberPeer(_Peer):
                 before = self.congestion.estimate
                 self.congestion.on_transport_feedback(packet.fci, now)
                 after = self.congestion.estimate
-                if (
-                    self.settings.bandwidth_estimation
-                    and before is not None
-                    and after is not None
-                    and after < FAST_REALLOCATE * before
-                ):
+                if self.settings.bandwidth_estimation and reallocate_now(before, after):
                     # a sharp fall (a sudden drop): the layers follow now, not at the tick
                     self.allocate(now)
 
@@ -690,17 +677,17 @@ class SubscriberPeer(_Peer):
         self._video_bytes, self._video_bytes_at = video_bytes, now
 
     def allocate(self, now: float) -> None:
-        """Share the downlink estimate (and the policy's cap) among the videos."""
+        """Share the downlink estimate (and the policy's cap) among the videos: the
+        allocator decides, this applies its levels and starts the probe it asks for."""
         estimate = self.congestion.estimate if self.settings.bandwidth_estimation else None
         for downtrack in self.downtracks.values():
             if downtrack.selector is not None:
                 # a drop of the estimate must be able to lower the spatial layer at once
                 downtrack.selector.keep_lower_chain = self.settings.bandwidth_estimation
         cap = self.settings.subscriber_max_bitrate
-        limits = [x for x in (estimate, cap) if x is not None]
-        self.available = min(limits) if limits else None
         subscriptions = list(self.subscriptions.values())
-        if self.available is None:
+        if estimate is None and cap is None:  # nothing to share: no level is limited
+            self.available = None
             for subscription in subscriptions:
                 subscription.set_bandwidth(None, now)
             return
@@ -721,43 +708,43 @@ class SubscriberPeer(_Peer):
                     current,
                 )
             )
-        proven = self.probe.follow(estimate) if estimate is not None else None
-        allocations = allocate(
-            self.available,
+        link = None
+        if estimate is not None:
+            estimator = self.congestion.estimator
+            link = Link(
+                estimate,
+                estimator.state == "overusing",
+                estimator.loss_ratio,
+                estimator.acknowledged_sample,
+            )
+        decision = self.allocator.allocate(
+            now,
             demands,
+            link=link,
+            cap=cap,
             headroom=self.settings.bandwidth_headroom,
-            climb_limit=proven,
+            states=self._video_states(),
+            probing=self._probe_task is not None and not self._probe_task.done(),
         )
-        usable = self.available if proven is None else min(self.available, proven)
-        if proven is not None and (cap is None or proven < cap):
-            self._maybe_probe(demands, allocations, proven, now)
+        self.available = decision.available
+        if decision.probe is not None:
+            self._probe_task = asyncio.ensure_future(self._run_probe(decision.probe))
         for subscription in subscriptions:
-            allocation = allocations.get(subscription.track_id)
-            if allocation is None:
-                subscription.set_bandwidth(None, now)
-                continue
-            held = subscription.bandwidth
-            if allocation.paused and not (held is not None and held.paused):
-                # pause only when even the lowest level has not fitted for a while: a dip of
-                # the estimate must not blank the video
-                if subscription.pause_wanted_at is None:
-                    subscription.pause_wanted_at = now
-                if now - subscription.pause_wanted_at < 1.0:
-                    continue
-            else:
-                subscription.pause_wanted_at = None
-            if (
-                held is not None
-                and not held.paused
-                and not allocation.paused
-                and now - subscription.bandwidth_down_at < subscription.up_hold
-                and usable < HOLD_RELEASE * subscription.available_at_down
-                and (allocation.spatial, allocation.temporal) > (held.spatial, held.temporal)
-            ):
-                # hold after a down-switch (a resume is not held), unless the link has
-                # clearly grown since
-                continue
-            subscription.set_bandwidth(allocation, now, usable)
+            key = subscription.track_id
+            if key not in decision.kept:
+                subscription.set_bandwidth(decision.levels.get(key), now, decision.usable)
+
+    def _video_states(self) -> dict[str, VideoState]:
+        """What each video has from the bandwidth, and its hold, for the allocator."""
+        return {
+            key: VideoState(
+                subscription.bandwidth,
+                subscription.bandwidth_down_at,
+                subscription.up_hold,
+                subscription.available_at_down,
+            )
+            for key, subscription in self.subscriptions.items()
+        }
 
     def metrics(self) -> dict[str, float | int | None]:
         """Seed 004's names: the downlink estimate, what is forwarded, loss, round trip."""
@@ -785,53 +772,22 @@ class SubscriberPeer(_Peer):
             "standing_delay": round(estimator.standing_delay, 4),
             "state": estimator.state,
             "loss": round(estimator.loss_ratio, 4),
-            "probes": self.probe.probes,
-            "probe_successes": self.probe.successes,
-            "last_probe": self.probe.last_result,
+            "probes": self.allocator.probe.probes,
+            "probe_successes": self.allocator.probe.successes,
+            "last_probe": self.allocator.probe.last_result,
             "rtx_skipped": sum(d.retransmissions_skipped for d in self.downtracks.values()),
         }
-
-    def _maybe_probe(
-        self,
-        demands: list[Demand],
-        allocations: dict[str, Allocation],
-        estimate: int,
-        now: float,
-    ) -> None:
-        """Before an up-switch that needs more than the link is known to carry (``estimate``:
-        the proven rate), confirm the headroom by sending that much for a moment (RTX of
-        recent packets), rather than switching up and stalling."""
-        estimator = self.congestion.estimator
-        if estimator.state == "overusing" or estimator.loss_ratio > PROBE_QUIET_LOSS:
-            self._congested_at = now
-            # with its queue full (delay growing and packets dropped), what the link
-            # delivers is its capacity; overuse alone at a low rate may be a frame's burst
-            full = estimator.state == "overusing" and estimator.loss_ratio > PROBE_QUIET_LOSS
-            self.probe.on_congestion(estimator.acknowledged_sample if full else None)
-        if now - self._congested_at < PROBE_QUIET_AFTER_CONGESTION:
-            return  # the link is full, or was just now: probing would only add loss
-        headroom = self.settings.bandwidth_headroom
-        wanted = needed_for_upgrade(demands, allocations, headroom)
-        if wanted is None or wanted <= estimate:
-            return
-        if self._probe_task is not None and not self._probe_task.done():
-            return
-        # after congestion, one level up at a time (2x the estimate for a moment would
-        # overflow a narrow link's queue, and that loss is all such a probe reports)
-        step = needed_for_next_level(demands, allocations, headroom)
-        rate = self.probe.start(self.probe.target(wanted, step), now)
-        if rate is not None:
-            self._probe_task = asyncio.ensure_future(self._run_probe(rate))
 
     async def _run_probe(self, rate: int) -> None:
         """Send one probe cluster: ``rate`` (padding on top of the media) for
         PROBE_CLUSTER_DURATION, every packet tagged; then read from the feedback what the
-        link carried and raise the estimate to it."""
+        link carried, and let the allocator tell what that proved (the estimate raised to
+        it, holds ended)."""
         congestion = self.congestion
         estimator = congestion.estimator
         videos = [d for d in self.downtracks.values() if d.source.kind == "video"]
         padding_rate = max(0, rate - self.video_bitrate)
-        cluster = self.probe.cluster
+        cluster = self.allocator.probe.cluster
         # at least PROBE_MIN_PACKETS packets of ~1200 bytes: at low rates a shaper's burst
         # allowance would otherwise pass most of a short cluster at once
         duration = max(PROBE_CLUSTER_DURATION, PROBE_MIN_PACKETS * 1200 * 8 / max(rate, 1))
@@ -857,20 +813,17 @@ class SubscriberPeer(_Peer):
             await asyncio.sleep(max(0.2, 2 * estimator.rtt))
             now = time.monotonic()
             result = estimator.probe_result(cluster)
-            success = self.probe.finish(now, result, rate)
-            if success and result is not None:
-                estimator.on_probe_result(result, now)  # ignored if below the estimate
-            if success and result is not None and result >= 0.9 * rate:
-                for subscription in self.subscriptions.values():
-                    # the link carried more: a plain hold after a down-switch can end now;
-                    # a longer hold (an up-switch that did not fit, soon after) stays, or
-                    # a link just at a level's edge would flip between levels
-                    if subscription.up_hold <= subscription.MIN_UP_HOLD:
-                        subscription.bandwidth_down_at = -math.inf
+            outcome = self.allocator.finish_probe(now, result, rate, self._video_states())
+            if outcome.proven is not None:
+                estimator.on_probe_result(outcome.proven, now)  # ignored if below the estimate
+            for key in outcome.released:
+                subscription = self.subscriptions.get(key)
+                if subscription is not None:
+                    subscription.bandwidth_down_at = -math.inf  # the hold ends
         except asyncio.CancelledError:
-            self.probe.running = False
+            self.allocator.abandon_probe()
         except Exception:
-            self.probe.running = False
+            self.allocator.abandon_probe()
             faults.record("probe", self.context)
         finally:
             congestion.probe_cluster = -1

@@ -11,14 +11,13 @@ allowance (a token bucket full after a quiet moment) passes the first few packet
 cluster at line rate and, in a cluster of ten, overstated a 400 kbit/s link by 5-15 %.
 Failed probes back off (0.5 s,
 1 s, up to 1.5 s) so a link at its capacity is not flooded with probes; a success
-resets the back-off.
+resets the back-off.  What the videos would need (the rate asked for) and when probing is
+wanted are the downlink allocator's (:mod:`sfu.allocation`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-from ..forwarding.allocator import UP_MARGIN, Allocation, Demand, _ladder
 
 #: a cluster needs this many packets reported received to be measured
 MIN_PROBE_PACKETS = 5
@@ -234,51 +233,3 @@ class ProbeController:
             self.interval = min(self.max_interval, self.interval * 2)
         self._next_at = now + self.interval
         return success
-
-
-def needed_for_upgrade(
-    demands: list[Demand], allocations: dict[str, Allocation], headroom: float
-) -> int | None:
-    """The estimate (bits/s) at which every video would get all its other inputs allow (the
-    top of its ladder), or None if every video has that already."""
-    total = 0
-    short = False
-    for demand in demands:
-        allocation = allocations.get(demand.key)
-        ladder = _ladder(demand)
-        if allocation is None or not ladder:
-            continue
-        total += ladder[-1].bitrate
-        top = (ladder[-1].spatial, ladder[-1].temporal)
-        short = short or allocation.paused or (allocation.spatial, allocation.temporal) != top
-    if not short:
-        return None
-    return int(total / headroom / (1 - UP_MARGIN))
-
-
-def needed_for_next_level(
-    demands: list[Demand], allocations: dict[str, Allocation], headroom: float
-) -> int | None:
-    """The estimate (bits/s) at which the first video in priority order that can climb would
-    get one level more (a paused video: its lowest level), the others keeping theirs; None
-    if every video is at the top of its ladder."""
-    used = sum(a.bitrate for a in allocations.values() if not a.paused)
-    order = sorted(demands, key=lambda d: -d.priority)
-    ladders = {d.key: _ladder(d) for d in order}
-    # as the allocator goes: every video's lowest level first, then upgrades
-    for demand in order:
-        allocation = allocations.get(demand.key)
-        ladder = ladders[demand.key]
-        if allocation is not None and ladder and allocation.paused:
-            return int((used + ladder[0].bitrate) / headroom / (1 - UP_MARGIN))
-    for demand in order:
-        allocation = allocations.get(demand.key)
-        ladder = ladders[demand.key]
-        if allocation is None or not ladder or allocation.paused:
-            continue
-        current = (allocation.spatial, allocation.temporal)
-        above = [lv for lv in ladder if (lv.spatial, lv.temporal) > current]
-        if above:
-            extra = above[0].bitrate - allocation.bitrate
-            return int((used + extra) / headroom / (1 - UP_MARGIN))
-    return None

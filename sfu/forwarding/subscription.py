@@ -11,11 +11,10 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from .allocator import Allocation
 from .downtrack import DownTrack
 from .meter import Level
 from .source import MediaSource
-from .target import PIN, POLICY, WINDOW, LayerCaps, Target, choose_target
+from .target import PIN, POLICY, WINDOW, Allocation, LayerCaps, Target, choose_target
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +61,6 @@ class Subscription:
         self._available_at_up = 0.0
         #: the allocation is below what every other input allows: bandwidth limits it
         self._limited = False
-        #: when the allocator first found no room for even the lowest level
-        self.pause_wanted_at: float | None = None
         self.downtrack: DownTrack | None = None
         self.target: Target | None = None
         self.on_level_changed = on_level_changed

@@ -24,6 +24,17 @@ class LayerCaps:
 
 
 @dataclass(frozen=True, slots=True)
+class Allocation:
+    """What the downlink allocator gives one video: a level, or paused (nothing fits);
+    ``bitrate``: the level's measured cost (bits/s), 0 when not measured yet."""
+
+    spatial: int
+    temporal: int
+    paused: bool
+    bitrate: int
+
+
+@dataclass(frozen=True, slots=True)
 class Target:
     spatial: int
     temporal: int
