@@ -180,6 +180,16 @@ class Participant:
             self.publisher.on_failed = self._on_failed
         return self.publisher
 
+    async def discard_publisher(self) -> None:
+        """The publish connection's first offer was refused: the connection goes, so that
+        it holds nothing and does not count toward the room's ``max_publishers``."""
+        peer, self.publisher = self.publisher, None
+        if peer is not None:
+            try:
+                await peer.close()
+            except Exception:
+                faults.record("close", self.context)
+
     def _on_failed(self, code: str, reason: str) -> None:
         """A peer connection is dead (ICE/DTLS failed, closed by the client, silent for
         ``peer_timeout``, or not set up within ``setup_timeout``): leave the room, and tell

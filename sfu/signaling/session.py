@@ -149,6 +149,7 @@ class SignalingSession:
             except RoomError as exc:
                 await self.error(exc.code, exc.reason, message.id)
                 return
+            first = participant.publisher is None
             try:
                 sdp = await participant.publisher_peer().answer(
                     message.sdp,
@@ -156,6 +157,8 @@ class SignalingSession:
                     dict(message.sources) if message.sources else None,
                 )
             except Exception as exc:
+                if first:  # nothing was published: no connection is left behind either
+                    await participant.discard_publisher()
                 await self.error("bad_sdp", f"cannot answer the offer: {exc}", message.id)
                 return
             await self.send(m.PublishAnswer(id=message.id, sdp=sdp))
