@@ -167,6 +167,9 @@ class LimitSettings(_Strict):
     #: that peer connection is connected (ICE and DTLS), and from each subscribe offer until
     #: it is answered; past it the participant gets ``bye`` (peer_failed), leaves its room
     setup_timeout: float = Field(20.0, gt=0, le=300)
+    #: peer connections of all rooms setting up at once (offered or answered, not yet
+    #: connected); a join or a first publish offer beyond it is refused (``busy``)
+    max_peers_in_setup: int = Field(256, ge=1)
     #: bytes of a publish offer (a subscribe answer may also reach twice the server's offer)
     max_sdp_bytes: int = Field(32 * 1024, ge=1024, le=PROTOCOL_MAX_SDP)
     #: m-lines of a publish offer (a subscribe answer has those of the server's offer)

@@ -314,6 +314,30 @@ async def test_publish_offers_that_never_connect_are_reaped() -> None:
     assert stun <= count * 7  # one candidate each: one transaction each at most
 
 
+async def test_peers_setting_up_are_capped_server_wide() -> None:
+    """Clients from any number of addresses that never connect hold at most
+    ``max_peers_in_setup`` peer connections: a further first publish offer, or a join, gets
+    ``busy``; once the deadline reaps them, both are accepted again."""
+    with silent_address() as silent:
+        async with server_with(setup_timeout=1.5, max_peers_in_setup=3) as server:
+            async with raw_clients(server, 5, "c") as clients:
+                await asyncio.gather(*(c.join("cap") for c in clients[:4]))
+                offer = offer_sdp([("127.0.0.1", silent.port)])
+                replies = [await c.request({"type": "publish", "sdp": offer}) for c in clients[:4]]
+                assert [r["type"] for r in replies[:3]] == ["publish_answer"] * 3
+                assert replies[3]["type"] == "error" and replies[3]["code"] == "busy", replies
+                assert "limits.max_peers_in_setup" in replies[3]["reason"]
+                assert server.rooms.rooms["cap"].publishers == 3
+                reply = await clients[4].request({"type": "join", "room": "other", "name": "c4"})
+                assert reply["type"] == "error" and reply["code"] == "busy", reply
+                # reaped at the setup deadline: room again
+                await wait_until(lambda: server.rooms.peers_in_setup() == 0, timeout=8)
+                reply = await clients[4].request({"type": "join", "room": "other", "name": "c4"})
+                assert reply["type"] == "joined", reply
+                reply = await clients[3].request({"type": "publish", "sdp": offer})
+                assert reply["type"] == "publish_answer", reply
+
+
 async def test_subscribe_offers_never_answered_are_reaped() -> None:
     timeout = 1.5
     count = 10

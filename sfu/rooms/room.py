@@ -410,7 +410,30 @@ class RoomManager:
         self.setup_timeout = 20.0
         #: bounds on the clients' SDPs
         self.sdp_limits = SdpLimits()
+        #: peer connections of all rooms that may be setting up at once (a join or a first
+        #: publish offer beyond it is refused, ``busy``): what clients that never connect
+        #: may hold, from however many addresses
+        self.max_peers_in_setup = 256
         self.rooms: dict[str, Room] = {}
+
+    def peers_in_setup(self) -> int:
+        """Peer connections offered or answered, not connected yet, in every room."""
+        count = 0
+        for room in self.rooms.values():
+            for participant in room.participants.values():
+                for peer in (participant.publisher, participant.subscriber):
+                    if peer is not None and peer.setup_deadline() is not None:
+                        count += 1
+        return count
+
+    def check_setup_room(self) -> None:
+        """Raises RoomError (``busy``) when no more peer connections may start setting up."""
+        if self.peers_in_setup() >= self.max_peers_in_setup:
+            raise RoomError(
+                "busy",
+                f"{self.max_peers_in_setup} connections are being set up"
+                " (limits.max_peers_in_setup); try again in a few seconds",
+            )
 
     def get_or_create(self, name: str) -> Room:
         room = self.rooms.get(name)
@@ -427,6 +450,7 @@ class RoomManager:
     ) -> Room:
         """``participant`` joins room ``name`` (created if need be), replacing a participant
         of the same identity; raises RoomError."""
+        self.check_setup_room()  # joining a room with tracks starts a subscribe connection
         room = self.get_or_create(name)
         if participant.identity is not None:
             await room.evict_identity(participant.identity)

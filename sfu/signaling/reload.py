@@ -70,6 +70,7 @@ def apply_limits(app: web.Application, settings: Settings) -> None:
     state = app[STATE_KEY]
     rooms = app[ROOMS_KEY]
     rooms.max_rooms = limits.max_rooms
+    rooms.max_peers_in_setup = limits.max_peers_in_setup
     rooms.peer_timeout = limits.peer_timeout
     rooms.setup_timeout = limits.setup_timeout
     rooms.sdp_limits = limits.sdp_limits()

@@ -150,6 +150,12 @@ class SignalingSession:
                 await self.error(exc.code, exc.reason, message.id)
                 return
             first = participant.publisher is None
+            if first:
+                try:
+                    self.rooms.check_setup_room()
+                except RoomError as exc:
+                    await self.error(exc.code, exc.reason, message.id)
+                    return
             try:
                 sdp = await participant.publisher_peer().answer(
                     message.sdp,
