@@ -5,7 +5,7 @@ import os
 from collections.abc import AsyncIterator
 
 import pytest
-from serving import RunningServer, running
+from support.serving import RunningServer, running
 
 from loadtest.netns import namespaces_available
 from sfu.config import Settings

@@ -16,7 +16,7 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 import pytest
-from browser import chromium_available, chromium_page
+from support.browser import chromium_available, chromium_page
 
 pytestmark = pytest.mark.browser
 
@@ -419,7 +419,7 @@ async def test_the_demo_page_shows_the_server_shutting_down(
 async def test_demo_page_sends_a_token_and_shows_a_refusal(playwright: Any) -> None:
     """A room that requires a token: the page without one is refused and says why; with a
     token typed into the form, or given as ``?token=``, it joins and publishes."""
-    from serving import serving
+    from support.serving import serving
 
     from sfu.auth.tokens import create_token
     from sfu.config import parse_settings

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import av
 import pytest
-from depacketize import av1_temporal_unit, pictures, vp8_frame, vp9_frames
+from support.depacketize import av1_temporal_unit, pictures, vp8_frame, vp9_frames
 
 from loadtest.capturefile import Capture, read_capture, stream_parameters
 from loadtest.replay import replay

@@ -11,8 +11,8 @@ from typing import Any
 
 import aiohttp
 import pytest
-from clients import SignalingClient
 from conftest import RunningServer
+from support.clients import SignalingClient
 from test_fanout import attach, feed, make_source
 from test_integration import wait_until
 

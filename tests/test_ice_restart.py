@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from clients import SignalingClient, new_pc
 from conftest import RunningServer
+from support.clients import SignalingClient, new_pc
 from test_integration import continuous, wait_until
 
 from sfu.adapters import aiortc_plane as plane

@@ -6,8 +6,8 @@ import asyncio
 import json
 from typing import Any
 
-from clients import SignalingClient
 from conftest import RunningServer
+from support.clients import SignalingClient
 
 
 def continuous(seqs: list[int]) -> bool:

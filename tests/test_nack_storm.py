@@ -12,7 +12,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from serving import RunningServer, running
+from support.serving import RunningServer, running
 from test_integration import wait_until
 
 from loadtest.capturefile import read_capture

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from serving import RunningServer, running, serving, start_sfu, wait_healthy
+from support.serving import RunningServer, running, serving, start_sfu, wait_healthy
 from test_integration import wait_until
 
 from loadtest.capturefile import read_capture

@@ -12,7 +12,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from serving import start_sfu, wait_healthy
+from support.serving import start_sfu, wait_healthy
 
 from loadtest.capturefile import read_capture
 from loadtest.peers import ReplayPublisher
