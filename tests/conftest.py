@@ -11,7 +11,7 @@ from loadtest.netns import namespaces_available
 from sfu.config import Settings
 from sfu.signaling.server import create_app
 
-__all__ = ["RunningServer", "namespaces", "server"]
+__all__ = ["namespaces", "server"]
 
 
 @pytest.fixture

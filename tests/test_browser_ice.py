@@ -13,8 +13,8 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 import pytest
-from conftest import RunningServer
 from support.browser import chromium_available, chromium_page
+from support.serving import RunningServer
 
 from loadtest.relay import LossyRelay, route_publisher_through
 from sfu.adapters import aiortc_plane as plane

@@ -11,10 +11,10 @@ from typing import Any
 
 import aiohttp
 import pytest
-from conftest import RunningServer
 from support.clients import SignalingClient
-from test_fanout import attach, feed, make_source
-from test_integration import wait_until
+from support.forwarding import attach, feed, make_source
+from support.serving import RunningServer
+from support.waiting import wait_until
 
 from loadtest.capturefile import read_capture
 from loadtest.peers import ReplayPublisher, SimSubscriber

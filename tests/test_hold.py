@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 
-from test_decode_forwarded import VP9, forward, load
+from support.captures import VP9, forward, load
 
 from sfu.forwarding.allocator import Allocation
 from sfu.forwarding.subscription import Subscription

@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 from support.serving import RunningServer, running
-from test_integration import wait_until
+from support.waiting import wait_until
 
 from loadtest.capturefile import read_capture
 from loadtest.nack_storm import NackStormer

@@ -20,7 +20,7 @@ import pytest
 from aiortc import AudioStreamTrack, RTCSessionDescription
 from support.clients import SignalingClient, new_pc
 from support.serving import RunningServer, running
-from test_integration import wait_until
+from support.waiting import wait_until
 
 from loadtest.signaling import SignalingPeer
 from sfu.adapters import aiortc_plane as plane

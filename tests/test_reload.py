@@ -11,7 +11,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from support.serving import RunningServer, running, serving, start_sfu, wait_healthy
-from test_integration import wait_until
+from support.waiting import wait_until
 
 from loadtest.capturefile import read_capture
 from loadtest.peers import CountingSubscriber, ReplayPublisher
