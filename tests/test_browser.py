@@ -5,27 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from typing import Any
 
 import pytest
-from support.browser import chromium_available, chromium_page
+from support.browser import chromium_page, require_chromium
 
-pytestmark = pytest.mark.browser
-
-if not chromium_available():  # CI installs it; a developer machine may not have it
-    if os.environ.get("CI"):
-        raise RuntimeError("CI must run the browser tests: /usr/bin/chromium is missing")
-    pytest.skip("needs Debian's chromium at /usr/bin/chromium", allow_module_level=True)
-
-from playwright.async_api import async_playwright  # noqa: E402
+require_chromium()
 
 
 def free_port() -> int:
@@ -122,12 +114,6 @@ CAPTURE = (640, 360)
 TOP_LAYER_WITHIN = 20.0
 #: ... and to have kept it this long (the estimate confirmed by probing)
 TOP_LAYER_STEADY = 2.0
-
-
-@pytest.fixture
-async def playwright() -> AsyncIterator[Any]:
-    async with async_playwright() as p:
-        yield p
 
 
 @pytest.mark.parametrize("codec", ["VP9", "VP8", "AV1"])
