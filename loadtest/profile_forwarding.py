@@ -41,7 +41,7 @@ from sfu.rtp import extensions as ext
 from sfu.rtp.packet import parse_rtp
 
 from .capturefile import read_capture, stream_parameters
-from .replay import replay
+from .looper import replay
 
 CAPTURE = Path(__file__).resolve().parent.parent / "tests/fixtures/captures/vp9_L3T3_KEY.sfucap"
 #: (spatial, temporal) targets the subscribers cycle through

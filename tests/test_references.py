@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from loadtest.capturefile import Capture, read_capture, stream_parameters
-from loadtest.replay import replay
+from loadtest.looper import replay
 from sfu.codecs.vp8 import parse_vp8_descriptor
 from sfu.codecs.vp9 import Vp9Descriptor, parse_vp9_descriptor
 from sfu.forwarding.downtrack import DownTrack

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from loadtest.capturefile import Capture, read_capture, stream_parameters
-from loadtest.replay import replay
+from loadtest.looper import replay
 from sfu.forwarding.downtrack import DownTrack
 from sfu.forwarding.source import MediaSource
 from sfu.rtp import rtcp
