@@ -24,8 +24,8 @@ from sfu.adapters import aiortc_plane as plane
 from .capturefile import read_capture
 from .netns import ShapedLink, namespaces_available
 from .peers import ReplayPublisher
-from .run import server_stats, start_server
 from .scenario import CAPTURES, VIDEO_CAPTURES
+from .server import SfuProcess, server_stats, start_server
 from .worker import PeerSpec, WorkerSpec
 
 DEFAULT_SCHEDULE = [(12.0, 2500), (15.0, 400), (18.0, 2500)]
@@ -83,7 +83,7 @@ class ShapedSetup:
     replayed publisher publishing."""
 
     link: ShapedLink
-    server: asyncio.subprocess.Process
+    server: SfuProcess
     port: int
     publisher: ReplayPublisher
 
@@ -99,25 +99,22 @@ async def shaped_setup(
         raise RuntimeError(f"a shaped link needs network namespaces: {why}")
     link = ShapedLink(rate_kbit=schedule[0][1])
     link.up()
-    proc = None
-    config = None
+    server = None
     publisher = None
     try:
-        proc, port, config = await start_server(["127.0.0.1", link.host_address], "0.0.0.0")
+        server = await start_server(["127.0.0.1", link.host_address], "0.0.0.0")
+        port = server.port
         plane.install(plane.IceOptions(listen_addresses=["127.0.0.1"]))
         video = read_capture(CAPTURES / VIDEO_CAPTURES[codec])
         publisher = ReplayPublisher(f"ws://127.0.0.1:{port}/ws", "publisher", video)
         await publisher.connect(room)
         await publisher.publish()
-        yield ShapedSetup(link, proc, port, publisher)
+        yield ShapedSetup(link, server, port, publisher)
     finally:
         if publisher is not None:
             await publisher.close()
-        if proc is not None and proc.returncode is None:
-            proc.terminate()
-            await proc.wait()
-        if config is not None:
-            config.unlink(missing_ok=True)
+        if server is not None:
+            await server.aclose()
         link.down()
 
 

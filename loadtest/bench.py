@@ -13,8 +13,9 @@ from typing import Any
 from .capturefile import read_capture
 from .looper import CaptureLooper
 from .proc import cpu_seconds
-from .run import free_port, run_scenario, start_server
+from .run import run_scenario
 from .scenario import Profile, Scenario
+from .server import free_port, start_server
 
 MAX_LOSS = 0.5  # percent
 MAX_P99 = 50.0  # ms
@@ -119,8 +120,8 @@ def _steps(max_subscribers: int, step: int) -> list[int]:
 async def bench(max_subscribers: int = 64, step: int = 0, duration: float = 8.0) -> dict[str, Any]:
     duration = min(duration, 60.0)
     max_subscribers = min(max_subscribers, 200)
-    proc, port, config = await start_server(["127.0.0.1"])
-    url = f"http://127.0.0.1:{port}"
+    server = await start_server(["127.0.0.1"])
+    url = server.url
     rows: list[dict[str, Any]] = []
     held = 0
     try:
@@ -136,7 +137,7 @@ async def bench(max_subscribers: int = 64, step: int = 0, duration: float = 8.0)
                 processes=2,
                 profiles=[Profile(name="fanout", subscribers_per_room=n, window=(1280, 720))],
             )
-            report = await run_scenario(scenario, quiet=True, server_pid=proc.pid)
+            report = await run_scenario(scenario, quiet=True, server_pid=server.pid)
             profile = report["profiles"]["fanout"]
             cpu, delivered, seconds = steady_cost(report)
             row = {
@@ -175,8 +176,6 @@ async def bench(max_subscribers: int = 64, step: int = 0, duration: float = 8.0)
                 break
             held = n
     finally:
-        proc.terminate()
-        await proc.wait()
-        config.unlink(missing_ok=True)
+        await server.aclose()
     print(f"largest N that held (loss <= {MAX_LOSS}%, p99 <= {MAX_P99} ms): {held}")
     return {"held": held, "steps": rows}

@@ -12,17 +12,15 @@ import sys
 import time
 from pathlib import Path
 
-from aiohttp import web
-from playwright.async_api import async_playwright
-
 from sfu.codecs.keyframe import KEYFRAME_DETECTORS
 from sfu.config import Settings
 from sfu.forwarding.source import MediaSource
 from sfu.rtp.packet import parse_rtp
-from sfu.signaling.server import ROOMS_KEY, create_app
+from sfu.signaling.server import create_app
 
 from .capturefile import CaptureInfo, CaptureWriter
 from .chromium import chromium_page
+from .server import running
 
 MODES = {"VP9": "L3T3_KEY", "VP8": "L1T3", "AV1": "L3T3"}
 
@@ -47,15 +45,13 @@ class _Recorder:
 
 
 async def capture(codec: str, mode: str, seconds: float, out_dir: Path, warmup: float) -> None:
-    app = create_app(Settings())
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    rooms = app[ROOMS_KEY]
-    url = f"http://{host}:{port}/?room=capture&name=capture&codec={codec}&mode={mode}&autojoin=1"
-    try:
+    """Chromium publishes ``codec`` in ``mode`` to an in-process SFU; ``seconds`` of what it
+    sends, after ``warmup``, go to ``out_dir``."""
+    from playwright.async_api import async_playwright
+
+    async with running(create_app(Settings())) as server:
+        rooms = server.rooms
+        url = f"{server.url}/?room=capture&name=capture&codec={codec}&mode={mode}&autojoin=1"
         async with async_playwright() as p, chromium_page(p, url) as page:
             deadline = time.monotonic() + 30
             while True:
@@ -107,8 +103,6 @@ async def capture(codec: str, mode: str, seconds: float, out_dir: Path, warmup: 
                 source.taps.remove(rec)
                 rec.writer.close()
                 print(f"{rec.writer.count} packets -> {rec.writer._file.name}")
-    finally:
-        await runner.cleanup()
 
 
 def main(argv: list[str] | None = None) -> int:

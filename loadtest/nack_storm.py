@@ -32,6 +32,7 @@ from sfu.rtp.packet import RtpError, parse_rtp
 from .capturefile import read_capture
 from .peers import ReplayPublisher, SimSubscriber
 from .proc import cpu_seconds
+from .server import server_stats, start_server
 
 CAPTURES = Path(__file__).resolve().parent.parent / "tests/fixtures/captures"
 #: sequence numbers NACKed in each storm packet: the whole of a down track's history
@@ -168,11 +169,9 @@ async def nack_storm(
 ) -> dict[str, Any]:
     """The server, the publisher and the honest subscriber here, the attacker in its own
     process (its receiving must not starve the honest subscriber's)."""
-    from .run import server_stats, start_server
-
     plane.install(plane.IceOptions(listen_addresses=["127.0.0.1"]))
-    proc, port, config = await start_server(["127.0.0.1"], extra_yaml=extra_yaml)
-    ws = f"ws://127.0.0.1:{port}/ws"
+    server = await start_server(["127.0.0.1"], extra_yaml=extra_yaml)
+    port, ws = server.port, server.ws_url
     publisher = ReplayPublisher(
         ws,
         "publisher",
@@ -210,7 +209,7 @@ async def nack_storm(
             tracks = _attacker_stats(stats, "attacker").get("subscribed", [])
             return {
                 "time": time.monotonic(),
-                "cpu": cpu_seconds(proc.pid),
+                "cpu": cpu_seconds(server.pid),
                 "honest": honest.received,
                 "media": sum(t["bytes_sent"] for t in tracks),
                 "rtx": sum(t.get("retransmitted_bytes", 0) for t in tracks),
@@ -263,9 +262,7 @@ async def nack_storm(
                 await asyncio.wait_for(peer.close(), 5)
             except Exception:
                 pass
-        proc.terminate()
-        await proc.wait()
-        config.unlink(missing_ok=True)
+        await server.aclose()
 
 
 if __name__ == "__main__":  # the attacker's process (see nack_storm)

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -16,14 +14,9 @@ from typing import Any
 
 import pytest
 from support.browser import chromium_page, require_chromium
+from support.serving import start_sfu
 
 require_chromium()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 #: the development admin token `sfu serve` printed, by server URL
@@ -38,37 +31,14 @@ def sfu_url(sfu_process: tuple[str, subprocess.Popen[bytes]]) -> str:
 @pytest.fixture
 def sfu_process() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """`sfu serve` as users run it, in its own process, stopped by its PID."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sfu", "serve", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
+    server = start_sfu()
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/healthz", timeout=1)
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("sfu serve did not start") from None
-                time.sleep(0.2)
-        assert proc.stdout is not None
-        for _ in range(10):  # printed before it serves: the development admin token
-            line = proc.stdout.readline().decode()
-            if "admin token" in line:
-                ADMIN_TOKENS[url] = line.rsplit(" ", 1)[-1].strip()
-                break
-        yield url, proc
+        server.wait_healthy_blocking()
+        assert server.admin_token is not None
+        ADMIN_TOKENS[server.url] = server.admin_token
+        yield server.url, server.proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        server.stop()
 
 
 INBOUND = "window.sfuClient ? window.sfuClient.inboundStats() : []"
