@@ -1,10 +1,17 @@
 """``bench``: fan-out from one VP9 L3T3_KEY publisher to N subscribers, N stepped up until
 loss > 0.5% or p99 latency > 50 ms; the server's CPU microseconds per forwarded packet beside
-a plain UDP relay of the same packets to the same N, measured in the same run."""
+a plain UDP relay of the same packets to the same N (loadtest/baseline.py), measured in the
+same run. One line per step (``N=...``); with ``--json``, then the steps as JSON.
+
+    python -m loadtest bench --max-subscribers 40
+    python -m loadtest bench --max-subscribers 16 --step 8 --duration 8 --json
+"""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import json
 import socket
 import sys
 import time
@@ -46,7 +53,8 @@ async def baseline(subscribers: int, duration: float) -> dict[str, Any]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "loadtest.baseline",
+        "loadtest",
+        "udp-relay",
         str(relay_port),
         str(duration + 5),
         *[f"127.0.0.1:{p}" for p in ports],
@@ -179,3 +187,19 @@ async def bench(max_subscribers: int = 64, step: int = 0, duration: float = 8.0)
         await server.aclose()
     print(f"largest N that held (loss <= {MAX_LOSS}%, p99 <= {MAX_P99} ms): {held}")
     return {"held": held, "steps": rows}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-subscribers", type=int, default=64)
+    parser.add_argument("--step", type=int, default=0, help="0: 1, 2, 4, 8, then +8")
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per step")
+    parser.add_argument("--json", action="store_true", help="then the steps as JSON")
+
+
+def command(args: argparse.Namespace) -> int:
+    result = asyncio.run(
+        bench(max_subscribers=args.max_subscribers, step=args.step, duration=args.duration)
+    )
+    if args.json:
+        print(json.dumps(result, indent=1))
+    return 0

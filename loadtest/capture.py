@@ -1,14 +1,14 @@
-"""Capture a real published stream: Chromium publishes to an in-process SFU, which writes the
-decrypted RTP of the video (and audio) track to capture files, starting at a keyframe.
+"""``capture``: record a real published stream. Chromium publishes to an in-process SFU,
+which writes the decrypted RTP of the video (and audio) track to capture files, starting at a
+keyframe.
 
-    python -m loadtest.capture --codec VP9 --seconds 5 --out-dir tests/fixtures/captures
+    python -m loadtest capture --codec VP9 --seconds 5 --out-dir tests/fixtures/captures
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 import time
 from pathlib import Path
 
@@ -105,12 +105,7 @@ async def capture(codec: str, mode: str, seconds: float, out_dir: Path, warmup: 
                 print(f"{rec.writer.count} packets -> {rec.writer._file.name}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m loadtest.capture",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--codec", choices=sorted(MODES), default="VP9")
     parser.add_argument(
         "--mode", help="scalabilityMode (default: VP9 L3T3_KEY, VP8 L1T3, AV1 L3T3)"
@@ -118,12 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=4.0)
     parser.add_argument("--out-dir", type=Path, default=Path("tests/fixtures/captures"))
-    args = parser.parse_args(argv)
+
+
+def command(args: argparse.Namespace) -> int:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     mode = args.mode or MODES[args.codec]
     asyncio.run(capture(args.codec, mode, min(args.seconds, 60.0), args.out_dir, args.warmup))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -17,6 +17,7 @@ media and RTX bytes (counted on arrival), and the server's refusals from ``/stat
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -187,7 +188,8 @@ async def nack_storm(
         child = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "loadtest.nack_storm",
+            "loadtest",
+            "nack-attacker",
             ws,
             str(int(transport_cc)),
             str(rate),
@@ -265,6 +267,31 @@ async def nack_storm(
         await server.aclose()
 
 
-if __name__ == "__main__":  # the attacker's process (see nack_storm)
-    url, cc, rate_arg, quiet_arg, duration_arg = sys.argv[1:6]
-    asyncio.run(_attack(url, cc == "1", float(rate_arg), float(quiet_arg), float(duration_arg)))
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--transport-cc", action="store_true", help="the attacker keeps it")
+    parser.add_argument("--rate", type=float, default=1000.0, help="NACK packets a second")
+    parser.add_argument("--quiet", type=float, default=4.0, help="seconds before the storm")
+    parser.add_argument("--duration", type=float, default=6.0, help="seconds of storm")
+
+
+def command(args: argparse.Namespace) -> int:
+    result = asyncio.run(
+        nack_storm(args.transport_cc, rate=args.rate, quiet=args.quiet, duration=args.duration)
+    )
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+def add_attacker_arguments(parser: argparse.ArgumentParser) -> None:
+    """``python -m loadtest nack-attacker URL TRANSPORT_CC RATE QUIET DURATION``: the
+    attacker's own process, which :func:`nack_storm` starts."""
+    parser.add_argument("url", help="the server's WebSocket URL")
+    parser.add_argument("transport_cc", type=int, choices=[0, 1])
+    parser.add_argument("rate", type=float)
+    parser.add_argument("quiet", type=float)
+    parser.add_argument("duration", type=float)
+
+
+def attacker_command(args: argparse.Namespace) -> int:
+    asyncio.run(_attack(args.url, bool(args.transport_cc), args.rate, args.quiet, args.duration))
+    return 0

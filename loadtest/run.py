@@ -1,8 +1,15 @@
-"""Running a scenario: the server (started here, or given), shaped links for subscribers
-with a downlink cap, worker processes, live progress, and the aggregated report."""
+"""``run``: a scenario of simulated peers over the real signaling and real UDP, from a YAML
+file (``loadtest/scenarios/``) or flags; the server (started here, or given), shaped links for
+subscribers with a downlink cap, worker processes, live progress, and the report (a table;
+JSON and an HTML plot under the scenario's ``output``).
+
+    python -m loadtest run loadtest/scenarios/small.yaml
+    python -m loadtest run --subscribers 10 --window 640x360
+"""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import bisect
 import json
@@ -16,9 +23,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from .netns import ShapedLink, namespaces_available
 from .proc import cpu_seconds, rss_bytes
-from .scenario import Scenario
+from .report import table, write
+from .scenario import Profile, Scenario, load_scenario
 from .server import SfuProcess, server_stats, start_server
 from .worker import PeerSpec, WorkerSpec
 
@@ -239,7 +249,7 @@ async def run_scenario(
             "audio_capture": str(scenario.audio_capture) if scenario.audio_capture else None,
             "start_at": start_at,
         }
-        worker = [sys.executable, "-m", "loadtest.worker"]
+        worker = [sys.executable, "-m", "loadtest", "worker"]
         jobs = []
         progress: dict[int, dict[str, Any]] = {}
         timeout = scenario.duration + 60
@@ -316,3 +326,57 @@ def default_output(scenario: Scenario) -> Path:
     out = Path(scenario.output) / f"run-{stamp}-{os.getpid()}"
     out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+def _size(text: str) -> tuple[int, int]:
+    w, _, h = text.partition("x")
+    return int(w), int(h)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("scenario", nargs="?", help="a YAML scenario (loadtest/scenarios/)")
+    parser.add_argument("--url", help="a running server; default: start one for the run")
+    parser.add_argument("--rooms", type=int, default=1)
+    parser.add_argument("--publishers", type=int, default=1)
+    parser.add_argument("--subscribers", type=int, default=4)
+    parser.add_argument("--window", help="rendered size of remote videos, e.g. 640x360")
+    parser.add_argument("--downlink-kbps", type=int, help="put subscribers behind a shaped link")
+    parser.add_argument("--codec", default="VP9", choices=["VP9", "VP8", "AV1"])
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds (capped at 300)")
+    parser.add_argument("--ramp-up", type=float, default=10.0, help="peers started per second")
+    parser.add_argument("--processes", type=int, default=2)
+
+
+def command(args: argparse.Namespace) -> int:
+    try:
+        if args.scenario:
+            scenario = load_scenario(args.scenario)
+        else:
+            scenario = Scenario(
+                url=args.url,
+                rooms=args.rooms,
+                publishers_per_room=args.publishers,
+                codec=args.codec,
+                duration=args.duration,
+                ramp_up=args.ramp_up,
+                processes=args.processes,
+                profiles=[
+                    Profile(
+                        name="default",
+                        subscribers_per_room=args.subscribers,
+                        window=_size(args.window) if args.window else None,
+                        downlink_kbps=args.downlink_kbps,
+                    )
+                ],
+            )
+        if args.url and args.scenario:
+            scenario = scenario.model_copy(update={"url": args.url})
+    except (ValidationError, OSError, ValueError) as exc:
+        print(f"loadtest: invalid scenario: {exc}", file=sys.stderr)
+        return 2
+    report = asyncio.run(run_scenario(scenario))
+    out = default_output(scenario)
+    json_path, html_path = write(report, out)
+    print(table(report))
+    print(f"report: {json_path}  plot: {html_path}")
+    return 1 if report["errors"] else 0

@@ -1,7 +1,7 @@
 """Bandwidth-aware forwarding to real Chromium on a real shaped link: the demo page, receive
 only, runs in its own network namespace behind tc (2.5 Mbit/s -> 400 kbit/s -> 2.5 Mbit/s),
 against a replayed VP9 L3T3_KEY publisher. Generous bounds here;
-`python -m loadtest.browser_bandwidth` prints the figures."""
+`python -m loadtest browser-bandwidth` prints the figures."""
 
 from __future__ import annotations
 
