@@ -50,6 +50,7 @@ from .bandwidth import (
 )
 from .chromium import CHROMIUM, chromium_available, chromium_page
 from .netns import ShapedLink
+from .proc import total_cpu_seconds
 
 #: this command's arguments are bandwidth's (add_arguments)
 __all__ = ["add_arguments", "command", "figures", "phase_figures", "run_schedule"]
@@ -128,19 +129,6 @@ def namespace_processes(namespace: str) -> dict[int, str]:
     return out
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU seconds of ``pids`` (the ones still there)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / ticks
-
-
 def qdisc_counters(device: str) -> dict[str, int]:
     """Bytes, packets sent and packets dropped by ``device``'s root qdisc (the shaper)."""
     text = _output("tc", "-s", "qdisc", "show", "dev", device)
@@ -185,8 +173,8 @@ async def run_schedule(
                 started = time.monotonic()
                 first_frame = started - launched
                 processes = namespace_processes(link.name)
-                cpu_before = cpu_seconds(list(processes))
-                sfu_cpu_before = cpu_seconds([proc.pid])
+                cpu_before = total_cpu_seconds(list(processes))
+                sfu_cpu_before = total_cpu_seconds([proc.pid])
                 qdisc_before = qdisc_counters(link.host_if)
                 samples: list[dict[str, Any]] = []
                 changes = []
@@ -220,8 +208,8 @@ async def run_schedule(
                         samples.append(sample)
                         candidate_pair = (seen["local"], seen["remote"])
                 elapsed = time.monotonic() - started
-                cpu = cpu_seconds(list(processes)) - cpu_before
-                sfu_cpu = cpu_seconds([proc.pid]) - sfu_cpu_before
+                cpu = total_cpu_seconds(list(processes)) - cpu_before
+                sfu_cpu = total_cpu_seconds([proc.pid]) - sfu_cpu_before
                 after = qdisc_counters(link.host_if)
                 plis = _publisher_plis(_stats(port))
         return {

@@ -23,7 +23,6 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from sfu.adapters import aiortc_plane as plane
@@ -33,9 +32,9 @@ from sfu.rtp.packet import RtpError, parse_rtp
 from .capturefile import read_capture
 from .peers import ReplayPublisher, SimSubscriber
 from .proc import cpu_seconds
+from .scenario import AUDIO_CAPTURE, CAPTURES, VIDEO_CAPTURES
 from .server import server_stats, start_server
 
-CAPTURES = Path(__file__).resolve().parent.parent / "tests/fixtures/captures"
 #: sequence numbers NACKed in each storm packet: the whole of a down track's history
 HISTORY = 1024
 
@@ -176,8 +175,8 @@ async def nack_storm(
     publisher = ReplayPublisher(
         ws,
         "publisher",
-        read_capture(CAPTURES / "vp9_L3T3_KEY.sfucap"),
-        read_capture(CAPTURES / "opus.sfucap"),
+        read_capture(CAPTURES / VIDEO_CAPTURES["VP9"]),
+        read_capture(CAPTURES / AUDIO_CAPTURE),
     )
     honest = SimSubscriber(ws, "honest")
     child: asyncio.subprocess.Process | None = None

@@ -42,8 +42,9 @@ from sfu.rtp.packet import parse_rtp
 
 from .capturefile import read_capture, stream_parameters
 from .looper import replay
+from .scenario import CAPTURES, VIDEO_CAPTURES
 
-CAPTURE = Path(__file__).resolve().parent.parent / "tests/fixtures/captures/vp9_L3T3_KEY.sfucap"
+CAPTURE = CAPTURES / VIDEO_CAPTURES["VP9"]
 #: (spatial, temporal) targets the subscribers cycle through
 DEFAULT_TARGETS = [(2, 2), (1, 2), (0, 2), (2, 1), (1, 1), (0, 0), (2, 2), (1, 0)]
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from support.captures import CAPTURES
 from support.clients import SignalingClient
 from support.forwarding import attach, feed, make_source
 from support.serving import RunningServer
@@ -20,8 +20,6 @@ from loadtest.capturefile import read_capture
 from loadtest.peers import ReplayPublisher, SimSubscriber
 from sfu import faults
 from sfu.adapters.peers import PeerSettings, PublisherPeer, SubscriberPeer
-
-CAPTURES = Path(__file__).parent / "fixtures" / "captures"
 
 # -- sans-IO pieces ---------------------------------------------------------------------------
 

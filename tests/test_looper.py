@@ -1,7 +1,7 @@
 """The capture looper (sans-IO) on the real captures: paced (the load tester's publishers)
 and without a clock (replay, for the in-process tests)."""
 
-from pathlib import Path
+from support.captures import CAPTURES
 
 from loadtest.capturefile import read_capture
 from loadtest.looper import CaptureLooper, replay
@@ -11,7 +11,6 @@ from sfu.codecs.vp9 import parse_vp9_descriptor
 from sfu.rtp import extensions as ext
 from sfu.rtp.packet import parse_rtp
 
-CAPTURES = Path(__file__).parent / "fixtures" / "captures"
 IDS = {ext.DEPENDENCY_DESCRIPTOR: 7, ext.ABS_SEND_TIME: 3}
 
 

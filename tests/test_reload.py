@@ -10,6 +10,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from support.captures import CAPTURES
 from support.serving import RunningServer, running, serving, start_sfu
 from support.waiting import wait_until
 
@@ -18,7 +19,6 @@ from loadtest.peers import CountingSubscriber, ReplayPublisher
 from sfu.config import load_settings
 from sfu.signaling.server import create_app
 
-CAPTURES = Path(__file__).parent / "fixtures" / "captures"
 POLICY = "rooms:\n  default:\n    max_spatial_layer: {layer}\n"
 
 

@@ -12,12 +12,11 @@ from typing import Any
 
 import aiohttp
 import pytest
+from support.captures import CAPTURES
 from support.serving import start_sfu
 
 from loadtest.capturefile import read_capture
 from loadtest.peers import ReplayPublisher
-
-CAPTURES = Path(__file__).parent / "fixtures" / "captures"
 
 
 async def read_until_closed(ws: aiohttp.ClientWebSocketResponse) -> list[dict[str, Any]]:
