@@ -1,8 +1,10 @@
-"""A subscriber behind a real shaped link whose rate follows a schedule (e.g. 2.5 Mbit/s ->
-400 kbit/s -> 2.5 Mbit/s), against a replayed VP9 L3T3_KEY publisher; what the SFU estimated,
-forwarded and switched, second by second, and what the subscriber got.
+"""``bandwidth``: a subscriber behind a real shaped link whose rate follows a schedule (e.g.
+2.5 Mbit/s -> 400 kbit/s -> 2.5 Mbit/s), against a replayed VP9 L3T3_KEY publisher; what the
+SFU estimated, forwarded and switched, second by second, and what the subscriber got. Needs
+root (network namespaces).
 
-    python -m loadtest.bandwidth                      # the default schedule, figures printed
+    python -m loadtest bandwidth                      # the default schedule, figures printed
+    python -m loadtest bandwidth --schedule 10:2500,10:400 --json
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ from sfu.adapters import aiortc_plane as plane
 from .capturefile import read_capture
 from .netns import ShapedLink, namespaces_available
 from .peers import ReplayPublisher
-from .run import server_stats, start_server
 from .scenario import CAPTURES, VIDEO_CAPTURES
+from .server import SfuProcess, server_stats, start_server
 from .worker import PeerSpec, WorkerSpec
 
 DEFAULT_SCHEDULE = [(12.0, 2500), (15.0, 400), (18.0, 2500)]
+DEFAULT_SCHEDULE_TEXT = ",".join(f"{s:g}:{k}" for s, k in DEFAULT_SCHEDULE)
 
 
 def _stats(port: int) -> dict[str, Any]:
@@ -83,7 +86,7 @@ class ShapedSetup:
     replayed publisher publishing."""
 
     link: ShapedLink
-    server: asyncio.subprocess.Process
+    server: SfuProcess
     port: int
     publisher: ReplayPublisher
 
@@ -99,25 +102,22 @@ async def shaped_setup(
         raise RuntimeError(f"a shaped link needs network namespaces: {why}")
     link = ShapedLink(rate_kbit=schedule[0][1])
     link.up()
-    proc = None
-    config = None
+    server = None
     publisher = None
     try:
-        proc, port, config = await start_server(["127.0.0.1", link.host_address], "0.0.0.0")
+        server = await start_server(["127.0.0.1", link.host_address], "0.0.0.0")
+        port = server.port
         plane.install(plane.IceOptions(listen_addresses=["127.0.0.1"]))
         video = read_capture(CAPTURES / VIDEO_CAPTURES[codec])
         publisher = ReplayPublisher(f"ws://127.0.0.1:{port}/ws", "publisher", video)
         await publisher.connect(room)
         await publisher.publish()
-        yield ShapedSetup(link, proc, port, publisher)
+        yield ShapedSetup(link, server, port, publisher)
     finally:
         if publisher is not None:
             await publisher.close()
-        if proc is not None and proc.returncode is None:
-            proc.terminate()
-            await proc.wait()
-        if config is not None:
-            config.unlink(missing_ok=True)
+        if server is not None:
+            await server.aclose()
         link.down()
 
 
@@ -138,7 +138,7 @@ async def run_schedule(schedule: list[tuple[float, int]], codec: str = "VP9") ->
         spec_path = Path(tempfile.mkstemp(prefix="sfu-shaped-", suffix=".json")[1])
         spec_path.write_text(json.dumps(asdict(spec)))
         worker = await asyncio.create_subprocess_exec(
-            *link.command(sys.executable, "-m", "loadtest.worker", str(spec_path)),
+            *link.command(sys.executable, "-m", "loadtest", "worker", str(spec_path)),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             limit=64 * 1024 * 1024,
@@ -271,29 +271,26 @@ def layer_figures(run: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def schedule_arguments(
-    prog: str, description: str | None, argv: list[str] | None
-) -> tuple[argparse.Namespace, list[tuple[float, int]]]:
-    """The command line of a shaped-link benchmark: --schedule, --codec, --json; the
-    arguments and the schedule as (seconds, kbit/s) pairs."""
-    parser = argparse.ArgumentParser(
-        prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of a shaped-link benchmark (``bandwidth``, ``browser-bandwidth``):
+    --schedule, --codec, --json."""
     parser.add_argument(
         "--schedule",
-        default=",".join(f"{s:g}:{k}" for s, k in DEFAULT_SCHEDULE),
-        help="seconds:kbps,... (default %(default)s)",
+        type=parse_schedule,
+        default=DEFAULT_SCHEDULE,
+        help=f"seconds:kbps,... (default {DEFAULT_SCHEDULE_TEXT})",
     )
     parser.add_argument("--codec", default="VP9", choices=sorted(VIDEO_CAPTURES))
     parser.add_argument("--json", action="store_true", help="figures and samples as JSON")
-    args = parser.parse_args(argv)
-    schedule = [(float(s), int(k)) for s, k in (p.split(":") for p in args.schedule.split(","))]
-    return args, schedule
 
 
-def main(argv: list[str] | None = None) -> int:
-    args, schedule = schedule_arguments("python -m loadtest.bandwidth", __doc__, argv)
-    run = asyncio.run(run_schedule(schedule, args.codec))
+def parse_schedule(text: str) -> list[tuple[float, int]]:
+    """``seconds:kbps,...`` as (seconds, kbit/s) pairs."""
+    return [(float(s), int(k)) for s, k in (p.split(":") for p in text.split(","))]
+
+
+def command(args: argparse.Namespace) -> int:
+    run = asyncio.run(run_schedule(args.schedule, args.codec))
     result = figures(run)
     if args.json:
         print(
@@ -320,7 +317,3 @@ def sample_line(s: dict[str, Any]) -> str:
         f"forwarded {s['forwarded']}  S{s['spatial']}T{s['temporal']}"
         f"{' paused' if s['paused'] else ''}"
     )
-
-
-if __name__ == "__main__":
-    sys.exit(main())

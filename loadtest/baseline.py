@@ -1,13 +1,13 @@
 """The trivial baseline of the bench: a plain UDP relay (no ICE, no SRTP, no rewriting) that
 sends every datagram it receives to N addresses, in its own process.
 
-    python -m loadtest.baseline PORT HOST:PORT [HOST:PORT ...]
+    python -m loadtest udp-relay PORT SECONDS HOST:PORT [HOST:PORT ...]   (bench starts it)
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-import sys
 
 
 class Relay(asyncio.DatagramProtocol):
@@ -32,14 +32,17 @@ async def serve(port: int, targets: list[tuple[str, int]], seconds: float) -> No
     await asyncio.sleep(seconds)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = argv if argv is not None else sys.argv[1:]
-    port = int(args[0])
-    seconds = float(args[1])
-    targets = [(host, int(p)) for host, _, p in (a.rpartition(":") for a in args[2:])]
-    asyncio.run(serve(port, targets, min(seconds, 600.0)))
+def _address(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host, int(port)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("port", type=int, help="where it receives, on 127.0.0.1")
+    parser.add_argument("seconds", type=float, help="how long it runs (at most 600)")
+    parser.add_argument("targets", nargs="+", type=_address, metavar="HOST:PORT")
+
+
+def command(args: argparse.Namespace) -> int:
+    asyncio.run(serve(args.port, args.targets, min(args.seconds, 600.0)))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,10 +1,17 @@
 """``bench``: fan-out from one VP9 L3T3_KEY publisher to N subscribers, N stepped up until
 loss > 0.5% or p99 latency > 50 ms; the server's CPU microseconds per forwarded packet beside
-a plain UDP relay of the same packets to the same N, measured in the same run."""
+a plain UDP relay of the same packets to the same N (loadtest/baseline.py), measured in the
+same run. One line per step (``N=...``); with ``--json``, then the steps as JSON.
+
+    python -m loadtest bench --max-subscribers 40
+    python -m loadtest bench --max-subscribers 16 --step 8 --duration 8 --json
+"""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import json
 import socket
 import sys
 import time
@@ -13,8 +20,9 @@ from typing import Any
 from .capturefile import read_capture
 from .looper import CaptureLooper
 from .proc import cpu_seconds
-from .run import free_port, run_scenario, start_server
+from .run import run_scenario
 from .scenario import Profile, Scenario
+from .server import free_port, start_server
 
 MAX_LOSS = 0.5  # percent
 MAX_P99 = 50.0  # ms
@@ -45,7 +53,8 @@ async def baseline(subscribers: int, duration: float) -> dict[str, Any]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "loadtest.baseline",
+        "loadtest",
+        "udp-relay",
         str(relay_port),
         str(duration + 5),
         *[f"127.0.0.1:{p}" for p in ports],
@@ -119,8 +128,8 @@ def _steps(max_subscribers: int, step: int) -> list[int]:
 async def bench(max_subscribers: int = 64, step: int = 0, duration: float = 8.0) -> dict[str, Any]:
     duration = min(duration, 60.0)
     max_subscribers = min(max_subscribers, 200)
-    proc, port, config = await start_server(["127.0.0.1"])
-    url = f"http://127.0.0.1:{port}"
+    server = await start_server(["127.0.0.1"])
+    url = server.url
     rows: list[dict[str, Any]] = []
     held = 0
     try:
@@ -136,7 +145,7 @@ async def bench(max_subscribers: int = 64, step: int = 0, duration: float = 8.0)
                 processes=2,
                 profiles=[Profile(name="fanout", subscribers_per_room=n, window=(1280, 720))],
             )
-            report = await run_scenario(scenario, quiet=True, server_pid=proc.pid)
+            report = await run_scenario(scenario, quiet=True, server_pid=server.pid)
             profile = report["profiles"]["fanout"]
             cpu, delivered, seconds = steady_cost(report)
             row = {
@@ -175,8 +184,22 @@ async def bench(max_subscribers: int = 64, step: int = 0, duration: float = 8.0)
                 break
             held = n
     finally:
-        proc.terminate()
-        await proc.wait()
-        config.unlink(missing_ok=True)
+        await server.aclose()
     print(f"largest N that held (loss <= {MAX_LOSS}%, p99 <= {MAX_P99} ms): {held}")
     return {"held": held, "steps": rows}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-subscribers", type=int, default=64)
+    parser.add_argument("--step", type=int, default=0, help="0: 1, 2, 4, 8, then +8")
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per step")
+    parser.add_argument("--json", action="store_true", help="then the steps as JSON")
+
+
+def command(args: argparse.Namespace) -> int:
+    result = asyncio.run(
+        bench(max_subscribers=args.max_subscribers, step=args.step, duration=args.duration)
+    )
+    if args.json:
+        print(json.dumps(result, indent=1))
+    return 0

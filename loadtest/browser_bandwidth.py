@@ -1,11 +1,11 @@
-"""A real Chromium subscriber behind a shaped link: the demo page, receive-only, in its own
-network namespace behind ``tc`` (:class:`loadtest.netns.ShapedLink`), against a replayed VP9
-L3T3_KEY publisher on this host; the link follows a schedule (2.5 Mbit/s -> 400 kbit/s ->
-2.5 Mbit/s). Every ~0.3 s both what the SFU did (``/stats``, as ``loadtest.bandwidth``) and
-what the page got (its ``getStats()`` inbound-rtp video) are sampled.
+"""``browser-bandwidth``: a real Chromium subscriber behind a shaped link: the demo page,
+receive-only, in its own network namespace behind ``tc`` (:class:`loadtest.netns.ShapedLink`),
+against a replayed VP9 L3T3_KEY publisher on this host; the link follows a schedule
+(2.5 Mbit/s -> 400 kbit/s -> 2.5 Mbit/s). Every ~0.3 s both what the SFU did (``/stats``, as
+``bandwidth``) and what the page got (its ``getStats()`` inbound-rtp video) are sampled.
 
-    python -m loadtest.browser_bandwidth             # the default schedule, figures printed
-    python -m loadtest.browser_bandwidth --json      # figures and every sample
+    python -m loadtest browser-bandwidth             # the default schedule, figures printed
+    python -m loadtest browser-bandwidth --json      # figures and every sample
 
 **Why a wrapper script.** Playwright starts the browser itself and drives it over
 ``--remote-debugging-pipe`` (file descriptors 3 and 4); it cannot be told to start it in a
@@ -24,13 +24,13 @@ frame.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
 import re
 import stat
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -43,13 +43,17 @@ from .bandwidth import (
     _sample,
     _stats,
     _subscriber_view,
+    add_arguments,
     layer_figures,
     sample_line,
-    schedule_arguments,
     shaped_setup,
 )
 from .chromium import CHROMIUM, chromium_available, chromium_page
 from .netns import ShapedLink
+from .proc import total_cpu_seconds
+
+#: this command's arguments are bandwidth's (add_arguments)
+__all__ = ["add_arguments", "command", "figures", "phase_figures", "run_schedule"]
 
 SAMPLE_PERIOD = 0.3
 ROOM = "shaped"
@@ -125,19 +129,6 @@ def namespace_processes(namespace: str) -> dict[int, str]:
     return out
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU seconds of ``pids`` (the ones still there)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
-    return total / ticks
-
-
 def qdisc_counters(device: str) -> dict[str, int]:
     """Bytes, packets sent and packets dropped by ``device``'s root qdisc (the shaper)."""
     text = _output("tc", "-s", "qdisc", "show", "dev", device)
@@ -182,8 +173,8 @@ async def run_schedule(
                 started = time.monotonic()
                 first_frame = started - launched
                 processes = namespace_processes(link.name)
-                cpu_before = cpu_seconds(list(processes))
-                sfu_cpu_before = cpu_seconds([proc.pid])
+                cpu_before = total_cpu_seconds(list(processes))
+                sfu_cpu_before = total_cpu_seconds([proc.pid])
                 qdisc_before = qdisc_counters(link.host_if)
                 samples: list[dict[str, Any]] = []
                 changes = []
@@ -217,8 +208,8 @@ async def run_schedule(
                         samples.append(sample)
                         candidate_pair = (seen["local"], seen["remote"])
                 elapsed = time.monotonic() - started
-                cpu = cpu_seconds(list(processes)) - cpu_before
-                sfu_cpu = cpu_seconds([proc.pid]) - sfu_cpu_before
+                cpu = total_cpu_seconds(list(processes)) - cpu_before
+                sfu_cpu = total_cpu_seconds([proc.pid]) - sfu_cpu_before
                 after = qdisc_counters(link.host_if)
                 plis = _publisher_plis(_stats(port))
         return {
@@ -335,9 +326,8 @@ def figures(run: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    args, schedule = schedule_arguments("python -m loadtest.browser_bandwidth", __doc__, argv)
-    run = asyncio.run(run_schedule(schedule, args.codec))
+def command(args: argparse.Namespace) -> int:
+    run = asyncio.run(run_schedule(args.schedule, args.codec))
     result = figures(run)
     if args.json:
         print(json.dumps({"figures": result, "samples": run["samples"]}, indent=1))
@@ -351,7 +341,3 @@ def main(argv: list[str] | None = None) -> int:
             )
         print(json.dumps(result, indent=1))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

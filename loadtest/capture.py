@@ -1,28 +1,26 @@
-"""Capture a real published stream: Chromium publishes to an in-process SFU, which writes the
-decrypted RTP of the video (and audio) track to capture files, starting at a keyframe.
+"""``capture``: record a real published stream. Chromium publishes to an in-process SFU,
+which writes the decrypted RTP of the video (and audio) track to capture files, starting at a
+keyframe.
 
-    python -m loadtest.capture --codec VP9 --seconds 5 --out-dir tests/fixtures/captures
+    python -m loadtest capture --codec VP9 --seconds 5 --out-dir tests/fixtures/captures
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 import time
 from pathlib import Path
-
-from aiohttp import web
-from playwright.async_api import async_playwright
 
 from sfu.codecs.keyframe import KEYFRAME_DETECTORS
 from sfu.config import Settings
 from sfu.forwarding.source import MediaSource
 from sfu.rtp.packet import parse_rtp
-from sfu.signaling.server import ROOMS_KEY, create_app
+from sfu.signaling.server import create_app
 
 from .capturefile import CaptureInfo, CaptureWriter
 from .chromium import chromium_page
+from .server import running
 
 MODES = {"VP9": "L3T3_KEY", "VP8": "L1T3", "AV1": "L3T3"}
 
@@ -47,15 +45,13 @@ class _Recorder:
 
 
 async def capture(codec: str, mode: str, seconds: float, out_dir: Path, warmup: float) -> None:
-    app = create_app(Settings())
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    rooms = app[ROOMS_KEY]
-    url = f"http://{host}:{port}/?room=capture&name=capture&codec={codec}&mode={mode}&autojoin=1"
-    try:
+    """Chromium publishes ``codec`` in ``mode`` to an in-process SFU; ``seconds`` of what it
+    sends, after ``warmup``, go to ``out_dir``."""
+    from playwright.async_api import async_playwright
+
+    async with running(create_app(Settings())) as server:
+        rooms = server.rooms
+        url = f"{server.url}/?room=capture&name=capture&codec={codec}&mode={mode}&autojoin=1"
         async with async_playwright() as p, chromium_page(p, url) as page:
             deadline = time.monotonic() + 30
             while True:
@@ -107,16 +103,9 @@ async def capture(codec: str, mode: str, seconds: float, out_dir: Path, warmup: 
                 source.taps.remove(rec)
                 rec.writer.close()
                 print(f"{rec.writer.count} packets -> {rec.writer._file.name}")
-    finally:
-        await runner.cleanup()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m loadtest.capture",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--codec", choices=sorted(MODES), default="VP9")
     parser.add_argument(
         "--mode", help="scalabilityMode (default: VP9 L3T3_KEY, VP8 L1T3, AV1 L3T3)"
@@ -124,12 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=4.0)
     parser.add_argument("--out-dir", type=Path, default=Path("tests/fixtures/captures"))
-    args = parser.parse_args(argv)
+
+
+def command(args: argparse.Namespace) -> int:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     mode = args.mode or MODES[args.codec]
     asyncio.run(capture(args.codec, mode, min(args.seconds, 60.0), args.out_dir, args.warmup))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -17,12 +17,12 @@ media and RTX bytes (counted on arrival), and the server's refusals from ``/stat
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from sfu.adapters import aiortc_plane as plane
@@ -32,8 +32,9 @@ from sfu.rtp.packet import RtpError, parse_rtp
 from .capturefile import read_capture
 from .peers import ReplayPublisher, SimSubscriber
 from .proc import cpu_seconds
+from .scenario import AUDIO_CAPTURE, CAPTURES, VIDEO_CAPTURES
+from .server import server_stats, start_server
 
-CAPTURES = Path(__file__).resolve().parent.parent / "tests/fixtures/captures"
 #: sequence numbers NACKed in each storm packet: the whole of a down track's history
 HISTORY = 1024
 
@@ -168,16 +169,14 @@ async def nack_storm(
 ) -> dict[str, Any]:
     """The server, the publisher and the honest subscriber here, the attacker in its own
     process (its receiving must not starve the honest subscriber's)."""
-    from .run import server_stats, start_server
-
     plane.install(plane.IceOptions(listen_addresses=["127.0.0.1"]))
-    proc, port, config = await start_server(["127.0.0.1"], extra_yaml=extra_yaml)
-    ws = f"ws://127.0.0.1:{port}/ws"
+    server = await start_server(["127.0.0.1"], extra_yaml=extra_yaml)
+    port, ws = server.port, server.ws_url
     publisher = ReplayPublisher(
         ws,
         "publisher",
-        read_capture(CAPTURES / "vp9_L3T3_KEY.sfucap"),
-        read_capture(CAPTURES / "opus.sfucap"),
+        read_capture(CAPTURES / VIDEO_CAPTURES["VP9"]),
+        read_capture(CAPTURES / AUDIO_CAPTURE),
     )
     honest = SimSubscriber(ws, "honest")
     child: asyncio.subprocess.Process | None = None
@@ -188,7 +187,8 @@ async def nack_storm(
         child = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "loadtest.nack_storm",
+            "loadtest",
+            "nack-attacker",
             ws,
             str(int(transport_cc)),
             str(rate),
@@ -210,7 +210,7 @@ async def nack_storm(
             tracks = _attacker_stats(stats, "attacker").get("subscribed", [])
             return {
                 "time": time.monotonic(),
-                "cpu": cpu_seconds(proc.pid),
+                "cpu": cpu_seconds(server.pid),
                 "honest": honest.received,
                 "media": sum(t["bytes_sent"] for t in tracks),
                 "rtx": sum(t.get("retransmitted_bytes", 0) for t in tracks),
@@ -263,11 +263,34 @@ async def nack_storm(
                 await asyncio.wait_for(peer.close(), 5)
             except Exception:
                 pass
-        proc.terminate()
-        await proc.wait()
-        config.unlink(missing_ok=True)
+        await server.aclose()
 
 
-if __name__ == "__main__":  # the attacker's process (see nack_storm)
-    url, cc, rate_arg, quiet_arg, duration_arg = sys.argv[1:6]
-    asyncio.run(_attack(url, cc == "1", float(rate_arg), float(quiet_arg), float(duration_arg)))
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--transport-cc", action="store_true", help="the attacker keeps it")
+    parser.add_argument("--rate", type=float, default=1000.0, help="NACK packets a second")
+    parser.add_argument("--quiet", type=float, default=4.0, help="seconds before the storm")
+    parser.add_argument("--duration", type=float, default=6.0, help="seconds of storm")
+
+
+def command(args: argparse.Namespace) -> int:
+    result = asyncio.run(
+        nack_storm(args.transport_cc, rate=args.rate, quiet=args.quiet, duration=args.duration)
+    )
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+def add_attacker_arguments(parser: argparse.ArgumentParser) -> None:
+    """``python -m loadtest nack-attacker URL TRANSPORT_CC RATE QUIET DURATION``: the
+    attacker's own process, which :func:`nack_storm` starts."""
+    parser.add_argument("url", help="the server's WebSocket URL")
+    parser.add_argument("transport_cc", type=int, choices=[0, 1])
+    parser.add_argument("rate", type=float)
+    parser.add_argument("quiet", type=float)
+    parser.add_argument("duration", type=float)
+
+
+def attacker_command(args: argparse.Namespace) -> int:
+    asyncio.run(_attack(args.url, bool(args.transport_cc), args.rate, args.quiet, args.duration))
+    return 0

@@ -1,5 +1,5 @@
-"""The forwarding hot path in-process, without the network: CPU microseconds per forwarded
-packet, and where they go.
+"""``profile``: the forwarding hot path in-process, without the network: CPU microseconds per
+forwarded packet, and where they go.
 
 The committed VP9 ``L3T3_KEY`` capture (``tests/fixtures/captures/vp9_L3T3_KEY.sfucap``),
 replayed ``--loops`` times (sequence numbers, timestamps, picture ids and frame numbers
@@ -13,10 +13,10 @@ comes back, so the estimator's feedback side is not measured here.
 
 ::
 
-    python -m loadtest.profile_forwarding                        # 8 subscribers, 5 runs
-    python -m loadtest.profile_forwarding --subscribers 16 --loops 8
-    python -m loadtest.profile_forwarding --profile              # cProfile, top 25 by self time
-    python -m loadtest.profile_forwarding --profile --sort cumulative --top 40
+    python -m loadtest profile                        # 8 subscribers, 5 runs
+    python -m loadtest profile --subscribers 16 --loops 8
+    python -m loadtest profile --profile              # cProfile, top 25 by self time
+    python -m loadtest profile --profile --sort cumulative --top 40
 
 The figure is the CPU time of the feeding loop (this thread's, so other processes on a busy
 machine count less) over the packets forwarded to all subscribers, best of ``--runs``, and
@@ -41,9 +41,10 @@ from sfu.rtp import extensions as ext
 from sfu.rtp.packet import parse_rtp
 
 from .capturefile import read_capture, stream_parameters
-from .replay import replay
+from .looper import replay
+from .scenario import CAPTURES, VIDEO_CAPTURES
 
-CAPTURE = Path(__file__).resolve().parent.parent / "tests/fixtures/captures/vp9_L3T3_KEY.sfucap"
+CAPTURE = CAPTURES / VIDEO_CAPTURES["VP9"]
 #: (spatial, temporal) targets the subscribers cycle through
 DEFAULT_TARGETS = [(2, 2), (1, 2), (0, 2), (2, 1), (1, 1), (0, 0), (2, 2), (1, 0)]
 
@@ -129,12 +130,7 @@ def _target(text: str) -> tuple[int, int]:
     return int(spatial), int(temporal)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m loadtest.profile_forwarding",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--subscribers", type=int, default=8)
     parser.add_argument("--loops", type=int, default=4, help="passes over the capture")
     parser.add_argument("--runs", type=int, default=5, help="timed runs (best is reported)")
@@ -150,8 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="one run under cProfile")
     parser.add_argument("--sort", default="tottime", help="pstats sort key")
     parser.add_argument("--top", type=int, default=25, help="pstats lines")
-    args = parser.parse_args(argv)
 
+
+def command(args: argparse.Namespace) -> int:
     params, packets = _packets(args.capture, args.loops)
     if args.profile:
         profiler = cProfile.Profile()
@@ -183,5 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":  # the former command, while scripts move to `loadtest profile`
+    import sys
+
+    from .cli import main
+
+    raise SystemExit(main(["profile", *sys.argv[1:]]))

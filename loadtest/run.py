@@ -1,93 +1,36 @@
-"""Running a scenario: the server (started here, or given), shaped links for subscribers
-with a downlink cap, worker processes, live progress, and the aggregated report."""
+"""``run``: a scenario of simulated peers over the real signaling and real UDP, from a YAML
+file (``loadtest/scenarios/``) or flags; the server (started here, or given), shaped links for
+subscribers with a downlink cap, worker processes, live progress, and the report (a table;
+JSON and an HTML plot under the scenario's ``output``).
+
+    python -m loadtest run loadtest/scenarios/small.yaml
+    python -m loadtest run --subscribers 10 --window 640x360
+"""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import bisect
 import json
 import os
-import socket
 import statistics
 import sys
 import tempfile
 import time
-import urllib.request
 from collections import Counter, defaultdict
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from .netns import ShapedLink, namespaces_available
 from .proc import cpu_seconds, rss_bytes
-from .scenario import Scenario
+from .report import table, write
+from .scenario import Profile, Scenario, load_scenario
+from .server import SfuProcess, server_stats, start_server
 from .worker import PeerSpec, WorkerSpec
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-#: the development admin token each server started here printed, by port
-ADMIN_TOKENS: dict[int, str] = {}
-
-
-def server_stats(url: str, port: int, timeout: float = 2) -> dict[str, Any]:
-    """``/stats`` of a server started here (as its admin: rooms and participants); of
-    another server, what anyone may see."""
-    token = ADMIN_TOKENS.get(port)
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    request = urllib.request.Request(f"{url}/stats", headers=headers)
-    return dict(json.load(urllib.request.urlopen(request, timeout=timeout)))
-
-
-async def start_server(
-    listen: list[str], http_host: str = "127.0.0.1", extra_yaml: str = ""
-) -> tuple[asyncio.subprocess.Process, int, Path]:
-    """``sfu serve`` in its own process with ICE on ``listen``; returns (process, port, cfg)."""
-    port = free_port()
-    config = Path(tempfile.mkstemp(prefix="sfu-loadtest-", suffix=".yaml")[1])
-    addresses = ", ".join(listen)
-    config.write_text(
-        f"http: {{host: {http_host}, port: {port}}}\n"
-        f"ice: {{listen_addresses: [{addresses}]}}\n"
-        f"log: {{level: WARNING}}\n"
-        f"rooms: {{default: {{bandwidth_estimation: true}}}}\n"
-        # it listens on the namespaces' veth addresses too, all on this machine: development
-        # mode (no tokens) beyond loopback, said explicitly
-        f"auth: {{insecure_off_loopback: true}}\n"
-        # every simulated peer connects from this machine
-        f"limits: {{max_connections_per_address: 100000, address_cost_per_second: 1.0e9,"
-        f" address_cost_burst: 1000000000}}\n{extra_yaml}"
-    )
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "sfu",
-        "serve",
-        "--config",
-        str(config),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
-            assert proc.stdout is not None
-            for _ in range(10):  # printed before it serves
-                line = (await proc.stdout.readline()).decode()
-                if "admin token" in line:
-                    ADMIN_TOKENS[port] = line.rsplit(" ", 1)[-1].strip()
-                    break
-            return proc, port, config
-        except OSError:
-            if proc.returncode is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError("sfu serve did not start") from None
-            await asyncio.sleep(0.2)
 
 
 def _http(url: str) -> str:
@@ -244,8 +187,7 @@ async def run_scenario(
     """Run ``scenario`` to the end (bounded) and return the report data."""
     capped = [p for p in scenario.profiles if p.downlink_kbps and p.subscribers_per_room]
     links: list[ShapedLink] = []
-    server_proc = None
-    config: Path | None = None
+    server: SfuProcess | None = None
     if capped:
         ok, why = namespaces_available()
         if not ok:
@@ -275,11 +217,8 @@ async def run_scenario(
                     )
         if scenario.url is None:
             listen = ["127.0.0.1", *[link.host_address for link in links]]
-            server_proc, port, config = await start_server(
-                listen, "0.0.0.0" if links else "127.0.0.1"
-            )
-            url = f"http://127.0.0.1:{port}"
-            server_pid = server_proc.pid
+            server = await start_server(listen, "0.0.0.0" if links else "127.0.0.1")
+            url, port, server_pid = server.url, server.port, server.pid
         else:
             url = _http(scenario.url)
             port = 0
@@ -310,7 +249,7 @@ async def run_scenario(
             "audio_capture": str(scenario.audio_capture) if scenario.audio_capture else None,
             "start_at": start_at,
         }
-        worker = [sys.executable, "-m", "loadtest.worker"]
+        worker = [sys.executable, "-m", "loadtest", "worker"]
         jobs = []
         progress: dict[int, dict[str, Any]] = {}
         timeout = scenario.duration + 60
@@ -365,25 +304,19 @@ async def run_scenario(
             print(file=sys.stderr)
         results = list(gather.result())
         elapsed = time.monotonic() - started
-        server: dict[str, Any] = {"pid": server_pid, "samples": samples}
+        seen: dict[str, Any] = {"pid": server_pid, "samples": samples}
         if cpu_start is not None and samples:
-            server["cpu_seconds"] = round(samples[-1]["cpu"] - cpu_start, 3)
-            server["cpu_percent"] = round(100 * server["cpu_seconds"] / elapsed, 1)
-            server["max_rss_mb"] = max(s["rss_mb"] for s in samples)
+            seen["cpu_seconds"] = round(samples[-1]["cpu"] - cpu_start, 3)
+            seen["cpu_percent"] = round(100 * seen["cpu_seconds"] / elapsed, 1)
+            seen["max_rss_mb"] = max(s["rss_mb"] for s in samples)
         try:
-            server["stats"] = server_stats(url, port)
+            seen["stats"] = server_stats(url, port)
         except OSError:
             pass
-        return summarize(scenario, results, server, elapsed)
+        return summarize(scenario, results, seen, elapsed)
     finally:
-        if server_proc is not None and server_proc.returncode is None:
-            server_proc.terminate()
-            try:
-                await asyncio.wait_for(server_proc.wait(), 10)
-            except TimeoutError:
-                server_proc.kill()
-        if config is not None:
-            config.unlink(missing_ok=True)
+        if server is not None:
+            await server.aclose()
         for link in links:
             link.down()
 
@@ -393,3 +326,57 @@ def default_output(scenario: Scenario) -> Path:
     out = Path(scenario.output) / f"run-{stamp}-{os.getpid()}"
     out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+def _size(text: str) -> tuple[int, int]:
+    w, _, h = text.partition("x")
+    return int(w), int(h)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("scenario", nargs="?", help="a YAML scenario (loadtest/scenarios/)")
+    parser.add_argument("--url", help="a running server; default: start one for the run")
+    parser.add_argument("--rooms", type=int, default=1)
+    parser.add_argument("--publishers", type=int, default=1)
+    parser.add_argument("--subscribers", type=int, default=4)
+    parser.add_argument("--window", help="rendered size of remote videos, e.g. 640x360")
+    parser.add_argument("--downlink-kbps", type=int, help="put subscribers behind a shaped link")
+    parser.add_argument("--codec", default="VP9", choices=["VP9", "VP8", "AV1"])
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds (capped at 300)")
+    parser.add_argument("--ramp-up", type=float, default=10.0, help="peers started per second")
+    parser.add_argument("--processes", type=int, default=2)
+
+
+def command(args: argparse.Namespace) -> int:
+    try:
+        if args.scenario:
+            scenario = load_scenario(args.scenario)
+        else:
+            scenario = Scenario(
+                url=args.url,
+                rooms=args.rooms,
+                publishers_per_room=args.publishers,
+                codec=args.codec,
+                duration=args.duration,
+                ramp_up=args.ramp_up,
+                processes=args.processes,
+                profiles=[
+                    Profile(
+                        name="default",
+                        subscribers_per_room=args.subscribers,
+                        window=_size(args.window) if args.window else None,
+                        downlink_kbps=args.downlink_kbps,
+                    )
+                ],
+            )
+        if args.url and args.scenario:
+            scenario = scenario.model_copy(update={"url": args.url})
+    except (ValidationError, OSError, ValueError) as exc:
+        print(f"loadtest: invalid scenario: {exc}", file=sys.stderr)
+        return 2
+    report = asyncio.run(run_scenario(scenario))
+    out = default_output(scenario)
+    json_path, html_path = write(report, out)
+    print(table(report))
+    print(f"report: {json_path}  plot: {html_path}")
+    return 1 if report["errors"] else 0

@@ -1,5 +1,5 @@
 """The client side of the SFU's signaling (docs/signaling.md), shared by the simulated peers
-(:mod:`loadtest.peers`) and the tests' aiortc clients (``tests/clients.py``).
+(:mod:`loadtest.peers`) and the tests' aiortc clients (``tests/support/clients.py``).
 
 A :class:`SignalingPeer` holds one WebSocket: it matches replies to requests by ``id``,
 keeps every message it receives, joins a room, and runs the publish (client offers) and

@@ -1,11 +1,12 @@
 """One load generator process: runs the peers it is given, prints a JSON progress line every
 second and one JSON result at the end, then exits (bounded by the spec's deadline).
 
-    python -m loadtest.worker SPEC.json
+    python -m loadtest worker SPEC.json      (run and bandwidth start it)
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import sys
@@ -160,15 +161,14 @@ async def run(spec: WorkerSpec) -> dict[str, Any]:
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = argv if argv is not None else sys.argv[1:]
-    raw = json.loads(Path(args[0]).read_text())
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("spec", type=Path, help="a WorkerSpec as JSON")
+
+
+def command(args: argparse.Namespace) -> int:
+    raw = json.loads(args.spec.read_text())
     raw["peers"] = [PeerSpec(**p) for p in raw["peers"]]
     spec = WorkerSpec(**raw)
     result = asyncio.run(run(spec))
     _emit("result", result)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -3,15 +3,16 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
-from serving import RunningServer, running
+from support.serving import RunningServer, running
 
 from loadtest.netns import namespaces_available
 from sfu.config import Settings
 from sfu.signaling.server import create_app
 
-__all__ = ["RunningServer", "namespaces", "server"]
+__all__ = ["namespaces", "server"]
 
 
 @pytest.fixture
@@ -34,6 +35,18 @@ def namespaces() -> None:
         pytest.skip(message)
 
 
+@pytest.fixture
+async def playwright() -> AsyncIterator[Any]:
+    """Playwright, for the browser tests (Debian's Chromium: support.browser)."""
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        yield p
+
+
+#: names a test module imports when it drives Chromium
+_BROWSER_NAMES = ("chromium_page", "chromium_available", "require_chromium", "async_playwright")
+
 #: names a test module imports when it runs the real server, real peers or processes
 _INTEGRATION_NAMES = (
     "running",
@@ -50,17 +63,20 @@ _INTEGRATION_NAMES = (
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Markers by what a test needs, so the fast unit tests run alone in seconds
-    (``pytest -m "not integration"``): ``netns`` (a shaped link in network namespaces),
-    ``integration`` (the real server, real peers or processes; the browser and netns tests
-    are integration tests too)."""
+    (``pytest -m "not integration"``): ``browser`` (Chromium through Playwright), ``netns``
+    (a shaped link in network namespaces), ``integration`` (the real server, real peers or
+    processes; the browser and netns tests are integration tests too)."""
     for item in items:
         names = vars(getattr(item, "module", None) or object())
-        if "namespaces" in getattr(item, "fixturenames", ()):
+        fixtures = getattr(item, "fixturenames", ())
+        if "playwright" in fixtures or any(name in names for name in _BROWSER_NAMES):
+            item.add_marker(pytest.mark.browser)
+        if "namespaces" in fixtures:
             item.add_marker(pytest.mark.netns)
         if (
             item.get_closest_marker("browser") is not None
             or item.get_closest_marker("netns") is not None
-            or "server" in getattr(item, "fixturenames", ())
+            or "server" in fixtures
             or any(name in names for name in _INTEGRATION_NAMES)
         ):
             item.add_marker(pytest.mark.integration)

@@ -1,6 +1,6 @@
 """Bandwidth-aware forwarding on a real shaped link: a subscriber in its own network
 namespace behind tc, 2.5 Mbit/s -> 400 kbit/s -> 2.5 Mbit/s, against a replayed VP9 L3T3_KEY
-publisher. Generous bounds here; `python -m loadtest.bandwidth` prints the figures."""
+publisher. Generous bounds here; `python -m loadtest bandwidth` prints the figures."""
 
 from __future__ import annotations
 

@@ -5,33 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import socket
 import subprocess
-import sys
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from typing import Any
 
 import pytest
-from browser import chromium_available, chromium_page
+from support.browser import chromium_page, require_chromium
+from support.serving import start_sfu
 
-pytestmark = pytest.mark.browser
-
-if not chromium_available():  # CI installs it; a developer machine may not have it
-    if os.environ.get("CI"):
-        raise RuntimeError("CI must run the browser tests: /usr/bin/chromium is missing")
-    pytest.skip("needs Debian's chromium at /usr/bin/chromium", allow_module_level=True)
-
-from playwright.async_api import async_playwright  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+require_chromium()
 
 
 #: the development admin token `sfu serve` printed, by server URL
@@ -46,37 +31,14 @@ def sfu_url(sfu_process: tuple[str, subprocess.Popen[bytes]]) -> str:
 @pytest.fixture
 def sfu_process() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """`sfu serve` as users run it, in its own process, stopped by its PID."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sfu", "serve", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
+    server = start_sfu()
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/healthz", timeout=1)
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("sfu serve did not start") from None
-                time.sleep(0.2)
-        assert proc.stdout is not None
-        for _ in range(10):  # printed before it serves: the development admin token
-            line = proc.stdout.readline().decode()
-            if "admin token" in line:
-                ADMIN_TOKENS[url] = line.rsplit(" ", 1)[-1].strip()
-                break
-        yield url, proc
+        server.wait_healthy_blocking()
+        assert server.admin_token is not None
+        ADMIN_TOKENS[server.url] = server.admin_token
+        yield server.url, server.proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        server.stop()
 
 
 INBOUND = "window.sfuClient ? window.sfuClient.inboundStats() : []"
@@ -122,12 +84,6 @@ CAPTURE = (640, 360)
 TOP_LAYER_WITHIN = 20.0
 #: ... and to have kept it this long (the estimate confirmed by probing)
 TOP_LAYER_STEADY = 2.0
-
-
-@pytest.fixture
-async def playwright() -> AsyncIterator[Any]:
-    async with async_playwright() as p:
-        yield p
 
 
 @pytest.mark.parametrize("codec", ["VP9", "VP8", "AV1"])
@@ -419,7 +375,7 @@ async def test_the_demo_page_shows_the_server_shutting_down(
 async def test_demo_page_sends_a_token_and_shows_a_refusal(playwright: Any) -> None:
     """A room that requires a token: the page without one is refused and says why; with a
     token typed into the form, or given as ``?token=``, it joins and publishes."""
-    from serving import serving
+    from support.serving import serving
 
     from sfu.auth.tokens import create_token
     from sfu.config import parse_settings

@@ -1,28 +1,20 @@
 """Bandwidth-aware forwarding to real Chromium on a real shaped link: the demo page, receive
 only, runs in its own network namespace behind tc (2.5 Mbit/s -> 400 kbit/s -> 2.5 Mbit/s),
 against a replayed VP9 L3T3_KEY publisher. Generous bounds here;
-`python -m loadtest.browser_bandwidth` prints the figures."""
+`python -m loadtest browser-bandwidth` prints the figures."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
+from support.browser import require_chromium
 
 from loadtest.browser_bandwidth import figures, phase_figures, run_schedule
-from loadtest.chromium import chromium_available
 
-pytestmark = pytest.mark.browser
-
-if not chromium_available():  # CI installs it; a developer machine may not have it
-    if os.environ.get("CI"):
-        raise RuntimeError("CI must run the browser tests: /usr/bin/chromium is missing")
-    pytest.skip("needs Debian's chromium at /usr/bin/chromium", allow_module_level=True)
+require_chromium()
 
 # the high phase starts at the page's first decoded frame; the last one is longer than the
 # bound on the recovery
 SCHEDULE = [(10.0, 2500), (12.0, 400), (16.0, 2500)]
-
 
 
 @pytest.mark.timeout(150)

@@ -6,27 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
-import pytest
-from browser import chromium_available, chromium_page
-from conftest import RunningServer
+from support.browser import chromium_page, require_chromium
+from support.serving import RunningServer
 
 from loadtest.relay import LossyRelay, route_publisher_through
 from sfu.adapters import aiortc_plane as plane
 
-pytestmark = pytest.mark.browser
-
-if not chromium_available():  # CI installs it; a developer machine may not have it
-    if os.environ.get("CI"):
-        raise RuntimeError("CI must run the browser tests: /usr/bin/chromium is missing")
-    pytest.skip("needs Debian's chromium at /usr/bin/chromium", allow_module_level=True)
-
-from playwright.async_api import async_playwright  # noqa: E402
+require_chromium()
 
 #: the selected candidate pair of one of the client's connections, with the ICE ufrags
 PAIR = """async (which) => {
@@ -49,12 +40,6 @@ PAIR = """async (which) => {
   }
   return out;
 }"""
-
-
-@pytest.fixture
-async def playwright() -> AsyncIterator[Any]:
-    async with async_playwright() as p:
-        yield p
 
 
 async def videos_in(page: Any) -> list[dict[str, Any]]:

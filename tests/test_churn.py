@@ -25,7 +25,7 @@ import pytest
 from aiortc import RTCPeerConnection
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcicetransport import RTCIceTransport
-from serving import serving
+from support.serving import serving
 
 from loadtest.capturefile import read_capture
 from loadtest.peers import ReplayPublisher, SimSubscriber

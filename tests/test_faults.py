@@ -6,22 +6,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from clients import SignalingClient
-from conftest import RunningServer
-from test_fanout import attach, feed, make_source
-from test_integration import wait_until
+from support.captures import CAPTURES
+from support.clients import SignalingClient
+from support.forwarding import attach, feed, make_source
+from support.serving import RunningServer
+from support.waiting import wait_until
 
 from loadtest.capturefile import read_capture
 from loadtest.peers import ReplayPublisher, SimSubscriber
 from sfu import faults
 from sfu.adapters.peers import PeerSettings, PublisherPeer, SubscriberPeer
-
-CAPTURES = Path(__file__).parent / "fixtures" / "captures"
 
 # -- sans-IO pieces ---------------------------------------------------------------------------
 

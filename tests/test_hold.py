@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 
-from test_decode_forwarded import VP9, forward, load
+from support.captures import VP9, forward, load
 
 from sfu.forwarding.subscription import Subscription
 from sfu.forwarding.target import Allocation, LayerCaps

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from clients import SignalingClient, new_pc
-from conftest import RunningServer
-from test_integration import continuous, wait_until
+from support.clients import SignalingClient, new_pc
+from support.serving import RunningServer
+from support.waiting import continuous, wait_until
 
 from sfu.adapters import aiortc_plane as plane
 from sfu.adapters.peers import PeerSettings, PublisherPeer

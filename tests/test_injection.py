@@ -11,8 +11,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
-from conftest import RunningServer
-from test_integration import wait_until
+from support.serving import RunningServer
+from support.waiting import wait_until
 
 from loadtest.peers import RawPublisher, SimSubscriber
 from sfu.forwarding.source import MediaSource

@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
-from clients import SignalingClient
-from conftest import RunningServer
-
-
-def continuous(seqs: list[int]) -> bool:
-    return all(((b - a) & 0xFFFF) == 1 for a, b in zip(seqs, seqs[1:], strict=False))
-
-
-async def wait_until(predicate: Any, timeout: float = 20.0, interval: float = 0.2) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(interval)
+from support.clients import SignalingClient
+from support.serving import RunningServer
+from support.waiting import continuous, wait_until
 
 
 def negotiated_pts(client: SignalingClient) -> dict[str, set[int]]:

@@ -7,8 +7,8 @@ import json
 from contextlib import AsyncExitStack
 
 import aiohttp
-from clients import SignalingClient
-from serving import serving
+from support.clients import SignalingClient
+from support.serving import serving
 
 from sfu.config import parse_settings
 from sfu.signaling.limits import TokenBucket

@@ -1,16 +1,47 @@
-"""The load tester against the real server: a small scenario, with a subscriber behind a
-real shaped link (network namespace + tc), and the report's content."""
+"""The load tester: its one command line (``python -m loadtest COMMAND``), and against the
+real server a small scenario, with a subscriber behind a real shaped link (network namespace
++ tc), and the report's content."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from loadtest.bandwidth import parse_schedule
+from loadtest.cli import COMMANDS, main
 from loadtest.report import table, write
 from loadtest.run import run_scenario
 from loadtest.scenario import load_scenario
 
 SCENARIOS = Path(__file__).parent.parent / "loadtest" / "scenarios"
 
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_command_has_its_arguments(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main([name, "--help"])
+    assert done.value.code == 0
+    assert f"usage: python -m loadtest {name}" in capsys.readouterr().out
+
+
+def test_help_lists_the_commands_not_the_child_processes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for name, command in COMMANDS.items():
+        assert (f"    {name} " in out or f"    {name}\n" in out) == (command.help is not None)
+
+
+def test_profile_runs_in_process(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["profile", "--runs", "1", "--loops", "1", "--subscribers", "2"]) == 0
+    assert "us/forwarded packet" in capsys.readouterr().out
+
+
+def test_schedule_argument() -> None:
+    assert parse_schedule("4:2500,4.5:400") == [(4.0, 2500), (4.5, 400)]
 
 
 async def test_small_scenario_report(namespaces: None, tmp_path: Path) -> None:

@@ -1,16 +1,16 @@
-"""The load tester's looping publisher stream (sans-IO) on the real captures."""
+"""The capture looper (sans-IO) on the real captures: paced (the load tester's publishers)
+and without a clock (replay, for the in-process tests)."""
 
-from pathlib import Path
+from support.captures import CAPTURES
 
 from loadtest.capturefile import read_capture
-from loadtest.looper import CaptureLooper
+from loadtest.looper import CaptureLooper, replay
 from sfu.codecs.av1_dd import parse_dependency_descriptor
 from sfu.codecs.keyframe import KEYFRAME_DETECTORS
 from sfu.codecs.vp9 import parse_vp9_descriptor
 from sfu.rtp import extensions as ext
 from sfu.rtp.packet import parse_rtp
 
-CAPTURES = Path(__file__).parent / "fixtures" / "captures"
 IDS = {ext.DEPENDENCY_DESCRIPTOR: 7, ext.ABS_SEND_TIME: 3}
 
 
@@ -76,3 +76,29 @@ def test_keyframe_request_jumps_to_a_keyframe_at_the_next_picture() -> None:
     # the first picture after the request starts with a keyframe (AV1 N bit)
     h = parse_rtp(starts[0])
     assert KEYFRAME_DETECTORS["AV1"](starts[0][h.payload_offset : h.payload_end])
+
+
+def test_replay_keeps_the_first_pass_and_continues_the_next() -> None:
+    """Without a clock: the first pass is the capture with its sequence numbers and
+    timestamps rebased, the second continues picture ids, frame numbers and timestamps."""
+    capture = read_capture(CAPTURES / "vp9_L3T3_KEY.sfucap")
+    out = list(replay(capture, 2))
+    n = len(capture.packets)
+    assert len(out) == 2 * n
+    for (at, original), (t, packet) in zip(capture.packets, out[:n], strict=True):
+        h, o = parse_rtp(packet), parse_rtp(original)
+        assert t == at and h.ssrc == o.ssrc and h.payload_type == o.payload_type
+        assert packet[h.payload_offset :] == original[o.payload_offset :]
+        assert h.extensions == o.extensions
+    headers = [parse_rtp(p) for _, p in out]
+    assert [h.sequence_number for h in headers] == list(range(2 * n))
+    assert headers[0].timestamp == 0
+    assert out[n][0] > out[n - 1][0]
+    assert 0 < (headers[n].timestamp - headers[n - 1].timestamp) & 0xFFFFFFFF <= 3000
+    pids = []
+    for _, packet in out:
+        h = parse_rtp(packet)
+        d = parse_vp9_descriptor(packet[h.payload_offset : h.payload_end])
+        if d.start_of_frame and d.sid == 0:
+            pids.append(d.picture_id)
+    assert all(((b - a) & 0x7FFF) == 1 for a, b in zip(pids, pids[1:], strict=False))

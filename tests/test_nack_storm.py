@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from serving import RunningServer, running
-from test_integration import wait_until
+from support.captures import CAPTURES
+from support.serving import RunningServer, running
+from support.waiting import wait_until
 
 from loadtest.capturefile import read_capture
 from loadtest.nack_storm import NackStormer
@@ -21,7 +21,6 @@ from loadtest.peers import ReplayPublisher, SimSubscriber
 from sfu.config import parse_settings
 from sfu.signaling.server import create_app
 
-CAPTURES = Path(__file__).parent / "fixtures" / "captures"
 #: NACK packets a second, each for the last 1024 sequence numbers of one stream
 STORM_RATE = 400
 STORM_SECONDS = 2.5

@@ -1,7 +1,7 @@
 """Peer connections are bounded: one that is never set up is reaped by the setup deadline
 (its sockets closed, the client told), one whose client vanishes is failed within the peer
 timeout, and an SDP over the bounds (size, m-lines, ICE candidates) is refused before aiortc
-does anything with it.  The probes run against the real application (tests/serving.py):
+does anything with it.  The probes run against the real application (tests/support/serving.py):
 raw WebSocket clients with hand-made SDPs, and aiortc clients."""
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from typing import Any
 import aiohttp
 import pytest
 from aiortc import AudioStreamTrack, RTCSessionDescription
-from clients import SignalingClient, new_pc
-from serving import RunningServer, running
-from test_integration import wait_until
+from support.clients import SignalingClient, new_pc
+from support.serving import RunningServer, running
+from support.waiting import wait_until
 
 from loadtest.signaling import SignalingPeer
 from sfu.adapters import aiortc_plane as plane

@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from clients import SignalingClient
-from serving import serving
+from support.clients import SignalingClient
+from support.serving import serving
 
 from sfu.config import load_settings, parse_settings
 from sfu.signaling.server import create_app

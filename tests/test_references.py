@@ -7,12 +7,12 @@ only by decoding (libvpx decodes from its reference slots whatever the descripto
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
+from support.captures import CAPTURES
 
 from loadtest.capturefile import Capture, read_capture, stream_parameters
-from loadtest.replay import replay
+from loadtest.looper import replay
 from sfu.codecs.vp8 import parse_vp8_descriptor
 from sfu.codecs.vp9 import Vp9Descriptor, parse_vp9_descriptor
 from sfu.forwarding.downtrack import DownTrack
@@ -22,8 +22,6 @@ from sfu.forwarding.subscription import Subscription
 from sfu.forwarding.target import LayerCaps
 from sfu.rtp import extensions as ext
 from sfu.rtp.packet import RtpHeader, build_rtp, parse_rtp
-
-CAPTURES = Path(__file__).parent / "fixtures" / "captures"
 
 
 def without_dependency_descriptor(capture: Capture) -> Capture:

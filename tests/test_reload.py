@@ -10,15 +10,15 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from serving import RunningServer, running, serving, start_sfu, wait_healthy
-from test_integration import wait_until
+from support.captures import CAPTURES
+from support.serving import RunningServer, running, serving, start_sfu
+from support.waiting import wait_until
 
 from loadtest.capturefile import read_capture
 from loadtest.peers import CountingSubscriber, ReplayPublisher
 from sfu.config import load_settings
 from sfu.signaling.server import create_app
 
-CAPTURES = Path(__file__).parent / "fixtures" / "captures"
 POLICY = "rooms:\n  default:\n    max_spatial_layer: {layer}\n"
 
 
@@ -111,9 +111,10 @@ async def test_sighup_reloads_and_rejects(tmp_path: Path) -> None:
 
     path = tmp_path / "sfu.yaml"
     path.write_text(POLICY.format(layer=2))
-    proc, port, log = start_sfu(tmp_path, "--config", str(path))
+    server = start_sfu("--config", str(path), log=tmp_path / "log.txt")
+    proc, port, log = server.proc, server.port, server.log
     try:
-        await wait_healthy(proc, port)
+        await server.wait_healthy()
 
         async def wait_log(text: str) -> None:
             end = time.monotonic() + 10
@@ -131,8 +132,7 @@ async def test_sighup_reloads_and_rejects(tmp_path: Path) -> None:
         assert proc.poll() is None  # still serving
         urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        server.stop()
 
 
 async def test_publisher_gets_transport_cc_feedback_when_enabled(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from test_decode_forwarded import VP9, forward, load
+from support.captures import VP9, forward, load
 
 from sfu.forwarding.congestion import SendSideCongestion
 from sfu.forwarding.downtrack import MIN_RESEND_INTERVAL, DownTrack

@@ -19,8 +19,8 @@ from typing import Any
 
 import aiohttp
 import pytest
-from clients import SignalingClient
-from serving import RunningServer, running
+from support.clients import SignalingClient
+from support.serving import RunningServer, running
 
 from sfu.auth.tokens import TokenError, create_token, verify_token
 from sfu.config import ConfigError, Settings, parse_settings

@@ -12,12 +12,11 @@ from typing import Any
 
 import aiohttp
 import pytest
-from serving import start_sfu, wait_healthy
+from support.captures import CAPTURES
+from support.serving import start_sfu
 
 from loadtest.capturefile import read_capture
 from loadtest.peers import ReplayPublisher
-
-CAPTURES = Path(__file__).parent / "fixtures" / "captures"
 
 
 async def read_until_closed(ws: aiohttp.ClientWebSocketResponse) -> list[dict[str, Any]]:
@@ -32,12 +31,13 @@ async def read_until_closed(ws: aiohttp.ClientWebSocketResponse) -> list[dict[st
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 async def test_signal_drains_and_exits_zero(tmp_path: Path, signum: signal.Signals) -> None:
-    proc, port, log = start_sfu(tmp_path)
+    server = start_sfu(log=tmp_path / "log.txt")
+    proc, port, log = server.proc, server.port, server.log
     url = f"ws://127.0.0.1:{port}/ws"
     publisher = ReplayPublisher(url, "pub", read_capture(CAPTURES / "vp8_L1T3.sfucap"))
     session = aiohttp.ClientSession()
     try:
-        await wait_healthy(proc, port)
+        await server.wait_healthy()
         await publisher.connect("drain")
         await publisher.publish()
         # a participant in the room, and a connection that has not joined yet
@@ -70,6 +70,4 @@ async def test_signal_drains_and_exits_zero(tmp_path: Path, signum: signal.Signa
     finally:
         await session.close()
         await publisher.close()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
+        server.stop()

@@ -3,7 +3,7 @@
 from contextlib import AsyncExitStack
 
 import pytest
-from serving import serving
+from support.serving import serving
 
 from sfu.auth.tokens import TokenError, create_token, verify_token
 
@@ -84,7 +84,7 @@ async def test_rooms_that_require_tokens_refuse_and_grant() -> None:
     """Against the server: missing, expired, tampered, wrong room, subscribe-only publish."""
     import time
 
-    from clients import SignalingClient
+    from support.clients import SignalingClient
 
     from sfu.cli import main as cli
     from sfu.config import parse_settings

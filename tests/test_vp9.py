@@ -1,12 +1,17 @@
-"""VP9 payload descriptor (RFC 9628 section 4.2): exact-byte parsing and rewriting."""
+"""VP9 payload descriptor (RFC 9628 section 4.2): exact-byte parsing and rewriting of what only
+VP9 has; the cases VP8 and VP9 share (picture ids, truncation, rewriting, fuzzing) are
+test_vp8_vp9.py's."""
 
 from __future__ import annotations
 
 import dataclasses
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from support.payloads import VP9_FRAME as FRAME
+from support.payloads import VP9_L3T3_KEY_START
+from support.payloads import VP9_PICTURE_GROUP as PICTURE_GROUP
+from support.payloads import VP9_PICTURE_GROUP_PARSED as PICTURE_GROUP_PARSED
+from support.payloads import VP9_RESOLUTIONS as RESOLUTIONS
 
 from sfu.codecs.errors import CodecError
 from sfu.codecs.vp9 import (
@@ -15,14 +20,6 @@ from sfu.codecs.vp9 import (
     parse_vp9_descriptor,
     rewrite_vp9_descriptor,
 )
-
-FRAME = bytes([0x82, 0x49, 0x83, 0x42, 0x00])  # VP9 frame data after the descriptor
-
-# SS resolutions 320x180, 640x360, 1280x720 (16 bits each, big endian).
-RESOLUTIONS = bytes([0x01, 0x40, 0x00, 0xB4, 0x02, 0x80, 0x01, 0x68, 0x05, 0x00, 0x02, 0xD0])
-# Chromium's 3-temporal-layer picture group (L1T3 / L3T3): N_G=4, then TID|U|R and P_DIFFs.
-PICTURE_GROUP = bytes([0x04, 0x04, 0x04, 0x54, 0x01, 0x34, 0x02, 0x54, 0x01])
-PICTURE_GROUP_PARSED = [(0, False, [4]), (2, True, [1]), (1, True, [2]), (2, True, [1])]
 
 
 def test_minimal_descriptor() -> None:
@@ -61,15 +58,6 @@ def test_first_byte_flags() -> None:
     assert not d.keyframe
     # A descriptor alone (no frame data) still parses.
     assert parse_vp9_descriptor(bytes([0x08])).size == 1
-
-
-def test_seven_and_fifteen_bit_picture_ids() -> None:
-    d = parse_vp9_descriptor(bytes([0x88, 0x55]) + FRAME)
-    assert (d.picture_id, d.picture_id_bits, d.size) == (0x55, 7, 2)
-    d = parse_vp9_descriptor(bytes([0x88, 0x92, 0x34]) + FRAME)
-    assert (d.picture_id, d.picture_id_bits, d.size) == (0x1234, 15, 3)
-    d = parse_vp9_descriptor(bytes([0x88, 0xFF, 0xFF]))
-    assert d.picture_id == 0x7FFF
 
 
 def test_non_flexible_with_layer_indices_and_tl0picidx() -> None:
@@ -197,7 +185,7 @@ def test_chromium_l3t3_key_keyframe_start() -> None:
     # First packet of an L3T3_KEY keyframe, SID 0: I=1 P=0 L=1 F=0 B=1 E=0 V=1 Z=0,
     # 15-bit picture id 0x3039, TID=0 U=0 SID=0 D=0, TL0PICIDX 0x05, SS for 3 spatial layers
     # (320x180, 640x360, 1280x720) with the 3-temporal-layer picture group.
-    payload = bytes([0xAA, 0xB0, 0x39, 0x00, 0x05, 0x58]) + RESOLUTIONS + PICTURE_GROUP + FRAME
+    payload = VP9_L3T3_KEY_START + FRAME
     d = parse_vp9_descriptor(payload)
     assert d == Vp9Descriptor(
         picture_id=0x3039,
@@ -237,124 +225,6 @@ def test_layer_indices_present_for_hand_built_descriptors() -> None:
     assert not built.layer_indices_present
     assert dataclasses.replace(built, sid=2).layer_indices_present
     assert dataclasses.replace(built, tl0picidx=0).layer_indices_present
-
-
-@pytest.mark.parametrize(
-    "payload",
-    [
-        b"",
-        bytes([0x80]),  # I=1, picture id missing
-        bytes([0x80, 0x80]),  # M=1, second byte missing
-        bytes([0x20]),  # L=1, layer indices missing
-        bytes([0x20, 0x00]),  # L=1 F=0, TL0PICIDX missing
-        bytes([0xA0, 0x81, 0x02, 0x00]),  # picture id and layer byte, TL0PICIDX missing
-        bytes([0x50]),  # P=1 F=1, P_DIFF missing
-        bytes([0x50, 0x03]),  # N=1, second P_DIFF missing
-        bytes([0x50, 0x03, 0x03, 0x03, 0x02]),  # four P_DIFFs
-        bytes([0x02]),  # V=1, SS missing
-        bytes([0x02, 0x10, 0x01, 0x40, 0x00]),  # Y=1, height truncated
-        bytes([0x02, 0x50, 0x01, 0x40, 0x00, 0xB4]),  # N_S=2 Y=1, one resolution of three
-        bytes([0x02, 0x08]),  # G=1, N_G missing
-        bytes([0x02, 0x08, 0x02, 0x00]),  # N_G=2, second picture missing
-        bytes([0x02, 0x08, 0x01, 0x08, 0x01]),  # R=2, second P_DIFF missing
-        bytes([0xAA, 0xB0, 0x39, 0x00, 0x05, 0x58]) + RESOLUTIONS + PICTURE_GROUP[:-1],
-    ],
-)
-def test_truncated_or_malformed_input_raises_codec_error(payload: bytes) -> None:
-    with pytest.raises(CodecError):
-        parse_vp9_descriptor(payload)
-
-
-def test_rewrite_fifteen_bit_picture_id_and_tl0picidx() -> None:
-    payload = bytes([0xAA, 0xB0, 0x39, 0x00, 0x05, 0x58]) + RESOLUTIONS + PICTURE_GROUP + FRAME
-    d = parse_vp9_descriptor(payload)
-    out = rewrite_vp9_descriptor(payload, d, picture_id=0x7001, tl0picidx=0xC8)
-    assert out == (
-        bytes([0xAA, 0xF0, 0x01, 0x00, 0xC8, 0x58]) + RESOLUTIONS + PICTURE_GROUP + FRAME
-    )
-    assert rewrite_vp9_descriptor(payload, d, picture_id=0x8000 + 2) == (
-        bytes([0xAA, 0x80, 0x02, 0x00, 0x05, 0x58]) + RESOLUTIONS + PICTURE_GROUP + FRAME
-    )
-    assert rewrite_vp9_descriptor(payload, d, tl0picidx=0x100 + 6) == (
-        bytes([0xAA, 0xB0, 0x39, 0x00, 0x06, 0x58]) + RESOLUTIONS + PICTURE_GROUP + FRAME
-    )
-
-
-def test_rewrite_seven_bit_picture_id_keeps_width_and_wraps() -> None:
-    payload = bytes([0xEC, 0x55, 0x53, 0x7E]) + FRAME
-    d = parse_vp9_descriptor(payload)
-    out = rewrite_vp9_descriptor(payload, d, picture_id=0x1FF, tl0picidx=0x11)
-    assert out == bytes([0xEC, 0x7F, 0x53, 0x11]) + FRAME
-    again = parse_vp9_descriptor(out)
-    assert (again.picture_id, again.picture_id_bits, again.tl0picidx) == (0x7F, 7, 0x11)
-    assert rewrite_vp9_descriptor(payload, d, picture_id=0x80) == (
-        bytes([0xEC, 0x00, 0x53, 0x7E]) + FRAME
-    )
-
-
-def test_rewrite_leaves_absent_fields_absent() -> None:
-    # Flexible mode: no TL0PICIDX to write; P_DIFFs untouched.
-    payload = bytes([0xF8, 0x80, 0x07, 0x20, 0x03, 0x05, 0xFE]) + FRAME
-    d = parse_vp9_descriptor(payload)
-    assert rewrite_vp9_descriptor(payload, d, picture_id=0x0101, tl0picidx=9) == (
-        bytes([0xF8, 0x81, 0x01, 0x20, 0x03, 0x05, 0xFE]) + FRAME
-    )
-    # No picture id: TL0PICIDX sits right after the layer byte.
-    payload = bytes([0x28, 0xEE, 0xFF]) + FRAME
-    d = parse_vp9_descriptor(payload)
-    assert rewrite_vp9_descriptor(payload, d, picture_id=1, tl0picidx=0x10) == (
-        bytes([0x28, 0xEE, 0x10]) + FRAME
-    )
-    # Neither field present.
-    payload = bytes([0x0C]) + FRAME
-    d = parse_vp9_descriptor(payload)
-    assert rewrite_vp9_descriptor(payload, d, picture_id=1, tl0picidx=1) == payload
-
-
-def test_rewrite_rejects_a_payload_shorter_than_its_descriptor() -> None:
-    payload = bytes([0xEC, 0x81, 0x02, 0x53, 0x7E])
-    d = parse_vp9_descriptor(payload)
-    with pytest.raises(CodecError):
-        rewrite_vp9_descriptor(payload[:3], d, tl0picidx=1)
-
-
-@settings(max_examples=500, deadline=None)
-@given(st.binary(max_size=48))
-def test_fuzz_parser_only_raises_codec_error(payload: bytes) -> None:
-    try:
-        d = parse_vp9_descriptor(payload)
-    except CodecError:
-        return
-    assert 1 <= d.size <= len(payload)
-    assert d.picture_id_bits in (0, 7, 15)
-    assert len(d.reference_diffs) <= 3
-    assert 0 <= d.tid <= 7 and 0 <= d.sid <= 7
-
-
-@settings(max_examples=500, deadline=None)
-@given(
-    st.binary(min_size=1, max_size=48),
-    st.integers(min_value=0, max_value=0xFFFF),
-    st.integers(min_value=0, max_value=0xFF),
-)
-def test_fuzz_rewrite_changes_only_the_rewritten_fields(
-    payload: bytes, picture_id: int, tl0picidx: int
-) -> None:
-    try:
-        d = parse_vp9_descriptor(payload)
-    except CodecError:
-        return
-    out = rewrite_vp9_descriptor(payload, d, picture_id=picture_id, tl0picidx=tl0picidx)
-    assert len(out) == len(payload)
-    assert out[0] == payload[0]
-    assert out[d.size :] == payload[d.size :]
-    mask = (1 << d.picture_id_bits) - 1
-    expected = dataclasses.replace(
-        d,
-        picture_id=None if d.picture_id is None else picture_id & mask,
-        tl0picidx=None if d.tl0picidx is None else tl0picidx,
-    )
-    assert parse_vp9_descriptor(out) == expected
 
 
 def test_rewrite_reference_diffs_keeps_n_bits_and_length() -> None:
