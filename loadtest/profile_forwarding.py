@@ -87,7 +87,7 @@ def _setup(
         downtrack.congestion = SendSideCongestion()
         downtrack.twcc_id = twcc_id
         assert downtrack.selector is not None
-        downtrack.selector.keep_lower_chain = True
+        downtrack.keep_lower_chain = True
         downtrack.selector.set_target(*targets[i % len(targets)])
         source.attach(downtrack, 0.0)
         counters.append(counter)
@@ -179,10 +179,3 @@ def command(args: argparse.Namespace) -> int:
     )
     return 0
 
-
-if __name__ == "__main__":  # the former command, while scripts move to `loadtest profile`
-    import sys
-
-    from .cli import main
-
-    raise SystemExit(main(["profile", *sys.argv[1:]]))

@@ -5,12 +5,14 @@ within the subscriber's retransmission budget; every refusal counted by reason."
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from support.captures import VP9, forward, load
 
 from sfu.forwarding.congestion import SendSideCongestion
-from sfu.forwarding.downtrack import MIN_RESEND_INTERVAL, DownTrack
+from sfu.forwarding.downtrack import DownTrack
+from sfu.forwarding.retransmission import MIN_RESEND_INTERVAL, RtxStream
 from sfu.forwarding.rtx_budget import RetransmissionBudget
 from sfu.rtp.packet import parse_rtp
 
@@ -18,6 +20,11 @@ from sfu.rtp.packet import parse_rtp
 def _forwarded() -> tuple[DownTrack, list[bytes]]:
     result = forward(load(VP9), {0: (2, 2)}, keep_lower_chain=True)
     return result.downtrack, result.packets
+
+
+def _redirect(downtrack: DownTrack, send: Callable[[bytes], None]) -> None:
+    """What the down track sends from now on, resent packets included, goes to ``send``."""
+    downtrack._send = downtrack.retransmitter._send = send
 
 
 def _seqs_by_layer(downtrack: DownTrack, packets: list[bytes]) -> dict[tuple[int, int], list[int]]:
@@ -31,7 +38,7 @@ def _seqs_by_layer(downtrack: DownTrack, packets: list[bytes]) -> dict[tuple[int
 def test_a_packet_is_not_resent_twice_within_a_round_trip() -> None:
     downtrack, packets = _forwarded()
     sent: list[bytes] = []
-    downtrack._send = sent.append
+    _redirect(downtrack, sent.append)
     downtrack.rtt = 0.05
     seq = parse_rtp(packets[-1]).sequence_number
     assert downtrack.retransmit([seq], 10.0) > 0
@@ -44,7 +51,7 @@ def test_a_packet_is_not_resent_twice_within_a_round_trip() -> None:
 def test_without_a_round_trip_a_packet_is_resent_at_most_once_per_min_interval() -> None:
     """No receiver reports (an attacker need send none): the floor still holds."""
     downtrack, packets = _forwarded()
-    downtrack._send = lambda _: None
+    _redirect(downtrack, lambda _: None)
     assert downtrack.rtt is None
     seq = parse_rtp(packets[-1]).sequence_number
     resent = sum(downtrack.retransmit([seq], 50.0 + i * 0.001) > 0 for i in range(100))
@@ -85,7 +92,7 @@ def test_retransmissions_stay_within_the_allowance() -> None:
     )
     assert downtrack.refused["congestion"] > 0
     # padding (a probe, RTX copies of recent packets) is not limited by it
-    downtrack.rtx_ssrc, downtrack.rtx_payload_type = 5555, 101
+    downtrack.retransmitter.rtx = RtxStream(5555, 101, 0)
     assert downtrack.send_padding(30.0) > 0
 
 
@@ -135,12 +142,12 @@ def test_a_kept_frame_left_in_an_incomplete_picture_asks_for_a_keyframe() -> Non
 
 
 class _CountingGets:
-    """The down track's history, counting the look-ups."""
+    """The down track's history, counting the look-ups made answering NACKs."""
 
     def __init__(self, downtrack: DownTrack) -> None:
         self.calls = 0
         self._inner = downtrack.history
-        downtrack.history = self  # type: ignore[assignment]
+        downtrack.retransmitter.history = self  # type: ignore[assignment]
 
     def get(self, seq: int) -> bytes | None:
         self.calls += 1
@@ -155,8 +162,8 @@ def test_retransmissions_stay_within_the_subscribers_budget() -> None:
     once, without a look into the history; padding (probes) is not charged."""
     downtrack, packets = _forwarded()
     sent: list[bytes] = []
-    downtrack._send = sent.append
-    downtrack.rtx_ssrc, downtrack.rtx_payload_type = 5555, 101
+    _redirect(downtrack, sent.append)
+    downtrack.retransmitter.rtx = RtxStream(5555, 101, 0)
     budget = RetransmissionBudget(ratio=1.0)
     downtrack.budget = budget
     budget.refill(0, 0.0)
@@ -186,7 +193,7 @@ def test_retransmissions_stay_within_the_subscribers_budget() -> None:
 
 def test_refusals_by_reason_add_up() -> None:
     downtrack, packets = _forwarded()
-    downtrack._send = lambda _: None
+    _redirect(downtrack, lambda _: None)
     newest = parse_rtp(packets[-1]).sequence_number
     unknown = [(newest + 1 + i) & 0xFFFF for i in range(3)]  # never sent
     assert downtrack.retransmit(unknown, 60.0) == 0

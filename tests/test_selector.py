@@ -1,6 +1,7 @@
 """The selector's rules on synthetic VP9-style packets (no dependency descriptor)."""
 
 from sfu.forwarding.layers import LayerInfo
+from sfu.forwarding.picture_ids import PictureIdMapper
 from sfu.forwarding.selector import DROP, MARKER, LayerSelector
 
 
@@ -78,7 +79,7 @@ def test_pause_and_resume_at_a_keyframe() -> None:
 
 
 def test_picture_ids_continuous_over_dropped_pictures() -> None:
-    sel = LayerSelector()
+    sel = PictureIdMapper()
     out = []
     for pid, forwarded in [
         (10, True),
@@ -88,7 +89,7 @@ def test_picture_ids_continuous_over_dropped_pictures() -> None:
         (14, False),
         (15, True),
     ]:
-        out.append(sel.picture_id(pid, 15, forwarded))
+        out.append(sel.map(pid, 15, forwarded))
     assert [
         o
         for o, (_, f) in zip(out, [(0, 1), (0, 0), (0, 1), (0, 0), (0, 0), (0, 1)], strict=True)
@@ -110,16 +111,16 @@ def test_a_late_packet_is_judged_by_the_current_layers_and_changes_nothing() -> 
 
 
 def test_picture_ids_of_late_packets_and_of_pictures_with_losses() -> None:
-    sel = LayerSelector()
-    assert sel.picture_id(10, 15, True) == 10
+    sel = PictureIdMapper()
+    assert sel.map(10, 15, True) == 10
     # 11: only packets that are not forwarded arrived, and some are missing (gap) that
     # would be: it is not counted as dropped, its late packets get 11
-    assert sel.picture_id(11, 15, False, gap=True, likely=True) == 11
+    assert sel.map(11, 15, False, gap=True, likely=True) == 11
     # 12 lost whole so far; 13 not forwarded and complete: dropped whole, 14 follows 13
-    assert sel.picture_id(13, 15, False) == 13
-    assert sel.picture_id(14, 15, True) == 13
-    assert sel.picture_id(11, 15, True, late=True) == 11
-    assert sel.picture_id(12, 15, True, late=True) == 12
+    assert sel.map(13, 15, False) == 13
+    assert sel.map(14, 15, True) == 13
+    assert sel.map(11, 15, True, late=True) == 11
+    assert sel.map(12, 15, True, late=True) == 12
     # a picture with missing packets that would not be forwarded is dropped whole
-    assert sel.picture_id(15, 15, False, gap=True, likely=False) == 14
-    assert sel.picture_id(16, 15, True) == 14
+    assert sel.map(15, 15, False, gap=True, likely=False) == 14
+    assert sel.map(16, 15, True) == 14

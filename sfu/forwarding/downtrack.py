@@ -11,51 +11,80 @@ from __future__ import annotations
 import random
 import struct
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..codecs.errors import CodecError
 from ..codecs.vp8 import rewrite_vp8_descriptor
 from ..codecs.vp9 import rewrite_vp9_descriptor
 from ..rtp import rtcp
-from ..rtp.packet import first_extension_offset, wrap_rtx
 from .congestion import SendSideCongestion
+from .drops import DropReason, Refusal, drop_counts
 from .history import RetransmissionBuffer
+from .interfaces import Upstream
 from .layers import LayerInfo
 from .munger import RtpMunger
+from .picture_ids import PictureIdMapper
+from .retransmission import MIN_RESEND_INTERVAL, Retransmitter, RtxStream
 from .rtx_budget import RetransmissionBudget
 from .selector import LayerSelector
-
-if TYPE_CHECKING:
-    from .source import MediaSource
 
 _HEADER = struct.Struct("!BBHII")
 #: the RTP header, the extension block up to the transport-wide sequence number (5 bytes in
 #: the one-byte form, 6 in the two-byte form) and that number
 _HEADER_AND_TWCC = {5: struct.Struct("!BBHII5sH"), 6: struct.Struct("!BBHII6sH")}
-#: a packet is resent at most once per round trip, and at most once in this many seconds
-#: whatever the round trip (unknown, or measured from reports the subscriber may forge)
-MIN_RESEND_INTERVAL = 0.02
-#: why NACKed packets were not resent (:attr:`DownTrack.refused`): the subscriber no longer
-#: gets their layer; the transport's congestion allowance (transport-cc) is used up; the
-#: subscriber's retransmission budget is; more NACK items than one RTCP packet may have
-#: handled, or than the subscriber's rate allows; resent within the last round trip; not in
-#: the history (too old, or never sent)
-REFUSAL_REASONS = (
-    "layer",
-    "congestion",
-    "rtx_budget",
-    "nack_cap",
-    "nack_rate",
-    "resent_recently",
-    "not_in_history",
-)
-
 
 
 class DownTrack:
+    """Rewrites the source's packets for one subscriber (:class:`RtpMunger`, picture ids,
+    the dependency descriptor's active decode targets), chooses which to forward
+    (:class:`LayerSelector`), keeps them for retransmission and answers the subscriber's
+    feedback (:class:`Retransmitter`, keyframe requests, reports).  Every packet not
+    forwarded is counted by :class:`DropReason`."""
+
+    __slots__ = (
+        "_congestion",
+        "_dd_mask",
+        "_incomplete_asked",
+        "_keyframe_asked",
+        "_keyframe_seq",
+        "_last_seq_in",
+        "_last_sr_ntp_mid",
+        "_last_sr_time",
+        "_padding_back",
+        "_refs_in",
+        "_refs_key",
+        "_refs_out",
+        "_refs_pid",
+        "_send",
+        "_switches_seen",
+        "bytes_sent",
+        "closed",
+        "context",
+        "drops",
+        "faults",
+        "history",
+        "incomplete_picture_keyframes",
+        "keyframe_requests",
+        "munger",
+        "on_layers_changed",
+        "packets_dropped",
+        "packets_sent",
+        "payload_type",
+        "picture_ids",
+        "remb_bitrate",
+        "remote_fraction_lost",
+        "remote_packets_lost",
+        "retransmitter",
+        "rtt",
+        "selector",
+        "source",
+        "ssrc",
+        "unresolved_references",
+    )
+
     def __init__(
         self,
-        source: MediaSource,
+        source: Upstream,
         *,
         ssrc: int,
         payload_type: int,
@@ -71,34 +100,32 @@ class DownTrack:
         #: exceptions contained while writing to it
         self.faults = 0
         self.payload_type = payload_type
-        self.rtx_ssrc = rtx_ssrc
-        self.rtx_payload_type = rtx_payload_type
         self._send = send
         self.munger = RtpMunger(random.getrandbits(15), random.getrandbits(32))
         self.history = RetransmissionBuffer(history_size)
-        #: transport-wide sequence numbers and bandwidth estimation of the subscriber's transport
-        self.congestion: SendSideCongestion | None = None
-        self.twcc_id: int | None = None
-        #: the subscriber's retransmission budget (shared by its down tracks); None: unbounded
-        self.budget: RetransmissionBudget | None = None
+        rtx = None
+        if rtx_ssrc is not None and rtx_payload_type is not None:
+            rtx = RtxStream(rtx_ssrc, rtx_payload_type, random.getrandbits(15))
+        self.retransmitter = Retransmitter(self.history, send, rtx)
+        #: transport-wide sequence numbers and bandwidth estimation of the subscriber's
+        #: transport (set through :attr:`congestion`)
+        self._congestion: SendSideCongestion | None = None
         #: layer selection, for video; None forwards everything (audio)
         self.selector: LayerSelector | None = None
         if source.kind == "video":
             self.selector = LayerSelector(source.layers, multi_spatial=source.params.codec != "VP8")
+        self.picture_ids = PictureIdMapper()
         #: called (rarely) when the forwarded layers change
         self.on_layers_changed: Callable[[DownTrack], None] | None = None
         self._switches_seen = 0
         self._keyframe_asked = False
         self._dd_mask: int | None = None  # active decode targets last signalled
         self._last_seq_in: int | None = None  # of the last in-order packet with a picture id
-        self._rtx_seq = random.getrandbits(15)
         self.packets_sent = 0
         self.bytes_sent = 0
+        #: packets of the source not forwarded, in all and by reason (DropReason)
         self.packets_dropped = 0
-        self.retransmitted = 0
-        self.retransmitted_bytes = 0
-        #: NACKed packets not resent, by reason (REFUSAL_REASONS)
-        self.refused = dict.fromkeys(REFUSAL_REASONS, 0)
+        self.drops = [0] * len(DropReason)
         #: keyframes asked for because a picture will stay incomplete (see _leaves_kept_frame)
         self.incomplete_picture_keyframes = 0
         #: VP9 frames not forwarded since they reference a picture dropped whole (each
@@ -120,6 +147,47 @@ class DownTrack:
         self._last_sr_ntp_mid = 0
         self._last_sr_time = 0.0
         self.closed = False
+
+    # -- the subscriber's transport --------------------------------------------------------
+    @property
+    def congestion(self) -> SendSideCongestion | None:
+        """The subscriber transport's congestion control (with transport-cc): stamps every
+        packet sent with a transport-wide sequence number, bounds retransmissions."""
+        return self._congestion
+
+    @congestion.setter
+    def congestion(self, congestion: SendSideCongestion | None) -> None:
+        self._congestion = self.retransmitter.congestion = congestion
+
+    @property
+    def twcc_id(self) -> int | None:
+        """The transport-wide sequence number's extension id (with transport-cc)."""
+        return self.retransmitter.twcc_id
+
+    @twcc_id.setter
+    def twcc_id(self, twcc_id: int | None) -> None:
+        self.retransmitter.twcc_id = twcc_id
+
+    @property
+    def budget(self) -> RetransmissionBudget | None:
+        """The subscriber's retransmission budget (shared by its down tracks)."""
+        return self.retransmitter.budget
+
+    @budget.setter
+    def budget(self, budget: RetransmissionBudget | None) -> None:
+        self.retransmitter.budget = budget
+
+    @property
+    def keep_lower_chain(self) -> bool:
+        """At the top spatial layer, also forward the lower layer's chain (see
+        :class:`~sfu.forwarding.chain.LowerChain`): set when the subscriber's bandwidth is
+        estimated, so that a drop of the estimate can lower the spatial layer at once."""
+        return self.selector is not None and self.selector.chain.keep
+
+    @keep_lower_chain.setter
+    def keep_lower_chain(self, keep: bool) -> None:
+        if self.selector is not None:
+            self.selector.chain.keep = keep
 
     # -- hot path ------------------------------------------------------------------------
     def write(
@@ -153,7 +221,7 @@ class DownTrack:
                     last = self._last_seq_in
                     gap = last is not None and ((seq - last) & 0xFFFF) != 1
                     self._last_seq_in = seq
-                out_pid = selector.picture_id(
+                out_pid = self.picture_ids.map(
                     pid,
                     info.picture_id_bits,
                     decision >= 0,
@@ -164,55 +232,37 @@ class DownTrack:
             if selector.keyframe_wanted:
                 if not self._keyframe_asked:
                     self._keyframe_asked = True
-                    self.source.keyframe_wanted = True
+                    self.source.want_keyframe()
             else:
                 self._keyframe_asked = False
             if decision < 0:
                 self.munger.drop(seq)
                 self.packets_dropped += 1
+                self.drops[selector.drop_reason] += 1
                 return
             marker_bit = decision
             if pid is not None and out_pid != pid:
-                # the picture ids are renumbered: a VP9 flexible-mode picture's references
-                # (P_DIFF) must name the same pictures in the new numbering
-                key = out_pid
-                diffs: list[int] | None = None
-                vp9 = info.vp9
-                since = selector.renumbered_from
-                if (
-                    since is not None
-                    and vp9 is not None
-                    and vp9.reference_diffs
-                    and not 128
-                    <= ((pid - since) & ((1 << info.picture_id_bits) - 1))
-                    <= (1 << (info.picture_id_bits - 1))
-                ):
-                    # a picture was dropped whole within P_DIFF's reach (127 pictures back);
-                    # the packets of one layer frame share their references: mapped once
-                    refs = vp9.reference_diffs
-                    if pid == self._refs_pid and refs == self._refs_in:
-                        diffs, key = self._refs_out, self._refs_key
-                    else:
-                        diffs = selector.reference_diffs(pid, info.picture_id_bits, refs)
-                        if diffs is None:
-                            self._unresolved_reference(seq)
-                            return
-                        if diffs is refs or diffs == refs:
-                            diffs = None  # unchanged: the key is the picture id's alone
-                        else:  # negative: never the key of a picture id alone (nor -1)
-                            for diff in diffs:
-                                key = (key << 7) | diff
-                            key = ~key
-                        self._refs_pid, self._refs_in = pid, refs
-                        self._refs_out, self._refs_key = diffs, key
                 # subscribers whose picture ids (and references) map alike share one
-                # rewritten payload
-                if info.rewritten_key == key:
+                # rewritten payload: the key of this one's rewrite, if known without work
+                vp9 = info.vp9
+                if (
+                    vp9 is None
+                    or not vp9.reference_diffs
+                    or self.picture_ids.renumbered_from is None
+                ):
+                    key: int | None = out_pid
+                elif pid == self._refs_pid and vp9.reference_diffs == self._refs_in:
+                    key = self._refs_key  # this layer frame's references, mapped already
+                else:
+                    key = None
+                if key is not None and info.rewritten_key == key:
                     payload = info.rewritten_payload
                 else:
-                    payload = self._rewrite_picture_id(payload, info, out_pid, diffs)
-                    info.rewritten_key = key
-                    info.rewritten_payload = payload
+                    renumbered = self._renumbered(payload, info, pid, out_pid)
+                    if renumbered is None:
+                        self._unresolved_reference(seq)
+                        return
+                    payload = renumbered
             if selector.switches != self._switches_seen:
                 self._switches_seen = selector.switches
                 if self.on_layers_changed is not None:
@@ -222,20 +272,27 @@ class DownTrack:
                 if rewritten is not block:
                     block = rewritten
                     head = b""
-        mapped = self.munger.forward(seq, ts)
-        if mapped is None:
+        # (RtpMunger.forward, inlined)
+        munger = self.munger
+        if munger.pending:
+            munger.restart(seq, ts)
+        out_seq = munger.map(seq)
+        if out_seq is None:
+            self.packets_dropped += 1
+            self.drops[DropReason.TOO_OLD] += 1
             return
-        out_seq, out_ts = mapped
+        out_ts = (ts + munger.timestamp_offset) & 0xFFFFFFFF
+        if out_seq == munger.last_out:  # the newest packet
+            munger.last_out_ts = out_ts
         if info is not None and info.keyframe:
             self._keyframe_seq = out_seq
             self._incomplete_asked = False
-            if selector is not None:
-                # no reference reaches back past a keyframe: renumbering before it leaves
-                # the P_DIFFs of what follows as they are
-                selector.renumbered_from = None
-        congestion = self.congestion
+            # no reference reaches back past a keyframe: renumbering before it leaves the
+            # P_DIFFs of what follows as they are
+            self.picture_ids.keyframe()
+        congestion = self._congestion
         if congestion is not None and block:
-            # the first element is the transport-wide sequence number (see MediaSource)
+            # the first element is the transport-wide sequence number (see ExtensionWriter)
             if not head:
                 at = 5 if block[0] == 0xBE else 6
                 head, tail = block[:at], block[at + 2 :]
@@ -268,18 +325,53 @@ class DownTrack:
         self.bytes_sent += len(packet)
         self._send(packet)
 
-    def _rewrite_picture_id(
-        self, payload: bytes, info: LayerInfo, picture_id: int, diffs: list[int] | None
-    ) -> bytes:
+    def _renumbered(self, payload: bytes, info: LayerInfo, pid: int, out_pid: int) -> bytes | None:
+        """The payload with its picture id renumbered (None: its VP9 references name a
+        picture the subscriber never got).  A VP9 flexible-mode picture's references (P_DIFF)
+        must name the same pictures in the new numbering; subscribers whose picture ids (and
+        references) map alike share one rewritten payload."""
+        key = out_pid
+        diffs: list[int] | None = None
+        vp9 = info.vp9
+        since = self.picture_ids.renumbered_from
+        if (
+            since is not None
+            and vp9 is not None
+            and vp9.reference_diffs
+            and not 128
+            <= ((pid - since) & ((1 << info.picture_id_bits) - 1))
+            <= (1 << (info.picture_id_bits - 1))
+        ):
+            # a picture was dropped whole within P_DIFF's reach (127 pictures back); the
+            # packets of one layer frame share their references: mapped once
+            refs = vp9.reference_diffs
+            if pid == self._refs_pid and refs == self._refs_in:
+                diffs, key = self._refs_out, self._refs_key
+            else:
+                diffs = self.picture_ids.reference_diffs(pid, refs)
+                if diffs is None:
+                    return None
+                if diffs is refs or diffs == refs:
+                    diffs = None  # unchanged: the key is the picture id's alone
+                else:  # negative: never the key of a picture id alone (nor -1)
+                    for diff in diffs:
+                        key = (key << 7) | diff
+                    key = ~key
+                self._refs_pid, self._refs_in = pid, refs
+                self._refs_out, self._refs_key = diffs, key
+        if info.rewritten_key == key:
+            return info.rewritten_payload
         try:
-            if info.vp9 is not None:
-                return rewrite_vp9_descriptor(
-                    payload, info.vp9, picture_id=picture_id, reference_diffs=diffs
+            if vp9 is not None:
+                payload = rewrite_vp9_descriptor(
+                    payload, vp9, picture_id=out_pid, reference_diffs=diffs
                 )
-            if info.vp8 is not None:
-                return rewrite_vp8_descriptor(payload, info.vp8, picture_id=picture_id)
+            elif info.vp8 is not None:
+                payload = rewrite_vp8_descriptor(payload, info.vp8, picture_id=out_pid)
         except CodecError:
             pass
+        info.rewritten_key = key
+        info.rewritten_payload = payload
         return payload
 
     def _unresolved_reference(self, seq: int) -> None:
@@ -290,9 +382,10 @@ class DownTrack:
         self.unresolved_references += 1
         self.selector.restart()
         self._keyframe_asked = True
-        self.source.keyframe_wanted = True
+        self.source.want_keyframe()
         self.munger.drop(seq)
         self.packets_dropped += 1
+        self.drops[DropReason.UNRESOLVED_REFERENCE] += 1
 
     def _dependency_descriptor(
         self, info: LayerInfo, elements: list[tuple[int, bytes]], block: bytes
@@ -314,98 +407,64 @@ class DownTrack:
         elif mask == self._dd_mask:
             return block
         try:
-            raw = self.source.rewrite_dd(info, mask)
+            rewritten = self.source.writer.with_active_decode_targets(elements, info, layers, mask)
         except CodecError:
             return block
-        if raw is None:
+        if rewritten is None:
             return block
         if info.end_of_frame:
             self._dd_mask = mask
-        return self.source.build_extensions(elements, raw)
+        return rewritten
 
     # -- feedback from the subscriber ----------------------------------------------------
     @property
+    def refused(self) -> dict[Refusal, int]:
+        """NACKed packets not resent, by reason."""
+        return self.retransmitter.refused
+
+    @property
+    def retransmitted(self) -> int:
+        return self.retransmitter.retransmitted
+
+    @property
+    def retransmitted_bytes(self) -> int:
+        return self.retransmitter.retransmitted_bytes
+
+    @property
     def retransmissions_skipped(self) -> int:
         """NACKed packets not resent, whatever the reason."""
-        return sum(self.refused.values())
+        return sum(self.retransmitter.refused.values())
 
-    def retransmit(self, lost: list[int], now: float, padding: bool = False) -> int:
-        """Resend packets from the history (as RTX when negotiated); returns bytes sent.
-
-        Answering a NACK, a packet is not resent twice within a round trip, not when it is of
-        a layer above what the subscriber gets or is about to get (it switched down: the frame
-        is of no use), not beyond the transport's retransmission allowance (on a congested link
-        retransmissions would only add loss) nor beyond the subscriber's budget.  Once the
-        allowance or the budget is used up, the rest of ``lost`` is counted at once, not
-        looked at.  ``padding``: a probe, none of these apply."""
-        sent = 0
-        history = self.history
-        congestion = self.congestion
-        selector = self.selector
-        budget = None if padding else self.budget
-        refused = self.refused
-        rtx_payload_type, rtx_ssrc = self.rtx_payload_type, self.rtx_ssrc
-        rtx_overhead = 2 if rtx_payload_type is not None and rtx_ssrc is not None else 0
+    def retransmit(self, lost: list[int], now: float) -> int:
+        """Answer a NACK (see :class:`Retransmitter`); returns bytes sent.  A packet of a
+        layer above what the subscriber gets or is about to get is not resent (it switched
+        down: the frame is of no use to it)."""
         interval = max(MIN_RESEND_INTERVAL, self.rtt or 0.0)
-        for index, seq in enumerate(lost):
-            if budget is not None and budget.bytes <= 0:
-                refused["rtx_budget"] += len(lost) - index
-                break
-            packet = history.get(seq)
-            if packet is None:
-                refused["not_in_history"] += 1
-                continue
-            if not padding:
-                if selector is not None:
-                    spatial, temporal = history.layer(seq)
-                    kept = min(selector.current_spatial, selector.target_spatial)
-                    if spatial > kept or temporal > min(
-                        selector.current_temporal, selector.target_temporal
-                    ):
-                        refused["layer"] += 1
-                        if (
-                            spatial > kept
-                            and not self._incomplete_asked
-                            and self._leaves_kept_frame(seq, kept)
-                        ):
-                            self._incomplete_asked = True
-                            self.incomplete_picture_keyframes += 1
-                            self.source.request_keyframe(now)
-                            # the layer switched down to cannot be decoded either: send
-                            # nothing but that keyframe's picture, which comes sooner so
-                            selector.restart()
-                        continue
-                if congestion is not None and congestion.rtx_allowance <= 0:
-                    refused["congestion"] += len(lost) - index
-                    break
-                if budget is not None and len(packet) + rtx_overhead > budget.bytes:
-                    refused["rtx_budget"] += len(lost) - index
-                    break
-                if not history.resend_allowed(seq, now, interval):
-                    refused["resent_recently"] += 1
-                    continue
-            if rtx_payload_type is not None and rtx_ssrc is not None:
-                packet = wrap_rtx(packet, rtx_payload_type, self._rtx_seq, rtx_ssrc)
-                self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
-            if congestion is not None and self.twcc_id is not None:
-                at = first_extension_offset(packet, self.twcc_id)
-                if at is not None:
-                    twcc = congestion.stamp(len(packet), now)
-                    packet = b"".join((packet[:at], twcc.to_bytes(2, "big"), packet[at + 2 :]))
-            if not padding:
-                self.retransmitted += 1
-                if congestion is not None:
-                    congestion.rtx_allowance -= len(packet)
-                if budget is not None:
-                    budget.spend(len(packet))
-            self.retransmitted_bytes += len(packet)
-            sent += len(packet)
-            self._send(packet)
-        return sent
+        keeps = self._keeps if self.selector is not None else None
+        return self.retransmitter.answer(lost, now, interval, keeps)
 
-    def refuse(self, reason: str, count: int) -> None:
+    def refuse(self, reason: Refusal, count: int) -> None:
         """``count`` NACK items refused before reaching :meth:`retransmit` (the caps)."""
-        self.refused[reason] += count
+        self.retransmitter.refuse(reason, count)
+
+    def _keeps(self, seq: int, now: float) -> bool:
+        """The layer policy of retransmission: whether the subscriber still wants packet
+        ``seq``'s layers; if not, and leaving it unsent leaves a picture incomplete that the
+        subscriber keeps, a keyframe is asked for (see :meth:`_leaves_kept_frame`)."""
+        selector = self.selector
+        assert selector is not None
+        spatial, temporal = self.history.layer(seq)
+        kept = min(selector.current_spatial, selector.target_spatial)
+        if spatial <= kept and temporal <= min(selector.current_temporal, selector.target_temporal):
+            return True
+        if spatial > kept and not self._incomplete_asked and self._leaves_kept_frame(seq, kept):
+            self._incomplete_asked = True
+            self.incomplete_picture_keyframes += 1
+            self.source.request_keyframe(now)
+            # the layer switched down to cannot be decoded either: send nothing but that
+            # keyframe's picture, which comes sooner so
+            selector.restart()
+        return False
 
     def _leaves_kept_frame(self, seq: int, spatial: int) -> bool:
         """Whether not resending ``seq`` (a packet of a layer above ``spatial``) leaves a
@@ -430,11 +489,11 @@ class DownTrack:
 
     def send_padding(self, now: float) -> int:
         """Resend one recent packet as RTX, to probe the link; returns bytes sent (0: none)."""
-        if self.rtx_ssrc is None or not self.munger.started:
+        if self.retransmitter.rtx is None or not self.munger.started:
             return 0
         self._padding_back = (self._padding_back % 32) + 1
         seq = (self.munger.last_out_seq - self._padding_back) & 0xFFFF
-        return self.retransmit([seq], now, padding=True)
+        return self.retransmitter.pad(seq, now)
 
     def handle_rtcp(self, packet: rtcp.RtcpPacket, now: float) -> None:
         if isinstance(packet, rtcp.Nack):
@@ -462,10 +521,11 @@ class DownTrack:
             "packets_sent": self.packets_sent,
             "bytes_sent": self.bytes_sent,
             "packets_dropped": self.packets_dropped,
+            "drops": drop_counts(self.drops),
             "retransmitted": self.retransmitted,
             "retransmitted_bytes": self.retransmitted_bytes,
             "retransmissions_skipped": self.retransmissions_skipped,
-            "retransmissions_refused": dict(self.refused),
+            "retransmissions_refused": {r.value: n for r, n in self.refused.items()},
             "keyframe_requests": self.keyframe_requests,
             "incomplete_picture_keyframes": self.incomplete_picture_keyframes,
             "unresolved_references": self.unresolved_references,

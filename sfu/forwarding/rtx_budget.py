@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from collections import deque
 
+from .drops import Refusal
+
 #: the share of the media bytes forwarded that retransmissions may take
 RETRANSMISSION_RATIO = 1.0
 #: ... over any window of this many seconds
@@ -99,9 +101,9 @@ class RetransmissionBudget:
         self._spent += size
 
     # -- NACK items ----------------------------------------------------------------------
-    def nack_limit(self, now: float) -> tuple[int, str]:
+    def nack_limit(self, now: float) -> tuple[int, Refusal]:
         """How many NACK items the RTCP packet arriving now may have handled, and what
-        limits it: ``"nack_cap"`` (the per-packet cap) or ``"nack_rate"`` (the rate).  The
+        limits it: ``Refusal.NACK_CAP`` (the per-packet cap) or ``Refusal.NACK_RATE``.  The
         caller charges what it handled with :meth:`take_nack_items`."""
         rate = self.items_per_second
         at = self._items_at
@@ -110,8 +112,8 @@ class RetransmissionBudget:
         self._items_at = now
         available = int(self._items) if self._items > 0 else 0
         if available < self.items_per_packet:
-            return available, "nack_rate"
-        return self.items_per_packet, "nack_cap"
+            return available, Refusal.NACK_RATE
+        return self.items_per_packet, Refusal.NACK_CAP
 
     def take_nack_items(self, count: int) -> None:
         self._items -= count

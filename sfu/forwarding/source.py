@@ -3,8 +3,9 @@
 :meth:`MediaSource.on_rtp` is fed every decrypted RTP packet of the track (media or RTX) with
 its arrival time.  It keeps the reception statistics and NACKs gaps upstream, reads the
 packet's layers once (video), measures each layer's bitrate and frame rate, builds the
-header extensions all subscribers share, and hands the packet to each
-:class:`~sfu.forwarding.downtrack.DownTrack` in one synchronous pass.
+header extensions all subscribers share (its :class:`ExtensionWriter`), and hands the packet
+to each down track (:class:`~sfu.forwarding.interfaces.Downstream`) in one synchronous pass.
+It is their :class:`~sfu.forwarding.interfaces.Upstream`.
 """
 
 from __future__ import annotations
@@ -13,22 +14,18 @@ from array import array
 from collections.abc import Callable
 
 from .. import faults
-from ..codecs.av1_dd import serialize_dependency_descriptor
 from ..rtp import extensions as ext
 from ..rtp import rtcp
-from ..rtp.ntp import ntp_from_time
-from ..rtp.packet import RtpError, RtpHeader, parse_rtp, serialize_extensions, unwrap_rtx
+from ..rtp.packet import RtpError, RtpHeader, parse_rtp, unwrap_rtx
 from ..rtp.statistics import ReceiveStatistics
-from .downtrack import DownTrack
+from .extension_writer import ExtensionWriter
+from .interfaces import Downstream
 from .keyframe import KeyframeRequester
 from .layers import LayerInfo, LayerParser
 from .meter import LayerMeter, Level
 from .nack import NackGenerator
 from .track import StreamParameters
 
-#: extensions copied from the publisher's packets to the subscribers' (by URI); the
-#: dependency descriptor is handled apart (it may be rewritten per subscriber)
-_COPIED_EXTENSIONS = (ext.AUDIO_LEVEL,)
 #: sequence numbers remembered to tell a duplicate (a power of two, well beyond the NACK
 #: history: a retransmission older than this is not asked for)
 DUPLICATE_WINDOW = 1024
@@ -52,7 +49,7 @@ class MediaSource:
         #: "camera" or "screen", as the publisher declares it (bandwidth priority)
         self.source_type = "camera"
         self.kind = params.kind
-        self.downtracks: list[DownTrack] = []
+        self.downtracks: list[Downstream] = []
         self._send_rtcp = send_rtcp
         self._rtcp_ssrc = rtcp_ssrc
         self.max_bitrate = max_bitrate
@@ -64,8 +61,7 @@ class MediaSource:
         self.nacks_sent = 0
         #: observers of every media packet as received (RTX unwrapped), e.g. a capture
         self.taps: list[Callable[[bytes, float], None]] = []
-        #: a subscriber wants a keyframe (set by down tracks, acted on after the fan-out)
-        self.keyframe_wanted = False
+        self._keyframe_wanted = False  # by a down track, acted on after the fan-out
         self._sr: tuple[int, int, float] | None = None  # (ntp, rtp, arrival)
         self._highest_seq: int | None = None
         #: packets older than one already received (mostly retransmissions we asked for)
@@ -76,17 +72,9 @@ class MediaSource:
         self.duplicate_packets = 0
         #: the sequence number last received in each slot (seq % DUPLICATE_WINDOW)
         self._received = array("l", [-1]) * DUPLICATE_WINDOW
-        out_ids = out_extension_ids or ext.SUBSCRIBER_EXTENSION_IDS
-        self._copied = [
-            (params.extensions[uri], out_ids[uri])
-            for uri in _COPIED_EXTENSIONS
-            if uri in params.extensions and uri in out_ids
-        ]
-        self._abs_send_time_id = out_ids.get(ext.ABS_SEND_TIME)
-        #: a placeholder each down track overwrites with its transport-wide sequence number
-        twcc = out_ids.get(ext.TRANSPORT_WIDE_CC)
-        self._twcc_element = [(twcc, b"\x00\x00")] if twcc is not None else []
-        self._dd_out_id = out_ids.get(ext.DEPENDENCY_DESCRIPTOR)
+        self.writer = ExtensionWriter(
+            params.extensions, out_extension_ids or ext.SUBSCRIBER_EXTENSION_IDS
+        )
         dd_in = params.extensions.get(ext.DEPENDENCY_DESCRIPTOR)
         self.layers: LayerParser | None = None
         self.meter: LayerMeter | None = None
@@ -172,23 +160,7 @@ class MediaSource:
 
         # the header extensions every subscriber gets (the DD may be rewritten per subscriber,
         # the transport-wide sequence number, first, is written per subscriber)
-        elements: list[tuple[int, bytes]] = list(self._twcc_element)
-        if extensions:
-            for in_id, out_id in self._copied:
-                value = extensions.get(in_id)
-                if value is not None:
-                    elements.append((out_id, value))
-        if self._abs_send_time_id is not None:
-            elements.append((self._abs_send_time_id, ext.abs_send_time(ntp_from_time(now))))
-        if info is not None and info.dd_bytes is not None and self._dd_out_id is not None:
-            elements.append((self._dd_out_id, info.dd_bytes))
-        block = serialize_extensions(elements)
-        # the block around the transport-wide sequence number each down track writes in
-        if self._twcc_element:
-            at = 5 if block[0] == 0xBE else 6
-            head, tail = block[:at], block[at + 2 :]
-        else:
-            head = tail = b""
+        elements, block, head, tail = self.writer.build(extensions, info, now)
         marker = header.marker
         ts = header.timestamp
         for downtrack in self.downtracks:
@@ -199,28 +171,14 @@ class MediaSource:
             except Exception:  # one subscriber's fault must not starve the others
                 downtrack.faults += 1
                 faults.record("forward", downtrack.context, now)
-        if self.keyframe_wanted:
-            self.keyframe_wanted = False
+        if self._keyframe_wanted:
+            self._keyframe_wanted = False
             self.request_keyframe(now)
 
-    def build_extensions(self, elements: list[tuple[int, bytes]], dd: bytes) -> bytes:
-        """The extension block with another dependency descriptor (for one subscriber)."""
-        out = [(i, v) for i, v in elements if i != self._dd_out_id]
-        if self._dd_out_id is not None:
-            out.append((self._dd_out_id, dd))
-        return serialize_extensions(out)
-
-    def rewrite_dd(self, info: LayerInfo, active_mask: int) -> bytes | None:
-        """This packet's dependency descriptor with the given active decode targets."""
-        layers = self.layers
-        if info.dd is None or layers is None or layers.structure is None:
-            return None
-        return serialize_dependency_descriptor(
-            info.dd,
-            layers.structure,
-            attach_structure=info.dd.structure is not None,
-            active_decode_targets_bitmask=active_mask,
-        )
+    def want_keyframe(self) -> None:
+        """A down track needs a keyframe: asked for after the packet in hand is fanned out
+        (once, whichever down tracks want it)."""
+        self._keyframe_wanted = True
 
     def _check_structure(self) -> None:
         layers = self.layers
@@ -262,13 +220,13 @@ class MediaSource:
         )
 
     # -- subscribers ---------------------------------------------------------------------
-    def attach(self, downtrack: DownTrack, now: float) -> None:
+    def attach(self, downtrack: Downstream, now: float) -> None:
         """A new subscriber: it can only start decoding at a keyframe, so ask for one."""
         self.downtracks.append(downtrack)
         if self.kind == "video":
             self.request_keyframe(now)
 
-    def detach(self, downtrack: DownTrack) -> None:
+    def detach(self, downtrack: Downstream) -> None:
         if downtrack in self.downtracks:
             self.downtracks.remove(downtrack)
 

@@ -100,7 +100,7 @@ class Subscription:
         if (
             downtrack is None
             or downtrack.selector is None
-            or not downtrack.selector.keep_lower_chain
+            or not downtrack.keep_lower_chain
             or layers is None
             or not layers.lower_chain_targets
         ):

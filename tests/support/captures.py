@@ -65,13 +65,13 @@ def forward(
     downtrack = DownTrack(source, ssrc=4242, payload_type=100, send=sent.append)
     source.attach(downtrack, 0.0)
     assert downtrack.selector is not None
-    downtrack.selector.keep_lower_chain = keep_lower_chain
+    downtrack.keep_lower_chain = keep_lower_chain
     result = Forwarded(sent, upstream, source, downtrack, 0.0)
     assert downtrack.selector is not None
     t = 0.0
     for i, (t, packet) in enumerate(replay(capture, loops)):
         if i == chain_from:
-            downtrack.selector.keep_lower_chain = True
+            downtrack.keep_lower_chain = True
         if i == restart_at:
             downtrack.selector.restart()
             result.layer_log.append((len(sent), -1, -1))

@@ -52,6 +52,7 @@ class SubscriberPeer(Peer):
         super().__init__(settings, context)
         self._send_offer = send_offer
         self.downtracks: dict[str, DownTrack] = {}  # by track id
+        self._sources: dict[str, MediaSource] = {}  # ... and the sources they are attached to
         self.subscriptions: dict[str, Subscription] = {}  # video tracks, by track id
         self._by_ssrc: dict[int, DownTrack] = {}
         self._transceivers: dict[str, RTCRtpTransceiver] = {}
@@ -110,9 +111,10 @@ class SubscriberPeer(Peer):
         self.allocator.forget(track_id)
         transceiver = self._transceivers.pop(track_id, None)
         downtrack = self.downtracks.pop(track_id, None)
-        if downtrack is not None:
+        source = self._sources.pop(track_id, None)
+        if downtrack is not None and source is not None:
             downtrack.closed = True
-            downtrack.source.detach(downtrack)
+            source.detach(downtrack)
             self._by_ssrc = {k: v for k, v in self._by_ssrc.items() if v is not downtrack}
         if transceiver is not None and not self.closed:
             transceiver.direction = "inactive"
@@ -139,10 +141,10 @@ class SubscriberPeer(Peer):
         if twcc is not None:
             downtrack.congestion = self.congestion
             downtrack.twcc_id = twcc
-        if downtrack.selector is not None:
-            # from the first keyframe on (the lower chain can only start at one)
-            downtrack.selector.keep_lower_chain = self.settings.bandwidth_estimation
+        # from the first keyframe on (the lower chain can only start at one)
+        downtrack.keep_lower_chain = self.settings.bandwidth_estimation
         self.downtracks[source.track_id] = downtrack
+        self._sources[source.track_id] = source
         self._by_ssrc[binding.ssrc] = downtrack
         now = time.monotonic()
         subscription = self.subscriptions.get(source.track_id)
@@ -287,9 +289,8 @@ class SubscriberPeer(Peer):
         allocator decides, this applies its levels and starts the probe it asks for."""
         estimate = self.congestion.estimate if self.settings.bandwidth_estimation else None
         for downtrack in self.downtracks.values():
-            if downtrack.selector is not None:
-                # a drop of the estimate must be able to lower the spatial layer at once
-                downtrack.selector.keep_lower_chain = self.settings.bandwidth_estimation
+            # a drop of the estimate must be able to lower the spatial layer at once
+            downtrack.keep_lower_chain = self.settings.bandwidth_estimation
         cap = self.settings.subscriber_max_bitrate
         subscriptions = list(self.subscriptions.values())
         if estimate is None and cap is None:  # nothing to share: no level is limited
@@ -457,6 +458,6 @@ class SubscriberPeer(Peer):
         for track_id in list(self.downtracks):
             downtrack = self.downtracks.pop(track_id)
             downtrack.closed = True
-            downtrack.source.detach(downtrack)
+            self._sources.pop(track_id).detach(downtrack)
         self._by_ssrc.clear()
         await super().close()
