@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -69,6 +70,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.insecure:
         settings.auth.insecure_off_loopback = True
     setup_logging(settings)
+    from .adapters.event_loop import LoopUnavailable, new_event_loop
     from .signaling.server import (
         SHUTDOWN_TIMEOUT,
         STATE_KEY,
@@ -86,6 +88,12 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"sfu: {exc}", file=sys.stderr)
         return 2
     auth = app[STATE_KEY].auth
+    try:
+        loop, loop_kind = new_event_loop(args.loop)
+    except LoopUnavailable as exc:
+        print(f"sfu: {exc}", file=sys.stderr)
+        return 2
+    asyncio.set_event_loop(loop)
 
     async def on_startup(app: web.Application) -> None:
         loop = asyncio.get_running_loop()
@@ -95,7 +103,7 @@ def _serve(args: argparse.Namespace) -> int:
     app.on_startup.append(on_startup)
     print(
         f"sfu: serving on http://{settings.http.host}:{settings.http.port}/ "
-        f"(ICE on {', '.join(settings.ice.listen_addresses)})",
+        f"(ICE on {', '.join(settings.ice.listen_addresses)}; event loop: {loop_kind})",
         flush=True,
     )
     if auth.development:
@@ -120,6 +128,7 @@ def _serve(args: argparse.Namespace) -> int:
         path=settings.http.admin_socket,
         print=None,
         shutdown_timeout=SHUTDOWN_TIMEOUT,
+        loop=loop,
     )
     logging.getLogger("sfu").info("stopped")
     return 0
@@ -239,6 +248,13 @@ def main(argv: list[str] | None = None) -> int:
         "--insecure",
         action="store_true",
         help="allow a non-loopback address without a token secret (closed test networks only)",
+    )
+    serve.add_argument(
+        "--loop",
+        choices=("auto", "uvloop", "asyncio"),
+        default=os.environ.get("SFU_EVENT_LOOP", "auto"),
+        help="event loop: uvloop where installed (auto, the default), or asyncio's own "
+        "(default from $SFU_EVENT_LOOP)",
     )
     serve.set_defaults(func=_serve)
     secret = sub.add_parser("secret", help="make a strong token secret in a file (mode 0600)")
