@@ -37,6 +37,7 @@ COMMANDS = {
     "run": Command("loadtest.run", "a scenario (YAML or flags) of simulated peers; a report"),
     "bench": Command("loadtest.bench", "fan-out from one VP9 publisher, N up until it breaks"),
     "profile": Command("loadtest.profile_forwarding", "the forwarding hot path in process"),
+    "feedback-cost": Command("loadtest.feedback_cost", "transport feedback's CPU cost in process"),
     "bandwidth": Command("loadtest.bandwidth", "a subscriber on a shaped link, rate scheduled"),
     "browser-bandwidth": Command("loadtest.browser_bandwidth", "the same, Chromium subscribing"),
     "nack-storm": Command("loadtest.nack_storm", "a subscriber NACKing all: what it costs"),

@@ -40,6 +40,12 @@ def test_profile_runs_in_process(capsys: pytest.CaptureFixture[str]) -> None:
     assert "us/forwarded packet" in capsys.readouterr().out
 
 
+def test_feedback_cost_runs_in_process(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["feedback-cost", "--runs", "1", "--seconds", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "us/report" in out and "us/reported packet" in out
+
+
 def test_schedule_argument() -> None:
     assert parse_schedule("4:2500,4.5:400") == [(4.0, 2500), (4.5, 400)]
 
