@@ -73,8 +73,11 @@ def subscriber_result(sub: SimSubscriber, profile: str, room: str) -> dict[str, 
         "freeze_log": sorted(f for c in checkers for f in c.freeze_log),
         "bytes_per_second": sorted(sub.bytes_per_second.items()),
         "packets_per_second": sorted(sub.packets_per_second.items()),
+        "lost_per_second": sorted(sub.lost_per_second.items()),
         "started": sub.started,
+        "first_media": sub.first_media,
         "layers": timeline,  # [second, spatial, temporal] of the highest decodable frame
+        "frame_layers": [[round(at, 4), sid, tid] for at, sid, tid in sub.layers],
         "arrivals": sub.arrivals,
         "level_events": [m for m in sub.messages if m.get("type") == "level_changed"],
     }
@@ -108,9 +111,13 @@ async def run(spec: WorkerSpec) -> dict[str, Any]:
         except Exception as exc:  # reported, the run goes on
             errors.append(f"{peer.name}: {exc!r}")
 
+    #: (time.monotonic(), this process's CPU seconds), every second: its cost over a window
+    cpu_samples: list[tuple[float, float]] = [(started, cpu0)]
+
     async def progress() -> None:
         while True:
             await asyncio.sleep(1.0)
+            cpu_samples.append((time.monotonic(), time.process_time()))
             _emit(
                 "progress",
                 {
@@ -135,7 +142,9 @@ async def run(spec: WorkerSpec) -> dict[str, Any]:
     wall = time.monotonic() - started
     result = {
         "cpu_seconds": time.process_time() - cpu0,
+        "cpu_samples": [*cpu_samples, (time.monotonic(), time.process_time())],
         "wall_seconds": wall,
+        "deadline": deadline,
         "errors": errors,
         "publishers": [
             {
