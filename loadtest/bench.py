@@ -159,7 +159,10 @@ def format_row(row: dict[str, Any], base: dict[str, Any] | None) -> str:
     n = row["subscribers"]
     if row.get("us_per_packet") is None:
         return f"N={n:3d}  no steady window (a subscriber got no media, or the step was short)"
-    relay = f"{base['us_per_packet']:5.2f}, x{row['ratio']}" if base else "-"
+    relay = "-"
+    if base:
+        ratio = row["us_per_packet"] / max(base["us_per_packet"], 1e-9)
+        relay = f"{base['us_per_packet']:5.2f}, x{ratio:.2f}"
     lines = [
         f"N={n:3d}  loss {row['loss_percent']:5.2f}%  p99 {row['p99_ms']} ms  "
         f"server {row['server_cpu_percent']:5.1f}% CPU  {row['us_per_packet']:6.2f} "
