@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from collections import Counter
@@ -174,10 +175,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("spec", type=Path, help="a WorkerSpec as JSON")
 
 
+def event_loop_runner() -> asyncio.Runner:
+    """uvloop's event loop when it is importable (a cheaper load generator) unless
+    ``SFU_LOADTEST_UVLOOP=0``; asyncio's otherwise."""
+    if os.environ.get("SFU_LOADTEST_UVLOOP", "1") != "0":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    return asyncio.Runner()
+
+
 def command(args: argparse.Namespace) -> int:
     raw = json.loads(args.spec.read_text())
     raw["peers"] = [PeerSpec(**p) for p in raw["peers"]]
     spec = WorkerSpec(**raw)
-    result = asyncio.run(run(spec))
+    with event_loop_runner() as runner:
+        result = runner.run(run(spec))
     _emit("result", result)
     return 0
