@@ -1,10 +1,19 @@
 """``bench``: fan-out from one VP9 L3T3_KEY publisher to N subscribers, N stepped up until
 loss > 0.5% or p99 latency > 50 ms; the server's CPU microseconds per forwarded packet beside
 a plain UDP relay of the same packets to the same N (loadtest/baseline.py), measured in the
-same run. One line per step (``N=...``); with ``--json``, then the steps as JSON.
+same run.
+
+Every figure of a step is taken over its steady window (:mod:`loadtest.steady`: from 1 s
+after the last subscriber's first packet to 1 s before the step ends): loss, p99 latency,
+the server's CPU (per forwarded packet and per subscriber-second), packets per subscriber
+per second and the layers they carried (frames by spatial and temporal layer, as the
+subscribers parsed them), the load generator's CPU (per subscriber-second, beside the
+server's: it runs on the same cores), and the server's event-loop lag (a histogram of how
+late a 20 ms timer woke, from ``/stats``; see sfu/signaling/loop_lag.py). Three lines per
+step (the first starts ``N=...``); with ``--json``, then the steps as JSON.
 
     python -m loadtest bench --max-subscribers 40
-    python -m loadtest bench --max-subscribers 16 --step 8 --duration 8 --json
+    python -m loadtest bench --max-subscribers 16 --step 8 --duration 14 --json
 """
 
 from __future__ import annotations
@@ -26,6 +35,10 @@ from .server import free_port, start_server
 
 MAX_LOSS = 0.5  # percent
 MAX_P99 = 50.0  # ms
+#: seconds per step: connecting takes the first 2-5, the last one is left out; 8-10 s remain
+DURATION = 14.0
+#: seconds of the UDP relay's run per step (its CPU is counted once it runs)
+BASELINE_SECONDS = 8.0
 
 
 class _Counter(asyncio.DatagramProtocol):
@@ -90,30 +103,89 @@ async def baseline(subscribers: int, duration: float) -> dict[str, Any]:
     }
 
 
-def steady_cost(report: dict[str, Any]) -> tuple[float, int, float]:
-    """(server CPU seconds, packets delivered, seconds) over the steady part of a run: from
-    its middle to its last sample, past connection set-up (DTLS handshakes are costly, and
-    not per packet). Packets are counted in the whole seconds inside that span, scaled to it."""
-    samples = report["server"]["samples"]
-    if len(samples) < 4:
-        return 0.0, 0, 0.0
-    first, last = samples[len(samples) // 2], samples[-2]
-    span = last["at"] - first["at"]
-    cpu = last["cpu"] - first["cpu"]
-    counted = 0
-    seconds_counted = 0
-    for sub in report["subscribers"]:
-        whole = [
-            count
-            for second, count in sub["packets_per_second"]
-            if first["at"] <= sub["started"] + second <= last["at"] - 1
+def step_row(n: int, report: dict[str, Any]) -> dict[str, Any]:
+    """One step's figures, all over the run's steady window (``report["steady"]``, see
+    :mod:`loadtest.steady`): loss, p99 latency, the server's CPU per forwarded packet and per
+    subscriber-second, packets per subscriber per second and the layers they carried, the
+    load generator's CPU, the server's event-loop lag. Without a steady window (a subscriber
+    got no media), the figures are None and the step fails."""
+    steady = report.get("steady")
+    profile = (steady or {}).get("profiles", {}).get("fanout")
+    row: dict[str, Any] = {"subscribers": n, "steady_seconds": None}
+    server_cpu = steady.get("server_cpu_per_second") if steady else None
+    if steady is None or profile is None or server_cpu is None:
+        row.update(loss_percent=None, p99_ms=None, us_per_packet=None)
+        return row
+    per_subscriber = profile["packets_per_subscriber_second"]
+    packets = per_subscriber * n
+    generator = steady.get("generator_cpu_per_second")
+    row.update(
+        steady_seconds=steady["seconds"],
+        loss_percent=profile["loss_percent"],
+        p99_ms=profile["latency_ms"]["p99"],
+        latency_samples=profile["latency_samples"],
+        packets_per_subscriber_second=per_subscriber,
+        layers=profile["layers"],
+        server_cpu_percent=round(100 * server_cpu, 1),
+        us_per_packet=round(1e6 * server_cpu / packets, 2) if packets else None,
+        server_ms_per_subscriber_second=round(1000 * server_cpu / n, 2),
+        generator_cpu_percent=None if generator is None else round(100 * generator, 1),
+        generator_ms_per_subscriber_second=None
+        if generator is None
+        else round(1000 * generator / n, 2),
+        loop_lag=steady.get("loop_lag"),
+        cpu_per_second=server_cpu,
+        packets_per_second=packets,
+        delivered=int(packets * steady["seconds"]),
+    )
+    return row
+
+
+def held(row: dict[str, Any]) -> bool:
+    """Loss and p99 latency over the steady window within the bounds."""
+    loss, p99 = row.get("loss_percent"), row.get("p99_ms")
+    return loss is not None and p99 is not None and loss <= MAX_LOSS and p99 <= MAX_P99
+
+
+def _ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return ">=200" if value == float("inf") else f"<{value:g}"
+
+
+def format_row(row: dict[str, Any], base: dict[str, Any] | None) -> str:
+    """A step's lines: the first as compare.sh reads it (``N=...``), then the steady
+    window's packets, layers, CPU per subscriber and event-loop lag."""
+    n = row["subscribers"]
+    if row.get("us_per_packet") is None:
+        return f"N={n:3d}  no steady window (a subscriber got no media, or the step was short)"
+    relay = "-"
+    if base:
+        ratio = row["us_per_packet"] / max(base["us_per_packet"], 1e-9)
+        relay = f"{base['us_per_packet']:5.2f}, x{ratio:.2f}"
+    lines = [
+        f"N={n:3d}  loss {row['loss_percent']:5.2f}%  p99 {row['p99_ms']} ms  "
+        f"server {row['server_cpu_percent']:5.1f}% CPU  {row['us_per_packet']:6.2f} "
+        f"us/packet, marginal {row.get('marginal_us_per_packet', '-')}  "
+        f"(UDP relay {relay})  generator {row['generator_cpu_percent']}%",
+        f"       steady {row['steady_seconds']} s: {row['packets_per_subscriber_second']} "
+        f"packets/s per subscriber, frames by layer "
+        + (" ".join(f"{k} {100 * v:.0f}%" for k, v in list(row["layers"].items())[:4]) or "-")
+        + f"; CPU ms per subscriber-s: server {row['server_ms_per_subscriber_second']}, "
+        f"generator {row['generator_ms_per_subscriber_second']}",
+    ]
+    lag = row.get("loop_lag")
+    if lag is not None:
+        buckets = [
+            *(f"<{b:g}" for b in lag["bounds_ms"]),
+            f">={lag['bounds_ms'][-1]:g}",
         ]
-        counted += sum(whole)
-        seconds_counted += len(whole)
-    if not seconds_counted:
-        return cpu, 0, span
-    per_subscriber_seconds = seconds_counted / len(report["subscribers"])
-    return cpu, int(counted * span / per_subscriber_seconds), span
+        histogram = " ".join(f"{b}:{c}" for b, c in zip(buckets, lag["counts"], strict=True))
+        lines.append(
+            f"       server loop lag: p99 {_ms(lag['p99_ms'])} ms, max "
+            f"{lag['max_ms'] if lag['max_ms'] is not None else '-'} ms  [{histogram}]"
+        )
+    return "\n".join(lines)
 
 
 def _steps(max_subscribers: int, step: int) -> list[int]:
@@ -125,13 +197,15 @@ def _steps(max_subscribers: int, step: int) -> list[int]:
     return [n for n in out if n <= max_subscribers]
 
 
-async def bench(max_subscribers: int = 64, step: int = 0, duration: float = 8.0) -> dict[str, Any]:
+async def bench(
+    max_subscribers: int = 64, step: int = 0, duration: float = DURATION, processes: int = 2
+) -> dict[str, Any]:
     duration = min(duration, 60.0)
     max_subscribers = min(max_subscribers, 200)
     server = await start_server(["127.0.0.1"])
     url = server.url
     rows: list[dict[str, Any]] = []
-    held = 0
+    largest = 0
     try:
         for n in _steps(max_subscribers, step):
             scenario = Scenario(
@@ -142,63 +216,66 @@ async def bench(max_subscribers: int = 64, step: int = 0, duration: float = 8.0)
                 audio=False,
                 duration=duration,
                 ramp_up=50,
-                processes=2,
+                processes=processes,
                 profiles=[Profile(name="fanout", subscribers_per_room=n, window=(1280, 720))],
             )
             report = await run_scenario(scenario, quiet=True, server_pid=server.pid)
-            profile = report["profiles"]["fanout"]
-            cpu, delivered, seconds = steady_cost(report)
-            row = {
-                "subscribers": n,
-                "delivered": delivered,
-                "loss_percent": profile["loss_percent"],
-                "p99_ms": profile["latency_ms"]["p99"],
-                "server_cpu_percent": round(100 * cpu / max(seconds, 1e-6), 1),
-                "us_per_packet": round(1e6 * cpu / max(1, delivered), 2),
-                "generator_cpu_percent": report["generator"]["cpu_percent_of_one_core"],
-            }
-            row["cpu_per_second"] = cpu / max(seconds, 1e-6)
-            row["packets_per_second"] = delivered / max(seconds, 1e-6)
-            if rows and row["packets_per_second"] > rows[-1]["packets_per_second"]:
+            row = step_row(n, report)
+            if report["errors"]:
+                row["errors"] = report["errors"][:5]
+            previous = next((r for r in reversed(rows) if r.get("packets_per_second")), None)
+            if (
+                row.get("packets_per_second")
+                and previous is not None
+                and row["packets_per_second"] > previous["packets_per_second"]
+            ):
                 # the cost of one more forwarded packet, fixed costs aside
                 row["marginal_us_per_packet"] = round(
                     1e6
-                    * (row["cpu_per_second"] - rows[-1]["cpu_per_second"])
-                    / (row["packets_per_second"] - rows[-1]["packets_per_second"]),
+                    * (row["cpu_per_second"] - previous["cpu_per_second"])
+                    / (row["packets_per_second"] - previous["packets_per_second"]),
                     2,
                 )
-            base = await baseline(n, duration)
-            row["baseline_us_per_packet"] = base["us_per_packet"]
-            row["ratio"] = round(row["us_per_packet"] / max(base["us_per_packet"], 1e-9), 2)
+            base = None
+            if row.get("us_per_packet") is not None:
+                base = await baseline(n, min(duration, BASELINE_SECONDS))
+                row["baseline_us_per_packet"] = base["us_per_packet"]
+                row["ratio"] = round(row["us_per_packet"] / max(base["us_per_packet"], 1e-9), 2)
             rows.append(row)
-            print(
-                f"N={n:3d}  loss {row['loss_percent']:5.2f}%  p99 {row['p99_ms']} ms  "
-                f"server {row['server_cpu_percent']:5.1f}% CPU  {row['us_per_packet']:6.2f} "
-                f"us/packet, marginal {row.get('marginal_us_per_packet', '-')}  "
-                f"(UDP relay {base['us_per_packet']:5.2f}, x{row['ratio']})  "
-                f"generator {row['generator_cpu_percent']}%",
-                flush=True,
-            )
-            p99 = row["p99_ms"]
-            if row["loss_percent"] > MAX_LOSS or p99 is None or p99 > MAX_P99:
+            print(format_row(row, base), flush=True)
+            if row.get("errors"):
+                print(f"       errors: {row['errors']}", flush=True)
+            if not held(row):
                 break
-            held = n
+            largest = n
     finally:
         await server.aclose()
-    print(f"largest N that held (loss <= {MAX_LOSS}%, p99 <= {MAX_P99} ms): {held}")
-    return {"held": held, "steps": rows}
+    print(
+        f"largest N that held (steady window: loss <= {MAX_LOSS}%, p99 <= {MAX_P99} ms): "
+        f"{largest}"
+    )
+    return {"held": largest, "steps": rows}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-subscribers", type=int, default=64)
     parser.add_argument("--step", type=int, default=0, help="0: 1, 2, 4, 8, then +8")
-    parser.add_argument("--duration", type=float, default=8.0, help="seconds per step")
+    parser.add_argument(
+        "--duration", type=float, default=DURATION, help="seconds per step (the steady window: "
+        "from 1 s after the last subscriber's first packet to 1 s before the end)"
+    )
+    parser.add_argument("--processes", type=int, default=2, help="load generator processes")
     parser.add_argument("--json", action="store_true", help="then the steps as JSON")
 
 
 def command(args: argparse.Namespace) -> int:
     result = asyncio.run(
-        bench(max_subscribers=args.max_subscribers, step=args.step, duration=args.duration)
+        bench(
+            max_subscribers=args.max_subscribers,
+            step=args.step,
+            duration=args.duration,
+            processes=args.processes,
+        )
     )
     if args.json:
         print(json.dumps(result, indent=1))

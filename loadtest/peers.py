@@ -222,6 +222,10 @@ class SimSubscriber(_RawPeer):
         #: bytes and packets received, by second since the start
         self.bytes_per_second: dict[int, int] = {}
         self.packets_per_second: dict[int, int] = {}
+        #: packets missing at first sight (a gap in sequence numbers), by the second of the gap
+        self.lost_per_second: dict[int, int] = {}
+        #: arrival of the first RTP packet
+        self.first_media: float | None = None
         #: (payload key, arrival) of sampled packets, for latency
         self.arrivals: list[tuple[int, float]] = []
         self.checkers: dict[int, FrameChecker] = {}  # by SSRC
@@ -250,6 +254,8 @@ class SimSubscriber(_RawPeer):
             return
         self.received += 1
         self.bytes += len(data)
+        if self.first_media is None:
+            self.first_media = now
         second = int(now - self.started)
         self.bytes_per_second[second] = self.bytes_per_second.get(second, 0) + len(data)
         self.packets_per_second[second] = self.packets_per_second.get(second, 0) + 1
@@ -287,6 +293,7 @@ class SimSubscriber(_RawPeer):
             gap = (seq - last) & 0xFFFF
             if 1 < gap < 0x8000:
                 self.lost += gap - 1
+                self.lost_per_second[second] = self.lost_per_second.get(second, 0) + gap - 1
                 lost = [(last + i) & 0xFFFF for i in range(1, min(gap, 257))]
                 for number in lost:
                     missing[number] = (now, 1)

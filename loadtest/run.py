@@ -22,14 +22,18 @@ from collections import Counter, defaultdict
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
+
+from sfu.signaling.loop_lag import difference, percentile_bound
 
 from .netns import ShapedLink, namespaces_available
 from .proc import cpu_seconds, rss_bytes
 from .report import table, write
 from .scenario import Profile, Scenario, load_scenario
-from .server import SfuProcess, server_stats, start_server
+from .server import ADMIN_TOKENS, SfuProcess, server_stats, start_server
+from .steady import cpu_per_second, inside, layer_shares, steady_window, subscriber_figures
 from .worker import PeerSpec, WorkerSpec
 
 
@@ -95,6 +99,10 @@ async def _run_worker(
     return result
 
 
+#: an arrival is matched to a send at most this long before it (seconds)
+MAX_LATENCY = 5.0
+
+
 def _percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -102,24 +110,108 @@ def _percentile(values: list[float], q: float) -> float | None:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-def latencies(publishers: list[dict[str, Any]], arrivals: list[list[Any]]) -> list[float]:
-    """Publisher send to subscriber receive (seconds), matching packets by payload key and
-    taking the latest send before each arrival (captures loop, so keys repeat)."""
+def latencies(
+    publishers: list[dict[str, Any]],
+    arrivals: list[list[Any]],
+    window: tuple[float, float] | None = None,
+) -> list[float]:
+    """Publisher send to subscriber receive (seconds) of the arrivals (inside ``window``, if
+    given), matching packets by payload key: the latest send of the key before the arrival.
+
+    Captures loop, so every key is sent again each loop (~5 s). An arrival later than the
+    last send the publishers logged is not matched: its own send may be missing from the log
+    (a publisher's worker hands in its log before another worker stops receiving), and the
+    latest logged send of its key would be the same payload one loop earlier."""
     sends: dict[int, list[float]] = defaultdict(list)
+    log_end = float("inf")
     for pub in publishers:
-        for key, at in pub["sent_log"]:
+        log = pub["sent_log"]
+        if log:
+            log_end = min(log_end, max(at for _, at in log))
+        for key, at in log:
             sends[key].append(at)
     for times in sends.values():
         times.sort()
     out = []
     for key, at in arrivals:
+        if at > log_end or (window is not None and not window[0] <= at <= window[1]):
+            continue
         found = sends.get(key)
         if not found:
             continue
         times = found
         i = bisect.bisect_right(times, at) - 1
-        if i >= 0 and at - times[i] < 5.0:
+        if i >= 0 and at - times[i] < MAX_LATENCY:
             out.append(at - times[i])
+    return out
+
+
+def _latency_ms(lat: list[float]) -> dict[str, float | None]:
+    return {
+        q: (round(1000 * v, 2) if (v := _percentile(lat, p)) is not None else None)
+        for q, p in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
+    }
+
+
+def steady_figures(
+    scenario: Scenario,
+    results: list[dict[str, Any]],
+    server: dict[str, Any],
+) -> dict[str, Any] | None:
+    """The figures over the steady window (:mod:`loadtest.steady`): per profile, latency,
+    loss, packets per subscriber per second and the layers received; the server's and the
+    load generator's CPU per second; the server's event-loop lag (``loop_lag`` snapshots in
+    the server samples). None when there is no steady window."""
+    publishers = [p for r in results for p in r["publishers"]]
+    subscribers = [s for r in results for s in r["subscribers"]]
+    deadlines = [r["deadline"] for r in results if "deadline" in r]
+    if not subscribers or not deadlines:
+        return None
+    window = steady_window([s["first_media"] for s in subscribers], min(deadlines))
+    if window is None:
+        return None
+    profiles = {}
+    for profile in scenario.profiles:
+        subs = [s for s in subscribers if s["profile"] == profile.name]
+        if not subs:
+            continue
+        lat: list[float] = []
+        packets = lost = seconds = 0
+        layers: Counter[str] = Counter()
+        for sub in subs:
+            room_publishers = [p for p in publishers if p.get("room") == sub["room"]]
+            lat += latencies(room_publishers, sub["arrivals"], window)
+            figures = subscriber_figures(sub, window)
+            packets += figures["packets"]
+            lost += figures["lost"]
+            seconds += figures["seconds"]
+            layers += figures["frames_by_layer"]
+        profiles[profile.name] = {
+            "subscribers": len(subs),
+            "latency_ms": _latency_ms(lat),
+            "latency_samples": len(lat),
+            "loss_percent": round(100 * lost / max(1, packets + lost), 3),
+            "packets_per_subscriber_second": round(packets / seconds, 1) if seconds else 0.0,
+            "layers": layer_shares(layers),
+        }
+    out: dict[str, Any] = {
+        "from": window[0],
+        "to": window[1],
+        "seconds": round(window[1] - window[0], 2),
+        "profiles": profiles,
+    }
+    samples = server.get("samples", [])
+    out["server_cpu_per_second"] = cpu_per_second([(s["at"], s["cpu"]) for s in samples], window)
+    rates = [cpu_per_second(r.get("cpu_samples", []), window) for r in results]
+    out["generator_cpu_per_second"] = (
+        sum(r for r in rates if r is not None) if all(r is not None for r in rates) else None
+    )
+    lag = inside([s for s in samples if "loop_lag" in s], window, lambda s: s["at"])
+    if lag is not None:
+        first, last = lag
+        diff = difference(first["loop_lag"], last["loop_lag"])
+        diff["p99_ms"] = percentile_bound(diff["counts"], diff["bounds_ms"], 0.99)
+        out["loop_lag"] = diff
     return out
 
 
@@ -136,7 +228,8 @@ def summarize(
         bitrates = []
         top_layers: Counter[tuple[int, int]] = Counter()
         for sub in subs:
-            lat += latencies(publishers, sub["arrivals"])
+            room_publishers = [p for p in publishers if p.get("room") == sub["room"]]
+            lat += latencies(room_publishers, sub["arrivals"])
             steady = [b for sec, b in sub["bytes_per_second"] if sec >= steady_from]
             if steady:
                 bitrates.append(8 * statistics.mean(steady))
@@ -159,18 +252,20 @@ def summarize(
             "frames_undecodable": sum(s["frames_undecodable"] for s in subs),
             "frames_incomplete": sum(s["frames_incomplete"] for s in subs),
             "keyframe_requests": sum(s["keyframe_requests"] for s in subs),
-            "latency_ms": {
-                q: (round(1000 * v, 2) if (v := _percentile(lat, p)) is not None else None)
-                for q, p in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
-            },
+            "latency_ms": _latency_ms(lat),
         }
     generator_cpu = sum(r["cpu_seconds"] for r in results)
+    steady_part = steady_figures(scenario, results, server)
     return {
         "scenario": scenario.model_dump(),
         "elapsed": round(elapsed, 2),
         "profiles": profiles,
         "publishers": [{k: v for k, v in p.items() if k != "sent_log"} for p in publishers],
-        "subscribers": [{k: v for k, v in s.items() if k != "arrivals"} for s in subscribers],
+        "subscribers": [
+            {k: v for k, v in s.items() if k not in ("arrivals", "frame_layers")}
+            for s in subscribers
+        ],
+        "steady": steady_part,
         "errors": [e for r in results for e in r["errors"]],
         "server": server,
         "generator": {
@@ -221,7 +316,7 @@ async def run_scenario(
             url, port, server_pid = server.url, server.port, server.pid
         else:
             url = _http(scenario.url)
-            port = 0
+            port = urlsplit(url).port or 0  # its admin token, if started here
 
         rooms = [f"room{r}" for r in range(scenario.rooms)]
         publishers = [
@@ -265,7 +360,7 @@ async def run_scenario(
             )
             jobs.append(_run_worker(link.command(*worker), spec, progress, 1000 + n, timeout))
 
-        samples: list[dict[str, float]] = []
+        samples: list[dict[str, Any]] = []
         started = time.monotonic()
         cpu_start = cpu_seconds(server_pid) if server_pid else None
         gather = asyncio.ensure_future(asyncio.gather(*jobs))
@@ -285,6 +380,12 @@ async def run_scenario(
                     )
                 except OSError:
                     pass
+                if port in ADMIN_TOKENS and samples:
+                    try:
+                        lag = await asyncio.to_thread(server_stats, url, port, only="loop_lag")
+                        samples[-1]["loop_lag"] = lag["loop_lag"]
+                    except (OSError, KeyError, ValueError):
+                        pass
             if not quiet:
                 total_bytes = sum(p.get("received_bytes", 0) for p in progress.values())
                 received = sum(p.get("received", 0) for p in progress.values())

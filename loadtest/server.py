@@ -218,11 +218,14 @@ async def start_server(
     return server
 
 
-def server_stats(url: str, port: int, timeout: float = 2) -> dict[str, Any]:
-    """``/stats`` of a server started here (as its admin: rooms and participants); of
-    another server, what anyone may see."""
+def server_stats(
+    url: str, port: int, timeout: float = 2, only: str | None = None
+) -> dict[str, Any]:
+    """``/stats`` of a server started here (as its admin: rooms and participants; ``only``:
+    one part, e.g. ``loop_lag``); of another server, what anyone may see."""
     token = ADMIN_TOKENS.get(port)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    request = urllib.request.Request(f"{url}/stats", headers=headers)
+    query = f"?only={only}" if only else ""
+    request = urllib.request.Request(f"{url}/stats{query}", headers=headers)
     with urllib.request.urlopen(request, timeout=timeout) as reply:
         return dict(json.load(reply))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from collections import Counter
@@ -73,8 +74,11 @@ def subscriber_result(sub: SimSubscriber, profile: str, room: str) -> dict[str, 
         "freeze_log": sorted(f for c in checkers for f in c.freeze_log),
         "bytes_per_second": sorted(sub.bytes_per_second.items()),
         "packets_per_second": sorted(sub.packets_per_second.items()),
+        "lost_per_second": sorted(sub.lost_per_second.items()),
         "started": sub.started,
+        "first_media": sub.first_media,
         "layers": timeline,  # [second, spatial, temporal] of the highest decodable frame
+        "frame_layers": [[round(at, 4), sid, tid] for at, sid, tid in sub.layers],
         "arrivals": sub.arrivals,
         "level_events": [m for m in sub.messages if m.get("type") == "level_changed"],
     }
@@ -108,9 +112,13 @@ async def run(spec: WorkerSpec) -> dict[str, Any]:
         except Exception as exc:  # reported, the run goes on
             errors.append(f"{peer.name}: {exc!r}")
 
+    #: (time.monotonic(), this process's CPU seconds), every second: its cost over a window
+    cpu_samples: list[tuple[float, float]] = [(started, cpu0)]
+
     async def progress() -> None:
         while True:
             await asyncio.sleep(1.0)
+            cpu_samples.append((time.monotonic(), time.process_time()))
             _emit(
                 "progress",
                 {
@@ -135,7 +143,9 @@ async def run(spec: WorkerSpec) -> dict[str, Any]:
     wall = time.monotonic() - started
     result = {
         "cpu_seconds": time.process_time() - cpu0,
+        "cpu_samples": [*cpu_samples, (time.monotonic(), time.process_time())],
         "wall_seconds": wall,
+        "deadline": deadline,
         "errors": errors,
         "publishers": [
             {
@@ -165,10 +175,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("spec", type=Path, help="a WorkerSpec as JSON")
 
 
+def event_loop_runner() -> asyncio.Runner:
+    """uvloop's event loop when it is importable (a cheaper load generator) unless
+    ``SFU_LOADTEST_UVLOOP=0``; asyncio's otherwise."""
+    if os.environ.get("SFU_LOADTEST_UVLOOP", "1") != "0":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    return asyncio.Runner()
+
+
 def command(args: argparse.Namespace) -> int:
     raw = json.loads(args.spec.read_text())
     raw["peers"] = [PeerSpec(**p) for p in raw["peers"]]
     spec = WorkerSpec(**raw)
-    result = asyncio.run(run(spec))
+    with event_loop_runner() as runner:
+        result = runner.run(run(spec))
     _emit("result", result)
     return 0

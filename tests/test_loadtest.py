@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from loadtest.bandwidth import parse_schedule
+from loadtest.bench import bench
 from loadtest.cli import COMMANDS, main
 from loadtest.report import table, write
 from loadtest.run import run_scenario
@@ -80,3 +81,23 @@ async def test_small_scenario_report(namespaces: None, tmp_path: Path) -> None:
     assert "<svg" in html_path.read_text()
     text = table(report)
     assert "grid3x3" in text and "p99 ms" in text
+
+
+@pytest.mark.integration
+async def test_bench_step_over_the_steady_window(capsys: pytest.CaptureFixture[str]) -> None:
+    """One short bench step (the server, two subscribers, then the UDP relay): its figures
+    come from the steady window, with the packets, layers, generator CPU and loop lag."""
+    result = await bench(max_subscribers=2, step=2, duration=7.0)
+    (row,) = result["steps"]
+    assert 1.5 <= row["steady_seconds"] <= 5.0  # 7 s less connecting, 1 s settling, 1 s margin
+    assert row["latency_samples"] > 50 and row["p99_ms"] is not None
+    assert 150 < row["packets_per_subscriber_second"] < 300  # the capture sends ~270/s
+    assert max(row["layers"], key=row["layers"].get) == "S2T2"  # a 1280x720 window
+    assert row["server_ms_per_subscriber_second"] > 0
+    assert row["generator_ms_per_subscriber_second"] > 0
+    lag = row["loop_lag"]
+    assert sum(lag["counts"]) > 30 and lag["max_ms"] is not None and lag["p99_ms"] is not None
+    assert row["baseline_us_per_packet"] > 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("N=  2  loss")
+    assert "packets/s per subscriber" in lines[1] and "server loop lag: p99" in lines[2]

@@ -3,8 +3,9 @@
 The application is assembled here (:func:`create_app`); its parts are modules of their own:
 :mod:`.state` (what the application holds), :mod:`.access` (credentials, addresses, origins,
 the development Host check, admin), :mod:`.session` (one connection's messages),
-:mod:`.websocket` (the ``/ws`` endpoint), :mod:`.stats`, :mod:`.reload` (reload and limits)
-and :mod:`.shutdown`.  The names the rest of the project uses are re-exported here.
+:mod:`.websocket` (the ``/ws`` endpoint), :mod:`.stats`, :mod:`.loop_lag` (the event loop's
+lateness, in ``/stats``), :mod:`.reload` (reload and limits) and :mod:`.shutdown`.  The names
+the rest of the project uses are re-exported here.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ..adapters import aiortc_plane
 from ..config import Settings
 from ..rooms.room import RoomManager
 from .access import InsecureSettings, development_host_check, make_authenticator
+from .loop_lag import LOOP_LAG_KEY, LoopLag, loop_lag_context
 from .reload import admin_reload, apply_limits, reload_settings
 from .session import SignalingSession
 from .shutdown import SHUTDOWN_TIMEOUT, drain
@@ -72,6 +74,7 @@ def create_app(
     app[ROOMS_KEY] = RoomManager(
         settings.rooms, settings.media.start_bitrate_kbps, settings.media.publisher_transport_cc
     )
+    app[LOOP_LAG_KEY] = LoopLag()
     apply_limits(app, settings)
     app.router.add_get("/", index)
     app.router.add_get("/client.js", client_js)
@@ -80,5 +83,6 @@ def create_app(
     app.router.add_get("/stats", stats)
     app.router.add_post("/admin/reload", admin_reload)
 
+    app.cleanup_ctx.append(loop_lag_context)
     app.on_shutdown.append(drain)
     return app

@@ -10,6 +10,7 @@ from aiohttp import web
 from .. import faults
 from ..rooms.room import Participant
 from .access import is_admin, origin_allowed
+from .loop_lag import LOOP_LAG_KEY
 from .state import ROOMS_KEY, STATE_KEY
 
 
@@ -29,13 +30,18 @@ def public_stats(app: web.Application) -> dict[str, Any]:
 
 
 async def stats(request: web.Request) -> web.Response:
-    """Every room and participant for an admin; counts only for anyone else."""
+    """Every room and participant for an admin, and the event loop's lateness
+    (:mod:`.loop_lag`; with ``?only=loop_lag``, that alone); counts only for anyone else."""
     state = request.app[STATE_KEY]
     if not is_admin(request) or not origin_allowed(request, state.settings.http.allowed_origins):
         return web.json_response(public_stats(request.app))
+    loop_lag = request.app[LOOP_LAG_KEY].snapshot(time.monotonic())
+    if request.query.get("only") == "loop_lag":  # cheap enough to poll every second
+        return web.json_response({"time": time.time(), "loop_lag": loop_lag})
     rooms = request.app[ROOMS_KEY]
     out: dict[str, Any] = {
         "time": time.time(),
+        "loop_lag": loop_lag,
         "faults": dict(faults.counts),
         "refused": dict(state.refused),
         "development": state.auth.development,
