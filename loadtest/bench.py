@@ -185,6 +185,13 @@ def format_row(row: dict[str, Any], base: dict[str, Any] | None) -> str:
             f"       server loop lag: p99 {_ms(lag['p99_ms'])} ms, max "
             f"{lag['max_ms'] if lag['max_ms'] is not None else '-'} ms  [{histogram}]"
         )
+        gc = lag.get("gc")
+        if gc is not None:
+            lines.append(
+                "       server garbage collections (young, middle, full): "
+                f"{'/'.join(str(n) for n in gc['collections'])}, "
+                f"{'/'.join(f'{ms:.0f}' for ms in gc['pause_ms'])} ms"
+            )
     return "\n".join(lines)
 
 

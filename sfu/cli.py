@@ -94,6 +94,10 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"sfu: {exc}", file=sys.stderr)
         return 2
     asyncio.set_event_loop(loop)
+    if os.environ.get("SFU_GC_TUNING", "1") != "0":  # (0: CPython's defaults, to compare)
+        from .signaling.collector import tune
+
+        tune()
 
     async def on_startup(app: web.Application) -> None:
         loop = asyncio.get_running_loop()

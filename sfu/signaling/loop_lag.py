@@ -23,6 +23,9 @@ from typing import Any
 
 from aiohttp import web
 
+from . import collector
+from .collector import CollectorPauses
+
 #: seconds slept between two samples
 INTERVAL = 0.02
 #: the buckets' upper bounds (ms, exclusive); the last bucket is ">= 200"
@@ -39,9 +42,11 @@ def bucket(late_ms: float) -> int:
 class LoopLag:
     """The histogram; :meth:`record` is given lateness values (pure: no clock of its own)."""
 
-    __slots__ = ("counts", "max_ms", "by_second")
+    __slots__ = ("counts", "max_ms", "by_second", "collector")
 
     def __init__(self) -> None:
+        #: the garbage collector's pauses, reported with the lag (they are part of it)
+        self.collector = CollectorPauses()
         self.counts = [0] * (len(BOUNDS_MS) + 1)
         self.max_ms = 0.0
         #: [second, largest lateness in it (ms)], oldest first
@@ -68,6 +73,7 @@ class LoopLag:
             "counts": list(self.counts),
             "max_ms": round(self.max_ms, 3),
             "max_ms_by_second": [[int(s), round(m, 3)] for s, m in self.by_second],
+            "gc": self.collector.snapshot(),
         }
 
 
@@ -81,11 +87,14 @@ def difference(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     inside = [
         m for s, m in after["max_ms_by_second"] if before["at"] <= s and s + 1 <= after["at"]
     ]
-    return {
+    out: dict[str, Any] = {
         "bounds_ms": list(after["bounds_ms"]),
         "counts": counts,
         "max_ms": max(inside) if inside else None,
     }
+    if "gc" in before and "gc" in after:
+        out["gc"] = collector.difference(before["gc"], after["gc"])
+    return out
 
 
 def percentile_bound(counts: list[int], bounds_ms: list[float], q: float) -> float | None:
@@ -118,8 +127,11 @@ LOOP_LAG_KEY = web.AppKey("loop_lag", LoopLag)
 
 async def loop_lag_context(app: web.Application) -> AsyncIterator[None]:
     """aiohttp cleanup context: the watching task, for as long as the application runs."""
-    task = asyncio.ensure_future(watch(app[LOOP_LAG_KEY]))
+    lag = app[LOOP_LAG_KEY]
+    lag.collector.install()
+    task = asyncio.ensure_future(watch(lag))
     yield
+    lag.collector.remove()
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
