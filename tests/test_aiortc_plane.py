@@ -312,3 +312,45 @@ async def test_a_bundle_of_unknown_mids_is_refused_and_its_damage_closed() -> No
     await plane.close_peer_connection(pc)
     assert pc.connectionState == "closed"
     assert all(t.transport.state == "closed" for t in others)
+
+
+def test_srtp_protection_through_the_binding_gives_pylibsrtp_s_bytes() -> None:
+    """The Protector reads pylibsrtp's session internals (pinned): they are there, and it
+    protects exactly as ``Session.protect`` does, packet after packet (the SRTP index grows,
+    so every output differs)."""
+    import os
+
+    import pylibsrtp
+
+    from sfu.adapters.aiortc_plane.srtp import Protector
+
+    assert plane.PYLIBSRTP_VERSION == "1.0.0"
+    key = os.urandom(30)
+
+    def session() -> pylibsrtp.Session:
+        policy = pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
+        return pylibsrtp.Session(policy=policy)
+
+    reference, protect = session(), Protector(session())
+    assert protect.fast, "pylibsrtp's internals moved: review sfu/adapters/aiortc_plane/srtp.py"
+    for seq in range(300):
+        size = 12 + (seq * 37) % 1200
+        packet = bytes([0x80, 96]) + seq.to_bytes(2, "big") + bytes(8) + os.urandom(size - 12)
+        assert protect(packet) == reference.protect(packet)
+    with pytest.raises(ValueError, match="too long"):
+        protect(bytes([0x80, 96]) + bytes(20000))
+    assert protect(bytes([0x80, 96, 1, 45]) + bytes(8)) == reference.protect(
+        bytes([0x80, 96, 1, 45]) + bytes(8)
+    )
+
+
+def test_srtp_protection_falls_back_to_the_public_method() -> None:
+    from sfu.adapters.aiortc_plane.srtp import Protector
+
+    class Opaque:  # a session whose internals are not the ones the Protector knows
+        def protect(self, packet: bytes) -> bytes:
+            return b"protected:" + packet
+
+    protect = Protector(Opaque())  # type: ignore[arg-type]
+    assert not protect.fast
+    assert protect(b"rtp") == b"protected:rtp"

@@ -16,7 +16,8 @@ package:
   decoder thread or encoder loop is started: the negotiated parameters are handed to the SFU
   (:mod:`.peerconnection`);
 * sends RTP/RTCP synchronously: SRTP protect, then ``sendto`` on the nominated ICE pair's
-  socket, with no task or await in between (:class:`RawTransport`);
+  socket, with no task or await in between (:class:`RawTransport`); RTP is protected through
+  pylibsrtp's binding with no per-call allocation (:mod:`.srtp`);
 * controls which host candidates aioice gathers (aioice leaves 127.0.0.1 out), on which
   UDP ports, and which address is announced (:mod:`.candidates`);
 * notes when the remote last sent an authenticated ICE connectivity check, a sign of life
@@ -28,8 +29,9 @@ package:
 * checks and completes session descriptions where aiortc's SDP reader and writer fall short
   (:mod:`.descriptions`).
 
-It is pinned to aiortc 1.16.0 and aioice 0.13.0 (:mod:`.pin`): :func:`install` refuses other
-versions, and ``tests/test_aiortc_plane.py`` fails loudly if the internals it relies on move.
+It is pinned to aiortc 1.16.0 and aioice 0.13.0, and pylibsrtp 1.0.0 (:mod:`.pin`):
+:func:`install` refuses other versions, and ``tests/test_aiortc_plane.py`` fails loudly if
+the internals it relies on move.
 
 :func:`install` is the one entry point, and :class:`IceOptions` the only configuration: the
 patches are made once, and the options are held by the gathering they configure (no module
@@ -59,13 +61,14 @@ from .peerconnection import (
     take_over_receiver,
     take_over_sender,
 )
-from .pin import AIOICE_VERSION, AIORTC_VERSION, check_versions
+from .pin import AIOICE_VERSION, AIORTC_VERSION, PYLIBSRTP_VERSION, check_versions
 from .restart import ICE_RESTART_TIMEOUT, IceRestarter, RemoteIce, remote_ice
 from .transport import RawTransport, TransportSink, hook_transport, hooked
 
 __all__ = [
     "AIOICE_VERSION",
     "AIORTC_VERSION",
+    "PYLIBSRTP_VERSION",
     "DYNAMIC_PAYLOAD_TYPES",
     "ICE_RESTART_TIMEOUT",
     "VIDEO_FEEDBACK",

@@ -11,10 +11,16 @@ import importlib.metadata
 
 AIORTC_VERSION = "1.16.0"
 AIOICE_VERSION = "0.13.0"
+#: pylibsrtp (aiortc's SRTP): :mod:`.srtp` calls its binding directly
+PYLIBSRTP_VERSION = "1.0.0"
 
 
 def check_versions() -> None:
-    for package, wanted in (("aiortc", AIORTC_VERSION), ("aioice", AIOICE_VERSION)):
+    for package, wanted in (
+        ("aiortc", AIORTC_VERSION),
+        ("aioice", AIOICE_VERSION),
+        ("pylibsrtp", PYLIBSRTP_VERSION),
+    ):
         found = importlib.metadata.version(package)
         if found != wanted:
             raise RuntimeError(

@@ -18,6 +18,7 @@ import aioice.stun
 from aiortc.rtcdtlstransport import RTCDtlsTransport, State
 
 from ... import faults
+from .srtp import Protector
 
 
 class TransportSink(Protocol):
@@ -43,6 +44,7 @@ class RawTransport:
         self.probes_sent = 0
         self.probes_answered = 0
         self._probe: asyncio.Task[None] | None = None
+        self._protector: Protector | None = None  # of the DTLS transport's SRTP session
 
     def attach_sink(self, sink: TransportSink) -> None:
         self.dtls._sfu_sink = sink  # type: ignore[attr-defined]  # read by the hooks
@@ -101,7 +103,10 @@ class RawTransport:
         pair = connection._nominated.get(1) or getattr(connection, FALLBACK_PAIR, None)
         if pair is None:
             return
-        packet = dtls._tx_srtp.protect(data)
+        protect = self._protector
+        if protect is None or protect.session is not dtls._tx_srtp:
+            protect = self._protector = Protector(dtls._tx_srtp)
+        packet = protect(data)
         try:
             pair.protocol.transport.sendto(packet, pair.remote_addr)
         except (OSError, AttributeError):
