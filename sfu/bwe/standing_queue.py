@@ -81,6 +81,38 @@ class StandingQueueFilter:
             while buckets[0][0] < expired:
                 buckets.popleft()
 
+    def update_many(self, send_times: list[float], arrival_times: list[float]) -> None:
+        """:meth:`update` for each packet in turn, inlined."""
+        recent = self._recent
+        buckets = self._buckets
+        latest_send = self._latest_send
+        window = self.window
+        base_window = self.base_window
+        last_bucket = buckets[-1] if buckets else None
+        for send_time, arrival_time in zip(send_times, arrival_times, strict=True):
+            delay = arrival_time - send_time
+            if send_time >= latest_send:
+                latest_send = send_time
+                while recent and recent[-1][1] >= delay:
+                    recent.pop()
+                recent.append((send_time, delay))
+            elif not recent or delay < recent[0][1]:
+                # reordered in send order: it still bounds the window's minimum from above
+                recent.appendleft((send_time, delay))
+            oldest = latest_send - window
+            while len(recent) > 1 and recent[0][0] < oldest:
+                recent.popleft()
+            if last_bucket is not None and send_time < last_bucket[0] + BASE_BUCKET:
+                if delay < last_bucket[1]:
+                    last_bucket[1] = delay
+            else:
+                last_bucket = [send_time, delay]
+                buckets.append(last_bucket)
+                expired = send_time - base_window
+                while buckets[0][0] < expired:
+                    buckets.popleft()
+        self._latest_send = latest_send
+
     @property
     def base_delay(self) -> float | None:
         """The least one-way delay over the base window (seconds, arbitrary offset)."""
