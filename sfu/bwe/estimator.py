@@ -206,24 +206,30 @@ class BandwidthEstimator:
         self._remb_fallback = False
         history = self._history
         sequences, send_times, states = history.sequences, history.send_times, history.states
+        sizes, clusters = history.sizes, history.clusters
         oldest = history.last_send - HISTORY_DURATION
         span = self._probe_span
         probe_first, probe_end = (
             (span[1], span[2] + PROBE_DRAIN) if span is not None else (1.0, 0.0)
         )
         ignore_before = self._loss.ignore_sent_before
-        reported = counted = 0  # newly reported; of those, counted by the loss controller
-        lost: list[int] = []
-        counted_lost: list[int] = []
-        recovered: list[int] = []
-        # the received packets
+        if ignore_before is None:
+            ignore_before = float("-inf")
+        # a packet sent after both is counted by the loss controller without looking closer
+        counted_after = max(ignore_before, probe_end)
+        quarter = _QUARTER_PERIOD
+        lost: list[int] = []  # newly reported lost
+        counted_lost: list[int] = []  # ... and counted by the loss controller
+        recovered: list[int] = []  # reported lost before, received now
+        uncounted = 0  # newly reported received, not counted by the loss controller
+        # the received packets (newly, or after a loss report)
         r_sequences: list[int] = []
         r_sends: list[float] = []
         r_arrivals: list[float] = []
         r_sizes: list[int] = []
+        # whether they are in send order, and in (arrival, size) order
         in_send_order = in_arrival_order = True
         previous_sequence = -(1 << 62)
-        previous_arrival = float("-inf")
         previous_size = 0
         last_arrival = self._last_arrival
         for sequence_number, arrival in zip(sequence_numbers, arrivals, strict=True):
@@ -241,53 +247,49 @@ class BandwidthEstimator:
             if arrival is None:
                 if state == UNREPORTED:
                     states[slot] = LOST
-                    reported += 1
                     lost.append(sequence)
-                    if not probe_first <= send_time <= probe_end and (
-                        ignore_before is None or send_time >= ignore_before
-                    ):
-                        counted += 1
+                    if send_time >= ignore_before and not probe_first <= send_time <= probe_end:
                         counted_lost.append(sequence)
                 continue
-            # the arrival unwrapped (the reference time wraps)
+            states[slot] = RECEIVED
+            size = sizes[slot]
+            # the arrival unwrapped (the reference time wraps); last_arrival is the latest
+            # so far: while each packet is at or past it (at it: not smaller), they are in
+            # (arrival, size) order
             if last_arrival is None:
                 last_arrival = arrival
             else:
-                if not -_QUARTER_PERIOD < last_arrival - arrival < _QUARTER_PERIOD:
+                if not -quarter < last_arrival - arrival < quarter:
                     arrival += (
                         round((last_arrival - arrival) / ARRIVAL_TIME_PERIOD) * ARRIVAL_TIME_PERIOD
                     )
                 if arrival > last_arrival:
                     last_arrival = arrival
-            states[slot] = RECEIVED
-            if state == LOST:  # reported lost before, received after all
+                elif arrival < last_arrival or size < previous_size:
+                    in_arrival_order = False
+            previous_size = size
+            if state == LOST:
                 recovered.append(sequence)
-            else:
-                reported += 1
-                if not probe_first <= send_time <= probe_end and (
-                    ignore_before is None or send_time >= ignore_before
-                ):
-                    counted += 1
-            size = history.sizes[slot]
-            cluster = history.clusters[slot]
+            elif send_time <= counted_after and (
+                send_time < ignore_before or probe_first <= send_time <= probe_end
+            ):
+                uncounted += 1
+            cluster = clusters[slot]
             if cluster >= 0:
                 self._probes.on_received(cluster, send_time, arrival, size)
             if sequence < previous_sequence:
                 in_send_order = False
             previous_sequence = sequence
-            if arrival < previous_arrival or (arrival == previous_arrival and size < previous_size):
-                in_arrival_order = False
-            previous_arrival = arrival
-            previous_size = size
             r_sequences.append(sequence)
             r_sends.append(send_time)
             r_arrivals.append(arrival)
             r_sizes.append(size)
         self._last_arrival = last_arrival
         window, recent, loss = self._loss_window, self._recent_loss, self._loss
-        window.add(now, reported, lost)
-        recent.add(now, reported, lost)
-        loss.on_reports(now, counted, counted_lost)
+        received = len(r_sequences) - len(recovered)  # newly reported received
+        window.add(now, received + len(lost), lost)
+        recent.add(now, received + len(lost), lost)
+        loss.on_reports(now, received - uncounted + len(counted_lost), counted_lost)
         for sequence in recovered:
             window.recovered(sequence)
             recent.recovered(sequence)

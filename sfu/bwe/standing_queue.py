@@ -88,7 +88,12 @@ class StandingQueueFilter:
         latest_send = self._latest_send
         window = self.window
         base_window = self.base_window
-        last_bucket = buckets[-1] if buckets else None
+        if buckets:
+            last_bucket = buckets[-1]
+            bucket_end = last_bucket[0] + BASE_BUCKET
+        else:
+            last_bucket = [0.0, 0.0]
+            bucket_end = float("-inf")
         for send_time, arrival_time in zip(send_times, arrival_times, strict=True):
             delay = arrival_time - send_time
             if send_time >= latest_send:
@@ -102,11 +107,12 @@ class StandingQueueFilter:
             oldest = latest_send - window
             while len(recent) > 1 and recent[0][0] < oldest:
                 recent.popleft()
-            if last_bucket is not None and send_time < last_bucket[0] + BASE_BUCKET:
+            if send_time < bucket_end:
                 if delay < last_bucket[1]:
                     last_bucket[1] = delay
             else:
                 last_bucket = [send_time, delay]
+                bucket_end = send_time + BASE_BUCKET
                 buckets.append(last_bucket)
                 expired = send_time - base_window
                 while buckets[0][0] < expired:
