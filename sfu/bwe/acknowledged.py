@@ -41,40 +41,46 @@ class AcknowledgedBitrateEstimator:
 
     def update(self, arrival_time: float, size: int) -> None:
         """A packet of ``size`` bytes arrived at ``arrival_time`` (receiver clock, s)."""
-        window = INITIAL_WINDOW if self._estimate_kbps is None else WINDOW
-        sample_kbps = self._update_window(arrival_time, size, window)
-        if sample_kbps is None:
-            return
-        self._last_sample_kbps = sample_kbps
-        if self._estimate_kbps is None:
-            self._estimate_kbps = sample_kbps
-            return
-        estimate = self._estimate_kbps
-        uncertainty = UNCERTAINTY_SCALE * abs(estimate - sample_kbps) / max(estimate, 1e-3)
-        sample_variance = uncertainty * uncertainty
-        predicted_variance = self._variance + PROCESS_VARIANCE
-        self._estimate_kbps = (sample_variance * estimate + predicted_variance * sample_kbps) / (
-            sample_variance + predicted_variance
-        )
-        self._variance = (
-            sample_variance * predicted_variance / (sample_variance + predicted_variance)
-        )
+        self.update_many([arrival_time], [size])
 
-    def _update_window(self, now: float, size: int, window: float) -> float | None:
+    def update_many(self, arrival_times: list[float], sizes: list[int]) -> None:
+        """Packets of ``sizes`` bytes arrived at ``arrival_times``, in receive-time order (a
+        report's packets at once: the state is in locals, no call per packet)."""
+        total = self._sum
+        window_time = self._window_time
         previous = self._previous_time
-        if previous is not None and now < previous:
-            now = previous  # reordered arrival: count its bytes in the current window
-        if previous is not None:
-            self._window_time += now - previous
-            if now - previous > window:
-                # Nothing received for a whole window: start over.
-                self._sum = 0
-                self._window_time %= window
-        self._previous_time = now
-        sample: float | None = None
-        if self._window_time >= window:
-            sample = 8 * self._sum / window / 1000
-            self._window_time -= window
-            self._sum = 0
-        self._sum += size
-        return sample
+        estimate = self._estimate_kbps
+        for now, size in zip(arrival_times, sizes, strict=True):
+            window = INITIAL_WINDOW if estimate is None else WINDOW
+            if previous is not None:
+                if now < previous:
+                    now = previous  # reordered arrival: count its bytes in the current window
+                window_time += now - previous
+                if now - previous > window:
+                    # Nothing received for a whole window: start over.
+                    total = 0
+                    window_time %= window
+            previous = now
+            if not window_time >= window:
+                total += size
+                continue
+            sample_kbps = 8 * total / window / 1000
+            window_time -= window
+            total = size
+            self._last_sample_kbps = sample_kbps
+            if estimate is None:
+                estimate = sample_kbps
+                continue
+            uncertainty = UNCERTAINTY_SCALE * abs(estimate - sample_kbps) / max(estimate, 1e-3)
+            sample_variance = uncertainty * uncertainty
+            predicted_variance = self._variance + PROCESS_VARIANCE
+            estimate = (sample_variance * estimate + predicted_variance * sample_kbps) / (
+                sample_variance + predicted_variance
+            )
+            self._variance = (
+                sample_variance * predicted_variance / (sample_variance + predicted_variance)
+            )
+        self._sum = total
+        self._window_time = window_time
+        self._previous_time = previous
+        self._estimate_kbps = estimate

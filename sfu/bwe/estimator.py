@@ -24,8 +24,8 @@ Per feedback:
 
 from __future__ import annotations
 
-from collections import deque
-from dataclasses import dataclass
+from array import array
+from collections.abc import Iterable
 
 from .acknowledged import AcknowledgedBitrateEstimator
 from .aimd import AimdRateControl
@@ -37,7 +37,7 @@ from .trendline import OVERUSING, TrendlineEstimator
 
 #: Sent packets are remembered this long for matching feedback (seconds).
 HISTORY_DURATION = 5.0
-#: ... and at most this many (well below the 2^15 unwrapping ambiguity).
+#: ... and at most this many (well below the 2^15 unwrapping ambiguity; a power of two).
 MAX_HISTORY = 16384
 #: Loss fraction is computed over the packets reported in this window (seconds).
 LOSS_WINDOW = 1.0
@@ -66,26 +66,46 @@ RECENT_LOSS_MIN_REPORTS = 20
 PROBE_DRAIN = 0.3
 #: Before any throughput is measured an overuse halves the estimate, at most this often.
 INITIAL_BACKOFF_INTERVAL = 0.2
+#: arrival times this close to the last one are not unwrapped (they could not be nearer
+#: after unwrapping)
+_QUARTER_PERIOD = ARRIVAL_TIME_PERIOD / 4
 
 
-@dataclass(slots=True)
-class _SentPacket:
-    sequence: int  # unwrapped
-    send_time: float
-    size: int
-    arrival: float | None = None
-    reported: bool = False
-    lost: bool = False
-    cluster: int = -1  # probe cluster, -1: none
+#: A packet's state in the send history
+UNREPORTED, LOST, RECEIVED = 0, 1, 2
+_MASK = MAX_HISTORY - 1
+#: the sequence number of a slot never written (no unwrapped sequence number is this low)
+_EMPTY = -(1 << 62)
 
 
-def _unwrap(sequence_number: int, reference: int) -> int:
-    """The unwrapped sequence number closest to ``reference`` whose low 16 bits are
-    ``sequence_number``."""
-    delta = (sequence_number - reference) & 0xFFFF
-    if delta >= 0x8000:
-        delta -= 0x10000
-    return reference + delta
+class SendHistory:
+    """The packets sent over the last :data:`HISTORY_DURATION` (before the last one sent), at
+    most :data:`MAX_HISTORY`: parallel arrays indexed by the unwrapped transport-wide
+    sequence number modulo :data:`MAX_HISTORY`, no object per packet.  A slot is a packet's
+    while ``sequences`` holds its sequence number (a later packet takes it over)."""
+
+    __slots__ = ("sequences", "send_times", "sizes", "clusters", "states", "last_send")
+
+    def __init__(self) -> None:
+        self.sequences = array("q", [_EMPTY]) * MAX_HISTORY
+        self.send_times = array("d", [0.0]) * MAX_HISTORY
+        self.sizes = array("i", [0]) * MAX_HISTORY
+        #: the probe cluster, -1: none
+        self.clusters = array("i", [-1]) * MAX_HISTORY
+        #: UNREPORTED, LOST or RECEIVED
+        self.states = bytearray(MAX_HISTORY)
+        #: when the last packet was sent
+        self.last_send = 0.0
+
+    def __len__(self) -> int:
+        """How many packets feedback may still be matched with."""
+        oldest = self.last_send - HISTORY_DURATION
+        send_times = self.send_times
+        return sum(
+            1
+            for i, sequence in enumerate(self.sequences)
+            if sequence != _EMPTY and send_times[i] >= oldest
+        )
 
 
 class BandwidthEstimator:
@@ -99,8 +119,7 @@ class BandwidthEstimator:
     ) -> None:
         self.min_bitrate = min_bitrate
         self.max_bitrate = max_bitrate
-        self._history: dict[int, _SentPacket] = {}
-        self._send_order: deque[_SentPacket] = deque()
+        self._history = SendHistory()
         self._last_sequence: int | None = None
         self._inter_arrival = InterArrival()
         self._trendline = TrendlineEstimator()
@@ -130,7 +149,7 @@ class BandwidthEstimator:
         """A packet carrying transport-wide sequence number ``sequence_number`` (16-bit,
         wraps) of ``size`` bytes left at ``now``, as part of probe cluster ``cluster`` if
         not -1.  Keeps a bounded history (5 s)."""
-        # (for every packet sent to every subscriber: _unwrap and max inlined)
+        # (for every packet sent to every subscriber: unwrapping inlined)
         last = self._last_sequence
         if last is None:
             sequence = self._last_sequence = sequence_number & 0xFFFF
@@ -140,26 +159,21 @@ class BandwidthEstimator:
                 sequence = self._last_sequence = last + delta
             else:
                 sequence = last + delta - 0x10000
-        packet = _SentPacket(sequence, now, size)
+        history = self._history
+        slot = sequence & _MASK
+        history.sequences[slot] = sequence
+        history.send_times[slot] = now
+        history.sizes[slot] = size
+        history.clusters[slot] = cluster
+        history.states[slot] = UNREPORTED
+        history.last_send = now
         if cluster >= 0:
-            packet.cluster = cluster
             self._probes.on_sent(cluster)
             span = self._probe_span
             if span is None or span[0] != cluster:
                 self._probe_span = (cluster, now, now)
             else:
                 self._probe_span = (cluster, span[1], now)
-        history = self._history
-        history[sequence] = packet
-        send_order = self._send_order
-        send_order.append(packet)
-        expired = now - HISTORY_DURATION
-        while send_order and (
-            send_order[0].send_time < expired or len(send_order) > MAX_HISTORY
-        ):
-            old = send_order.popleft()
-            if history.get(old.sequence) is old:
-                del history[old.sequence]
 
     def on_feedback(self, packets: list[tuple[int, float | None]], now: float) -> None:
         """Transport feedback: (transport sequence number, arrival time on the receiver's
@@ -167,38 +181,126 @@ class BandwidthEstimator:
         already reported received, and repeated loss reports are ignored."""
         if self._last_sequence is None:
             return
+        self._on_feedback([p[0] for p in packets], [p[1] for p in packets], now)
+
+    def on_feedback_arrivals(
+        self, base_sequence: int, arrivals: list[float | None], now: float
+    ) -> None:
+        """Transport feedback as parsed by
+        :func:`~sfu.rtp.twcc.parse_transport_feedback_arrivals`: the packets from
+        ``base_sequence`` on (16-bit, wrapping), one arrival time (or None) each; the same as
+        :meth:`on_feedback` of ``((base_sequence + i) & 0xFFFF, arrivals[i])``."""
+        if self._last_sequence is None:
+            return
+        self._on_feedback(range(base_sequence, base_sequence + len(arrivals)), arrivals, now)
+
+    def _on_feedback(
+        self, sequence_numbers: Iterable[int], arrivals: list[float | None], now: float
+    ) -> None:
+        # One pass over the report's packets, for every report of every subscriber: the
+        # history lookup, loss counting, arrival unwrapping inlined; the received packets
+        # gathered into flat lists for the delay-based part.
+        last = self._last_sequence
+        assert last is not None
         self._last_feedback = now
         self._remb_fallback = False
-        received: list[_SentPacket] = []
-        for sequence_number, arrival in packets:
-            packet = self._history.get(_unwrap(sequence_number, self._last_sequence))
-            if packet is None or packet.arrival is not None:
+        history = self._history
+        sequences, send_times, states = history.sequences, history.send_times, history.states
+        sizes, clusters = history.sizes, history.clusters
+        oldest = history.last_send - HISTORY_DURATION
+        span = self._probe_span
+        probe_first, probe_end = (
+            (span[1], span[2] + PROBE_DRAIN) if span is not None else (1.0, 0.0)
+        )
+        ignore_before = self._loss.ignore_sent_before
+        if ignore_before is None:
+            ignore_before = float("-inf")
+        # a packet sent after both is counted by the loss controller without looking closer
+        counted_after = max(ignore_before, probe_end)
+        quarter = _QUARTER_PERIOD
+        lost: list[int] = []  # newly reported lost
+        counted_lost: list[int] = []  # ... and counted by the loss controller
+        recovered: list[int] = []  # reported lost before, received now
+        uncounted = 0  # newly reported received, not counted by the loss controller
+        # the received packets (newly, or after a loss report)
+        r_sequences: list[int] = []
+        r_sends: list[float] = []
+        r_arrivals: list[float] = []
+        r_sizes: list[int] = []
+        # whether they are in send order, and in (arrival, size) order
+        in_send_order = in_arrival_order = True
+        previous_sequence = -(1 << 62)
+        previous_size = 0
+        last_arrival = self._last_arrival
+        for sequence_number, arrival in zip(sequence_numbers, arrivals, strict=True):
+            delta = (sequence_number - last) & 0xFFFF
+            sequence = last + delta if delta < 0x8000 else last + delta - 0x10000
+            slot = sequence & _MASK
+            if sequences[slot] != sequence:
+                continue
+            state = states[slot]
+            if state == RECEIVED:
+                continue
+            send_time = send_times[slot]
+            if send_time < oldest:
                 continue
             if arrival is None:
-                if not packet.reported:
-                    packet.reported = True
-                    packet.lost = True
-                    self._add_to_loss_window(packet, now)
+                if state == UNREPORTED:
+                    states[slot] = LOST
+                    lost.append(sequence)
+                    if send_time >= ignore_before and not probe_first <= send_time <= probe_end:
+                        counted_lost.append(sequence)
                 continue
-            packet.arrival = self._unwrap_arrival(arrival)
-            if packet.reported:  # reported lost before, received after all
-                packet.lost = False
-                self._loss_window.recovered(packet)
-                self._recent_loss.recovered(packet)
-                self._loss.recovered(packet)
+            states[slot] = RECEIVED
+            size = sizes[slot]
+            # the arrival unwrapped (the reference time wraps); last_arrival is the latest
+            # so far: while each packet is at or past it (at it: not smaller), they are in
+            # (arrival, size) order
+            if last_arrival is None:
+                last_arrival = arrival
             else:
-                packet.reported = True
-                self._add_to_loss_window(packet, now)
-            if packet.cluster >= 0:
-                self._probes.on_received(
-                    packet.cluster, packet.send_time, packet.arrival, packet.size
-                )
-            received.append(packet)
-        self._loss_window.expire(now)
-        self._recent_loss.expire(now)
+                if not -quarter < last_arrival - arrival < quarter:
+                    arrival += (
+                        round((last_arrival - arrival) / ARRIVAL_TIME_PERIOD) * ARRIVAL_TIME_PERIOD
+                    )
+                if arrival > last_arrival:
+                    last_arrival = arrival
+                elif arrival < last_arrival or size < previous_size:
+                    in_arrival_order = False
+            previous_size = size
+            if state == LOST:
+                recovered.append(sequence)
+            elif send_time <= counted_after and (
+                send_time < ignore_before or probe_first <= send_time <= probe_end
+            ):
+                uncounted += 1
+            cluster = clusters[slot]
+            if cluster >= 0:
+                self._probes.on_received(cluster, send_time, arrival, size)
+            if sequence < previous_sequence:
+                in_send_order = False
+            previous_sequence = sequence
+            r_sequences.append(sequence)
+            r_sends.append(send_time)
+            r_arrivals.append(arrival)
+            r_sizes.append(size)
+        self._last_arrival = last_arrival
+        window, recent, loss = self._loss_window, self._recent_loss, self._loss
+        received = len(r_sequences) - len(recovered)  # newly reported received
+        window.add(now, received + len(lost), lost)
+        recent.add(now, received + len(lost), lost)
+        loss.on_reports(now, received - uncounted + len(counted_lost), counted_lost)
+        for sequence in recovered:
+            window.recovered(sequence)
+            recent.recovered(sequence)
+            loss.recovered(sequence)
+        window.expire(now)
+        recent.expire(now)
         before = self._target()
-        if received:
-            self._update_delay_based(received, now)
+        if r_sequences:
+            self._update_delay_based(
+                r_sequences, r_sends, r_arrivals, r_sizes, in_send_order, in_arrival_order, now
+            )
         self._update_loss_based(now)
         if self._target() < before:
             self._loss.on_decrease(now)
@@ -298,44 +400,49 @@ class BandwidthEstimator:
             value = min(value, float(self._remb))
         return value
 
-    def _unwrap_arrival(self, arrival: float) -> float:
-        last = self._last_arrival
-        if last is not None:
-            arrival += round((last - arrival) / ARRIVAL_TIME_PERIOD) * ARRIVAL_TIME_PERIOD
-        self._last_arrival = arrival if last is None else max(last, arrival)
-        return arrival
-
     def _probe_era(self, send_time: float) -> bool:
         """Whether a packet sent at ``send_time`` met a probe cluster's overshoot."""
         span = self._probe_span
         return span is not None and span[1] <= send_time <= span[2] + PROBE_DRAIN
 
-    def _add_to_loss_window(self, packet: _SentPacket, now: float) -> None:
-        self._loss_window.add(packet, now)
-        self._recent_loss.add(packet, now)
-        if not self._probe_era(packet.send_time):
-            self._loss.on_report(packet, now)
-
-    def _update_delay_based(self, received: list[_SentPacket], now: float) -> None:
+    def _update_delay_based(
+        self,
+        sequences: list[int],
+        sends: list[float],
+        arrivals: list[float],
+        sizes: list[int],
+        in_send_order: bool,
+        in_arrival_order: bool,
+        now: float,
+    ) -> None:
+        """The packets of a report received (their first report), in report order."""
         if self._last_received_at is not None and now - self._last_received_at > STREAM_TIMEOUT:
             self._inter_arrival.reset()
             self._trendline = TrendlineEstimator()
             self._queue.reset()
         self._last_received_at = now
-        for arrival, size in sorted((p.arrival or 0.0, p.size) for p in received):
-            self._acknowledged.update(arrival, size)
+        if in_arrival_order:
+            self._acknowledged.update_many(arrivals, sizes)
+        else:
+            ordered = sorted(zip(arrivals, sizes, strict=True))
+            self._acknowledged.update_many([p[0] for p in ordered], [p[1] for p in ordered])
+        if not in_send_order:
+            order = sorted(range(len(sequences)), key=sequences.__getitem__)
+            sends = [sends[i] for i in order]
+            arrivals = [arrivals[i] for i in order]
+            sizes = [sizes[i] for i in order]
         queue = self._queue
-        for packet in sorted(received, key=lambda p: p.sequence):
-            assert packet.arrival is not None
-            queue.update(packet.send_time, packet.arrival)
-            delta = self._inter_arrival.compute(packet.send_time, packet.arrival, now, packet.size)
-            if delta is not None:
-                self._trendline.update(delta.arrival_delta, delta.send_delta, packet.arrival)
+        queue.update_many(sends, arrivals)
+        trendline = self._trendline
+        for send_delta, arrival_delta, _, arrival in self._inter_arrival.compute_many(
+            sends, arrivals, sizes, now
+        ):
+            trendline.update(arrival_delta, send_delta, arrival)
         usage = self._trendline.state
         rate_control = self._rate_control
         throughput = self._acknowledged.bitrate
         recent = self._acknowledged.last_sample
-        if usage == OVERUSING and any(self._probe_era(p.send_time) for p in received):
+        if usage == OVERUSING and any(self._probe_era(send) for send in sends):
             return  # the probe's own overshoot: its result says what the link carried
         if usage == OVERUSING and not queue.standing:
             # the delay slope rose, but some recent packet still got through at the base

@@ -33,16 +33,6 @@ ARRIVAL_TIME_OFFSET_THRESHOLD = 3.0
 REORDERED_RESET_THRESHOLD = 3
 
 
-@dataclass(slots=True)
-class _Group:
-    first_send: float
-    send: float
-    first_arrival: float
-    arrival: float
-    local: float
-    size: int
-
-
 @dataclass(frozen=True, slots=True)
 class GroupDelta:
     """Deltas between two consecutive, complete send-time groups (seconds, bytes)."""
@@ -53,17 +43,25 @@ class GroupDelta:
 
 
 class InterArrival:
-    """Turns a stream of (send time, arrival time) pairs into inter-group deltas."""
+    """Turns a stream of (send time, arrival time) pairs into inter-group deltas.
+
+    The group being built and the one before it are plain fields (first send, last send,
+    first arrival, last arrival, local time, size), not objects: :meth:`compute_many` runs
+    for every packet of every feedback report.
+    """
 
     def __init__(self, group_length: float = SEND_TIME_GROUP_LENGTH) -> None:
         self._group_length = group_length
-        self._current: _Group | None = None
-        self._previous: _Group | None = None
-        self._reordered = 0
+        self.reset()
 
     def reset(self) -> None:
-        self._current = None
-        self._previous = None
+        self._current = False  # whether a group is being built
+        self._first_send = self._send = self._first_arrival = self._arrival = 0.0
+        self._local = 0.0
+        self._size = 0
+        self._previous = False  # whether a group was completed before it
+        self._previous_send = self._previous_arrival = self._previous_local = 0.0
+        self._previous_size = 0
         self._reordered = 0
 
     def compute(
@@ -75,56 +73,100 @@ class InterArrival:
         (used to detect receiver clock jumps).  Returns the deltas between the two previous
         groups when this packet starts a new group, else None.
         """
-        current = self._current
-        if current is None:
-            self._current = _Group(send_time, send_time, arrival_time, arrival_time, local_time, 0)
-            self._current.size += size
+        deltas = self.compute_many([send_time], [arrival_time], [size], local_time)
+        if not deltas:
             return None
-        if send_time < current.first_send:
-            return None  # reordered (sent before the group being built): skip
-        result: GroupDelta | None = None
-        if self._is_new_group(current, send_time, arrival_time):
-            previous = self._previous
-            if previous is not None:
-                send_delta = current.send - previous.send
-                arrival_delta = current.arrival - previous.arrival
-                local_delta = current.local - previous.local
-                if arrival_delta - local_delta >= ARRIVAL_TIME_OFFSET_THRESHOLD:
-                    self.reset()
-                    return None
-                if arrival_delta < 0:
-                    self._reordered += 1
-                    if self._reordered >= REORDERED_RESET_THRESHOLD:
-                        self.reset()
-                    return None
-                self._reordered = 0
-                result = GroupDelta(send_delta, arrival_delta, current.size - previous.size)
-            self._previous = current
-            current = _Group(send_time, send_time, arrival_time, arrival_time, local_time, 0)
-            self._current = current
-        else:
-            current.send = max(current.send, send_time)
-        current.size += size
-        current.arrival = arrival_time
-        current.local = local_time
-        return result
+        send_delta, arrival_delta, size_delta, _ = deltas[0]
+        return GroupDelta(send_delta, arrival_delta, size_delta)
 
-    def _is_new_group(self, current: _Group, send_time: float, arrival_time: float) -> bool:
-        if self._belongs_to_burst(current, send_time, arrival_time):
-            return False
-        return send_time - current.first_send > self._group_length
-
-    @staticmethod
-    def _belongs_to_burst(current: _Group, send_time: float, arrival_time: float) -> bool:
-        """A packet that arrives right after the group, earlier than its send spacing would
-        predict, was queued behind it (e.g. released together by a link): same group."""
-        arrival_delta = arrival_time - current.arrival
-        send_delta = send_time - current.send
-        if send_delta == 0:
-            return True
-        propagation_delta = arrival_delta - send_delta
-        return (
-            propagation_delta < 0
-            and arrival_delta <= BURST_DELTA_THRESHOLD
-            and arrival_time - current.first_arrival < MAX_BURST_DURATION
+    def compute_many(
+        self,
+        send_times: list[float],
+        arrival_times: list[float],
+        sizes: list[int],
+        local_time: float,
+    ) -> list[tuple[float, float, int, float]]:
+        """Add received packets, in send order, that came in one feedback at ``local_time``
+        (see :meth:`compute`): the (send delta, arrival delta, size delta, arrival time of the
+        packet that completed it) of each pair of groups completed."""
+        deltas: list[tuple[float, float, int, float]] = []
+        current = self._current
+        first_send, send, first_arrival, arrival = (
+            self._first_send,
+            self._send,
+            self._first_arrival,
+            self._arrival,
         )
+        local, size = self._local, self._size
+        previous = self._previous
+        previous_send, previous_arrival = self._previous_send, self._previous_arrival
+        previous_local, previous_size = self._previous_local, self._previous_size
+        reordered = self._reordered
+        group_length = self._group_length
+        for send_time, arrival_time, packet_size in zip(
+            send_times, arrival_times, sizes, strict=True
+        ):
+            if not current:
+                current = True
+                first_send = send = send_time
+                first_arrival = arrival = arrival_time
+                local = local_time
+                size = packet_size
+                continue
+            if send_time < first_send:
+                continue  # reordered (sent before the group being built): skip
+            # a packet that arrives right after the group, earlier than its send spacing
+            # would predict, was queued behind it (e.g. released together by a link): same
+            # group
+            send_delta = send_time - send
+            if send_delta == 0:
+                new_group = False
+            else:
+                arrival_delta = arrival_time - arrival
+                new_group = (
+                    not (
+                        arrival_delta - send_delta < 0
+                        and arrival_delta <= BURST_DELTA_THRESHOLD
+                        and arrival_time - first_arrival < MAX_BURST_DURATION
+                    )
+                    and send_time - first_send > group_length
+                )
+            if new_group:
+                if previous:
+                    group_send_delta = send - previous_send
+                    group_arrival_delta = arrival - previous_arrival
+                    local_delta = local - previous_local
+                    if group_arrival_delta - local_delta >= ARRIVAL_TIME_OFFSET_THRESHOLD:
+                        current = previous = False
+                        reordered = 0
+                        continue
+                    if group_arrival_delta < 0:
+                        reordered += 1
+                        if reordered >= REORDERED_RESET_THRESHOLD:
+                            current = previous = False
+                            reordered = 0
+                        continue
+                    reordered = 0
+                    deltas.append(
+                        (group_send_delta, group_arrival_delta, size - previous_size, arrival_time)
+                    )
+                previous = True
+                previous_send, previous_arrival = send, arrival
+                previous_local, previous_size = local, size
+                first_send = send = send_time
+                first_arrival = arrival_time
+                size = 0
+            elif send_time > send:
+                send = send_time
+            size += packet_size
+            arrival = arrival_time
+            local = local_time
+        self._current = current
+        self._first_send, self._send = first_send, send
+        self._first_arrival, self._arrival = first_arrival, arrival
+        self._local, self._size = local, size
+        self._previous = previous
+        self._previous_send, self._previous_arrival = previous_send, previous_arrival
+        self._previous_local, self._previous_size = previous_local, previous_size
+        self._reordered = reordered
+        return deltas

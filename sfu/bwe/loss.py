@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from typing import Protocol
 
 LOW_LOSS = 0.02
 HIGH_LOSS = 0.10
@@ -46,56 +45,54 @@ MIN_PACKETS = 20
 LOSS_MARGIN = 2
 
 
-class ReportedPacket(Protocol):
-    @property
-    def sequence(self) -> int: ...
-    @property
-    def send_time(self) -> float: ...
-    @property
-    def lost(self) -> bool: ...
-
-
 class LossWindow:
     """Counts of packets lost / reported, over the reports of the last ``duration`` s.
 
-    A packet reported lost and later received is moved from lost to received while it is
-    still in the window.
+    Packets are known by their (unwrapped) sequence numbers.  A packet reported lost and
+    later received is moved from lost to received while it is still in the window.
     """
 
     def __init__(self, duration: float) -> None:
         self.duration = duration
-        self.lost = 0
         self.total = 0
-        self._entries: deque[tuple[float, ReportedPacket]] = deque()
-        self._members: set[int] = set()
+        #: (time, packets reported, the sequence numbers of those reported lost)
+        self._reports: deque[tuple[float, int, list[int]]] = deque()
+        #: the packets of the window counted lost
+        self._lost: set[int] = set()
+
+    @property
+    def lost(self) -> int:
+        return len(self._lost)
 
     @property
     def ratio(self) -> float:
-        return self.lost / self.total if self.total else 0.0
+        return len(self._lost) / self.total if self.total else 0.0
 
-    def add(self, packet: ReportedPacket, now: float) -> None:
-        self._entries.append((now, packet))
-        self._members.add(packet.sequence)
-        self.total += 1
-        self.lost += packet.lost
+    def add(self, now: float, count: int, lost: list[int]) -> None:
+        """``count`` packets reported at ``now`` for the first time, ``lost`` among them."""
+        if count:
+            self._reports.append((now, count, lost))
+            self.total += count
+            if lost:
+                self._lost.update(lost)
 
-    def recovered(self, packet: ReportedPacket) -> None:
-        """``packet``, counted lost, was received after all (call after clearing its flag)."""
-        if packet.sequence in self._members:
-            self.lost -= 1
+    def recovered(self, sequence: int) -> None:
+        """Packet ``sequence``, counted lost, was received after all."""
+        self._lost.discard(sequence)
 
     def expire(self, now: float) -> None:
-        entries = self._entries
-        while entries and entries[0][0] < now - self.duration:
-            packet = entries.popleft()[1]
-            self._members.discard(packet.sequence)
-            self.total -= 1
-            self.lost -= packet.lost
+        reports = self._reports
+        oldest = now - self.duration
+        while reports and reports[0][0] < oldest:
+            _, count, lost = reports.popleft()
+            self.total -= count
+            if lost:
+                self._lost.difference_update(lost)
 
     def clear(self) -> None:
-        self._entries.clear()
-        self._members.clear()
-        self.lost = self.total = 0
+        self._reports.clear()
+        self._lost.clear()
+        self.total = 0
 
 
 class LossBasedController:
@@ -116,14 +113,19 @@ class LossBasedController:
         self._ignore_sent_before: float | None = None
         self._last_update: float | None = None
 
-    def on_report(self, packet: ReportedPacket, now: float) -> None:
-        """``packet`` was reported received or lost for the first time."""
-        if self._ignore_sent_before is None or packet.send_time >= self._ignore_sent_before:
-            self._interval.add(packet, now)
+    @property
+    def ignore_sent_before(self) -> float | None:
+        """Packets sent before this (our clock) are not counted (see :meth:`on_decrease`)."""
+        return self._ignore_sent_before
 
-    def recovered(self, packet: ReportedPacket) -> None:
-        """``packet``, reported lost before, was reported received."""
-        self._interval.recovered(packet)
+    def on_reports(self, now: float, count: int, lost: list[int]) -> None:
+        """``count`` packets (sent from :attr:`ignore_sent_before` on) were reported received
+        or lost for the first time, ``lost`` (sequence numbers) among them."""
+        self._interval.add(now, count, lost)
+
+    def recovered(self, sequence: int) -> None:
+        """Packet ``sequence``, reported lost before, was reported received."""
+        self._interval.recovered(sequence)
 
     def on_decrease(self, now: float) -> None:
         """The overall estimate went down (for whatever reason): start a new interval, of

@@ -58,28 +58,51 @@ class StandingQueueFilter:
     def update(self, send_time: float, arrival_time: float) -> None:
         """One packet sent at ``send_time`` (our clock) arrived at ``arrival_time`` (the
         receiver's), both in seconds."""
-        delay = arrival_time - send_time
+        self.update_many([send_time], [arrival_time])
+
+    def update_many(self, send_times: list[float], arrival_times: list[float]) -> None:
+        """:meth:`update` for each packet in turn (a report's packets at once: the state is in
+        locals, no call per packet)."""
         recent = self._recent
-        if send_time >= self._latest_send:
-            self._latest_send = send_time
-            while recent and recent[-1][1] >= delay:
-                recent.pop()
-            recent.append((send_time, delay))
-        elif not recent or delay < recent[0][1]:
-            # reordered in send order: it still bounds the window's minimum from above
-            recent.appendleft((send_time, delay))
-        oldest = self._latest_send - self.window
-        while len(recent) > 1 and recent[0][0] < oldest:
-            recent.popleft()
         buckets = self._buckets
-        if buckets and send_time < buckets[-1][0] + BASE_BUCKET:
-            if delay < buckets[-1][1]:
-                buckets[-1][1] = delay
+        latest_send = self._latest_send
+        window = self.window
+        base_window = self.base_window
+        oldest = latest_send - window
+        if buckets:
+            last_bucket = buckets[-1]
+            bucket_end = last_bucket[0] + BASE_BUCKET
         else:
-            buckets.append([send_time, delay])
-            expired = send_time - self.base_window
-            while buckets[0][0] < expired:
-                buckets.popleft()
+            last_bucket = [0.0, 0.0]
+            bucket_end = float("-inf")
+        for send_time, arrival_time in zip(send_times, arrival_times, strict=True):
+            delay = arrival_time - send_time
+            # (the window is trimmed only where it changed: it was trimmed after the last
+            # packet)
+            if send_time >= latest_send:
+                latest_send = send_time
+                oldest = send_time - window
+                while recent and recent[-1][1] >= delay:
+                    recent.pop()
+                recent.append((send_time, delay))
+                while recent[0][0] < oldest and len(recent) > 1:
+                    recent.popleft()
+            elif not recent or delay < recent[0][1]:
+                # reordered in send order: it still bounds the window's minimum from above
+                recent.appendleft((send_time, delay))
+                while len(recent) > 1 and recent[0][0] < oldest:
+                    recent.popleft()
+            if send_time < bucket_end:
+                if delay < last_bucket[1]:
+                    last_bucket[1] = delay
+            else:
+                last_bucket = [send_time, delay]
+                bucket_end = send_time + BASE_BUCKET
+                buckets.append(last_bucket)
+                expired = send_time - base_window
+                while buckets[0][0] < expired:
+                    buckets.popleft()
+        self._latest_send = latest_send
 
     @property
     def base_delay(self) -> float | None:

@@ -43,14 +43,14 @@ MIN_NUM_DELTAS = 60
 DELTA_COUNTER_MAX = 1000
 
 
-def linear_fit_slope(points: deque[tuple[float, float]]) -> float | None:
-    """Least-squares slope of ``(x, y)`` points, None if all x are equal."""
-    n = len(points)
-    x_avg = sum(p[0] for p in points) / n
-    y_avg = sum(p[1] for p in points) / n
+def linear_fit_slope(xs: deque[float], ys: deque[float]) -> float | None:
+    """Least-squares slope of the points ``(xs[i], ys[i])``, None if all x are equal."""
+    n = len(xs)
+    x_avg = sum(xs) / n
+    y_avg = sum(ys) / n
     numerator = 0.0
     denominator = 0.0
-    for x, y in points:
+    for x, y in zip(xs, ys, strict=True):
         dx = x - x_avg
         numerator += dx * (y - y_avg)
         denominator += dx * dx
@@ -75,7 +75,9 @@ class TrendlineEstimator:
         self._first_arrival: float | None = None
         self._accumulated_delay = 0.0
         self._smoothed_delay = 0.0
-        self._history: deque[tuple[float, float]] = deque(maxlen=window_size)
+        #: the last ``window_size`` points: arrival time, smoothed accumulated delay
+        self._times: deque[float] = deque(maxlen=window_size)
+        self._delays: deque[float] = deque(maxlen=window_size)
         self.threshold = INITIAL_THRESHOLD
         self._last_threshold_update: float | None = None
         self._previous_trend = 0.0
@@ -95,10 +97,11 @@ class TrendlineEstimator:
         self._smoothed_delay = (
             self._smoothing * self._smoothed_delay + (1 - self._smoothing) * self._accumulated_delay
         )
-        self._history.append((arrival_time - self._first_arrival, self._smoothed_delay))
+        self._times.append(arrival_time - self._first_arrival)
+        self._delays.append(self._smoothed_delay)
         trend = self._previous_trend
-        if len(self._history) == self._window_size:
-            slope = linear_fit_slope(self._history)
+        if len(self._times) == self._window_size:
+            slope = linear_fit_slope(self._times, self._delays)
             if slope is not None:
                 trend = slope
         self._detect(trend, send_delta, arrival_time)

@@ -7,7 +7,7 @@ import math
 
 from ..bwe.estimator import BandwidthEstimator
 from ..rtp.rtcp import RtcpError
-from ..rtp.twcc import parse_transport_feedback
+from ..rtp.twcc import parse_transport_feedback_arrivals
 
 #: the share of the estimate retransmissions may take
 RTX_SHARE = 0.5
@@ -59,12 +59,12 @@ class SendSideCongestion:
 
     def on_transport_feedback(self, fci: bytes, now: float) -> None:
         try:
-            report = parse_transport_feedback(fci)
+            base, _, _, arrivals = parse_transport_feedback_arrivals(fci)
         except RtcpError:
             self.malformed_feedback += 1
             return
         self.feedback_seen = True
-        self.estimator.on_feedback(report.packets, now)
+        self.estimator.on_feedback_arrivals(base, arrivals, now)
 
     def on_remb(self, bitrate: int, now: float) -> None:
         self.remb_seen = True

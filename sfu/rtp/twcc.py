@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from itertools import accumulate
 
 from sfu.rtp.rtcp import RTCP_RTPFB, RTPFB_TWCC, RtcpError
 
@@ -51,6 +52,7 @@ LARGE_DELTA = 2
 _TICK_US = 250
 _REFERENCE_US = 64_000
 _TICKS_PER_REFERENCE = _REFERENCE_US // _TICK_US  # 256
+_TICKS_PER_SECOND = 1_000_000 // _TICK_US  # 4000
 _HEADER_SIZE = 20  # common header, two SSRCs, fixed FCI fields
 _MAX_STATUS_COUNT = 0xFFFF
 _MAX_RUN_LENGTH = 0x1FFF
@@ -71,15 +73,25 @@ class TransportFeedbackReport:
     packets: list[tuple[int, float | None]]
 
 
-def parse_transport_feedback(fci: bytes) -> TransportFeedbackReport:
-    """Decode the FCI of a transport feedback packet.
+# The symbols of a status vector chunk, by table: a one-bit chunk's 14 symbols are two
+# 7-bit halves, a two-bit chunk's 7 symbols are 4 (the high 8 bits) and 3 (the low 6 bits).
+_ONE_BIT_HALF = tuple(tuple((v >> (6 - i)) & 1 for i in range(7)) for v in range(128))
+_TWO_BIT_HIGH = tuple(tuple((v >> (6 - 2 * i)) & 3 for i in range(4)) for v in range(256))
+_TWO_BIT_LOW = tuple(tuple((v >> (4 - 2 * i)) & 3 for i in range(3)) for v in range(64))
 
-    Raises :class:`RtcpError` (and nothing else, for any bytes) when malformed.  Sequence
-    numbers wrap mod 2^16.  Arrival times are the reference time plus cumulative deltas.
-    Bytes after the last receive delta (padding) are ignored.
+
+def parse_transport_feedback_arrivals(fci: bytes) -> tuple[int, int, int, list[float | None]]:
+    """Decode the FCI of a transport feedback packet into flat fields: (base sequence
+    number, reference time field (signed, 64 ms units), feedback packet count, the arrival
+    time of each reported packet in seconds or None if not received).  Packet ``i`` has
+    sequence number ``(base + i) & 0xFFFF``.
+
+    Raises :class:`RtcpError` (and nothing else, for any bytes) when malformed.  Arrival
+    times are the reference time plus cumulative deltas.  Bytes after the last receive delta
+    (padding) are ignored.
     """
     size = len(fci)
-    if size < _FCI_HEADER.size:
+    if size < 8:
         raise RtcpError("transport feedback is truncated")
     base, count, word = _FCI_HEADER.unpack_from(fci, 0)
     if count == 0:
@@ -87,51 +99,81 @@ def parse_transport_feedback(fci: bytes) -> TransportFeedbackReport:
     reference = word >> 8
     if reference & 0x800000:
         reference -= 1 << 24
-    feedback_count = word & 0xFF
 
     symbols: list[int] = []
-    pos = _FCI_HEADER.size
-    while len(symbols) < count:
+    known = 0
+    pos = 8
+    one_bit, two_high, two_low = _ONE_BIT_HALF, _TWO_BIT_HIGH, _TWO_BIT_LOW
+    while known < count:
         if pos + 2 > size:
             raise RtcpError("transport feedback status chunks are truncated")
         chunk = (fci[pos] << 8) | fci[pos + 1]
         pos += 2
-        remaining = count - len(symbols)
-        if not chunk & 0x8000:
-            symbol = (chunk >> 13) & 0x03
-            run = min(chunk & _MAX_RUN_LENGTH, remaining)
-            if run and symbol == 3:
-                raise RtcpError("transport feedback uses the reserved status symbol")
-            symbols.extend([symbol] * run)
-        elif not chunk & 0x4000:
-            for i in range(min(_ONE_BIT_CAPACITY, remaining)):
-                symbols.append((chunk >> (_ONE_BIT_CAPACITY - 1 - i)) & 0x01)
-        else:
-            for i in range(min(_TWO_BIT_CAPACITY, remaining)):
-                symbol = (chunk >> (2 * (_TWO_BIT_CAPACITY - 1 - i))) & 0x03
+        remaining = count - known
+        if chunk < 0x8000:  # run length
+            run = chunk & _MAX_RUN_LENGTH
+            if run > remaining:
+                run = remaining
+            if run:
+                symbol = chunk >> 13
                 if symbol == 3:
                     raise RtcpError("transport feedback uses the reserved status symbol")
-                symbols.append(symbol)
+                symbols += [symbol] * run
+                known += run
+        elif chunk < 0xC000:  # fourteen 1-bit symbols
+            if remaining >= _ONE_BIT_CAPACITY:
+                symbols += one_bit[(chunk >> 7) & 0x7F]
+                symbols += one_bit[chunk & 0x7F]
+                known += _ONE_BIT_CAPACITY
+            else:
+                symbols += (one_bit[(chunk >> 7) & 0x7F] + one_bit[chunk & 0x7F])[:remaining]
+                known = count
+        else:  # seven 2-bit symbols
+            vector = two_high[(chunk >> 6) & 0xFF] + two_low[chunk & 0x3F]
+            if remaining < _TWO_BIT_CAPACITY:
+                vector = vector[:remaining]
+            if 3 in vector:
+                raise RtcpError("transport feedback uses the reserved status symbol")
+            symbols += vector
+            known += len(vector)
 
+    small = symbols.count(SMALL_DELTA)
+    if small == count:  # every packet received, every delta one byte: the common report
+        if pos + count > size:
+            raise RtcpError("transport feedback receive deltas are truncated")
+        ticks = accumulate(fci[pos : pos + count], initial=reference * _TICKS_PER_REFERENCE)
+        next(ticks)
+        return base, reference, word & 0xFF, list(map(_TICKS_PER_SECOND.__rtruediv__, ticks))
+    if pos + small + 2 * symbols.count(LARGE_DELTA) > size:
+        raise RtcpError("transport feedback receive deltas are truncated")
     ticks = reference * _TICKS_PER_REFERENCE
-    packets: list[tuple[int, float | None]] = []
-    for index, symbol in enumerate(symbols):
-        sequence = (base + index) & 0xFFFF
-        if symbol == NOT_RECEIVED:
-            packets.append((sequence, None))
-            continue
+    arrivals: list[float | None] = []
+    append = arrivals.append
+    for symbol in symbols:
         if symbol == SMALL_DELTA:
-            if pos + 1 > size:
-                raise RtcpError("transport feedback receive deltas are truncated")
             ticks += fci[pos]
             pos += 1
+            append(ticks / 4000)
+        elif symbol == NOT_RECEIVED:
+            append(None)
         else:
-            if pos + 2 > size:
-                raise RtcpError("transport feedback receive deltas are truncated")
             delta = (fci[pos] << 8) | fci[pos + 1]
             ticks += delta - 0x10000 if delta & 0x8000 else delta
             pos += 2
-        packets.append((sequence, ticks / 4000))
+            append(ticks / 4000)
+    return base, reference, word & 0xFF, arrivals
+
+
+def parse_transport_feedback(fci: bytes) -> TransportFeedbackReport:
+    """Decode the FCI of a transport feedback packet (see
+    :func:`parse_transport_feedback_arrivals`, which the estimator takes as is).
+
+    Raises :class:`RtcpError` (and nothing else, for any bytes) when malformed.  Sequence
+    numbers wrap mod 2^16.  Arrival times are the reference time plus cumulative deltas.
+    Bytes after the last receive delta (padding) are ignored.
+    """
+    base, reference, feedback_count, arrivals = parse_transport_feedback_arrivals(fci)
+    packets = [((base + i) & 0xFFFF, arrival) for i, arrival in enumerate(arrivals)]
     return TransportFeedbackReport(base, reference * REFERENCE_TICK, feedback_count, packets)
 
 
