@@ -15,6 +15,9 @@ from collections import deque
 
 from .drops import Refusal
 
+_NACK_RATE = Refusal.NACK_RATE
+_NACK_CAP = Refusal.NACK_CAP
+
 #: the share of the media bytes forwarded that retransmissions may take
 RETRANSMISSION_RATIO = 1.0
 #: ... over any window of this many seconds
@@ -104,16 +107,18 @@ class RetransmissionBudget:
     def nack_limit(self, now: float) -> tuple[int, Refusal]:
         """How many NACK items the RTCP packet arriving now may have handled, and what
         limits it: ``Refusal.NACK_CAP`` (the per-packet cap) or ``Refusal.NACK_RATE``.  The
-        caller charges what it handled with :meth:`take_nack_items`."""
-        rate = self.items_per_second
+        caller charges what it handled with :meth:`take_nack_items`.  (Called for every RTCP
+        packet a subscriber sends.)"""
+        items = self._items
         at = self._items_at
         if at is not None and now > at:
-            self._items = min(float(rate), self._items + (now - at) * rate)
+            rate = self.items_per_second
+            items = self._items = min(rate, items + (now - at) * rate)
         self._items_at = now
-        available = int(self._items) if self._items > 0 else 0
+        available = int(items) if items > 0 else 0
         if available < self.items_per_packet:
-            return available, Refusal.NACK_RATE
-        return self.items_per_packet, Refusal.NACK_CAP
+            return available, _NACK_RATE
+        return self.items_per_packet, _NACK_CAP
 
     def take_nack_items(self, count: int) -> None:
         self._items -= count

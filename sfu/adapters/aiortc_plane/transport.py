@@ -27,6 +27,9 @@ class TransportSink(Protocol):
     def on_rtcp(self, data: bytes, now: float) -> None: ...
 
 
+#: (read on every packet sent: an enum member's lookup costs a dict walk each time)
+_CONNECTED = State.CONNECTED
+
 #: attribute of an aioice Connection: the pair selected before an ICE restart, which carries
 #: what we send until the restart nominates a new pair
 FALLBACK_PAIR = "_sfu_fallback_pair"
@@ -97,7 +100,7 @@ class RawTransport:
 
     def send_rtp(self, data: bytes) -> None:
         dtls = self.dtls
-        if dtls._state != State.CONNECTED:
+        if dtls._state is not _CONNECTED:
             return
         connection = dtls.transport._connection
         pair = connection._nominated.get(1) or getattr(connection, FALLBACK_PAIR, None)
@@ -117,7 +120,7 @@ class RawTransport:
 
     def send_rtcp(self, data: bytes) -> None:
         dtls = self.dtls
-        if dtls._state != State.CONNECTED:
+        if dtls._state is not _CONNECTED:
             return
         connection = dtls.transport._connection
         pair = connection._nominated.get(1) or getattr(connection, FALLBACK_PAIR, None)
