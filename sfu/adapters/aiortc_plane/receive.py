@@ -263,3 +263,14 @@ def hook_receive() -> None:
     setattr(aioice.ice.Connection, RECEIVER, None)  # the default: aiortc's path
     aioice.ice.StunProtocol.datagram_received = datagram_received  # type: ignore[method-assign]
     aioice.ice.StunProtocol._sfu_receive_hooked = True  # type: ignore[attr-defined]
+    aioice.ice.StunProtocol._sfu_datagram_received = original  # type: ignore[attr-defined]
+
+
+def aioice_datagram_received() -> Callable[..., None]:
+    """aioice's own ``StunProtocol.datagram_received`` (wrapped or not)."""
+    method: Callable[..., None] = getattr(
+        aioice.ice.StunProtocol,
+        "_sfu_datagram_received",
+        aioice.ice.StunProtocol.datagram_received,
+    )
+    return method
