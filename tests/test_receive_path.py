@@ -64,6 +64,10 @@ def test_the_internals_the_receive_path_uses_are_still_there() -> None:
     assert "self._buffer[0 : len_p[0]]" in process
     assert "lib.srtp_unprotect_rtcp" in inspect.getsource(pylibsrtp.Session.unprotect_rtcp)
     assert Unprotector(session).fast
+    # installed: the wrapper in place, aioice's own kept
+    plane.install()
+    assert receive.hooked()
+    assert aioice.ice.StunProtocol.datagram_received is not receive.aioice_datagram_received()
 
 
 def _sessions(key: bytes) -> tuple[pylibsrtp.Session, pylibsrtp.Session, pylibsrtp.Session]:
@@ -260,6 +264,16 @@ async def test_media_reaches_the_sink_in_the_datagram_callback(
         await wait_until(lambda: pair.raw_b.unprotect_failures == 1, timeout=5)
         pair.raw_a.send_rtp(_rtp(502))
         await wait_until(lambda: pair.sink_b.rtp[-1] == _rtp(502), timeout=5)
+
+        # a fault of the path itself is contained too: the socket stays open (a protocol
+        # callback that raises closes asyncio's transport)
+        before = faults.counts["receive"]
+        pair.raw_b.receiver.rtcp_per_second = None  # type: ignore[assignment]
+        pair.raw_a.send_rtcp(_receiver_report(0x7777))
+        await wait_until(lambda: faults.counts["receive"] == before + 1, timeout=5)
+        pair.raw_b.receiver.rtcp_per_second = receive.RTCP_PER_SECOND
+        pair.raw_a.send_rtcp(_receiver_report(0x7778))
+        await wait_until(lambda: pair.sink_b.rtcp[-1] == _receiver_report(0x7778), timeout=5)
 
         # detached: aiortc's path again (through the transport hooks)
         pair.raw_b.detach_sink()

@@ -256,8 +256,13 @@ def hook_receive() -> None:
     def datagram_received(self: aioice.ice.StunProtocol, data: Any, addr: tuple[Any, ...]) -> None:
         if data and 127 < data[0] < 192:  # RTP or RTCP (RFC 7983)
             receiver = self.receiver._sfu_receiver  # type: ignore[attr-defined]
-            if receiver is not None and receiver(data):
-                return
+            if receiver is not None:
+                try:
+                    if receiver(data):
+                        return
+                except Exception:  # never into the loop's transport: it would close the socket
+                    faults.record("receive", repr(receiver.sink))
+                    return
         original(self, data, addr)
 
     setattr(aioice.ice.Connection, RECEIVER, None)  # the default: aiortc's path
