@@ -227,11 +227,6 @@ class Receiver:
 RECEIVER = "_sfu_receiver"
 
 
-def receiver_of(dtls: RTCDtlsTransport) -> Receiver | None:
-    receiver: Receiver | None = getattr(dtls.transport._connection, RECEIVER, None)
-    return receiver
-
-
 def install_receiver(receiver: Receiver) -> None:
     """Route the datagrams of ``receiver``'s transport through it."""
     setattr(receiver.dtls.transport._connection, RECEIVER, receiver)

@@ -1,7 +1,9 @@
 """The raw media plane: decrypted RTP and RTCP handed, synchronously, to the SFU's sink
-(hooks on ``RTCDtlsTransport``); SRTP protect then ``sendto`` on the nominated pair's socket
-(:class:`RawTransport`); and liveness, from the remote's ICE checks (a hook on
-``aioice.ice.Connection.check_incoming``) and our own probes.
+(in aioice's datagram callback, :mod:`.receive`, installed by :meth:`RawTransport.attach_sink`;
+and, for what still takes aiortc's DTLS task, hooks on ``RTCDtlsTransport``); SRTP protect
+then ``sendto`` on the nominated pair's socket (:class:`RawTransport`); and liveness, from
+the remote's ICE checks (a hook on ``aioice.ice.Connection.check_incoming``) and our own
+probes.
 
 The hooks and :meth:`RawTransport.send_rtp` are the per-packet path: no task, no await and
 no indirection beyond what is written here.
