@@ -22,7 +22,7 @@ from sfu.config import parse_settings
 from sfu.signaling.server import create_app
 
 #: NACK packets a second, each for the last 1024 sequence numbers of one stream
-STORM_RATE = 400
+STORM_RATE = 400  # NACKs a second, under the RTCP datagram rate (500)
 STORM_SECONDS = 2.5
 #: before the storm: the budget's window (1 s) and two of its refills (the subscriber's
 #: tick, 0.25 s), with room for a slow tick on a loaded machine; the retransmissions of the
@@ -30,15 +30,19 @@ STORM_SECONDS = 2.5
 QUIET_SECONDS = 2.0
 
 
-async def _attacker_tracks(server: RunningServer) -> list[dict[str, Any]]:
+async def _attacker(server: RunningServer) -> dict[str, Any]:
     async with aiohttp.ClientSession() as session:
         async with session.get(server.url + "/stats", headers=server.admin) as reply:
             stats = await reply.json()
     for room in stats["rooms"].values():
         for participant in room["participants"]:
             if participant["name"] == "attacker":
-                return list(participant["subscribed"])
-    return []
+                return dict(participant)
+    return {}
+
+
+async def _attacker_tracks(server: RunningServer) -> list[dict[str, Any]]:
+    return list((await _attacker(server)).get("subscribed", []))
 
 
 def _total(tracks: list[dict[str, Any]], key: str) -> int:
@@ -114,6 +118,9 @@ async def _storm(server: RunningServer, transport_cc: bool, item_caps: bool) -> 
             # the budget (with transport-cc, or the congestion allowance) refused most
             assert refused["nack_rate"] == refused["nack_cap"] == 0
             assert refused["rtx_budget"] + refused["congestion"] > 10 * _total(end, "retransmitted")
+        # the storm is under the RTCP datagram rate (RTCP_PER_SECOND): each NACK was read
+        transport = (await _attacker(server))["transport"]["subscribe"]
+        assert transport["rtcp_rate_limited"] == transport["srtp_refused"] == 0, transport
         # the honest subscriber still gets its stream (~250 packets a second here)
         assert honest_quiet > 100
         assert honest_storm > 0.6 * honest_quiet, (honest_storm, honest_quiet)

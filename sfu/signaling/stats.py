@@ -76,6 +76,18 @@ def _participant_stats(p: Participant) -> dict[str, Any]:
             "malformed_rtp": p.publisher.malformed_rtp,
             "malformed_rtcp": p.publisher.malformed_rtcp,
         }
+    # per peer connection: datagrams SRTP refused, RTCP beyond the per-transport rate
+    transports = {
+        peer.role: {
+            "srtp_refused": peer.raw.unprotect_failures,
+            "rtcp_rate_limited": peer.raw.rtcp_rate_limited,
+            "send_errors": peer.raw.send_errors,
+        }
+        for peer in (p.publisher, p.subscriber)
+        if peer is not None and peer.raw is not None
+    }
+    if transports:
+        entry["transport"] = transports
     for source in p.sources.values():
         entry["published"].append(
             {

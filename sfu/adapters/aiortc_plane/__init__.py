@@ -9,9 +9,15 @@ package:
   dependency descriptor, ...) in aiortc's module-level tables, widens the payload types it
   accepts as "dynamic" to 35-63 (Chromium offers AV1 as 45 with RTX 46), and makes codec
   matching look at the VP9/AV1 profile (:mod:`.codecs`);
-* hooks :class:`aiortc.rtcdtlstransport.RTCDtlsTransport` so that the decrypted RTP and
-  RTCP of a transport the SFU owns go, raw and synchronously, to a sink object instead of
-  aiortc's parser, jitter buffer and decoder (:mod:`.transport`);
+* receives the SRTP and SRTCP of a transport the SFU owns (one with a sink) in aioice's
+  datagram callback: ``StunProtocol.datagram_received`` is wrapped so that a datagram of
+  first byte 128-191 (RFC 7983) is unprotected there (through pylibsrtp's binding, with no
+  per-call allocation) and handed, raw and synchronously, to the sink: no STUN parse, no
+  queue, no wake-up of the DTLS transport's task, and none of aiortc's parser, jitter
+  buffer and decoder; RTCP datagrams are bounded per transport before SRTCP (:mod:`.receive`).
+  What is not SRTP/SRTCP of such a transport (STUN, DTLS, media before the handshake ends)
+  takes aiortc's path, whose ``RTCDtlsTransport._handle_rtp_data``/``_handle_rtcp_data``
+  are hooked to reach the sink too (:mod:`.transport`);
 * replaces, per transceiver, ``RTCRtpReceiver.receive`` and ``RTCRtpSender.send`` so that no
   decoder thread or encoder loop is started: the negotiated parameters are handed to the SFU
   (:mod:`.peerconnection`);
@@ -30,8 +36,8 @@ package:
   (:mod:`.descriptions`).
 
 It is pinned to aiortc 1.16.0 and aioice 0.13.0, and pylibsrtp 1.0.0 (:mod:`.pin`):
-:func:`install` refuses other versions, and ``tests/test_aiortc_plane.py`` fails loudly if
-the internals it relies on move.
+:func:`install` refuses other versions, and ``tests/test_aiortc_plane.py`` and
+``tests/test_receive_path.py`` fail loudly if the internals it relies on move.
 
 :func:`install` is the one entry point, and :class:`IceOptions` the only configuration: the
 patches are made once, and the options are held by the gathering they configure (no module

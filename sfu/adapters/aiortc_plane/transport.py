@@ -1,7 +1,9 @@
 """The raw media plane: decrypted RTP and RTCP handed, synchronously, to the SFU's sink
-(hooks on ``RTCDtlsTransport``); SRTP protect then ``sendto`` on the nominated pair's socket
-(:class:`RawTransport`); and liveness, from the remote's ICE checks (a hook on
-``aioice.ice.Connection.check_incoming``) and our own probes.
+(in aioice's datagram callback, :mod:`.receive`, installed by :meth:`RawTransport.attach_sink`;
+and, for what still takes aiortc's DTLS task, hooks on ``RTCDtlsTransport``); SRTP protect
+then ``sendto`` on the nominated pair's socket (:class:`RawTransport`); and liveness, from
+the remote's ICE checks (a hook on ``aioice.ice.Connection.check_incoming``) and our own
+probes.
 
 The hooks and :meth:`RawTransport.send_rtp` are the per-packet path: no task, no await and
 no indirection beyond what is written here.
@@ -18,6 +20,7 @@ import aioice.stun
 from aiortc.rtcdtlstransport import RTCDtlsTransport, State
 
 from ... import faults
+from . import receive
 from .srtp import Protector
 
 
@@ -48,12 +51,36 @@ class RawTransport:
         self.probes_answered = 0
         self._probe: asyncio.Task[None] | None = None
         self._protector: Protector | None = None  # of the DTLS transport's SRTP session
+        #: the synchronous receive path (:mod:`.receive`), routed through once a sink is
+        #: attached (unless ``SFU_FAST_RECEIVE=0``)
+        self.receiver = receive.Receiver(dtls)
 
     def attach_sink(self, sink: TransportSink) -> None:
         self.dtls._sfu_sink = sink  # type: ignore[attr-defined]  # read by the hooks
+        self.receiver.sink = sink
+        if receive.ENABLED:
+            receive.install_receiver(self.receiver)
 
     def detach_sink(self) -> None:
         self.dtls._sfu_sink = None  # type: ignore[attr-defined]
+        self.receiver.sink = None
+        receive.remove_receiver(self.receiver)
+
+    @property
+    def packets_received(self) -> int:
+        """RTP and RTCP datagrams the synchronous receive path gave the sink."""
+        return self.receiver.packets_received
+
+    @property
+    def unprotect_failures(self) -> int:
+        """Datagrams SRTP or SRTCP refused on the synchronous receive path (dropped)."""
+        return self.receiver.unprotect_failures
+
+    @property
+    def rtcp_rate_limited(self) -> int:
+        """RTCP datagrams dropped, before SRTCP, beyond the transport's RTCP rate
+        (:data:`.receive.RTCP_PER_SECOND`)."""
+        return self.receiver.rtcp_rate_limited
 
     @property
     def checked_at(self) -> float:
@@ -142,7 +169,10 @@ def hook_transport() -> None:
     the remote last sent an ICE check (once: call it through ``install``)."""
     if hooked():
         return
-    # raw RTP/RTCP delivery to the SFU's sink
+    # RTP/RTCP unprotected and delivered in the datagram's callback (:mod:`.receive`) ...
+    receive.hook_receive()
+    # ... and through aiortc's DTLS task otherwise (the path off, or datagrams queued
+    # before the sink was attached)
     original_rtp = RTCDtlsTransport._handle_rtp_data
     original_rtcp = RTCDtlsTransport._handle_rtcp_data
 

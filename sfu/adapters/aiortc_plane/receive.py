@@ -1,0 +1,276 @@
+"""The synchronous receive path: SRTP/SRTCP unprotected and handed to the sink in the
+datagram's own callback.
+
+aiortc receives a datagram in four hops: aioice's ``StunProtocol.datagram_received`` tries
+to parse it as STUN (``ValueError`` for RTP), ``Connection.data_received`` puts it on an
+``asyncio.Queue``, the DTLS transport's task wakes in ``RTCDtlsTransport._recv_next``,
+unprotects it (``pylibsrtp.Session.unprotect`` allocates a C ``int`` per call) and awaits
+``_handle_rtp_data``/``_handle_rtcp_data``: a queue hand-off, a task wake-up and several
+coroutine frames per packet.
+
+Here ``StunProtocol.datagram_received`` is wrapped (:func:`hook_receive`): a datagram whose
+first byte is 128-191 (RTP or RTCP, RFC 7983) on a connection that has a :class:`Receiver`
+(set by ``RawTransport.attach_sink``: the transport has a sink) whose DTLS transport is
+connected (its receiving SRTP session exists) is unprotected there and then
+(:class:`Unprotector`, byte-identical to ``Session.unprotect``/``unprotect_rtcp``) and given
+to ``sink.on_rtp``/``sink.on_rtcp``.  Everything else (STUN, DTLS, SRTP before the
+handshake ends, transports without a sink) takes aiortc's path unchanged.  The receiver
+hangs on the aioice ``Connection``, whose protocols all answer to it, so it follows every
+pair, ICE restarts included (they keep the Connection and its sockets).
+
+Before SRTCP is unprotected, a token bucket per transport bounds the RTCP datagrams taken
+(:data:`RTCP_PER_SECOND`, :data:`RTCP_BURST`): a flooding peer costs a comparison per
+excess datagram, not an HMAC and the SFU's RTCP parsing.
+
+aiortc's receive counters (``RTCDtlsTransport.__rx_bytes``/``__rx_packets``, read only by
+``_get_stats``, i.e. ``RTCPeerConnection.getStats()``) do not count what takes this path:
+nothing in the project calls ``getStats()`` on its aiortc peers.  ``SFU_FAST_RECEIVE=0``
+in the environment leaves the path off (aiortc's, through the transport hooks), to compare.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import aioice.ice
+import pylibsrtp
+from aiortc.rtcdtlstransport import RTCDtlsTransport, State
+
+from ... import faults
+from .srtp import _BINDING
+
+if TYPE_CHECKING:
+    from .transport import TransportSink
+
+#: RTCP datagrams taken per second per transport, on average (beyond, they are dropped
+#: before SRTCP and counted).  A browser sends a few tens a second (receiver reports, one
+#: transport-wide feedback every 50-100 ms, NACKs, PLIs); 32 subscribers send the SFU about
+#: 1000 a second in all.
+RTCP_PER_SECOND = 500.0
+#: ... and at once, after a quiet spell
+RTCP_BURST = 100.0
+
+#: (read per packet: an enum member's lookup costs a dict walk each time)
+_CONNECTED = State.CONNECTED
+
+
+def enabled_by_default() -> bool:
+    """Whether the path is on (``SFU_FAST_RECEIVE=0`` turns it off)."""
+    return os.environ.get("SFU_FAST_RECEIVE", "1") != "0"
+
+
+#: whether ``RawTransport.attach_sink`` routes its transport through a :class:`Receiver`
+ENABLED = enabled_by_default()
+
+
+class Unprotector:
+    """``rtp(packet)``/``rtcp(packet) -> bytes``: SRTP/SRTCP unprotect for one session
+    (inbound), through pylibsrtp's binding with one preallocated length, as
+    :class:`~.srtp.Protector` protects; without the session's internals, its public
+    ``unprotect``/``unprotect_rtcp``."""
+
+    __slots__ = (
+        "session",
+        "fast",
+        "_context",
+        "_cdata",
+        "_buffer",
+        "_length",
+        "_limit",
+        "_unprotect",
+        "_unprotect_rtcp",
+    )
+
+    def __init__(self, session: pylibsrtp.Session) -> None:
+        #: kept referenced: the C context below lives as long as the session
+        self.session = session
+        context = getattr(session, "_srtp", None)
+        cdata = getattr(session, "_cdata", None)
+        buffer = getattr(session, "_buffer", None)
+        #: whether the binding is called directly
+        self.fast = bool(_BINDING is not None and context and cdata is not None and buffer)
+        self._context: Any = None
+        self._cdata: Any = None
+        self._buffer: Any = None
+        self._length: Any = None
+        self._limit = 0
+        self._unprotect: Callable[..., int] | None = None
+        self._unprotect_rtcp: Callable[..., int] | None = None
+        if self.fast:
+            self._context = context[0]  # type: ignore[index]
+            self._cdata = cdata
+            self._buffer = buffer
+            self._length = _BINDING.ffi.new("int *")
+            self._limit = len(buffer)  # type: ignore[arg-type]
+            self._unprotect = _BINDING.lib.srtp_unprotect
+            self._unprotect_rtcp = _BINDING.lib.srtp_unprotect_rtcp
+
+    def rtp(self, packet: bytes) -> bytes:
+        """``Session.unprotect(packet)``"""
+        call = self._unprotect
+        if call is None:
+            return self.session.unprotect(packet)
+        size = len(packet)
+        if size > self._limit:
+            raise ValueError("packet is too long")
+        length = self._length
+        length[0] = size
+        buffer = self._buffer
+        buffer[0:size] = packet
+        status = call(self._context, self._cdata, length)
+        if status:
+            raise pylibsrtp.Error(f"srtp_unprotect failed ({status})")
+        out: bytes = buffer[0 : length[0]]
+        return out
+
+    def rtcp(self, packet: bytes) -> bytes:
+        """``Session.unprotect_rtcp(packet)``"""
+        call = self._unprotect_rtcp
+        if call is None:
+            return self.session.unprotect_rtcp(packet)
+        size = len(packet)
+        if size > self._limit:
+            raise ValueError("packet is too long")
+        length = self._length
+        length[0] = size
+        buffer = self._buffer
+        buffer[0:size] = packet
+        status = call(self._context, self._cdata, length)
+        if status:
+            raise pylibsrtp.Error(f"srtp_unprotect_rtcp failed ({status})")
+        out: bytes = buffer[0 : length[0]]
+        return out
+
+
+class Receiver:
+    """The synchronous receive path of one DTLS transport (see above); ``receiver(data)``
+    is True when it took the datagram (delivered, dropped or counted)."""
+
+    __slots__ = (
+        "dtls",
+        "sink",
+        "rtcp_per_second",
+        "rtcp_burst",
+        "packets_received",
+        "unprotect_failures",
+        "rtcp_rate_limited",
+        "_unprotector",
+        "_tokens",
+        "_filled_at",
+    )
+
+    def __init__(self, dtls: RTCDtlsTransport) -> None:
+        self.dtls = dtls
+        self.sink: TransportSink | None = None
+        self.rtcp_per_second = RTCP_PER_SECOND
+        self.rtcp_burst = RTCP_BURST
+        #: RTP and RTCP datagrams delivered to the sink by this path
+        self.packets_received = 0
+        #: datagrams SRTP/SRTCP refused (forged, replayed, too long): dropped
+        self.unprotect_failures = 0
+        #: RTCP datagrams beyond the rate: dropped before SRTCP
+        self.rtcp_rate_limited = 0
+        self._unprotector: Unprotector | None = None
+        self._tokens = RTCP_BURST
+        self._filled_at = 0.0
+
+    def __call__(self, data: bytes) -> bool:
+        dtls = self.dtls
+        sink = self.sink
+        if sink is None or dtls._state is not _CONNECTED:
+            return False
+        session = dtls._rx_srtp
+        if session is None:
+            return False
+        unprotect = self._unprotector
+        if unprotect is None or unprotect.session is not session:
+            unprotect = self._unprotector = Unprotector(session)
+        now = time.monotonic()
+        if len(data) > 1 and 191 < data[1] < 209:  # RTCP (RFC 5761, aiortc's is_rtcp)
+            tokens = self._tokens + (now - self._filled_at) * self.rtcp_per_second
+            self._filled_at = now
+            if tokens > self.rtcp_burst:
+                tokens = self.rtcp_burst
+            if tokens < 1.0:
+                self._tokens = tokens
+                self.rtcp_rate_limited += 1
+                return True
+            self._tokens = tokens - 1.0
+            try:
+                packet = unprotect.rtcp(data)
+            except (pylibsrtp.Error, ValueError):
+                self.unprotect_failures += 1
+                return True
+            self.packets_received += 1
+            try:
+                sink.on_rtcp(packet, now)
+            except Exception:  # one bad packet or peer must never stop the transport
+                faults.record("rtcp", repr(sink), now)
+            return True
+        try:
+            packet = unprotect.rtp(data)
+        except (pylibsrtp.Error, ValueError):
+            self.unprotect_failures += 1
+            return True
+        self.packets_received += 1
+        try:
+            sink.on_rtp(packet, now)
+        except Exception:
+            faults.record("rtp", repr(sink), now)
+        return True
+
+
+#: attribute of an aioice Connection: its :class:`Receiver`, or None (class default)
+RECEIVER = "_sfu_receiver"
+
+
+def install_receiver(receiver: Receiver) -> None:
+    """Route the datagrams of ``receiver``'s transport through it."""
+    setattr(receiver.dtls.transport._connection, RECEIVER, receiver)
+
+
+def remove_receiver(receiver: Receiver) -> None:
+    connection = receiver.dtls.transport._connection
+    if getattr(connection, RECEIVER, None) is receiver:
+        setattr(connection, RECEIVER, None)
+
+
+def hooked() -> bool:
+    return bool(getattr(aioice.ice.StunProtocol, "_sfu_receive_hooked", False))
+
+
+def hook_receive() -> None:
+    """Wrap ``StunProtocol.datagram_received`` (once: call it through ``install``)."""
+    if hooked():
+        return
+    original = aioice.ice.StunProtocol.datagram_received
+
+    def datagram_received(self: aioice.ice.StunProtocol, data: Any, addr: tuple[Any, ...]) -> None:
+        if data and 127 < data[0] < 192:  # RTP or RTCP (RFC 7983)
+            receiver = self.receiver._sfu_receiver  # type: ignore[attr-defined]
+            if receiver is not None:
+                try:
+                    if receiver(data):
+                        return
+                except Exception:  # never into the loop's transport: it would close the socket
+                    faults.record("receive", repr(receiver.sink))
+                    return
+        original(self, data, addr)
+
+    setattr(aioice.ice.Connection, RECEIVER, None)  # the default: aiortc's path
+    aioice.ice.StunProtocol.datagram_received = datagram_received  # type: ignore[method-assign]
+    aioice.ice.StunProtocol._sfu_receive_hooked = True  # type: ignore[attr-defined]
+    aioice.ice.StunProtocol._sfu_datagram_received = original  # type: ignore[attr-defined]
+
+
+def aioice_datagram_received() -> Callable[..., None]:
+    """aioice's own ``StunProtocol.datagram_received`` (wrapped or not)."""
+    method: Callable[..., None] = getattr(
+        aioice.ice.StunProtocol,
+        "_sfu_datagram_received",
+        aioice.ice.StunProtocol.datagram_received,
+    )
+    return method
