@@ -110,21 +110,42 @@ class PerSecond:
 _SHORT_PATH_PACKETS = 1000
 _FEEDBACK_HEADER = struct.Struct("!BBHIIHHI")
 _RUN_OF_SMALL_DELTAS = twcc.SMALL_DELTA << 13
+#: packets in order between two prunings of the arrivals kept
+_PRUNE_EVERY = 256
 
 
 class FeedbackBuilder(twcc.TransportFeedbackBuilder):
-    """:class:`sfu.rtp.twcc.TransportFeedbackBuilder` with a short path for the common
-    feedback: every packet since the last one arrived, in order, each within 63.75 ms of the
-    one before (one run length chunk of small deltas and a byte per packet). Anything else
-    (a loss, a reordering, a large or negative delta) is built by the base class; the bytes
-    are the base class's either way (tests/test_tally.py checks them on random arrivals)."""
+    """:class:`sfu.rtp.twcc.TransportFeedbackBuilder` with short paths for the next packet in
+    order (:meth:`on_packet`) and for the common feedback (:meth:`build`): every packet
+    since the last one arrived, in order, each within 63.75 ms of the one before (one run
+    length chunk of small deltas and a byte per packet). Anything else (a loss, a large or
+    negative delta) is built by the base class; the bytes are the base class's either way
+    (tests/test_tally.py checks them on random arrivals)."""
 
     def __init__(self, sender_ssrc: int, media_ssrc: int) -> None:
         super().__init__(sender_ssrc, media_ssrc)
         #: feedback packets built on the short path
         self.short_builds = 0
 
+    def on_packet(self, sequence_number: int, arrival: float) -> None:
+        """The base class's, with the next packet in order recorded at once and the
+        arrivals that fell out of the history pruned every :data:`_PRUNE_EVERY` packets
+        (and before each build) rather than one by one."""
+        highest = self._highest
+        if highest is None or ((sequence_number - highest) & 0xFFFF) != 1:
+            super().on_packet(sequence_number, arrival)
+            return
+        highest += 1
+        self._arrivals[highest] = round(arrival * 1_000_000)
+        self._highest = highest
+        if self._start is None:
+            self._start = highest
+        if highest - self._floor >= twcc.HISTORY + _PRUNE_EVERY:
+            self._prune(highest - twcc.HISTORY + 1)
+
     def build(self) -> list[bytes]:
+        if self._highest is not None:
+            self._prune(self._highest - twcc.HISTORY + 1)
         start, highest = self._start, self._highest
         if start is None or highest is None or start > highest:
             return []
@@ -142,9 +163,11 @@ class FeedbackBuilder(twcc.TransportFeedbackBuilder):
         last = reference * 64_000
         deltas = bytearray(count)
         for i, arrival in enumerate(times):
+            # a delta rounds to 250 us ticks: packets within 125 us of the previous one's
+            # rounded time (a burst) are 0 ticks later, even a little before it
             elapsed = arrival - last  # type: ignore[operator]
             ticks = (elapsed + 125) // 250
-            if elapsed < 0 or ticks > 0xFF:
+            if elapsed <= -125 or ticks > 0xFF:
                 return super().build()
             deltas[i] = ticks
             last += ticks * 250
