@@ -5,12 +5,19 @@ codec when negotiated): a frame is *complete* when every packet from its first t
 there, and *decodable* when it is complete and every frame it references was decodable
 (keyframes reference nothing). Without a descriptor, frames are delimited by timestamps and
 only completeness is checked. A *freeze* is a gap of more than 500 ms between decodable frames.
+
+Every packet of every frame is checked. With a descriptor, a packet whose descriptor only names
+a template (three bytes, or with the active decode targets alone) is read from that template
+(spatial and temporal id, references), without the codec's payload descriptor: the frame facts
+are the descriptor's either way. Other packets (a structure attached, custom references, no
+known structure, no descriptor) go through the :class:`~sfu.forwarding.layers.LayerParser`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from sfu.codecs.av1_dd import TemplateStructure
 from sfu.forwarding.layers import LayerParser
 from sfu.rtp.packet import RtpHeader
 
@@ -36,6 +43,15 @@ class _Frame:
 class FrameChecker:
     def __init__(self, codec: str, dd_extension_id: int | None) -> None:
         self.layers = LayerParser(codec, dd_extension_id)
+        self.dd_extension_id = dd_extension_id
+        #: packets read through the layer parser (the others from their template alone)
+        self.parsed = 0
+        #: of the structure the parser knows: template id -> (spatial id, temporal id,
+        #: frame number differences of the references), and the descriptor length with the
+        #: active decode targets alone
+        self._templates: dict[int, tuple[int, int, tuple[int, ...]]] = {}
+        self._structure: TemplateStructure | None = None
+        self._with_active_targets = 0
         self.frames_complete = 0
         self.frames_decodable = 0
         self.frames_undecodable = 0
@@ -56,6 +72,27 @@ class FrameChecker:
         self.keyframe_wanted = False
 
     def add(self, data: bytes, header: RtpHeader, now: float) -> None:
+        dd_id = self.dd_extension_id
+        if dd_id is not None:
+            raw = header.extensions.get(dd_id)
+            if raw is not None:
+                size = len(raw)
+                # the template alone, or with the active decode targets (flags 0x08) alone
+                if size == 3 or (size == self._with_active_targets and raw[3] >> 3 == 0x08):
+                    template = self._templates.get(raw[0] & 0x3F)
+                    if template is not None:
+                        first = raw[0]
+                        self._add_dd(
+                            (raw[1] << 8) | raw[2],
+                            first & 0x80,
+                            first & 0x40,
+                            template,
+                            False,
+                            header.sequence_number,
+                            now,
+                        )
+                        return
+        self.parsed += 1
         info = self.layers.parse(
             data[header.payload_offset : header.payload_end], header.extensions, header.marker
         )
@@ -63,31 +100,74 @@ class FrameChecker:
             return
         dd = info.dd
         if dd is not None:
-            number = dd.frame_number
-            frame = self._frames.get(number)
-            if frame is None:
-                frame = self._frames[number] = _Frame()
-            if dd.start_of_frame:
-                frame.first_seq = header.sequence_number
-                frame.references = [(number - d) & 0xFFFF for d in dd.fdiffs]
-                frame.keyframe = dd.structure is not None and not dd.fdiffs
-                frame.sid, frame.tid = dd.spatial_id, dd.temporal_id
-            if dd.end_of_frame:
-                frame.last_seq = header.sequence_number
-        else:
-            number = self._ts_frame.get(header.timestamp, -1)
-            if number < 0:
-                number = self._ts_frame[header.timestamp] = self._next_pseudo
-                self._next_pseudo += 1
-                if len(self._ts_frame) > 256:
-                    self._ts_frame.pop(next(iter(self._ts_frame)))
-            frame = self._frames.get(number)
-            if frame is None:
-                frame = self._frames[number] = _Frame(keyframe=True)
-            if info.start_of_frame and frame.first_seq is None:
-                frame.first_seq = header.sequence_number
-            if header.marker:
-                frame.last_seq = header.sequence_number
+            if self.layers.structure is not self._structure:
+                self._learn(self.layers.structure)
+            self._add_dd(
+                dd.frame_number,
+                dd.start_of_frame,
+                dd.end_of_frame,
+                (dd.spatial_id, dd.temporal_id, tuple(dd.fdiffs)),
+                dd.structure is not None and not dd.fdiffs,
+                header.sequence_number,
+                now,
+            )
+            return
+        number = self._ts_frame.get(header.timestamp, -1)
+        if number < 0:
+            number = self._ts_frame[header.timestamp] = self._next_pseudo
+            self._next_pseudo += 1
+            if len(self._ts_frame) > 256:
+                self._ts_frame.pop(next(iter(self._ts_frame)))
+        frame = self._frames.get(number)
+        if frame is None:
+            frame = self._frames[number] = _Frame(keyframe=True)
+        if info.start_of_frame and frame.first_seq is None:
+            frame.first_seq = header.sequence_number
+        if header.marker:
+            frame.last_seq = header.sequence_number
+        self._add_packet(number, frame, now)
+
+    def _learn(self, structure: TemplateStructure | None) -> None:
+        """The templates of the structure the parser now knows, by template id."""
+        self._structure = structure
+        self._templates = {}
+        self._with_active_targets = 0
+        if structure is None:
+            return
+        for index, t in enumerate(structure.templates):
+            self._templates[(structure.template_id_offset + index) % 64] = (
+                t.spatial_id,
+                t.temporal_id,
+                tuple(t.fdiffs),
+            )
+        # three bytes, then 5 bits of flags and one bit per decode target, padded
+        self._with_active_targets = 3 + (5 + structure.decode_target_count + 7) // 8
+
+    def _add_dd(
+        self,
+        number: int,
+        start: int | bool,
+        end: int | bool,
+        template: tuple[int, int, tuple[int, ...]],
+        keyframe: bool,
+        seq: int,
+        now: float,
+    ) -> None:
+        """A packet of frame ``number`` (dependency descriptor frame number)."""
+        frame = self._frames.get(number)
+        if frame is None:
+            frame = self._frames[number] = _Frame()
+        if start:
+            sid, tid, fdiffs = template
+            frame.first_seq = seq
+            frame.references = [(number - d) & 0xFFFF for d in fdiffs]
+            frame.keyframe = keyframe
+            frame.sid, frame.tid = sid, tid
+        if end:
+            frame.last_seq = seq
+        self._add_packet(number, frame, now)
+
+    def _add_packet(self, number: int, frame: _Frame, now: float) -> None:
         frame.packets += 1
         self._evaluate(number, frame, now)
         if len(self._frames) > 512:

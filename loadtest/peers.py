@@ -26,6 +26,7 @@ from .capturefile import Capture
 from .checker import FrameChecker
 from .looper import CaptureLooper
 from .signaling import SignalingPeer
+from .tally import FeedbackBuilder, PerSecond, SeenWindow
 
 _HEADER = struct.Struct("!BBHII")
 
@@ -198,6 +199,9 @@ class ReplayPublisher(_RawPeer):
                         looper.request_keyframe()
 
 
+#: a subscriber keeps (payload key, arrival) of every this many packets, for latency
+LATENCY_SAMPLE = 4
+
 #: a missing packet is NACKed again after this long (seconds) ...
 NACK_INTERVAL = 0.06
 #: ... this many times in all
@@ -219,18 +223,16 @@ class SimSubscriber(_RawPeer):
         self.keyframe_requests = 0
         #: (arrival, spatial id, temporal id) of every video packet received
         self.layers: list[tuple[float, int, int]] = []
-        #: bytes and packets received, by second since the start
-        self.bytes_per_second: dict[int, int] = {}
-        self.packets_per_second: dict[int, int] = {}
+        #: packets and bytes received, by second since the start (see the properties)
+        self.per_second = PerSecond(time.monotonic())
         #: packets missing at first sight (a gap in sequence numbers), by the second of the gap
         self.lost_per_second: dict[int, int] = {}
         #: arrival of the first RTP packet
         self.first_media: float | None = None
-        #: (payload key, arrival) of sampled packets, for latency
+        #: (payload key, arrival) of every LATENCY_SAMPLE-th packet, for latency
         self.arrivals: list[tuple[int, float]] = []
         self.checkers: dict[int, FrameChecker] = {}  # by SSRC
-        self.started = time.monotonic()
-        self._last_seq: dict[int, int] = {}
+        self.started = self.per_second.started
         self._parsers: dict[int, tuple[str, int | None]] = {}  # payload type -> (codec, dd id)
         self._rtcp_ssrc = random.getrandbits(32)
         self._last_pli: dict[int, float] = {}
@@ -240,11 +242,22 @@ class SimSubscriber(_RawPeer):
         #: RTX payload type -> the media payload type it repairs (RFC 4588 apt)
         self._rtx_apt: dict[int, int] = {}
         self._ssrc_by_pt: dict[int, int] = {}
-        #: sequence numbers received lately, per SSRC (duplicates are dropped)
-        self._seen: dict[int, set[int]] = {}
+        #: sequence numbers received lately, per SSRC (duplicates are dropped); the highest
+        #: one's is the last in order
+        self._seen: dict[int, SeenWindow] = {}
         #: missing packets, per SSRC: sequence number -> (last NACK time, NACKs sent)
         self._missing: dict[int, dict[int, tuple[float, int]]] = {}
         self.retransmissions_received = 0
+
+    @property
+    def packets_per_second(self) -> dict[int, int]:
+        """Packets received by second since the start (the seconds with packets)."""
+        return self.per_second.packets_by_second()
+
+    @property
+    def bytes_per_second(self) -> dict[int, int]:
+        """Bytes received by second since the start (the seconds with packets)."""
+        return self.per_second.bytes_by_second()
 
     # transport sink
     def on_rtp(self, data: bytes, now: float) -> None:
@@ -252,19 +265,23 @@ class SimSubscriber(_RawPeer):
             header = parse_rtp(data)
         except RtpError:
             return
+        size = len(data)
         self.received += 1
-        self.bytes += len(data)
+        self.bytes += size
         if self.first_media is None:
             self.first_media = now
-        second = int(now - self.started)
-        self.bytes_per_second[second] = self.bytes_per_second.get(second, 0) + len(data)
-        self.packets_per_second[second] = self.packets_per_second.get(second, 0) + 1
-        if self.received % 4 == 0:
+        counts = self.per_second
+        if not counts.start <= now < counts.end:
+            counts.roll(now)
+        counts.packets[counts.index] += 1
+        counts.sizes[counts.index] += size
+        if self.received % LATENCY_SAMPLE == 0:
             self.arrivals.append((payload_key(data, header), now))
-        if self._twcc is not None and self._twcc_id is not None:
-            value = header.extensions.get(self._twcc_id)
+        twcc = self._twcc
+        if twcc is not None:
+            value = header.extensions.get(self._twcc_id)  # type: ignore[arg-type]
             if value is not None and len(value) == 2:
-                self._twcc.on_packet((value[0] << 8) | value[1], now)
+                twcc.on_packet((value[0] << 8) | value[1], now)
         apt = self._rtx_apt.get(header.payload_type)
         if apt is not None:  # a retransmission: the original packet, as a browser sees it
             media_ssrc = self._ssrc_by_pt.get(apt)
@@ -280,41 +297,49 @@ class SimSubscriber(_RawPeer):
             self._ssrc_by_pt[header.payload_type] = header.ssrc
         ssrc = header.ssrc
         seq = header.sequence_number
-        seen = self._seen.setdefault(ssrc, set())
-        if seq in seen:
+        seen = self._seen.get(ssrc)
+        if seen is None:
+            seen = self._seen[ssrc] = SeenWindow()
+            self._missing[ssrc] = {}
+        last = seen.highest
+        if not seen.add(seq):
             return  # duplicate
-        seen.add(seq)
-        if len(seen) > 4096:
-            seen.intersection_update((seq - i) & 0xFFFF for i in range(2048))
-        missing = self._missing.setdefault(ssrc, {})
-        missing.pop(seq, None)
-        last = self._last_seq.get(ssrc)
+        missing = self._missing[ssrc]
+        if missing:
+            missing.pop(seq, None)
         if last is not None:
             gap = (seq - last) & 0xFFFF
             if 1 < gap < 0x8000:
-                self.lost += gap - 1
-                self.lost_per_second[second] = self.lost_per_second.get(second, 0) + gap - 1
-                lost = [(last + i) & 0xFFFF for i in range(1, min(gap, 257))]
-                for number in lost:
-                    missing[number] = (now, 1)
-                for i in range(0, len(lost), 16):
-                    self._send_rtcp(rtcp.build_nack(self._rtcp_ssrc, ssrc, lost[i : i + 16]))
-                    self.nacks_sent += 1
-        if last is None or 0 < ((seq - last) & 0xFFFF) < 0x8000:
-            self._last_seq[ssrc] = seq
+                self._gap(ssrc, missing, last, gap, now)
         checker = self.checkers.get(ssrc)
         if checker is None:
             spec = self._parsers.get(header.payload_type)
             if spec is None:
                 return
             checker = self.checkers[ssrc] = FrameChecker(*spec)
-        decoded = len(checker.decoded)
+        decoded = checker.decoded
+        count = len(decoded)
         checker.add(data, header, now)
-        if len(checker.decoded) > decoded:
-            _, sid, tid = checker.decoded[-1]
+        if len(decoded) > count:
+            _, sid, tid = decoded[-1]
             self.layers.append((now, sid, tid))
         if checker.keyframe_wanted:
             self._ask_keyframe(checker, now)
+
+    def _gap(
+        self, ssrc: int, missing: dict[int, tuple[float, int]], last: int, gap: int, now: float
+    ) -> None:
+        """Packets ``last + 1 .. last + gap - 1`` did not come in order: count them lost and
+        NACK them."""
+        self.lost += gap - 1
+        second = int(now - self.started)
+        self.lost_per_second[second] = self.lost_per_second.get(second, 0) + gap - 1
+        lost = [(last + i) & 0xFFFF for i in range(1, min(gap, 257))]
+        for number in lost:
+            missing[number] = (now, 1)
+        for i in range(0, len(lost), 16):
+            self._send_rtcp(rtcp.build_nack(self._rtcp_ssrc, ssrc, lost[i : i + 16]))
+            self.nacks_sent += 1
 
     def _ask_keyframe(self, checker: FrameChecker, now: float) -> None:
         ssrc = next((s for s, c in self.checkers.items() if c is checker), None)
@@ -348,7 +373,7 @@ class SimSubscriber(_RawPeer):
                 )
                 if twcc is not None and self._twcc is None:
                     self._twcc_id = twcc
-                    self._twcc = TransportFeedbackBuilder(self._rtcp_ssrc, 0)
+                    self._twcc = FeedbackBuilder(self._rtcp_ssrc, 0)
                 for codec in params.codecs:
                     if codec.mimeType.lower().endswith("/rtx") and "apt" in codec.parameters:
                         self._rtx_apt[codec.payloadType] = int(codec.parameters["apt"])
