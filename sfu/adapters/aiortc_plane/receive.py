@@ -12,8 +12,8 @@ Here ``StunProtocol.datagram_received`` is wrapped (:func:`hook_receive`): a dat
 first byte is 128-191 (RTP or RTCP, RFC 7983) on a connection that has a :class:`Receiver`
 (set by ``RawTransport.attach_sink``: the transport has a sink) whose DTLS transport is
 connected (its receiving SRTP session exists) is unprotected there and then
-(:class:`Unprotector`, byte-identical to ``Session.unprotect``/``unprotect_rtcp``) and given
-to ``sink.on_rtp``/``sink.on_rtcp``.  Everything else (STUN, DTLS, SRTP before the
+(:class:`~.srtp.Unprotector`, byte-identical to ``Session.unprotect``/``unprotect_rtcp``)
+and given to ``sink.on_rtp``/``sink.on_rtcp``.  Everything else (STUN, DTLS, SRTP before the
 handshake ends, transports without a sink) takes aiortc's path unchanged.  The receiver
 hangs on the aioice ``Connection``, whose protocols all answer to it, so it follows every
 pair, ICE restarts included (they keep the Connection and its sockets).
@@ -40,7 +40,7 @@ import pylibsrtp
 from aiortc.rtcdtlstransport import RTCDtlsTransport, State
 
 from ... import faults
-from .srtp import _BINDING
+from .srtp import Unprotector
 
 if TYPE_CHECKING:
     from .transport import TransportSink
@@ -64,85 +64,6 @@ def enabled_by_default() -> bool:
 
 #: whether ``RawTransport.attach_sink`` routes its transport through a :class:`Receiver`
 ENABLED = enabled_by_default()
-
-
-class Unprotector:
-    """``rtp(packet)``/``rtcp(packet) -> bytes``: SRTP/SRTCP unprotect for one session
-    (inbound), through pylibsrtp's binding with one preallocated length, as
-    :class:`~.srtp.Protector` protects; without the session's internals, its public
-    ``unprotect``/``unprotect_rtcp``."""
-
-    __slots__ = (
-        "session",
-        "fast",
-        "_context",
-        "_cdata",
-        "_buffer",
-        "_length",
-        "_limit",
-        "_unprotect",
-        "_unprotect_rtcp",
-    )
-
-    def __init__(self, session: pylibsrtp.Session) -> None:
-        #: kept referenced: the C context below lives as long as the session
-        self.session = session
-        context = getattr(session, "_srtp", None)
-        cdata = getattr(session, "_cdata", None)
-        buffer = getattr(session, "_buffer", None)
-        #: whether the binding is called directly
-        self.fast = bool(_BINDING is not None and context and cdata is not None and buffer)
-        self._context: Any = None
-        self._cdata: Any = None
-        self._buffer: Any = None
-        self._length: Any = None
-        self._limit = 0
-        self._unprotect: Callable[..., int] | None = None
-        self._unprotect_rtcp: Callable[..., int] | None = None
-        if self.fast:
-            self._context = context[0]  # type: ignore[index]
-            self._cdata = cdata
-            self._buffer = buffer
-            self._length = _BINDING.ffi.new("int *")
-            self._limit = len(buffer)  # type: ignore[arg-type]
-            self._unprotect = _BINDING.lib.srtp_unprotect
-            self._unprotect_rtcp = _BINDING.lib.srtp_unprotect_rtcp
-
-    def rtp(self, packet: bytes) -> bytes:
-        """``Session.unprotect(packet)``"""
-        call = self._unprotect
-        if call is None:
-            return self.session.unprotect(packet)
-        size = len(packet)
-        if size > self._limit:
-            raise ValueError("packet is too long")
-        length = self._length
-        length[0] = size
-        buffer = self._buffer
-        buffer[0:size] = packet
-        status = call(self._context, self._cdata, length)
-        if status:
-            raise pylibsrtp.Error(f"srtp_unprotect failed ({status})")
-        out: bytes = buffer[0 : length[0]]
-        return out
-
-    def rtcp(self, packet: bytes) -> bytes:
-        """``Session.unprotect_rtcp(packet)``"""
-        call = self._unprotect_rtcp
-        if call is None:
-            return self.session.unprotect_rtcp(packet)
-        size = len(packet)
-        if size > self._limit:
-            raise ValueError("packet is too long")
-        length = self._length
-        length[0] = size
-        buffer = self._buffer
-        buffer[0:size] = packet
-        status = call(self._context, self._cdata, length)
-        if status:
-            raise pylibsrtp.Error(f"srtp_unprotect_rtcp failed ({status})")
-        out: bytes = buffer[0 : length[0]]
-        return out
 
 
 class Receiver:

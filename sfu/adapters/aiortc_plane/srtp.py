@@ -18,7 +18,7 @@ import pylibsrtp
 
 from .pin import PYLIBSRTP_VERSION
 
-__all__ = ["PYLIBSRTP_VERSION", "Protector"]
+__all__ = ["PYLIBSRTP_VERSION", "Protector", "Unprotector"]
 #: room kept in the buffer for the authentication tag (libsrtp's SRTP_MAX_TRAILER_LEN)
 MAX_TRAILER = 16 + 128
 
@@ -34,10 +34,11 @@ def _binding() -> Any:
 _BINDING = _binding()
 
 
-class Protector:
-    """``protect(packet) -> bytes`` for one SRTP session (outbound RTP)."""
+class _SessionCalls:
+    """A pylibsrtp session's C context and buffer, called through the binding with one
+    preallocated length (``fast``), or None of that when the internals are not there."""
 
-    __slots__ = ("session", "fast", "_context", "_cdata", "_buffer", "_length", "_limit", "_call")
+    __slots__ = ("session", "fast", "_context", "_cdata", "_buffer", "_length", "_size")
 
     def __init__(self, session: pylibsrtp.Session) -> None:
         #: kept referenced: the C context below lives as long as the session
@@ -45,28 +46,19 @@ class Protector:
         context = getattr(session, "_srtp", None)
         cdata = getattr(session, "_cdata", None)
         buffer = getattr(session, "_buffer", None)
-        #: whether the binding is called directly (else ``session.protect``)
+        #: whether the binding is called directly (else the session's public methods)
         self.fast = bool(_BINDING is not None and context and cdata is not None and buffer)
-        self._call: Callable[..., int] | None = None
-        self._context: Any = None
-        self._cdata: Any = None
-        self._buffer: Any = None
-        self._length: Any = None
-        self._limit = 0
-        if self.fast:
-            self._context = context[0]  # type: ignore[index]
-            self._cdata = cdata
-            self._buffer = buffer
-            self._length = _BINDING.ffi.new("int *")
-            self._limit = len(buffer) - MAX_TRAILER  # type: ignore[arg-type]
-            self._call = _BINDING.lib.srtp_protect
+        self._context: Any = context[0] if self.fast else None  # type: ignore[index]
+        self._cdata: Any = cdata
+        self._buffer: Any = buffer
+        self._length: Any = _BINDING.ffi.new("int *") if self.fast else None
+        self._size = len(buffer) if self.fast else 0  # type: ignore[arg-type]
 
-    def __call__(self, packet: bytes) -> bytes:
-        call = self._call
-        if call is None:
-            return self.session.protect(packet)
+    def _process(self, call: Callable[..., int], packet: bytes, limit: int) -> bytes:
+        """``call`` (``srtp_protect``, ``srtp_unprotect``, ...) on ``packet`` in the
+        session's buffer: what ``pylibsrtp.Session`` does, without a new C ``int``."""
         size = len(packet)
-        if size > self._limit:
+        if size > limit:
             raise ValueError("packet is too long")
         length = self._length
         length[0] = size
@@ -74,6 +66,36 @@ class Protector:
         buffer[0:size] = packet
         status = call(self._context, self._cdata, length)
         if status:
-            raise pylibsrtp.Error(f"srtp_protect failed ({status})")
+            raise pylibsrtp.Error(f"libsrtp error {status}")
         out: bytes = buffer[0 : length[0]]
         return out
+
+
+class Protector(_SessionCalls):
+    """``protect(packet) -> bytes`` for one SRTP session (outbound RTP)."""
+
+    __slots__ = ()
+
+    def __call__(self, packet: bytes) -> bytes:
+        if not self.fast:
+            return self.session.protect(packet)
+        return self._process(_BINDING.lib.srtp_protect, packet, self._size - MAX_TRAILER)
+
+
+class Unprotector(_SessionCalls):
+    """``rtp(packet)``/``rtcp(packet) -> bytes``: SRTP/SRTCP unprotect for one session
+    (inbound), as :class:`Protector` protects."""
+
+    __slots__ = ()
+
+    def rtp(self, packet: bytes) -> bytes:
+        """``Session.unprotect(packet)``"""
+        if not self.fast:
+            return self.session.unprotect(packet)
+        return self._process(_BINDING.lib.srtp_unprotect, packet, self._size)
+
+    def rtcp(self, packet: bytes) -> bytes:
+        """``Session.unprotect_rtcp(packet)``"""
+        if not self.fast:
+            return self.session.unprotect_rtcp(packet)
+        return self._process(_BINDING.lib.srtp_unprotect_rtcp, packet, self._size)
