@@ -338,3 +338,30 @@ async def test_a_peer_flooding_rtcp_is_cut_to_the_rate_and_a_normal_one_is_not()
         await asyncio.sleep(burst / rate)
         flood.raw_a.send_rtcp(_receiver_report(0xABCD))
         await wait_until(lambda: flood.sink_b.rtcp[-1] == _receiver_report(0xABCD), timeout=5)
+
+
+async def test_a_stranger_spraying_rtcp_at_the_port_does_not_starve_the_peer() -> None:
+    """RTCP-looking datagrams to a peer's port from another address (an attacker who found
+    the port) do not take the fast path nor spend the peer's RTCP bucket: they go aiortc's
+    way, where SRTCP refuses them, and the peer's own RTCP still arrives."""
+    import socket
+
+    async with pairs(1) as (pair,):
+        assert pair.raw_a is not None and pair.raw_b is not None
+        connection = pair.raw_b.dtls.transport._connection
+        local = connection._nominated[1].local_candidate
+        stranger = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            for n in range(2000):  # 20 times the burst, in a few ms
+                stranger.sendto(_receiver_report(n) + bytes(14), (local.host, local.port))
+            await asyncio.sleep(0.3)
+        finally:
+            stranger.close()
+        receiver = pair.raw_b.receiver
+        assert receiver is not None
+        assert receiver.foreign_datagrams >= 1900, receiver.foreign_datagrams
+        assert pair.raw_b.rtcp_rate_limited == 0 and pair.sink_b.rtcp == []
+        for n in range(50):  # the peer's own, right after: every one taken
+            pair.raw_a.send_rtcp(_receiver_report(0x7000 + n))
+        await wait_until(lambda: len(pair.sink_b.rtcp) == 50, timeout=5)
+        assert pair.raw_b.rtcp_rate_limited == 0

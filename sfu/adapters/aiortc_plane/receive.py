@@ -53,6 +53,10 @@ RTCP_PER_SECOND = 500.0
 #: ... and at once, after a quiet spell
 RTCP_BURST = 100.0
 
+#: attribute of an aioice Connection: the pair selected before an ICE restart, which carries
+#: what we send until the restart nominates a new pair
+FALLBACK_PAIR = "_sfu_fallback_pair"
+
 #: (read per packet: an enum member's lookup costs a dict walk each time)
 _CONNECTED = State.CONNECTED
 
@@ -78,6 +82,7 @@ class Receiver:
         "packets_received",
         "unprotect_failures",
         "rtcp_rate_limited",
+        "foreign_datagrams",
         "_unprotector",
         "_tokens",
         "_filled_at",
@@ -94,17 +99,30 @@ class Receiver:
         self.unprotect_failures = 0
         #: RTCP datagrams beyond the rate: dropped before SRTCP
         self.rtcp_rate_limited = 0
+        #: RTP/RTCP datagrams from an address other than the selected pair's (left to aiortc)
+        self.foreign_datagrams = 0
         self._unprotector: Unprotector | None = None
         self._tokens = RTCP_BURST
         self._filled_at = 0.0
 
-    def __call__(self, data: bytes) -> bool:
+    def __call__(self, data: bytes, addr: tuple[Any, ...]) -> bool:
         dtls = self.dtls
         sink = self.sink
         if sink is None or dtls._state is not _CONNECTED:
             return False
         session = dtls._rx_srtp
         if session is None:
+            return False
+        # only the selected pair's remote takes this path (and spends its RTCP bucket): a
+        # datagram from any other address, e.g. a stranger spraying the port to starve the
+        # peer's RTCP, goes aiortc's way, where SRTP refuses it
+        connection = dtls.transport._connection
+        pair = connection._nominated.get(1) or getattr(connection, FALLBACK_PAIR, None)
+        if pair is None:
+            return False
+        remote = pair.remote_addr
+        if addr[1] != remote[1] or addr[0] != remote[0]:
+            self.foreign_datagrams += 1
             return False
         unprotect = self._unprotector
         if unprotect is None or unprotect.session is not session:
@@ -174,7 +192,7 @@ def hook_receive() -> None:
             receiver = self.receiver._sfu_receiver  # type: ignore[attr-defined]
             if receiver is not None:
                 try:
-                    if receiver(data):
+                    if receiver(data, addr):
                         return
                 except Exception:  # never into the loop's transport: it would close the socket
                     faults.record("receive", repr(receiver.sink))

@@ -13,7 +13,7 @@ from aiortc import RTCPeerConnection
 from aiortc.rtcicetransport import RTCIceCandidate, RTCIceTransport, candidate_to_aioice
 
 from .peerconnection import dtls_transport_of
-from .transport import FALLBACK_PAIR
+from .receive import FALLBACK_PAIR
 
 logger = logging.getLogger(__name__)
 

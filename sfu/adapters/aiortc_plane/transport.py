@@ -21,6 +21,7 @@ from aiortc.rtcdtlstransport import RTCDtlsTransport, State
 
 from ... import faults
 from . import receive
+from .receive import FALLBACK_PAIR
 from .srtp import Protector
 
 
@@ -33,9 +34,6 @@ class TransportSink(Protocol):
 #: (read on every packet sent: an enum member's lookup costs a dict walk each time)
 _CONNECTED = State.CONNECTED
 
-#: attribute of an aioice Connection: the pair selected before an ICE restart, which carries
-#: what we send until the restart nominates a new pair
-FALLBACK_PAIR = "_sfu_fallback_pair"
 
 
 class RawTransport:
