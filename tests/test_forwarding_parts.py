@@ -236,3 +236,42 @@ def test_a_source_and_its_down_tracks_meet_only_through_the_interfaces() -> None
             for target in targets:
                 if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Attribute):
                     assert target.value.attr != "source", ast.unparse(target)
+
+
+# -- transport feedback a subscriber may send ---------------------------------------------
+def test_feedback_claiming_more_statuses_than_packets_sent_is_refused_unparsed() -> None:
+    """A 24-byte feedback can claim 65535 packet statuses (~28 ms of parsing and estimation
+    each, 500 a second would stall the server): the statuses reported are bounded by the
+    packets sent; beyond, the feedback is refused whole, before parsing; honest feedback,
+    built by the project's receiver-side builder for what was sent, is taken."""
+    import struct
+
+    from sfu.rtp import rtcp
+    from sfu.rtp.twcc import TransportFeedbackBuilder
+
+    congestion = SendSideCongestion()
+    builder = TransportFeedbackBuilder(1, 2)
+    now = 0.0
+    for _ in range(300):
+        seq = congestion.stamp(1200, now)
+        builder.on_packet(seq, now + 0.02)
+        now += 0.004
+    hostile = struct.pack("!HHI", 0, 65535, 0) + struct.pack("!H", 8191) * 8 + b"\x00\x07"
+    before = congestion.estimator.estimate
+    for _ in range(1000):
+        congestion.on_transport_feedback(hostile, now)
+    assert congestion.refused_feedback == 1000 and congestion.malformed_feedback == 0
+    assert not congestion.feedback_seen and congestion.estimator.estimate == before
+    honest = [p for data in builder.build() for p in rtcp.parse_rtcp(data)]
+    assert honest and all(isinstance(p, rtcp.TransportFeedback) for p in honest)
+    for packet in honest:
+        assert isinstance(packet, rtcp.TransportFeedback)
+        congestion.on_transport_feedback(packet.fci, now + 0.05)
+    assert congestion.feedback_seen and congestion.refused_feedback == 1000
+    # the credit spent, the same honest report again is refused: a loss reported twice at
+    # most, not a report replayed without end
+    for _ in range(3):
+        for packet in honest:
+            assert isinstance(packet, rtcp.TransportFeedback)
+            congestion.on_transport_feedback(packet.fci, now + 0.1)
+    assert congestion.refused_feedback > 1000

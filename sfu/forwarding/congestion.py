@@ -13,6 +13,12 @@ from ..rtp.twcc import parse_transport_feedback_arrivals
 RTX_SHARE = 0.5
 #: seconds of that share that may go at once
 RTX_BURST = 0.25
+#: packet statuses transport feedback may report, per packet sent (a packet is reported
+#: once, received or lost, and a loss maybe once more), and at most in hand: a subscriber
+#: decides what it reports, and one 24-byte feedback can claim 65535 statuses (~28 ms of
+#: parsing and estimation); beyond the credit a feedback is refused, whole, before parsing
+STATUS_CREDIT_PER_PACKET = 2
+STATUS_CREDIT_MAX = 16384
 
 
 class SendSideCongestion:
@@ -26,7 +32,11 @@ class SendSideCongestion:
         self.feedback_seen = False
         self.remb_seen = False
         self.malformed_feedback = 0
+        #: feedbacks refused for claiming more statuses than packets were sent
+        self.refused_feedback = 0
         self.bytes_sent = 0
+        self.packets_sent = 0
+        self._statuses_reported = 0  # charged against STATUS_CREDIT_PER_PACKET x sent
         #: the probe cluster packets sent now belong to, -1: none
         self.probe_cluster = -1
         #: bytes of retransmissions that may still be sent (refilled by the owner, from the
@@ -39,6 +49,7 @@ class SendSideCongestion:
         seq = self.sequence_number
         self.sequence_number = (seq + 1) & 0xFFFF
         self.bytes_sent += size
+        self.packets_sent += 1
         self.estimator.on_packet_sent(seq, size, now, self.probe_cluster)
         return seq
 
@@ -58,6 +69,14 @@ class SendSideCongestion:
         self.rtx_allowance = min(rate * RTX_BURST, self.rtx_allowance + rate * (now - last))
 
     def on_transport_feedback(self, fci: bytes, now: float) -> None:
+        # the packet status count (FCI bytes 2-3) against the credit the packets sent give
+        earned = STATUS_CREDIT_PER_PACKET * self.packets_sent
+        reported = max(self._statuses_reported, earned - STATUS_CREDIT_MAX)
+        count = int.from_bytes(fci[2:4], "big")
+        if reported + count > earned:
+            self.refused_feedback += 1
+            return
+        self._statuses_reported = reported + count
         try:
             base, _, _, arrivals = parse_transport_feedback_arrivals(fci)
         except RtcpError:

@@ -383,6 +383,8 @@ class SubscriberPeer(Peer):
             "probe_successes": self.allocator.probe.successes,
             "last_probe": self.allocator.probe.last_result,
             "rtx_skipped": sum(d.retransmissions_skipped for d in self.downtracks.values()),
+            "feedback_refused": self.congestion.refused_feedback,
+            "feedback_malformed": self.congestion.malformed_feedback,
         }
 
     async def _run_probe(self, rate: int) -> None:
