@@ -50,12 +50,15 @@ async def test_signal_drains_and_exits_zero(tmp_path: Path, signum: signal.Signa
 
         proc.send_signal(signum)
         sent = time.monotonic()
+        # a client slow to read (a loaded machine): the server still waits for its answer to
+        # the close frame before closing TCP, so it reads 1001, not 1006 (connection lost)
+        await asyncio.sleep(0.5)
         for ws in (joined, idle):
             messages = await read_until_closed(ws)
             byes = [m for m in messages if m["type"] == "bye"]
             assert byes == [{"type": "bye", "code": "shutdown", "reason": "server shutting down"}]
             assert messages[-1]["type"] == "bye"  # nothing after it
-            assert ws.close_code == aiohttp.WSCloseCode.GOING_AWAY
+            assert ws.close_code == aiohttp.WSCloseCode.GOING_AWAY, log.read_text()
         code = await asyncio.to_thread(proc.wait, 15)
         took = time.monotonic() - sent
         print(f"\n{signum.name}: exited {code} after {took:.1f} s")

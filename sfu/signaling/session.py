@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable
@@ -51,6 +52,24 @@ class SignalingSession:
         self.bucket: TokenBucket | None = None
         #: called when the participant leaves its room (the connection may join again)
         self.on_left: Callable[[], None] | None = None
+        #: set by :meth:`close` for the handler reading this connection: (code, reason)
+        self.close_requested: asyncio.Future[tuple[int, bytes]] | None = None
+        #: done once the handler has closed the WebSocket
+        self.closed: asyncio.Event | None = None
+
+    async def close(self, code: int, reason: bytes, timeout: float) -> None:
+        """Close the WebSocket with a close handshake (our close frame, the client's reply,
+        then the TCP close), at most ``timeout`` seconds.
+
+        The handler reading the connection does it: aiohttp's ``close()`` called while
+        another task waits in ``receive()`` closes the TCP connection right after the close
+        frame, and a client that reads the frame after the FIN cannot answer and sees 1006."""
+        if self.close_requested is None or self.closed is None:  # no handler (fuzz targets)
+            await asyncio.wait_for(self.ws.close(code=code, message=reason), timeout)
+            return
+        if not self.close_requested.done():
+            self.close_requested.set_result((code, reason))
+        await asyncio.wait_for(self.closed.wait(), timeout)
 
     async def send(self, message: m.ServerMessage) -> None:
         text = message.model_dump_json()

@@ -10,7 +10,7 @@ from aiohttp import WSCloseCode, web
 from .. import protocol as m
 from .session import SignalingSession
 from .state import ROOMS_KEY, STATE_KEY
-from .websocket import CLOSE_TIMEOUT
+from .websocket import CLOSE_HANDSHAKE_TIMEOUT, CLOSE_TIMEOUT
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,9 @@ async def drain(app: web.Application, timeout: float = SHUTDOWN_TIMEOUT) -> None
 
     async def close(session: SignalingSession) -> None:
         try:
-            await session.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down")
+            await session.close(
+                WSCloseCode.GOING_AWAY, b"server shutting down", CLOSE_HANDSHAKE_TIMEOUT + 0.5
+            )
         except Exception as exc:
             logger.debug("shutdown: %s: %s", session.context, exc)
 
@@ -41,23 +43,34 @@ async def drain(app: web.Application, timeout: float = SHUTDOWN_TIMEOUT) -> None
         if session.outbox is not None:
             await session.outbox.flush(CLOSE_TIMEOUT)
 
-    async def close_rooms() -> None:
-        try:  # a loaded machine may take long to close every peer: the WebSockets still
-            # get their close frame in the time left
-            await asyncio.wait_for(app[ROOMS_KEY].close(), max(0.0, deadline - loop.time()))
-        except TimeoutError:
-            logger.warning("shutdown: peer connections not all closed in time, going on")
-
     async def run() -> None:
         await asyncio.gather(*(tell(s) for s in sessions))
         await asyncio.gather(*(flush(s) for s in sessions))
-        await close_rooms()
+        # the peers get until the deadline; asyncio.wait (not wait_for) so that a peer slow to
+        # take its cancellation cannot eat the time the WebSockets' close handshakes need
+        started = loop.time()
+        closing = asyncio.ensure_future(app[ROOMS_KEY].close())
+        closing.add_done_callback(_report)
+        await asyncio.wait({closing}, timeout=max(0.0, deadline - loop.time()))
+        if closing.done():
+            logger.info("shutdown: peer connections closed in %.2f s", loop.time() - started)
+        else:
+            logger.warning("shutdown: peer connections not all closed in time, going on")
         await asyncio.gather(*(close(s) for s in sessions))
+        if not closing.done():
+            await asyncio.wait({closing}, timeout=max(0.0, end - 0.2 - loop.time()))
+            closing.cancel()
 
     loop = asyncio.get_running_loop()
     # peers get at most 70 % of the time, the WebSockets' close handshakes the rest
     deadline = loop.time() + 0.7 * timeout
+    end = loop.time() + timeout
     try:
         await asyncio.wait_for(run(), timeout)
     except TimeoutError:
         logger.warning("shutdown: not done within %g s, going anyway", timeout)
+
+
+def _report(closing: asyncio.Future[None]) -> None:
+    if not closing.cancelled() and closing.exception() is not None:
+        logger.warning("shutdown: closing peer connections failed: %r", closing.exception())

@@ -23,6 +23,8 @@ logger = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 128 * 1024
 #: seconds a close handshake with a stalled client may take before the socket is dropped
 CLOSE_TIMEOUT = 1.0
+#: seconds our close frame waits for the client's before the TCP connection is closed anyway
+CLOSE_HANDSHAKE_TIMEOUT = 2.0
 
 
 async def websocket_handler(request: web.Request) -> web.StreamResponse:
@@ -39,7 +41,9 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
             text=f"too many connections from {address} (limits.max_connections_per_address)\n",
         )
     try:
-        ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, heartbeat=20)
+        ws = web.WebSocketResponse(
+            max_msg_size=MAX_MESSAGE_BYTES, heartbeat=20, timeout=CLOSE_HANDSHAKE_TIMEOUT
+        )
         await ws.prepare(request)
     except BaseException:
         state.addresses.disconnect(address)
@@ -72,7 +76,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         if session.participant is None and not ws.closed:
             await session.error("join_timeout", f"no join within {timeout:g} s")
             await outbox.flush(CLOSE_TIMEOUT)
-            await ws.close(code=4008, message=b"join timeout")
+            await session.close(4008, b"join timeout", CLOSE_HANDSHAKE_TIMEOUT + 1)
 
     def arm_deadline() -> None:
         """A connection that is in no room (just opened, or left) has join_timeout to join."""
@@ -83,8 +87,23 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
 
     session.on_left = arm_deadline
     arm_deadline()
+    loop = asyncio.get_running_loop()
+    close_requested: asyncio.Future[tuple[int, bytes]] = loop.create_future()
+    session.close_requested = close_requested
+    session.closed = asyncio.Event()
     try:
-        async for msg in ws:
+        while not close_requested.done():
+            # receive() in a task of its own, so that a close asked for meanwhile (shutdown,
+            # join timeout) is done here, by this handler, with a proper close handshake
+            receiving = asyncio.ensure_future(ws.receive())
+            await asyncio.wait((receiving, close_requested), return_when=asyncio.FIRST_COMPLETED)
+            if not receiving.done():
+                receiving.cancel()
+                await asyncio.gather(receiving, return_exceptions=True)
+                break
+            msg = receiving.result()
+            if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+                break
             if msg.type == WSMsgType.TEXT:
                 now = time.monotonic()
                 # one unit before parsing (whatever the message), the rest of its cost after
@@ -113,16 +132,19 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
                 await session.error("bad_request", "binary messages are not supported")
             elif msg.type == WSMsgType.ERROR:
                 break
-            if session.errors >= state.settings.limits.max_errors:
+            if session.errors >= state.settings.limits.max_errors and not close_requested.done():
                 await outbox.flush(CLOSE_TIMEOUT)
-                await ws.close(code=4029, message=b"too many bad messages")
-                break
+                close_requested.set_result((4029, b"too many bad messages"))
+        if close_requested.done() and not ws.closed:
+            code, reason = close_requested.result()
+            await ws.close(code=code, message=reason)  # bounded by the response's timeout
     finally:
         state.sessions.discard(session)
         state.addresses.disconnect(address)
         if deadline is not None:
             deadline.cancel()
         session.on_left = None
+        session.closed.set()
         await session.leave()
         outbox.close()
     return ws
