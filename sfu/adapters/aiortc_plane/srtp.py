@@ -38,7 +38,16 @@ class _SessionCalls:
     """A pylibsrtp session's C context and buffer, called through the binding with one
     preallocated length (``fast``), or None of that when the internals are not there."""
 
-    __slots__ = ("session", "fast", "_context", "_cdata", "_buffer", "_length", "_size")
+    __slots__ = (
+        "session",
+        "fast",
+        "address",
+        "_context",
+        "_cdata",
+        "_buffer",
+        "_length",
+        "_size",
+    )
 
     def __init__(self, session: pylibsrtp.Session) -> None:
         #: kept referenced: the C context below lives as long as the session
@@ -53,6 +62,8 @@ class _SessionCalls:
         self._buffer: Any = buffer
         self._length: Any = _BINDING.ffi.new("int *") if self.fast else None
         self._size = len(buffer) if self.fast else 0  # type: ignore[arg-type]
+        #: the address of the session's ``srtp_t``, for the native batch send (0: none)
+        self.address = int(_BINDING.ffi.cast("uintptr_t", self._context)) if self.fast else 0
 
     def _process(self, call: Callable[..., int], packet: bytes, limit: int) -> bytes:
         """``call`` (``srtp_protect``, ``srtp_unprotect``, ...) on ``packet`` in the
