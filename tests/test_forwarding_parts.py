@@ -92,6 +92,22 @@ def test_reference_diffs_follow_the_renumbering() -> None:
     assert ids.reference_diffs(102, diffs) is diffs  # nothing reaches past a keyframe
 
 
+def test_pictures_dropped_before_the_first_forwarded_one_leave_the_publishers_ids() -> None:
+    # two subscribers that join at different pictures, both waiting for a keyframe (at 104)
+    early, late = PictureIdMapper(), PictureIdMapper()
+    for pid in range(100, 104):
+        assert early.map(pid, 15, False) == pid
+    assert late.map(103, 15, False) == 103
+    for ids in (early, late):
+        # nothing was forwarded yet: nothing to be continuous with, no renumbering
+        assert ids.map(104, 15, True) == 104
+        assert ids.renumbered_from is None
+        # from the first forwarded picture on, what is dropped whole is closed up
+        assert ids.map(105, 15, False) == 105
+        assert ids.map(106, 15, True) == 105
+    assert early.renumbered_from == late.renumbered_from == 106
+
+
 def test_picture_ids_of_another_width_start_a_new_numbering() -> None:
     ids = PictureIdMapper()
     assert ids.map(5, 15, True) == 5

@@ -17,7 +17,7 @@ RING = 256
 
 
 class PictureIdMapper:
-    __slots__ = ("_ids", "_last", "_forwarded", "_gap", "_likely", "renumbered_from")
+    __slots__ = ("_ids", "_last", "_forwarded", "_gap", "_likely", "_sent", "renumbered_from")
 
     def __init__(self) -> None:
         self._ids = SequenceMapper(15, RING)
@@ -27,6 +27,10 @@ class PictureIdMapper:
         self._forwarded = True
         self._gap = False
         self._likely = False
+        #: a picture was forwarded: until then, pictures dropped whole leave the numbering
+        #: as the publisher's (nothing to be continuous with), so that subscribers who got
+        #: the same pictures since share one numbering, and one rewritten payload
+        self._sent = False
         #: the first incoming picture id mapped with the current offset (None: never
         #: changed): P_DIFFs reaching back past it need rewriting
         self.renumbered_from: int | None = None
@@ -51,6 +55,7 @@ class PictureIdMapper:
         if bits != ids.bits:  # the publisher changed the width: a new numbering
             ids = self._ids = SequenceMapper(bits, min(RING, 1 << bits))
             self._last = None
+            self._sent = False
         if late:
             out = ids.map(picture_id)
             return (picture_id + ids.offset) & ids.mask if out is None else out
@@ -58,17 +63,19 @@ class PictureIdMapper:
         if picture_id != last:
             if last is not None and not self._forwarded:
                 # the missing packets just before this picture may be the previous one's
-                if not ((self._gap or gap) and self._likely):
+                if self._sent and not ((self._gap or gap) and self._likely):
                     ids.drop(last)
                     self.renumbered_from = picture_id
             self._last = picture_id
             self._forwarded = forwarded
+            if forwarded:
+                self._sent = True
             self._gap = gap
             self._likely = likely
             out = ids.map(picture_id)
             return (picture_id + ids.offset) & ids.mask if out is None else out
         if forwarded:
-            self._forwarded = True
+            self._forwarded = self._sent = True
         if gap:
             self._gap = True
         if likely:
