@@ -227,3 +227,20 @@ async def test_a_subscriber_gets_continuous_media_either_way(
     finally:
         for c in (alice, carol):
             await c.close()
+
+
+async def test_a_long_turn_flushes_what_has_waited_max_hold() -> None:
+    flushed: list[int] = []
+    BATCHES.add(lambda: flushed.append(1))
+    BATCHES.due(10.0)  # the receive path handled a packet: the batch opens
+    BATCHES.due(10.0 + batch.MAX_HOLD / 2)
+    assert flushed == []
+    BATCHES.due(10.0 + batch.MAX_HOLD * 1.01)  # the turn goes on: what waited is sent now
+    assert flushed == [1]
+    BATCHES.add(lambda: flushed.append(2))
+    BATCHES.due(20.0)  # a new batch opens at its own first packet
+    assert flushed == [1]
+    await asyncio.sleep(0)  # the end of the turn flushes the rest
+    assert flushed == [1, 2]
+    BATCHES.due(30.0)  # nothing waiting: nothing opens
+    assert flushed == [1, 2]

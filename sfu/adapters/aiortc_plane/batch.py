@@ -79,8 +79,16 @@ def send_batch(
     return sent, octets, errors
 
 
+#: seconds a batch may wait for more while the loop's turn goes on: a turn may read 32
+#: datagrams from a publisher's socket, each fanned out to every subscriber; past this, the
+#: receive path flushes between two of them (:meth:`Batches.due`), so that the first ones
+#: are not held back until the last is forwarded (latency grows with the fan-out otherwise)
+MAX_HOLD = 0.004
+
+
 class Batches:
-    """The transports with packets waiting, flushed once per turn of the event loop."""
+    """The transports with packets waiting, flushed once per turn of the event loop, or
+    sooner when the turn is long (:data:`MAX_HOLD`)."""
 
     def __init__(self) -> None:
         self._waiting: list[Callable[[], None]] = []
@@ -88,6 +96,8 @@ class Batches:
         #: the loop last flushed on (asyncio.get_running_loop() costs a getpid() system call
         #: each time: once per turn, that was 0.5 % of the server's CPU)
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: when the receive path first saw packets waiting (0: not yet, this batch)
+        self._opened = 0.0
 
     def add(self, flush: Callable[[], None]) -> None:
         """``flush`` (a transport's) is called at the start of the loop's next turn (at
@@ -105,8 +115,20 @@ class Batches:
         self._scheduled = True
         loop.call_soon(self.flush)
 
+    def due(self, now: float) -> None:
+        """Called by the receive path after each packet it handled (``now``: when it
+        arrived): flushes what has waited :data:`MAX_HOLD` already."""
+        if not self._waiting:
+            return
+        opened = self._opened
+        if not opened:
+            self._opened = now
+        elif now - opened >= MAX_HOLD:
+            self.flush()
+
     def flush(self) -> None:
         self._scheduled = False
+        self._opened = 0.0
         waiting, self._waiting = self._waiting, []
         for flush in waiting:
             try:

@@ -40,6 +40,7 @@ import pylibsrtp
 from aiortc.rtcdtlstransport import RTCDtlsTransport, State
 
 from ... import faults
+from .batch import BATCHES
 from .srtp import Unprotector
 
 if TYPE_CHECKING:
@@ -159,6 +160,7 @@ class Receiver:
             sink.on_rtp(packet, now)
         except Exception:
             faults.record("rtp", repr(sink), now)
+        BATCHES.due(now)
         return True
 
 
