@@ -340,6 +340,43 @@ async def test_a_peer_flooding_rtcp_is_cut_to_the_rate_and_a_normal_one_is_not()
         await wait_until(lambda: flood.sink_b.rtcp[-1] == _receiver_report(0xABCD), timeout=5)
 
 
+@pytest.mark.asyncio
+async def test_a_peer_flooding_rtp_is_cut_to_the_rate_before_srtp() -> None:
+    assert (receive.RTP_PER_SECOND, receive.RTP_BURST) == (5000.0, 2500.0)
+    async with pairs(2) as (flood, normal):
+        assert flood.raw_a is not None and flood.raw_b is not None
+        assert normal.raw_a is not None and normal.raw_b is not None
+        # the mechanism at a rate a test can exceed from Python: 1000/s, bursts of 100
+        rate, burst = 1000.0, 100.0
+        flood.raw_b.receiver.rtp_bucket = receive.DatagramBucket(rate, burst)
+        normal.raw_b.receiver.rtp_bucket = receive.DatagramBucket(rate, burst)
+        started = time.monotonic()
+        sent = normal_sent = 0
+        # the flood: 20 datagrams every 4 ms (~5000/s) for 0.4 s; the normal peer: one
+        while time.monotonic() - started < 0.4:
+            for _ in range(20):
+                sent += 1
+                flood.raw_a.send_rtp(_rtp(sent))
+            normal_sent += 1
+            normal.raw_a.send_rtp(_rtp(normal_sent))
+            await asyncio.sleep(0.004)
+        await asyncio.sleep(0.2)
+        elapsed = time.monotonic() - started
+        taken = len(flood.sink_b.rtp)
+        dropped = flood.raw_b.rtp_rate_limited
+        assert taken + dropped + flood.raw_b.unprotect_failures <= sent
+        assert taken <= burst + rate * elapsed + 1, (taken, elapsed)
+        assert dropped >= sent // 3, (dropped, sent)
+        assert taken >= rate * 0.3, taken
+        # dropped before SRTP: nothing refused by it, what got through is in order
+        assert flood.raw_b.unprotect_failures == 0
+        numbers = [int.from_bytes(p[2:4], "big") for p in flood.sink_b.rtp]
+        assert numbers == sorted(numbers)
+        # the normal peer: everything
+        await wait_until(lambda: len(normal.sink_b.rtp) == normal_sent, timeout=5)
+        assert normal.raw_b.rtp_rate_limited == 0
+
+
 async def test_a_stranger_spraying_rtcp_at_the_port_does_not_starve_the_peer() -> None:
     """RTCP-looking datagrams to a peer's port from another address (an attacker who found
     the port) do not take the fast path nor spend the peer's RTCP bucket: they go aiortc's

@@ -76,10 +76,11 @@ def _participant_stats(p: Participant) -> dict[str, Any]:
             "malformed_rtp": p.publisher.malformed_rtp,
             "malformed_rtcp": p.publisher.malformed_rtcp,
         }
-    # per peer connection: datagrams SRTP refused, RTCP beyond the per-transport rate
+    # per peer connection: datagrams SRTP refused, RTP and RTCP beyond the per-transport rates
     transports = {
         peer.role: {
             "srtp_refused": peer.raw.unprotect_failures,
+            "rtp_rate_limited": peer.raw.rtp_rate_limited,
             "rtcp_rate_limited": peer.raw.rtcp_rate_limited,
             "send_errors": peer.raw.send_errors,
         }

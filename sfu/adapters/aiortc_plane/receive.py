@@ -18,9 +18,10 @@ handshake ends, transports without a sink) takes aiortc's path unchanged.  The r
 hangs on the aioice ``Connection``, whose protocols all answer to it, so it follows every
 pair, ICE restarts included (they keep the Connection and its sockets).
 
-Before SRTCP is unprotected, a token bucket per transport bounds the RTCP datagrams taken
+Before SRTP or SRTCP is unprotected, a token bucket per transport bounds the RTP datagrams
+(:data:`RTP_PER_SECOND`, :data:`RTP_BURST`) and another the RTCP datagrams taken
 (:data:`RTCP_PER_SECOND`, :data:`RTCP_BURST`): a flooding peer costs a comparison per
-excess datagram, not an HMAC and the SFU's RTCP parsing.
+excess datagram, not an HMAC or an AES-GCM pass and the SFU's parsing.
 
 aiortc's receive counters (``RTCDtlsTransport.__rx_bytes``/``__rx_packets``, read only by
 ``_get_stats``, i.e. ``RTCPeerConnection.getStats()``) do not count what takes this path:
@@ -54,6 +55,37 @@ RTCP_PER_SECOND = 500.0
 #: ... and at once, after a quiet spell
 RTCP_BURST = 100.0
 
+#: RTP datagrams taken per second per transport, on average (beyond, dropped before SRTP and
+#: counted).  The 720p L3T3 stream is ~270 a second, a 1080p one with retransmissions well
+#: under 1000; a subscriber sends none.
+RTP_PER_SECOND = 5000.0
+#: ... and at once (a keyframe of a large picture, after a quiet spell)
+RTP_BURST = 2500.0
+
+
+class DatagramBucket:
+    """``rate`` datagrams a second on average, ``burst`` at once."""
+
+    __slots__ = ("rate", "burst", "tokens", "filled_at")
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = burst
+        self.filled_at = 0.0
+
+    def take(self, now: float) -> bool:
+        tokens = self.tokens + (now - self.filled_at) * self.rate
+        self.filled_at = now
+        if tokens > self.burst:
+            tokens = self.burst
+        if tokens < 1.0:
+            self.tokens = tokens
+            return False
+        self.tokens = tokens - 1.0
+        return True
+
+
 #: attribute of an aioice Connection: the pair selected before an ICE restart, which carries
 #: what we send until the restart nominates a new pair
 FALLBACK_PAIR = "_sfu_fallback_pair"
@@ -78,33 +110,40 @@ class Receiver:
     __slots__ = (
         "dtls",
         "sink",
-        "rtcp_per_second",
-        "rtcp_burst",
+        "rtp_bucket",
+        "rtcp_bucket",
         "packets_received",
         "unprotect_failures",
+        "rtp_rate_limited",
         "rtcp_rate_limited",
         "foreign_datagrams",
         "_unprotector",
-        "_tokens",
-        "_filled_at",
     )
 
     def __init__(self, dtls: RTCDtlsTransport) -> None:
         self.dtls = dtls
         self.sink: TransportSink | None = None
-        self.rtcp_per_second = RTCP_PER_SECOND
-        self.rtcp_burst = RTCP_BURST
+        self.rtp_bucket = DatagramBucket(RTP_PER_SECOND, RTP_BURST)
+        self.rtcp_bucket = DatagramBucket(RTCP_PER_SECOND, RTCP_BURST)
         #: RTP and RTCP datagrams delivered to the sink by this path
         self.packets_received = 0
         #: datagrams SRTP/SRTCP refused (forged, replayed, too long): dropped
         self.unprotect_failures = 0
+        #: RTP datagrams beyond the rate: dropped before SRTP
+        self.rtp_rate_limited = 0
         #: RTCP datagrams beyond the rate: dropped before SRTCP
         self.rtcp_rate_limited = 0
         #: RTP/RTCP datagrams from an address other than the selected pair's (left to aiortc)
         self.foreign_datagrams = 0
         self._unprotector: Unprotector | None = None
-        self._tokens = RTCP_BURST
-        self._filled_at = 0.0
+
+    @property
+    def rtcp_per_second(self) -> float:
+        return self.rtcp_bucket.rate
+
+    @rtcp_per_second.setter
+    def rtcp_per_second(self, rate: float) -> None:
+        self.rtcp_bucket.rate = rate
 
     def __call__(self, data: bytes, addr: tuple[Any, ...]) -> bool:
         dtls = self.dtls
@@ -130,15 +169,9 @@ class Receiver:
             unprotect = self._unprotector = Unprotector(session)
         now = time.monotonic()
         if len(data) > 1 and 191 < data[1] < 209:  # RTCP (RFC 5761, aiortc's is_rtcp)
-            tokens = self._tokens + (now - self._filled_at) * self.rtcp_per_second
-            self._filled_at = now
-            if tokens > self.rtcp_burst:
-                tokens = self.rtcp_burst
-            if tokens < 1.0:
-                self._tokens = tokens
+            if not self.rtcp_bucket.take(now):
                 self.rtcp_rate_limited += 1
                 return True
-            self._tokens = tokens - 1.0
             try:
                 packet = unprotect.rtcp(data)
             except (pylibsrtp.Error, ValueError):
@@ -149,6 +182,9 @@ class Receiver:
                 sink.on_rtcp(packet, now)
             except Exception:  # one bad packet or peer must never stop the transport
                 faults.record("rtcp", repr(sink), now)
+            return True
+        if not self.rtp_bucket.take(now):
+            self.rtp_rate_limited += 1
             return True
         try:
             packet = unprotect.rtp(data)

@@ -82,6 +82,12 @@ class RawTransport:
         return self.receiver.unprotect_failures
 
     @property
+    def rtp_rate_limited(self) -> int:
+        """RTP datagrams dropped, before SRTP, beyond the transport's RTP rate
+        (:data:`.receive.RTP_PER_SECOND`)."""
+        return self.receiver.rtp_rate_limited
+
+    @property
     def rtcp_rate_limited(self) -> int:
         """RTCP datagrams dropped, before SRTCP, beyond the transport's RTCP rate
         (:data:`.receive.RTCP_PER_SECOND`)."""
