@@ -27,7 +27,7 @@ class Profile(_Strict):
     """A kind of subscriber: the size it renders videos at and, optionally, its downlink."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")
-    subscribers_per_room: int = Field(1, ge=0, le=100)
+    subscribers_per_room: int = Field(1, ge=0, le=MAX_PEERS)
     #: rendered size of each remote video (e.g. [426, 240] for a 3x3 grid); null: no report
     window: tuple[int, int] | None = None
     #: a real bottleneck (network namespace + tc) at this rate, kbit/s

@@ -35,6 +35,8 @@ import sfu
 from sfu.rooms.room import RoomManager
 from sfu.signaling.server import ROOMS_KEY, STATE_KEY
 
+from .scenario import MAX_PEERS
+
 #: seconds a server has to answer ``/healthz``
 START_TIMEOUT = 20.0
 #: the development admin token of each server started here, by port (see server_stats)
@@ -192,11 +194,13 @@ def start_sfu(
 
 def loadtest_settings(listen: list[str], extra_yaml: str = "") -> str:
     """The load tests' settings: ICE on ``listen``, bandwidth estimation on, warnings only,
-    and no limit on what one address may open (every simulated peer is on this machine)."""
+    rooms as large as a load test may make them (the default policy's 100 participants is
+    below what one server carries), and no limit on what one address may open (every
+    simulated peer is on this machine)."""
     return (
         f"ice: {{listen_addresses: [{', '.join(listen)}]}}\n"
         f"log: {{level: WARNING}}\n"
-        f"rooms: {{default: {{bandwidth_estimation: true}}}}\n"
+        f"rooms: {{default: {{bandwidth_estimation: true, max_participants: {MAX_PEERS}}}}}\n"
         # it listens on the namespaces' veth addresses too, all on this machine: development
         # mode (no tokens) beyond loopback, said explicitly
         f"auth: {{insecure_off_loopback: true}}\n"
