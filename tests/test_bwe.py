@@ -619,3 +619,24 @@ def test_a_sudden_drop_backs_off_deeper_than_plain_overuse() -> None:
     sudden.update(OVERUSING, 1_500_000, 1.0, saturated=True)
     assert plain.bitrate == pytest.approx(0.85 * 1_500_000 - 5_000)
     assert sudden.bitrate == pytest.approx(0.7 * 1_500_000 - 5_000)
+
+
+def test_a_batching_sender_gives_the_real_send_time_at_the_flush() -> None:
+    from sfu.forwarding.congestion import SendSideCongestion
+
+    congestion = SendSideCongestion()
+    history = congestion.estimator._history
+    first = congestion.stamp(1000, 1.000)  # each leaves when stamped: nothing recorded
+    assert congestion.unsent is None
+    congestion.unsent = []  # the sender batches from now on
+    second = congestion.stamp(1000, 1.001)
+    third = congestion.stamp(1000, 1.002)
+    assert congestion.unsent == [second, third]
+    congestion.on_flushed(1.004)  # ... and the batch left at 1.004
+    assert congestion.unsent == []
+    send_times = {seq: history.send_times[seq & 0x3FFF] for seq in (first, second, third)}
+    assert send_times == {first: 1.000, second: 1.004, third: 1.004}
+    assert history.last_send == 1.004
+    # a sequence number whose slot another packet took is left alone
+    congestion.estimator.on_packets_left([(first + 0x8000) & 0xFFFF], 2.0)
+    assert history.send_times[first & 0x3FFF] == 1.000

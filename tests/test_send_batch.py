@@ -224,6 +224,11 @@ async def test_a_subscriber_gets_continuous_media_either_way(
         assert raw is not None
         assert raw.batches_sent > 0 and raw.packets_sent >= raw.batches_sent
         assert raw.send_errors == 0
+        # transport-cc: the estimator is told each batch's real send time at its flush
+        assert any(d.congestion is not None for d in subscriber.downtracks.values())
+        assert raw.after_flush == subscriber.congestion.on_flushed
+        unsent = subscriber.congestion.unsent
+        assert unsent is not None and len(unsent) < 64, unsent
     finally:
         for c in (alice, carol):
             await c.close()

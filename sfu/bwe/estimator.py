@@ -175,6 +175,24 @@ class BandwidthEstimator:
             else:
                 self._probe_span = (cluster, span[1], now)
 
+    def on_packets_left(self, sequence_numbers: list[int], now: float) -> None:
+        """The packets of ``sequence_numbers`` (16-bit, as given to :meth:`on_packet_sent`,
+        which they were recently) actually left at ``now``: a sender that batches its sends
+        tells the send time here, which the delay-based estimate compares arrivals with."""
+        last = self._last_sequence
+        if last is None:
+            return
+        history = self._history
+        sequences, send_times = history.sequences, history.send_times
+        for sequence_number in sequence_numbers:
+            delta = (sequence_number - last) & 0xFFFF
+            sequence = last + delta if delta < 0x8000 else last + delta - 0x10000
+            slot = sequence & _MASK
+            if sequences[slot] == sequence:
+                send_times[slot] = now
+        if now > history.last_send:
+            history.last_send = now
+
     def on_feedback(self, packets: list[tuple[int, float | None]], now: float) -> None:
         """Transport feedback: (transport sequence number, arrival time on the receiver's
         clock in seconds, or None if reported lost).  Unknown sequence numbers, packets

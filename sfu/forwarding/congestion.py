@@ -43,6 +43,9 @@ class SendSideCongestion:
         #: estimate, see :meth:`refill_rtx_allowance`); unlimited until then
         self.rtx_allowance = math.inf
         self._rtx_refilled: float | None = None
+        #: the sequence numbers stamped and not yet sent, when the sender batches (a list
+        #: it empties through :meth:`on_flushed`); None: each leaves when stamped
+        self.unsent: list[int] | None = None
 
     def stamp(self, size: int, now: float) -> int:
         """The transport-wide sequence number of a packet of ``size`` bytes sent now."""
@@ -51,7 +54,18 @@ class SendSideCongestion:
         self.bytes_sent += size
         self.packets_sent += 1
         self.estimator.on_packet_sent(seq, size, now, self.probe_cluster)
+        unsent = self.unsent
+        if unsent is not None:
+            unsent.append(seq)
         return seq
+
+    def on_flushed(self, now: float) -> None:
+        """What was stamped since the last call left now (the sender batches its sends: see
+        :attr:`unsent`)."""
+        unsent = self.unsent
+        if unsent:
+            self.estimator.on_packets_left(unsent, now)
+            unsent.clear()
 
     def refill_rtx_allowance(self, now: float, share: float = RTX_SHARE) -> None:
         """Let retransmissions take up to ``share`` of the estimate, with at most 250 ms of

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import aioice.ice
@@ -54,6 +55,8 @@ class RawTransport:
         self._pending: list[bytes] = []
         #: batches flushed (packets_sent / batches_sent: the packets per flush)
         self.batches_sent = 0
+        #: called with the time after each flush (the packets' real send time)
+        self.after_flush: Callable[[float], None] | None = None
         self._socket_of: object = None  # the asyncio transport whose socket is ``_fd``
         self._fd = -1
         #: the synchronous receive path (:mod:`.receive`), routed through once a sink is
@@ -149,6 +152,13 @@ class RawTransport:
         if not packets:
             return
         self._pending = []
+        try:
+            self._send(packets)
+        finally:
+            if self.after_flush is not None:  # sent or dropped, these packets are gone
+                self.after_flush(time.monotonic())
+
+    def _send(self, packets: list[bytes]) -> None:
         dtls = self.dtls
         if dtls._state is not _CONNECTED:
             return

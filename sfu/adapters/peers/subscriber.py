@@ -141,6 +141,10 @@ class SubscriberPeer(Peer):
         if twcc is not None:
             downtrack.congestion = self.congestion
             downtrack.twcc_id = twcc
+            if raw.after_flush is None:  # sends are batched: the estimator gets their real
+                # send time at the flush, not the stamp's (up to a turn of the loop earlier)
+                self.congestion.unsent = []
+                raw.after_flush = self.congestion.on_flushed
         # from the first keyframe on (the lower chain can only start at one)
         downtrack.keep_lower_chain = self.settings.bandwidth_estimation
         self.downtracks[source.track_id] = downtrack
