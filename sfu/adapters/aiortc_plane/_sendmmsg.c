@@ -14,7 +14,7 @@
  * packets  a list of bytes: each is protected in order (the session's rollover counter and
  *          index advance exactly as with one call each), then all are sent, 64 to a syscall
  *
- * A packet libsrtp refuses, or too long for a buffer (MAX_PACKET), is counted in errors and
+ * A packet libsrtp refuses, or longer than MAX_PACKET (pylibsrtp's limit), is counted in errors and
  * not sent; when the socket's buffer is full (EAGAIN, ENOBUFS) or the send fails, what is
  * left of the batch is counted in errors too: media is not queued behind a full socket.
  * The GIL is held throughout (the socket is non-blocking): the buffers below are static.
@@ -30,9 +30,10 @@
 #include <sys/uio.h>
 
 #define BATCH 64
-/* room for the packet and libsrtp's trailer (SRTP_MAX_TRAILER_LEN is 16 + 128) */
-#define MAX_PACKET 1600
+/* the longest packet taken: pylibsrtp's (its 1500-byte buffer less libsrtp's
+ * SRTP_MAX_TRAILER_LEN, 16 + 128), so that both paths refuse the same packets */
 #define TRAILER 144
+#define MAX_PACKET (1500 - TRAILER)
 
 typedef int (*srtp_protect_fn)(void *ctx, void *rtp_hdr, int *len);
 

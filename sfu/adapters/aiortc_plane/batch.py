@@ -17,8 +17,10 @@ through :func:`send_batch`:
   the same, one :class:`~.srtp.Protector` call and one ``sendto`` per packet.
 
 Both give the same datagrams, byte for byte (``tests/test_send_batch.py``, on the committed
-captures).  Order within a transport is kept; nothing is queued beyond the turn: a socket
-whose buffer is full drops the rest of its batch (counted in ``send_errors``).
+captures), and refuse the same: a packet libsrtp refuses or longer than pylibsrtp protects
+(1356 bytes: its 1500-byte buffer less libsrtp's trailer) is dropped and counted in
+``send_errors``.  Order within a transport is kept; nothing is queued beyond the turn: a
+socket whose buffer is full drops the rest of its batch (counted too).
 """
 
 from __future__ import annotations
