@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+from collections.abc import Iterator
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,6 +15,19 @@ from sfu.config import Settings
 from sfu.signaling.server import create_app
 
 __all__ = ["namespaces", "server"]
+
+
+@pytest.fixture(autouse=True)
+def restore_root_log_level() -> Iterator[None]:
+    """A test that reloads settings (or runs the CLI in-process) sets the root logger's level
+    from them, as the server must: put it back, or the next tests capture every INFO record
+    of aioice and aiortc, and pytest's capture handler keeps those records (and the
+    connections in their arguments) alive until the test ends (test_churn saw 300 client
+    peer connections survive after test_reload)."""
+    root = logging.getLogger()
+    level = root.level
+    yield
+    root.setLevel(level)
 
 
 @pytest.fixture
