@@ -107,8 +107,8 @@ def step_row(n: int, report: dict[str, Any]) -> dict[str, Any]:
     """One step's figures, all over the run's steady window (``report["steady"]``, see
     :mod:`loadtest.steady`): loss, p99 latency, the server's CPU per forwarded packet and per
     subscriber-second, packets per subscriber per second and the layers they carried, the
-    load generator's CPU, the server's event-loop lag. Without a steady window (a subscriber
-    got no media), the figures are None and the step fails."""
+    load generator's CPU, the server's and the generator's event-loop lag. Without a steady
+    window (a subscriber got no media), the figures are None and the step fails."""
     steady = report.get("steady")
     profile = (steady or {}).get("profiles", {}).get("fanout")
     row: dict[str, Any] = {"subscribers": n, "steady_seconds": None}
@@ -134,6 +134,7 @@ def step_row(n: int, report: dict[str, Any]) -> dict[str, Any]:
         if generator is None
         else round(1000 * generator / n, 2),
         loop_lag=steady.get("loop_lag"),
+        generator_loop_lag=steady.get("generator_loop_lag"),
         cpu_per_second=server_cpu,
         packets_per_second=packets,
         delivered=int(packets * steady["seconds"]),
@@ -192,6 +193,14 @@ def format_row(row: dict[str, Any], base: dict[str, Any] | None) -> str:
                 f"{'/'.join(str(n) for n in gc['collections'])}, "
                 f"{'/'.join(f'{ms:.0f}' for ms in gc['pause_ms'])} ms"
             )
+    generator_lag = row.get("generator_loop_lag")
+    if generator_lag is not None:
+        # the subscribers stamp arrivals when their loop gets to them: the generator's own
+        # lateness is part of the latency above
+        lines.append(
+            f"       generator loop lag: p99 {_ms(generator_lag['p99_ms'])} ms, max "
+            f"{generator_lag['max_ms'] if generator_lag['max_ms'] is not None else '-'} ms"
+        )
     return "\n".join(lines)
 
 

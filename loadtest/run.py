@@ -33,7 +33,14 @@ from .proc import cpu_seconds, rss_bytes
 from .report import table, write
 from .scenario import Profile, Scenario, load_scenario
 from .server import ADMIN_TOKENS, SfuProcess, server_stats, start_server
-from .steady import cpu_per_second, inside, layer_shares, steady_window, subscriber_figures
+from .steady import (
+    cpu_per_second,
+    inside,
+    layer_shares,
+    merged_loop_lag,
+    steady_window,
+    subscriber_figures,
+)
 from .worker import PeerSpec, WorkerSpec
 
 
@@ -161,7 +168,8 @@ def steady_figures(
     """The figures over the steady window (:mod:`loadtest.steady`): per profile, latency,
     loss, packets per subscriber per second and the layers received; the server's and the
     load generator's CPU per second; the server's event-loop lag (``loop_lag`` snapshots in
-    the server samples). None when there is no steady window."""
+    the server samples) and the generator processes' (theirs, merged). None when there is no
+    steady window."""
     publishers = [p for r in results for p in r["publishers"]]
     subscribers = [s for r in results for s in r["subscribers"]]
     deadlines = [r["deadline"] for r in results if "deadline" in r]
@@ -212,6 +220,11 @@ def steady_figures(
         diff = difference(first["loop_lag"], last["loop_lag"])
         diff["p99_ms"] = percentile_bound(diff["counts"], diff["bounds_ms"], 0.99)
         out["loop_lag"] = diff
+    # the generator processes' own loop lag over the window (their subscribers stamp
+    # arrivals when their loop gets to them: that lateness is in the latency figures)
+    generator_lag = merged_loop_lag([r.get("loop_lag_samples", []) for r in results], window)
+    if generator_lag is not None:
+        out["generator_loop_lag"] = generator_lag
     return out
 
 

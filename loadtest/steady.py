@@ -14,6 +14,8 @@ import math
 from collections import Counter
 from typing import Any
 
+from sfu.signaling.loop_lag import difference, percentile_bound
+
 #: seconds of media every subscriber has had when the window starts
 SETTLE = 1.0
 #: seconds before the end of the run at which the window ends
@@ -86,3 +88,25 @@ def layer_shares(counts: Counter[str]) -> dict[str, float]:
     """Frames by layer as fractions of all, most frequent first."""
     total = sum(counts.values())
     return {k: round(v / total, 3) for k, v in counts.most_common()} if total else {}
+
+
+def merged_loop_lag(
+    processes: list[list[dict[str, Any]]], window: tuple[float, float]
+) -> dict[str, Any] | None:
+    """Several processes' event-loop lag over ``window``, in one histogram: each process's
+    snapshots (:meth:`sfu.signaling.loop_lag.LoopLag.snapshot`, time-ordered) differenced
+    over the window, the counts added, the largest of their maxima.  None unless every
+    process has two snapshots inside the window."""
+    spans = [inside(samples, window, lambda s: s["at"]) for samples in processes]
+    if not spans or any(span is None for span in spans):
+        return None
+    diffs = [difference(first, last) for first, last in (s for s in spans if s is not None)]
+    bounds = diffs[0]["bounds_ms"]
+    counts = [sum(column) for column in zip(*(d["counts"] for d in diffs), strict=True)]
+    maxima = [d["max_ms"] for d in diffs if d["max_ms"] is not None]
+    return {
+        "bounds_ms": bounds,
+        "counts": counts,
+        "max_ms": max(maxima) if maxima else None,
+        "p99_ms": percentile_bound(counts, bounds, 0.99),
+    }

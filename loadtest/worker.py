@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from sfu.adapters import aiortc_plane as plane
-from sfu.signaling import collector
+from sfu.signaling import collector, loop_lag
 
 from .capturefile import read_capture
 from .peers import ReplayPublisher, SimSubscriber
@@ -115,11 +115,18 @@ async def run(spec: WorkerSpec) -> dict[str, Any]:
 
     #: (time.monotonic(), this process's CPU seconds), every second: its cost over a window
     cpu_samples: list[tuple[float, float]] = [(started, cpu0)]
+    #: this process's own event-loop lag, snapshot every second (as the server's in /stats):
+    #: a subscriber stamps an arrival when its loop gets to it, so the generator's lateness
+    #: is in the latency figures too
+    lag = loop_lag.LoopLag()
+    lag_samples: list[dict[str, Any]] = [lag.snapshot(started)]
+    watcher = asyncio.ensure_future(loop_lag.watch(lag))
 
     async def progress() -> None:
         while True:
             await asyncio.sleep(1.0)
             cpu_samples.append((time.monotonic(), time.process_time()))
+            lag_samples.append(lag.snapshot(time.monotonic()))
             _emit(
                 "progress",
                 {
@@ -145,10 +152,12 @@ async def run(spec: WorkerSpec) -> dict[str, Any]:
     if remaining > 0:
         await asyncio.sleep(remaining)
     reporter.cancel()
+    watcher.cancel()
     wall = time.monotonic() - started
     result = {
         "cpu_seconds": time.process_time() - cpu0,
         "cpu_samples": [*cpu_samples, (time.monotonic(), time.process_time())],
+        "loop_lag_samples": [*lag_samples, lag.snapshot(time.monotonic())],
         "wall_seconds": wall,
         "deadline": deadline,
         "errors": errors,

@@ -13,6 +13,7 @@ from loadtest.run import latencies
 from loadtest.steady import (
     cpu_per_second,
     layer_shares,
+    merged_loop_lag,
     steady_window,
     subscriber_figures,
     whole_seconds,
@@ -153,3 +154,40 @@ def test_step_fails_without_a_steady_window_or_over_the_bounds() -> None:
     lossy = {**STEADY, "profiles": {"fanout": {**STEADY["profiles"]["fanout"]}}}
     lossy["profiles"]["fanout"]["loss_percent"] = 0.51
     assert not held(step_row(8, _report(lossy)))
+
+
+def _lag(at: float, counts: list[int], by_second: list[list[float]]) -> dict:
+    return {
+        "at": at,
+        "bounds_ms": [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0],
+        "counts": counts,
+        "max_ms": max((m for _, m in by_second), default=0.0),
+        "max_ms_by_second": by_second,
+    }
+
+
+def test_generator_processes_loop_lag_merged_over_the_window() -> None:
+    zero = [0] * 9
+    one = [
+        _lag(9.0, zero, []),
+        _lag(10.0, [40, 5, 0, 0, 0, 0, 0, 0, 0], [[9, 1.5]]),  # before the window: out
+        _lag(20.0, [540, 50, 10, 0, 0, 0, 0, 0, 0], [[9, 1.5], [15, 4.0]]),
+    ]
+    two = [
+        _lag(10.5, [50, 0, 0, 0, 0, 0, 0, 0, 0], []),
+        _lag(19.5, [400, 80, 10, 5, 5, 0, 0, 0, 0], [[12, 18.0], [19, 30.0]]),
+    ]
+    merged = merged_loop_lag([one, two], (10.0, 20.0))
+    assert merged is not None
+    assert merged["counts"] == [850, 125, 20, 5, 5, 0, 0, 0, 0]
+    assert merged["max_ms"] == 18.0  # [19, 30.0] ends past 19.5: not a whole second inside
+    assert merged["p99_ms"] == 5.0  # 995 of 1005 samples under 5 ms
+    # a process without two snapshots in the window: no figure rather than a partial one
+    assert merged_loop_lag([one, two[:1]], (10.0, 20.0)) is None
+    assert merged_loop_lag([], (10.0, 20.0)) is None
+
+
+def test_step_row_prints_the_generators_loop_lag() -> None:
+    steady = {**STEADY, "generator_loop_lag": {**STEADY["loop_lag"], "p99_ms": 5.0}}
+    text = format_row(step_row(8, _report(steady)), None)
+    assert "generator loop lag: p99 <5 ms, max 12.5 ms" in text.splitlines()[-1]
