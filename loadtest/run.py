@@ -222,7 +222,9 @@ def steady_figures(
         out["loop_lag"] = diff
     # the generator processes' own loop lag over the window (their subscribers stamp
     # arrivals when their loop gets to them: that lateness is in the latency figures)
-    generator_lag = merged_loop_lag([r.get("loop_lag_samples", []) for r in results], window)
+    generator_lag = merged_loop_lag(
+        [(r.get("loop_lag_samples", []), r.get("loop_lag", {})) for r in results], window
+    )
     if generator_lag is not None:
         out["generator_loop_lag"] = generator_lag
     return out

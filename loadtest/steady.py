@@ -91,19 +91,37 @@ def layer_shares(counts: Counter[str]) -> dict[str, float]:
 
 
 def merged_loop_lag(
-    processes: list[list[dict[str, Any]]], window: tuple[float, float]
+    processes: list[tuple[list[dict[str, Any]], dict[str, Any]]], window: tuple[float, float]
 ) -> dict[str, Any] | None:
-    """Several processes' event-loop lag over ``window``, in one histogram: each process's
-    snapshots (:meth:`sfu.signaling.loop_lag.LoopLag.snapshot`, time-ordered) differenced
-    over the window, the counts added, the largest of their maxima.  None unless every
-    process has two snapshots inside the window."""
-    spans = [inside(samples, window, lambda s: s["at"]) for samples in processes]
-    if not spans or any(span is None for span in spans):
+    """Several processes' event-loop lag over ``window``, in one histogram.  Each process
+    gives its samples (``{"at", "counts"}`` every second, time-ordered) and its last
+    snapshot (:meth:`sfu.signaling.loop_lag.LoopLag.snapshot`: the bounds and the largest
+    lateness per second); the counts are differenced over the window and added, the largest
+    lateness is the largest of the window's whole seconds.  None unless every process has
+    two samples inside the window."""
+    if not processes:
         return None
-    diffs = [difference(first, last) for first, last in (s for s in spans if s is not None)]
-    bounds = diffs[0]["bounds_ms"]
-    counts = [sum(column) for column in zip(*(d["counts"] for d in diffs), strict=True)]
-    maxima = [d["max_ms"] for d in diffs if d["max_ms"] is not None]
+    counts: list[int] | None = None
+    maxima: list[float] = []
+    bounds: list[float] = []
+    for samples, snapshot in processes:
+        span = inside(samples, window, lambda s: s["at"])
+        if span is None:
+            return None
+        first, last = span
+        diff = difference(
+            {**snapshot, "at": first["at"], "counts": first["counts"]},
+            {**snapshot, "at": last["at"], "counts": last["counts"]},
+        )
+        bounds = diff["bounds_ms"]
+        counts = (
+            diff["counts"]
+            if counts is None
+            else [a + b for a, b in zip(counts, diff["counts"], strict=True)]
+        )
+        if diff["max_ms"] is not None:
+            maxima.append(diff["max_ms"])
+    assert counts is not None
     return {
         "bounds_ms": bounds,
         "counts": counts,

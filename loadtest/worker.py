@@ -47,6 +47,9 @@ class WorkerSpec:
 
 
 def _emit(kind: str, payload: dict[str, Any]) -> None:
+    # a blocking write, whatever the event loop made of the pipe: a result line is hundreds
+    # of KB, and a non-blocking pipe cut one at 256 KB (the reader then failed to parse it)
+    os.set_blocking(sys.stdout.fileno(), True)
     sys.stdout.write(json.dumps({kind: payload}) + "\n")
     sys.stdout.flush()
 
@@ -119,14 +122,14 @@ async def run(spec: WorkerSpec) -> dict[str, Any]:
     #: a subscriber stamps an arrival when its loop gets to it, so the generator's lateness
     #: is in the latency figures too
     lag = loop_lag.LoopLag()
-    lag_samples: list[dict[str, Any]] = [lag.snapshot(started)]
+    lag_samples: list[dict[str, Any]] = [{"at": started, "counts": list(lag.counts)}]
     watcher = asyncio.ensure_future(loop_lag.watch(lag))
 
     async def progress() -> None:
         while True:
             await asyncio.sleep(1.0)
             cpu_samples.append((time.monotonic(), time.process_time()))
-            lag_samples.append(lag.snapshot(time.monotonic()))
+            lag_samples.append({"at": time.monotonic(), "counts": list(lag.counts)})
             _emit(
                 "progress",
                 {
@@ -157,7 +160,9 @@ async def run(spec: WorkerSpec) -> dict[str, Any]:
     result = {
         "cpu_seconds": time.process_time() - cpu0,
         "cpu_samples": [*cpu_samples, (time.monotonic(), time.process_time())],
-        "loop_lag_samples": [*lag_samples, lag.snapshot(time.monotonic())],
+        # the histogram's counts every second, and the whole snapshot (per-second maxima) once
+        "loop_lag_samples": lag_samples,
+        "loop_lag": lag.snapshot(time.monotonic()),
         "wall_seconds": wall,
         "deadline": deadline,
         "errors": errors,

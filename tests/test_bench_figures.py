@@ -156,11 +156,9 @@ def test_step_fails_without_a_steady_window_or_over_the_bounds() -> None:
     assert not held(step_row(8, _report(lossy)))
 
 
-def _lag(at: float, counts: list[int], by_second: list[list[float]]) -> dict:
+def _snapshot(by_second: list[list[float]]) -> dict:
     return {
-        "at": at,
         "bounds_ms": [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0],
-        "counts": counts,
         "max_ms": max((m for _, m in by_second), default=0.0),
         "max_ms_by_second": by_second,
     }
@@ -168,22 +166,28 @@ def _lag(at: float, counts: list[int], by_second: list[list[float]]) -> dict:
 
 def test_generator_processes_loop_lag_merged_over_the_window() -> None:
     zero = [0] * 9
-    one = [
-        _lag(9.0, zero, []),
-        _lag(10.0, [40, 5, 0, 0, 0, 0, 0, 0, 0], [[9, 1.5]]),  # before the window: out
-        _lag(20.0, [540, 50, 10, 0, 0, 0, 0, 0, 0], [[9, 1.5], [15, 4.0]]),
-    ]
-    two = [
-        _lag(10.5, [50, 0, 0, 0, 0, 0, 0, 0, 0], []),
-        _lag(19.5, [400, 80, 10, 5, 5, 0, 0, 0, 0], [[12, 18.0], [19, 30.0]]),
-    ]
+    one = (
+        [
+            {"at": 9.0, "counts": zero},
+            {"at": 10.0, "counts": [40, 5, 0, 0, 0, 0, 0, 0, 0]},
+            {"at": 20.0, "counts": [540, 50, 10, 0, 0, 0, 0, 0, 0]},
+        ],
+        _snapshot([[9, 1.5], [15, 4.0]]),  # second 9 is before the window: out
+    )
+    two = (
+        [
+            {"at": 10.5, "counts": [50, 0, 0, 0, 0, 0, 0, 0, 0]},
+            {"at": 19.5, "counts": [400, 80, 10, 5, 5, 0, 0, 0, 0]},
+        ],
+        _snapshot([[12, 18.0], [19, 30.0]]),
+    )
     merged = merged_loop_lag([one, two], (10.0, 20.0))
     assert merged is not None
     assert merged["counts"] == [850, 125, 20, 5, 5, 0, 0, 0, 0]
     assert merged["max_ms"] == 18.0  # [19, 30.0] ends past 19.5: not a whole second inside
     assert merged["p99_ms"] == 5.0  # 995 of 1005 samples under 5 ms
-    # a process without two snapshots in the window: no figure rather than a partial one
-    assert merged_loop_lag([one, two[:1]], (10.0, 20.0)) is None
+    # a process without two samples in the window: no figure rather than a partial one
+    assert merged_loop_lag([one, (two[0][:1], two[1])], (10.0, 20.0)) is None
     assert merged_loop_lag([], (10.0, 20.0)) is None
 
 
