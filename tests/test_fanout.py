@@ -55,6 +55,34 @@ def test_upstream_loss_is_nacked_and_rtx_fills_the_gap_for_subscribers() -> None
     assert sent[2].endswith(b"late")
 
 
+def test_a_packet_lost_for_good_upstream_asks_the_publisher_for_a_keyframe() -> None:
+    source, upstream = make_source()  # no subscriber: no keyframe asked for on its behalf
+
+    def plis() -> int:
+        return sum(isinstance(p, rtcp.Pli) for d in upstream for p in rtcp.parse_rtcp(d))
+
+    asked = plis()
+    feed(source, 10, now=1.0)
+    feed(source, 12, now=1.0)  # 11 is missing: NACKed, retried ...
+    now = 1.0
+    for _ in range(4):
+        now += 0.06
+        source.tick(now)
+    assert plis() == asked and source.keyframes_for_loss == 0  # ... still hoped for
+    now += 0.06
+    source.tick(now)  # its retries spent: lost for good, the decoders need a keyframe
+    assert source.nack is not None and source.nack.given_up == 1
+    assert plis() == asked + 1 and source.keyframes_for_loss == 1
+    now += 0.06
+    source.tick(now)  # once per loss
+    assert plis() == asked + 1
+    # a gap too long to NACK at all is lost for good at once
+    feed(source, 12 + 600, now=now)
+    now += 1.0
+    source.tick(now)
+    assert source.keyframes_for_loss == 2 and plis() == asked + 2
+
+
 def test_a_packet_received_twice_is_forwarded_once() -> None:
     """Chromium probes its uplink with RTX copies of packets that arrived (and the SFU may
     get a retransmission it asked for after the original after all).  Forwarded again under

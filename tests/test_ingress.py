@@ -12,7 +12,7 @@ def test_nack_generator_reports_gaps_once_then_retries() -> None:
     assert g.missing == [102]
     for i in range(10):
         g.poll(1.0 + i)
-    assert g.missing == []  # given up after the retries
+    assert g.missing == [] and g.given_up == 1  # given up after the retries
 
 
 def test_nack_generator_wraps() -> None:

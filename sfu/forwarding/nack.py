@@ -14,6 +14,9 @@ class NackGenerator:
         self._highest: int | None = None
         #: missing sequence number -> (retries so far, time of the last NACK)
         self._missing: dict[int, tuple[int, float]] = {}
+        #: packets given up on (their retries spent, or too far behind): lost for good, so
+        #: the pictures after them may not decode until a keyframe
+        self.given_up = 0
 
     @property
     def missing(self) -> list[int]:
@@ -31,7 +34,9 @@ class NackGenerator:
             self._missing.pop(sequence_number, None)
             return []
         new: list[int] = []
-        if 1 < delta < MAX_AGE_PACKETS:
+        if delta >= MAX_AGE_PACKETS:  # a gap too long to NACK: lost for good
+            self.given_up += delta - 1
+        elif delta > 1:
             for i in range(1, delta):
                 seq = (self._highest + i) & 0xFFFF
                 self._missing[seq] = (1, now)
@@ -47,6 +52,7 @@ class NackGenerator:
             if now - last >= self.retry_interval:
                 if tries >= MAX_RETRIES:
                     del self._missing[seq]
+                    self.given_up += 1
                     continue
                 self._missing[seq] = (tries + 1, now)
                 due.append(seq)
@@ -58,3 +64,4 @@ class NackGenerator:
         for seq in list(self._missing):
             if (self._highest - seq) & 0xFFFF > MAX_AGE_PACKETS:
                 del self._missing[seq]
+                self.given_up += 1

@@ -55,6 +55,9 @@ class MediaSource:
         self.max_bitrate = max_bitrate
         self.stats = ReceiveStatistics(params.clock_rate)
         self.nack = NackGenerator() if params.kind == "video" else None
+        self._given_up_seen = 0
+        #: keyframes asked for because a packet was lost for good (see :meth:`tick`)
+        self.keyframes_for_loss = 0
         self.keyframes = KeyframeRequester(min_interval=keyframe_min_interval)
         self.keyframes_received = 0
         self.packets_dropped = 0  # malformed, unknown SSRC or payload type
@@ -250,11 +253,19 @@ class MediaSource:
         self._send_rtcp(rtcp.build_nack(self._rtcp_ssrc, self.params.ssrc, lost))
 
     def tick(self, now: float) -> None:
-        """Periodic work (every ~50 ms): NACK retries and keyframe-request retries."""
-        if self.nack is not None:
-            due = self.nack.poll(now)
+        """Periodic work (every ~50 ms): NACK retries and keyframe-request retries; a keyframe
+        asked for when a packet is lost for good (its NACKs spent), as mediasoup does: the
+        subscribers' decoders cannot go on past the picture it belonged to until one comes,
+        and a browser waits up to 3 s without a decodable frame before asking itself."""
+        nack = self.nack
+        if nack is not None:
+            due = nack.poll(now)
             if due:
                 self._nack(due)
+            if nack.given_up != self._given_up_seen:
+                self._given_up_seen = nack.given_up
+                self.keyframes_for_loss += 1
+                self.request_keyframe(now)
         if self.keyframes.poll(now):
             self._send_rtcp(rtcp.build_pli(self._rtcp_ssrc, self.params.ssrc))
 

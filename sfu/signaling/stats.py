@@ -102,6 +102,10 @@ def _participant_stats(p: Participant) -> dict[str, Any]:
                 "keyframes_received": source.keyframes_received,
                 "keyframe_requests_sent": source.keyframes.sent,
                 "nacks_sent": source.nacks_sent,
+                # packets whose NACKs were spent (lost for good), and the keyframe requests
+                # that loss made
+                "packets_unrecovered": source.nack.given_up if source.nack is not None else 0,
+                "keyframe_requests_for_loss": source.keyframes_for_loss,
                 "subscribers": len(source.downtracks),
             }
         )
