@@ -32,16 +32,7 @@ async def test_two_publishers_and_a_subscriber(server: RunningServer) -> None:
         joined = await carol.join("room1")
         assert {p["name"] for p in joined["participants"]} == {"alice", "bob"}
 
-        def carol_has_media() -> bool:
-            v, a = carol.streams("video"), carol.streams("audio")
-            return (
-                len(v) == 2
-                and len(a) == 2
-                and all(len(p) >= 30 for p in v.values())
-                and all(len(p) >= 50 for p in a.values())
-            )
-
-        await wait_until(carol_has_media, timeout=30)
+        await wait_until(lambda: carol.has_media(publishers=2), timeout=30)
         pts = negotiated_pts(carol)
         for kind in ("audio", "video"):
             for ssrc, packets in carol.streams(kind).items():

@@ -148,6 +148,17 @@ class SignalingClient(SignalingPeer):
                 protocol.send_data = send_data
                 protocol.send_stun = send_stun
 
+    def has_media(self, publishers: int, video_packets: int = 30, audio_packets: int = 50) -> bool:
+        """One video and one audio stream from each of ``publishers``, with at least that
+        many packets each."""
+        video, audio = self.streams("video"), self.streams("audio")
+        return (
+            len(video) == publishers
+            and len(audio) == publishers
+            and all(len(p) >= video_packets for p in video.values())
+            and all(len(p) >= audio_packets for p in audio.values())
+        )
+
     def streams(self, kind: str) -> dict[int, list[tuple[int, int]]]:
         return {ssrc: pkts for ssrc, pkts in self.received.items() if self.kinds.get(ssrc) == kind}
 
