@@ -170,7 +170,8 @@ class RawTransport:
         if protect is None or protect.session is not dtls._tx_srtp:
             protect = self._protector = Protector(dtls._tx_srtp)
         transport: asyncio.DatagramTransport | None = pair.protocol.transport
-        if transport is None:
+        if transport is None or transport.is_closing():
+            # (a closed socket's file descriptor may be another socket's by now: never used)
             self.send_errors += len(packets)
             return
         if transport is not self._socket_of:
