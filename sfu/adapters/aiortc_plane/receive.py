@@ -66,13 +66,15 @@ RTP_BURST = 2500.0
 class DatagramBucket:
     """``rate`` datagrams a second on average, ``burst`` at once."""
 
-    __slots__ = ("rate", "burst", "tokens", "filled_at")
+    __slots__ = ("rate", "burst", "tokens", "filled_at", "refused")
 
     def __init__(self, rate: float, burst: float) -> None:
         self.rate = rate
         self.burst = burst
         self.tokens = burst
         self.filled_at = 0.0
+        #: datagrams refused beyond the rate
+        self.refused = 0
 
     def take(self, now: float) -> bool:
         tokens = self.tokens + (now - self.filled_at) * self.rate
@@ -81,6 +83,7 @@ class DatagramBucket:
             tokens = self.burst
         if tokens < 1.0:
             self.tokens = tokens
+            self.refused += 1
             return False
         self.tokens = tokens - 1.0
         return True
@@ -114,8 +117,6 @@ class Receiver:
         "rtcp_bucket",
         "packets_received",
         "unprotect_failures",
-        "rtp_rate_limited",
-        "rtcp_rate_limited",
         "foreign_datagrams",
         "_unprotector",
     )
@@ -129,13 +130,19 @@ class Receiver:
         self.packets_received = 0
         #: datagrams SRTP/SRTCP refused (forged, replayed, too long): dropped
         self.unprotect_failures = 0
-        #: RTP datagrams beyond the rate: dropped before SRTP
-        self.rtp_rate_limited = 0
-        #: RTCP datagrams beyond the rate: dropped before SRTCP
-        self.rtcp_rate_limited = 0
         #: RTP/RTCP datagrams from an address other than the selected pair's (left to aiortc)
         self.foreign_datagrams = 0
         self._unprotector: Unprotector | None = None
+
+    @property
+    def rtp_rate_limited(self) -> int:
+        """RTP datagrams beyond the rate: dropped before SRTP."""
+        return self.rtp_bucket.refused
+
+    @property
+    def rtcp_rate_limited(self) -> int:
+        """RTCP datagrams beyond the rate: dropped before SRTCP."""
+        return self.rtcp_bucket.refused
 
     @property
     def rtcp_per_second(self) -> float:
@@ -168,34 +175,22 @@ class Receiver:
         if unprotect is None or unprotect.session is not session:
             unprotect = self._unprotector = Unprotector(session)
         now = time.monotonic()
-        if len(data) > 1 and 191 < data[1] < 209:  # RTCP (RFC 5761, aiortc's is_rtcp)
-            if not self.rtcp_bucket.take(now):
-                self.rtcp_rate_limited += 1
-                return True
-            try:
-                packet = unprotect.rtcp(data)
-            except (pylibsrtp.Error, ValueError):
-                self.unprotect_failures += 1
-                return True
-            self.packets_received += 1
-            try:
-                sink.on_rtcp(packet, now)
-            except Exception:  # one bad packet or peer must never stop the transport
-                faults.record("rtcp", repr(sink), now)
-            return True
-        if not self.rtp_bucket.take(now):
-            self.rtp_rate_limited += 1
+        is_rtcp = len(data) > 1 and 191 < data[1] < 209  # RFC 5761, aiortc's is_rtcp
+        if not (self.rtcp_bucket if is_rtcp else self.rtp_bucket).take(now):
             return True
         try:
-            packet = unprotect.rtp(data)
+            packet = unprotect.rtcp(data) if is_rtcp else unprotect.rtp(data)
         except (pylibsrtp.Error, ValueError):
             self.unprotect_failures += 1
             return True
         self.packets_received += 1
         try:
-            sink.on_rtp(packet, now)
-        except Exception:
-            faults.record("rtp", repr(sink), now)
+            if is_rtcp:
+                sink.on_rtcp(packet, now)
+            else:
+                sink.on_rtp(packet, now)
+        except Exception:  # one bad packet or peer must never stop the transport
+            faults.record("rtcp" if is_rtcp else "rtp", repr(sink), now)
         BATCHES.due(now)
         return True
 
