@@ -13,6 +13,8 @@ from support.serving import serving
 from sfu.config import parse_settings
 from sfu.signaling.limits import TokenBucket
 from sfu.signaling.server import create_app
+from sfu.signaling.state import STATE_KEY
+from sfu.signaling.websocket import CLOSE_HANDSHAKE_TIMEOUT
 
 
 def test_token_bucket() -> None:
@@ -72,3 +74,30 @@ async def test_limits_close_only_the_abusive_connection() -> None:
     finally:
         await good.close()
         await stack.aclose()
+
+
+async def test_a_client_that_never_answers_the_close_frame_is_dropped_in_bounded_time() -> None:
+    """A close the server starts (here: no join within join_timeout) waits for the client's
+    close frame at most CLOSE_HANDSHAKE_TIMEOUT; a client that never sends it (and never
+    reads) does not keep its connection, session or address slot."""
+    app = create_app(parse_settings("limits: {join_timeout: 0.5}\n"))
+    state = app[STATE_KEY]
+    async with AsyncExitStack() as stack:
+        url = await stack.enter_async_context(serving(app))
+        session = await stack.enter_async_context(aiohttp.ClientSession())
+        mute = await session.ws_connect(url, autoclose=False, autoping=False)
+        await asyncio.sleep(0.2)
+        assert len(state.sessions) == 1
+        started = asyncio.get_running_loop().time()
+        bound = 0.5 + CLOSE_HANDSHAKE_TIMEOUT + 2.0
+        while state.sessions and asyncio.get_running_loop().time() - started < bound + 3:
+            await asyncio.sleep(0.05)
+        took = asyncio.get_running_loop().time() - started
+        assert not state.sessions, "the session outlived its close handshake"
+        assert took <= bound, took
+        assert took >= CLOSE_HANDSHAKE_TIMEOUT  # it did wait for an answer first
+        # what the client gets, once it reads: the error, the close frame, then the end
+        message = await mute.receive(timeout=5)
+        assert json.loads(message.data)["code"] == "join_timeout"
+        closing = await mute.receive(timeout=5)
+        assert closing.type == aiohttp.WSMsgType.CLOSE and closing.data == 4008
