@@ -17,6 +17,7 @@ the estimate at which :func:`allocate` would give more.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ..forwarding.meter import Level
@@ -31,7 +32,7 @@ class Demand:
     key: str
     priority: int
     #: the levels the source offers, with measured bitrates
-    levels: list[Level]
+    levels: Sequence[Level]
     #: the most this video may get from its other inputs (caps, window, pin)
     max_spatial: int
     max_temporal: int
@@ -63,14 +64,17 @@ def allocate(
     headroom: float = 0.9,
     up_margin: float = UP_MARGIN,
     climb_limit: float | None = None,
+    ladders: Mapping[str, list[Level]] | None = None,
 ) -> dict[str, Allocation]:
-    """Every demand's level (by key) within ``estimate`` (bits/s)."""
+    """Every demand's level (by key) within ``estimate`` (bits/s); ``ladders``: each
+    demand's :func:`ladder`, if already worked out."""
     budget = estimate * headroom
     climb_room = budget * (1 - up_margin)
     if climb_limit is not None:
         climb_room = min(climb_room, climb_limit * headroom * (1 - up_margin))
     order = sorted(demands, key=lambda d: -d.priority)
-    ladders = {d.key: ladder(d) for d in order}
+    if ladders is None:
+        ladders = ladders_of(demands)
     chosen: dict[str, int] = {}
     used = 0.0
     for demand in order:
@@ -108,8 +112,16 @@ def allocate(
     return out
 
 
+def ladders_of(demands: list[Demand]) -> dict[str, list[Level]]:
+    """Every demand's :func:`ladder`, by key."""
+    return {d.key: ladder(d) for d in demands}
+
+
 def needed_for_upgrade(
-    demands: list[Demand], allocations: dict[str, Allocation], headroom: float
+    demands: list[Demand],
+    allocations: dict[str, Allocation],
+    headroom: float,
+    ladders: Mapping[str, list[Level]] | None = None,
 ) -> int | None:
     """The estimate (bits/s) at which every video would get all its other inputs allow (the
     top of its ladder), or None if every video has that already."""
@@ -117,7 +129,7 @@ def needed_for_upgrade(
     short = False
     for demand in demands:
         allocation = allocations.get(demand.key)
-        rungs = ladder(demand)
+        rungs = ladders[demand.key] if ladders is not None else ladder(demand)
         if allocation is None or not rungs:
             continue
         total += rungs[-1].bitrate
@@ -129,14 +141,18 @@ def needed_for_upgrade(
 
 
 def needed_for_next_level(
-    demands: list[Demand], allocations: dict[str, Allocation], headroom: float
+    demands: list[Demand],
+    allocations: dict[str, Allocation],
+    headroom: float,
+    ladders: Mapping[str, list[Level]] | None = None,
 ) -> int | None:
     """The estimate (bits/s) at which the first video in priority order that can climb would
     get one level more (a paused video: its lowest level), the others keeping theirs; None
     if every video is at the top of its ladder."""
     used = sum(a.bitrate for a in allocations.values() if not a.paused)
     order = sorted(demands, key=lambda d: -d.priority)
-    ladders = {d.key: ladder(d) for d in order}
+    if ladders is None:
+        ladders = ladders_of(demands)
     # as the allocator goes: every video's lowest level first, then upgrades
     for demand in order:
         allocation = allocations.get(demand.key)

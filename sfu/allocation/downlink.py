@@ -38,9 +38,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..bwe.probe import ProbeController
+from ..forwarding.meter import Level
 from ..forwarding.subscription import Subscription
 from ..forwarding.target import Allocation
-from .allocator import Demand, allocate, needed_for_next_level, needed_for_upgrade
+from .allocator import (
+    Demand,
+    allocate,
+    ladders_of,
+    needed_for_next_level,
+    needed_for_upgrade,
+)
 
 #: seconds the lowest level must not fit before a video is paused
 PAUSE_AFTER = 1.0
@@ -149,11 +156,14 @@ class DownlinkAllocator:
             return Decision(None, None, {}, frozenset(), None)
         available = min(limits)
         proven = self.probe.follow(link.estimate) if link is not None else None
-        allocations = allocate(available, demands, headroom=headroom, climb_limit=proven)
+        ladders = ladders_of(demands)
+        allocations = allocate(
+            available, demands, headroom=headroom, climb_limit=proven, ladders=ladders
+        )
         usable = available if proven is None else min(available, proven)
         probe = None
         if link is not None and proven is not None and (cap is None or proven < cap):
-            probe = self._probe(now, link, demands, allocations, proven, headroom, probing)
+            probe = self._probe(now, link, demands, ladders, allocations, proven, headroom, probing)
         levels: dict[str, Allocation] = {}
         kept: set[str] = set()
         for demand in demands:
@@ -188,6 +198,7 @@ class DownlinkAllocator:
         now: float,
         link: Link,
         demands: list[Demand],
+        ladders: dict[str, list[Level]],
         allocations: dict[str, Allocation],
         proven: int,
         headroom: float,
@@ -202,12 +213,12 @@ class DownlinkAllocator:
             self.probe.on_congestion(link.delivered if full else None)
         if now - self.congested_at < PROBE_QUIET_AFTER_CONGESTION:
             return None
-        wanted = needed_for_upgrade(demands, allocations, headroom)
+        wanted = needed_for_upgrade(demands, allocations, headroom, ladders)
         if wanted is None or wanted <= proven or probing:
             return None
         # after congestion, one level up at a time (2x the estimate for a moment would
         # overflow a narrow link's queue, and that loss is all such a probe reports)
-        step = needed_for_next_level(demands, allocations, headroom)
+        step = needed_for_next_level(demands, allocations, headroom, ladders)
         return self.probe.start(self.probe.target(wanted, step), now)
 
     def finish_probe(

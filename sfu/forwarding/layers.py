@@ -257,7 +257,8 @@ class LayerParser:
             if below is None:
                 continue
             if any(
-                tpl.spatial_id == s - 1 and tpl.dtis[below] != NOT_PRESENT
+                tpl.spatial_id == s - 1
+                and tpl.dtis[below] != NOT_PRESENT
                 and tpl.dtis[dt] == NOT_PRESENT
                 for tpl in structure.templates
             ):

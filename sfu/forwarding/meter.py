@@ -42,8 +42,9 @@ class LayerMeter:
         #: bumped by every rotation: the complete buckets change only then (packets are
         #: counted in the newest bucket, which levels leaves out)
         self._rotations = 0
-        #: the last levels worked out, and what they were worked out from
-        self._levels: list[Level] = []
+        #: the last levels worked out (the same tuple until they change: callers may key
+        #: caches on its identity), and what they were worked out from
+        self._levels: tuple[Level, ...] = ()
         self._levels_key: tuple[object, ...] | None = None
 
     def add(
@@ -109,7 +110,9 @@ class LayerMeter:
         temporal_layers: int,
         resolutions: list[tuple[int, int]],
         decode_targets: dict[tuple[int, int], int] | None = None,
-    ) -> list[Level]:
+    ) -> tuple[Level, ...]:
+        """Every (spatial, temporal) level with its measured figures; the same tuple while
+        they do not change (a new bucket, a new structure)."""
         # asked by every subscriber on every tick; the figures change once per bucket
         key = (
             int(now / BUCKET),
@@ -128,7 +131,7 @@ class LayerMeter:
             # after the rotation the computation made, if any: the next call in this
             # bucket finds the same key
             self._levels_key = (key[0], self._bucket, self._rotations, *key[3:])
-        return list(self._levels)
+        return self._levels
 
     def _compute_levels(
         self,
@@ -137,7 +140,7 @@ class LayerMeter:
         temporal_layers: int,
         resolutions: list[tuple[int, int]],
         decode_targets: dict[tuple[int, int], int] | None,
-    ) -> list[Level]:
+    ) -> tuple[Level, ...]:
         total_bytes, total_frames, total_targets, span = self._totals(now)
         out = []
         for s in range(min(spatial_layers, MAX_SPATIAL)):
@@ -154,4 +157,4 @@ class LayerMeter:
                     )
                 frames = sum(total_frames[s * MAX_TEMPORAL + tt] for tt in range(t + 1))
                 out.append(Level(s, t, width, height, round(frames / span, 1), int(bits / span)))
-        return out
+        return tuple(out)

@@ -210,9 +210,10 @@ class MediaSource:
     def resolutions(self) -> list[tuple[int, int]]:
         return list(self.layers.resolutions) if self.layers is not None else []
 
-    def levels(self, now: float) -> list[Level]:
+    def levels(self, now: float) -> tuple[Level, ...]:
+        """The measured levels: the same tuple while they do not change."""
         if self.meter is None:
-            return []
+            return ()
         layers = self.layers
         return self.meter.levels(
             now,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from .downtrack import DownTrack
 from .meter import Level
@@ -65,6 +65,10 @@ class Subscription:
         self.target: Target | None = None
         self.on_level_changed = on_level_changed
         self._reported: tuple[int, int, bool] | None = None
+        # asked every allocation tick, they change far less often: (what they were worked
+        # out from, the result)
+        self._priced: tuple[tuple[object, ...], tuple[Level, ...]] | None = None
+        self._ceiling: tuple[tuple[object, ...], Target] | None = None
 
     @property
     def track_id(self) -> str:
@@ -90,10 +94,10 @@ class Subscription:
         self.tolerance = tolerance
         self.update(now, POLICY)
 
-    def levels(self, now: float) -> list[Level]:
+    def levels(self, now: float) -> tuple[Level, ...]:
         """The source's levels, priced as this subscriber receives them: with the lower
         layer's chain kept at the top layer (K-SVC), a top level costs that chain's rate
-        too."""
+        too.  The same tuple while they do not change."""
         levels = self.source.levels(now)
         downtrack = self.downtrack
         layers = self.source.layers
@@ -105,16 +109,29 @@ class Subscription:
             or not layers.lower_chain_targets
         ):
             return levels
-        base = {(level.spatial, level.temporal): level.bitrate for level in levels}
         top = layers.spatial_layers - 1
         if top not in layers.lower_chain_targets:
             return levels
-        return [
-            replace(level, bitrate=level.bitrate + base.get((level.spatial - 1, 0), 0))
+        key = (levels, top)
+        priced = self._priced
+        if priced is not None and priced[0][0] is levels and priced[0][1] == top:
+            return priced[1]
+        base = {(level.spatial, level.temporal): level.bitrate for level in levels}
+        result = tuple(
+            Level(
+                level.spatial,
+                level.temporal,
+                level.width,
+                level.height,
+                level.fps,
+                level.bitrate + base.get((level.spatial - 1, 0), 0),
+            )
             if level.spatial == top
             else level
             for level in levels
-        ]
+        )
+        self._priced = (key, result)
+        return result
 
     def level_bitrate(self, now: float) -> int | None:
         """The measured bitrate (bits/s) of the level this subscriber receives now."""
@@ -162,16 +179,34 @@ class Subscription:
     def ceiling(self, now: float) -> Target:
         """The target from every input but bandwidth."""
         source = self.source
-        return choose_target(
+        caps = self.caps
+        levels = source.levels(now) if caps.max_fps else None
+        layers = source.layers
+        key = (
+            levels,
+            layers.spatial_layers if layers is not None else 1,
+            layers.temporal_layers if layers is not None else 1,
+            tuple(layers.resolutions) if layers is not None else None,
+            caps,
+            self.window,
+            self.pin,
+            self.tolerance,
+        )
+        cached = self._ceiling
+        if cached is not None and cached[0][0] is levels and cached[0][1:] == key[1:]:
+            return cached[1]
+        target = choose_target(
             spatial_layers=source.spatial_layers,
             temporal_layers=source.temporal_layers,
             resolutions=source.resolutions,
-            levels=source.levels(now) if self.caps.max_fps else None,
-            caps=self.caps,
+            levels=levels,
+            caps=caps,
             window=self.window,
             pin=self.pin,
             tolerance=self.tolerance,
         )
+        self._ceiling = (key, target)
+        return target
 
     def current_level(self) -> tuple[int, int] | None:
         downtrack = self.downtrack
@@ -185,6 +220,19 @@ class Subscription:
         """The allocator's level (None: bandwidth does not limit this video); ``available``:
         the bandwidth it was allocated from (bits/s), which sets when a hold ends."""
         previous = self.bandwidth
+        if (
+            allocation is not None
+            and previous is not None
+            and allocation.paused == previous.paused
+            and allocation.spatial == previous.spatial
+            and allocation.temporal == previous.temporal
+        ):
+            # the same level at another measured cost: the target stays, unless it is
+            # worked out from the measured levels too
+            self.bandwidth = allocation
+            if self.caps.max_fps or self.budget != math.inf:
+                self.update(now)
+            return
         if allocation != previous:
             down = allocation is not None and (
                 previous is None

@@ -7,6 +7,7 @@ pin, and a bitrate budget.  Pure function, no state.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .meter import Level
@@ -65,7 +66,7 @@ def choose_target(
     spatial_layers: int,
     temporal_layers: int,
     resolutions: list[tuple[int, int]],
-    levels: list[Level] | None = None,
+    levels: Sequence[Level] | None = None,
     caps: LayerCaps = LayerCaps(),
     window: tuple[int, int] | None = None,
     pin: tuple[int, int] | None = None,

@@ -127,8 +127,13 @@ async def refuse_admin(request: web.Request) -> web.Response | None:
     if not is_admin(request):
         state.refused["admin"] += 1
         return web.json_response(
-            {"ok": False, "errors": ["needs an admin credential: a token with the admin grant "
-                                     "for every room (Authorization: Bearer ...)"]},
+            {
+                "ok": False,
+                "errors": [
+                    "needs an admin credential: a token with the admin grant "
+                    "for every room (Authorization: Bearer ...)"
+                ],
+            },
             status=401,
             headers={"WWW-Authenticate": 'Bearer realm="sfu"'},
         )

@@ -84,9 +84,7 @@ def difference(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     counts = [b - a for a, b in zip(before["counts"], after["counts"], strict=True)]
     if any(c < 0 for c in counts):
         raise ValueError("snapshots out of order (or of two servers)")
-    inside = [
-        m for s, m in after["max_ms_by_second"] if before["at"] <= s and s + 1 <= after["at"]
-    ]
+    inside = [m for s, m in after["max_ms_by_second"] if before["at"] <= s and s + 1 <= after["at"]]
     out: dict[str, Any] = {
         "bounds_ms": list(after["bounds_ms"]),
         "counts": counts,

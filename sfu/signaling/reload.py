@@ -15,6 +15,7 @@ from .state import ROOMS_KEY, STATE_KEY
 
 logger = logging.getLogger(__name__)
 
+
 def reload_settings(
     app: web.Application, environ: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
