@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 
@@ -69,7 +70,31 @@ def _serve(args: argparse.Namespace) -> int:
         settings.auth.secret_file = args.secret_file
     if args.insecure:
         settings.auth.insecure_off_loopback = True
+    if args.workers is not None:
+        settings.cluster.workers = "auto" if args.workers == "auto" else int(args.workers)
     setup_logging(settings)
+    from .cluster.wire import WORKER_INDEX_ENV
+
+    count = settings.cluster.worker_count(os.cpu_count())
+    worker_index = os.environ.get(WORKER_INDEX_ENV)
+    if count > 1 and worker_index is None:
+        return _supervise(settings, count)
+    sockets = []
+    reuse_port = None
+    if worker_index is not None:  # one of `sfu serve --workers N`'s workers
+        from .cluster.supervisor import SupervisorError, split_port_range
+
+        index = int(worker_index)
+        try:
+            settings.ice.port_range = split_port_range(settings.ice.port_range, count, index)
+        except SupervisorError as exc:
+            print(f"sfu: {exc}", file=sys.stderr)
+            return 2
+        if settings.http.admin_socket:
+            settings.http.admin_socket = f"{settings.http.admin_socket}.{index}"
+        reuse_port = True  # every worker accepts on the shared port
+        if settings.cluster.worker_ports_from is not None:
+            sockets.append(_listen(settings.http.host, settings.cluster.worker_ports_from + index))
     from .adapters.event_loop import LoopUnavailable, new_event_loop
     from .signaling.server import (
         SHUTDOWN_TIMEOUT,
@@ -130,12 +155,48 @@ def _serve(args: argparse.Namespace) -> int:
         host=settings.http.host,
         port=settings.http.port,
         path=settings.http.admin_socket,
+        sock=sockets or None,
+        reuse_port=reuse_port,
         print=None,
         shutdown_timeout=SHUTDOWN_TIMEOUT,
         loop=loop,
     )
     logging.getLogger("sfu").info("stopped")
     return 0
+
+
+def _workers_argument(text: str) -> str:
+    if text != "auto" and not (text.isdigit() and 1 <= int(text) <= 256):
+        raise argparse.ArgumentTypeError(f"a number from 1 to 256, or auto; got {text!r}")
+    return text
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+def _supervise(settings: Settings, count: int) -> int:
+    """``sfu serve --workers N``: run N workers (this same command) and watch them."""
+    from .cluster.supervisor import Supervisor, SupervisorError
+
+    node = settings.cluster.node or socket.gethostname()
+    command = [sys.executable, "-m", "sfu", *sys.argv[1:]]
+    print(
+        f"sfu: serving on http://{settings.http.host}:{settings.http.port}/ with {count} "
+        f"workers (node {node})",
+        flush=True,
+    )
+    supervisor = Supervisor(command, count, node=node, redis_url=settings.cluster.redis_url)
+    try:
+        return asyncio.run(supervisor.run())
+    except SupervisorError as exc:
+        print(f"sfu: {exc}", file=sys.stderr)
+        return 2
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -259,6 +320,12 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("SFU_EVENT_LOOP", "auto"),
         help="event loop: uvloop where installed (auto, the default), or asyncio's own "
         "(default from $SFU_EVENT_LOOP)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=_workers_argument,
+        help="worker processes behind the same port: a number, or auto (one per core); "
+        "overrides cluster.workers (docs/scaling.md)",
     )
     serve.set_defaults(func=_serve)
     secret = sub.add_parser("secret", help="make a strong token secret in a file (mode 0600)")

@@ -330,6 +330,40 @@ class RoomsSettings(_Strict):
         return "default", self.default
 
 
+class ClusterSettings(_Strict):
+    """Several worker processes, and several machines (docs/scaling.md).  The default is one
+    process, no Redis."""
+
+    #: worker processes on this machine, each with its own event loop and media ports,
+    #: behind the same HTTP port; "auto": one per core
+    workers: Annotated[int, Field(ge=1, le=256)] | Literal["auto"] = 1
+    #: the Redis that coordinates workers and nodes (redis://host:port/db or
+    #: unix:///path); with more than one worker and none set, `sfu serve` starts a private
+    #: redis-server for this machine's workers
+    redis_url: str | None = None
+    #: this machine's name in the cluster (default: the host name)
+    node: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    #: seconds between a worker's heartbeats (its load, its rooms' claims renewed)
+    heartbeat_interval: float = Field(1.0, gt=0, le=60)
+    #: a worker silent this long is taken out: its rooms are placed again
+    heartbeat_timeout: float = Field(5.0, gt=0, le=600)
+    #: worker i also serves HTTP on this port + i (to reach one worker: tests, debugging);
+    #: null: only the shared port
+    worker_ports_from: int | None = Field(None, ge=1, le=65535)
+
+    @model_validator(mode="after")
+    def _check_heartbeat(self) -> ClusterSettings:
+        if self.heartbeat_timeout < 2 * self.heartbeat_interval:
+            raise ValueError(
+                "heartbeat_timeout must be at least twice heartbeat_interval, got "
+                f"{self.heartbeat_timeout:g} and {self.heartbeat_interval:g}"
+            )
+        return self
+
+    def worker_count(self, cores: int | None) -> int:
+        return max(1, cores or 1) if self.workers == "auto" else self.workers
+
+
 class Settings(_Strict):
     http: HttpSettings = Field(default_factory=lambda: HttpSettings())
     ice: IceSettings = Field(default_factory=lambda: IceSettings())
@@ -338,6 +372,7 @@ class Settings(_Strict):
     auth: AuthSettings = Field(default_factory=lambda: AuthSettings())
     limits: LimitSettings = Field(default_factory=lambda: LimitSettings())
     rooms: RoomsSettings = Field(default_factory=lambda: RoomsSettings())
+    cluster: ClusterSettings = Field(default_factory=lambda: ClusterSettings())
 
 
 # -- loading with line numbers ---------------------------------------------------------------

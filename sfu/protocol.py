@@ -247,10 +247,18 @@ class Bye(_Message):
     """The participant is out of its room, without having asked: the server shuts down (the
     WebSocket closes next), or one of its peer connections died (the WebSocket stays open:
     join again to come back), or its identity joined the room on another connection
-    (``duplicate_identity``)."""
+    (``duplicate_identity``), or the worker hosting its room is gone (``worker_lost``: the
+    WebSocket stays open, join again and the room is placed on a live worker)."""
 
     type: Literal["bye"] = "bye"
-    code: Literal["shutdown", "peer_timeout", "peer_failed", "peer_closed", "duplicate_identity"]
+    code: Literal[
+        "shutdown",
+        "peer_timeout",
+        "peer_failed",
+        "peer_closed",
+        "duplicate_identity",
+        "worker_lost",
+    ]
     reason: str
 
 

@@ -72,6 +72,7 @@ _INTEGRATION_NAMES = (
     "SimSubscriber",
     "create_app",
     "subprocess",
+    "redis_server",
 )
 
 

@@ -1,7 +1,7 @@
 """The packages import one way only: a lower layer never imports a higher one.
 
     rtp, sdp, faults < codecs, config, protocol < auth, bwe < forwarding < allocation
-    < adapters < rooms < signaling < cli
+    < adapters < rooms, cluster < signaling < cli
 
 (``bwe`` below ``forwarding``: estimation knows nothing of what is forwarded; ``allocation``
 above both: it shares their estimate among their levels.)  A new import against the order
@@ -33,6 +33,7 @@ RANK = {
     "allocation": 4,
     "adapters": 5,
     "rooms": 6,
+    "cluster": 6,
     "signaling": 7,
     "cli": 8,
     "__main__": 9,

@@ -31,10 +31,16 @@ class Access:
 
 
 class Authenticator:
-    def __init__(self, keys: TokenKeys, now: float = 0.0) -> None:
+    def __init__(
+        self, keys: TokenKeys, now: float = 0.0, development_key: bytes | None = None
+    ) -> None:
         #: no secret: tokenless joins, claimed roles (the server is loopback-only then)
         self.development = keys.current is None
-        current = keys.current if keys.current is not None else secrets.token_bytes(32)
+        # development mode signs its admin token with a key of its own: random, or the one
+        # the workers of `sfu serve --workers N` share (so that it is good on every worker)
+        current = keys.current
+        if current is None:
+            current = development_key or secrets.token_bytes(32)
         self._keys: list[bytes] = [current, *keys.previous]
         self.source = keys.source
         #: in development mode, an admin token valid while this process runs (printed at

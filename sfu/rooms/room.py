@@ -415,6 +415,8 @@ class RoomManager:
         #: may hold, from however many addresses
         self.max_peers_in_setup = 256
         self.rooms: dict[str, Room] = {}
+        #: called with the name of a room that has gone (its last participant left)
+        self.on_room_removed: Callable[[str], None] | None = None
 
     def peers_in_setup(self) -> int:
         """Peer connections offered or answered, not connected yet, in every room."""
@@ -474,6 +476,8 @@ class RoomManager:
     def _remove(self, room: Room) -> None:
         if self.rooms.get(room.name) is room and not room.participants:
             del self.rooms[room.name]
+            if self.on_room_removed is not None:
+                self.on_room_removed(room.name)
 
     async def close(self) -> None:
         """Close every participant's peer connections, quietly: at shutdown everybody has

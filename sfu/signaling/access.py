@@ -3,6 +3,7 @@ address, the origin of a page, the Host a development server answers, the admin 
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -13,7 +14,8 @@ from yarl import URL
 from ..auth.access import Authenticator
 from ..auth.keys import load_keys
 from ..auth.tokens import TokenError
-from ..config import Settings
+from ..cluster.wire import DEVELOPMENT_KEY_ENV
+from ..config import ConfigError, Settings
 from .limits import client_address
 from .state import STATE_KEY
 
@@ -44,7 +46,14 @@ def make_authenticator(
             "could join any room.  Make one with `sfu secret` and pass it (auth.secret_file, "
             "or $SFU_TOKEN_SECRET_FILE), or, on a closed test network only, --insecure"
         )
-    return Authenticator(keys, now=time.time())
+    shared = (environ if environ is not None else os.environ).get(DEVELOPMENT_KEY_ENV)
+    development_key = None
+    if shared:
+        try:
+            development_key = bytes.fromhex(shared)
+        except ValueError:
+            raise ConfigError([f"${DEVELOPMENT_KEY_ENV} is not hex"]) from None
+    return Authenticator(keys, now=time.time(), development_key=development_key)
 
 
 def request_address(request: web.Request) -> str:

@@ -10,20 +10,27 @@ the rest of the project uses are re-exported here.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import AsyncIterator, Mapping
 from importlib import resources
 
 from aiohttp import web
 
 from ..adapters import aiortc_plane
+from ..auth.access import Authenticator
+from ..cluster.wire import REDIS_URL_ENV, WORKER_INDEX_ENV
 from ..config import Settings
 from ..rooms.room import RoomManager
 from .access import InsecureSettings, development_host_check, make_authenticator
 from .loop_lag import LOOP_LAG_KEY, LoopLag, loop_lag_context
+from .relay import ClusterWorker
 from .reload import admin_reload, apply_limits, reload_settings
 from .session import SignalingSession
 from .shutdown import SHUTDOWN_TIMEOUT, drain
-from .state import ROOMS_KEY, STATE_KEY, ServerState
+from .state import CLUSTER_KEY, ROOMS_KEY, STATE_KEY, ServerState
 from .stats import stats
 from .websocket import websocket_handler
 
@@ -85,4 +92,41 @@ def create_app(
 
     app.cleanup_ctx.append(loop_lag_context)
     app.on_shutdown.append(drain)
+    cluster = cluster_worker(
+        settings, app[ROOMS_KEY], auth, os.environ if environ is None else environ
+    )
+    if cluster is not None:
+        app[CLUSTER_KEY] = cluster
+        app.cleanup_ctx.append(_cluster_context)
     return app
+
+
+def cluster_worker(
+    settings: Settings, rooms: RoomManager, auth: Authenticator, environ: Mapping[str, str]
+) -> ClusterWorker | None:
+    """This process's part in a cluster, if it is in one (a Redis to coordinate through)."""
+    url = environ.get(REDIS_URL_ENV) or settings.cluster.redis_url
+    if not url:
+        return None
+    node = settings.cluster.node or socket.gethostname()
+    index = environ.get(WORKER_INDEX_ENV, "0")
+    # the pid in the name: a restarted worker is another worker (its predecessor's
+    # connections are not its own)
+    worker_id = f"{node}:{index}:{os.getpid()}"
+    worker = ClusterWorker(
+        settings.cluster, worker_id, node, rooms, url, auth, settings.limits.send_queue
+    )
+
+    def released(room: str) -> None:
+        asyncio.ensure_future(worker.release(room))
+
+    rooms.on_room_removed = released
+    return worker
+
+
+async def _cluster_context(app: web.Application) -> AsyncIterator[None]:
+    cluster = app[CLUSTER_KEY]
+    await cluster.start()
+    yield
+    with contextlib.suppress(Exception):
+        await cluster.stop()

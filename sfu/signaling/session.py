@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -34,7 +34,7 @@ class SignalingSession:
 
     def __init__(
         self,
-        ws: web.WebSocketResponse,
+        ws: web.WebSocketResponse | None,
         rooms: RoomManager,
         auth: Authenticator | None = None,
         outbox: Outbox | None = None,
@@ -56,6 +56,13 @@ class SignalingSession:
         self.close_requested: asyncio.Future[tuple[int, bytes]] | None = None
         #: done once the handler has closed the WebSocket
         self.closed: asyncio.Event | None = None
+        #: edge side of a cluster: the room is hosted by another worker, which gets this
+        #: connection's messages (:mod:`.relay`)
+        self.relayed = False
+        #: host side of a cluster: the worker holding this connection's WebSocket, and how
+        #: to close it (None: the WebSocket is here)
+        self.edge_worker: str | None = None
+        self.close_hook: Callable[[int, bytes, float], Awaitable[None]] | None = None
 
     async def close(self, code: int, reason: bytes, timeout: float) -> None:
         """Close the WebSocket with a close handshake (our close frame, the client's reply,
@@ -64,8 +71,12 @@ class SignalingSession:
         The handler reading the connection does it: aiohttp's ``close()`` called while
         another task waits in ``receive()`` closes the TCP connection right after the close
         frame, and a client that reads the frame after the FIN cannot answer and sees 1006."""
+        if self.close_hook is not None:  # the WebSocket is another worker's
+            await self.close_hook(code, reason, timeout)
+            return
         if self.close_requested is None or self.closed is None:  # no handler (fuzz targets)
-            await asyncio.wait_for(self.ws.close(code=code, message=reason), timeout)
+            if self.ws is not None:
+                await asyncio.wait_for(self.ws.close(code=code, message=reason), timeout)
             return
         if not self.close_requested.done():
             self.close_requested.set_result((code, reason))
@@ -75,7 +86,7 @@ class SignalingSession:
         text = message.model_dump_json()
         if self.outbox is not None:
             self.outbox.put(text)
-        elif not self.ws.closed:
+        elif self.ws is not None and not self.ws.closed:
             await self.ws.send_str(text)
 
     async def error(self, code: str, reason: str, request_id: Any = None) -> None:

@@ -9,7 +9,7 @@ from aiohttp import WSCloseCode, web
 
 from .. import protocol as m
 from .session import SignalingSession
-from .state import ROOMS_KEY, STATE_KEY
+from .state import CLUSTER_KEY, ROOMS_KEY, STATE_KEY
 from .websocket import CLOSE_HANDSHAKE_TIMEOUT, CLOSE_TIMEOUT
 
 logger = logging.getLogger(__name__)
@@ -22,6 +22,10 @@ async def drain(app: web.Application, timeout: float = SHUTDOWN_TIMEOUT) -> None
     """Shut down gracefully: tell every connection (``bye``), close every peer connection,
     then close the WebSockets (1001 going away); bounded by ``timeout``."""
     sessions = list(app[STATE_KEY].sessions)
+    cluster = app.get(CLUSTER_KEY)
+    if cluster is not None:  # clients of rooms here whose WebSocket is on another worker
+        cluster.draining = True
+        sessions += list(cluster.hosted.values())
     logger.info("shutting down: %d connections, %d rooms", len(sessions), len(app[ROOMS_KEY].rooms))
     bye = m.Bye(code="shutdown", reason="server shutting down")
 

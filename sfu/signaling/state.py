@@ -12,9 +12,12 @@ from ..auth.access import Authenticator
 from ..config import Settings
 from ..rooms.room import RoomManager
 from .limits import AddressLimits
+from .relay import ClusterWorker
 from .session import SignalingSession
 
 ROOMS_KEY = web.AppKey("rooms", RoomManager)
+#: this worker's part in a cluster (absent: a single process, no Redis)
+CLUSTER_KEY = web.AppKey("cluster", ClusterWorker)
 
 
 @dataclass

@@ -11,7 +11,7 @@ from .. import faults
 from ..rooms.room import Participant
 from .access import is_admin, origin_allowed
 from .loop_lag import LOOP_LAG_KEY
-from .state import ROOMS_KEY, STATE_KEY
+from .state import CLUSTER_KEY, ROOMS_KEY, STATE_KEY
 
 
 def public_stats(app: web.Application) -> dict[str, Any]:
@@ -19,7 +19,7 @@ def public_stats(app: web.Application) -> dict[str, Any]:
     rooms = app[ROOMS_KEY]
     state = app[STATE_KEY]
     participants = [p for room in list(rooms.rooms.values()) for p in room.participants.values()]
-    return {
+    out = {
         "time": time.time(),
         "rooms": len(rooms.rooms),
         "participants": len(participants),
@@ -27,6 +27,10 @@ def public_stats(app: web.Application) -> dict[str, Any]:
         "connections": len(state.sessions),
         "faults": dict(faults.counts),
     }
+    cluster = app.get(CLUSTER_KEY)
+    if cluster is not None:
+        out["worker"] = cluster.worker_id
+    return out
 
 
 async def stats(request: web.Request) -> web.Response:
@@ -47,6 +51,9 @@ async def stats(request: web.Request) -> web.Response:
         "development": state.auth.development,
         "rooms": {},
     }
+    cluster = request.app.get(CLUSTER_KEY)
+    if cluster is not None:
+        out["cluster"] = cluster.stats()
     for name, room in list(rooms.rooms.items()):
         participants = []
         for p in list(room.participants.values()):

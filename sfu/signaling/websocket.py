@@ -12,11 +12,12 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from .. import protocol as m
 from .access import origin_allowed, request_address
 from .limits import TokenBucket, message_cost
 from .outbox import Outbox
 from .session import SignalingSession
-from .state import ROOMS_KEY, STATE_KEY
+from .state import CLUSTER_KEY, ROOMS_KEY, STATE_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     async def join_deadline() -> None:
         timeout = state.settings.limits.join_timeout
         await asyncio.sleep(timeout)
-        if session.participant is None and not ws.closed:
+        if session.participant is None and not session.relayed and not ws.closed:
             await session.error("join_timeout", f"no join within {timeout:g} s")
             await outbox.flush(CLOSE_TIMEOUT)
             await session.close(4008, b"join timeout", CLOSE_HANDSHAKE_TIMEOUT + 1)
@@ -87,6 +88,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
 
     session.on_left = arm_deadline
     arm_deadline()
+    cluster = request.app.get(CLUSTER_KEY)
     loop = asyncio.get_running_loop()
     close_requested: asyncio.Future[tuple[int, bytes]] = loop.create_future()
     session.close_requested = close_requested
@@ -123,11 +125,20 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
                                 f"too many {message.type} requests; slow down",
                                 message.id,
                             )
-                        else:
+                        elif cluster is not None and session.relayed:
+                            await cluster.forward(session, msg.data)
+                        elif not (
+                            cluster is not None
+                            and isinstance(message, m.Join)
+                            and session.participant is None
+                            and await cluster.route_join(session, message, msg.data)
+                        ):
                             await session.handle_message(message)
-                            if session.participant is not None and deadline is not None:
-                                deadline.cancel()
-                                deadline = None
+                        if (
+                            session.participant is not None or session.relayed
+                        ) and deadline is not None:
+                            deadline.cancel()
+                            deadline = None
             elif msg.type == WSMsgType.BINARY:
                 await session.error("bad_request", "binary messages are not supported")
             elif msg.type == WSMsgType.ERROR:
@@ -145,6 +156,8 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
             deadline.cancel()
         session.on_left = None
         session.closed.set()
+        if cluster is not None:
+            await cluster.connection_closed(session)
         await session.leave()
         outbox.close()
     return ws

@@ -74,6 +74,7 @@ export class SfuClient extends EventTarget {
     this.localStream = null;
     this.errors = [];
     this.bye = null; // the last `bye`: { code, reason }
+    this.leaving = false;
     this._pending = new Map();
     this._nextId = 1;
     this._subscribeChain = Promise.resolve();
@@ -387,6 +388,7 @@ export class SfuClient extends EventTarget {
   }
 
   async leave() {
+    this.leaving = true; // the WebSocket's close that follows is ours, not a lost connection
     for (const timer of this._silenceTimers) clearInterval(timer);
     this._silenceTimers = [];
     for (const observer of this._observers.values()) observer.disconnect();

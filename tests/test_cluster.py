@@ -1,0 +1,373 @@
+"""Several workers coordinated through a real Redis (issue 17): placement, the signaling
+relay between workers, a worker killed mid-call, and the edge's bounds."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import redis.asyncio as aioredis
+from support.clients import SignalingClient
+from support.redis_server import redis_server
+from support.serving import SfuProcess, start_sfu
+from support.waiting import wait_until
+
+from sfu.cluster.placement import least_loaded
+from sfu.cluster.store import ClusterStore
+from sfu.cluster.supervisor import SupervisorError, split_port_range
+from sfu.cluster.wire import WorkerInfo, inbox, room_key, worker_key
+from sfu.config import ConfigError, parse_settings
+
+
+def info(
+    worker: str, cpu: float = 0.0, participants: int = 0, draining: bool = False
+) -> WorkerInfo:
+    return WorkerInfo(
+        worker=worker,
+        node="n",
+        pid=1,
+        rooms=0,
+        participants=participants,
+        forwarded_per_second=0,
+        cpu=cpu,
+        draining=draining,
+    )
+
+
+# -- sans-IO --------------------------------------------------------------------------------
+
+
+def test_a_new_room_goes_to_the_least_loaded_worker_not_draining() -> None:
+    assert least_loaded([]) is None
+    workers = [info("a", cpu=0.6), info("b", cpu=0.2, participants=9), info("c", cpu=0.21)]
+    # CPU counts in steps of 5 %: b and c are as busy, c has fewer participants
+    assert least_loaded(workers) == workers[2]
+    assert least_loaded([info("a", cpu=0.9), info("b", draining=True)]) == info("a", cpu=0.9)
+    assert least_loaded([info("b", draining=True)]) is None
+
+
+def test_the_media_ports_are_split_between_the_workers() -> None:
+    assert split_port_range(None, 4, 1) is None
+    assert split_port_range((40000, 40999), 4, 0) == (40000, 40249)
+    assert split_port_range((40000, 40999), 4, 3) == (40750, 40999)
+    with pytest.raises(SupervisorError, match="fewer ports"):
+        split_port_range((40000, 40002), 4, 0)
+
+
+def test_cluster_settings_are_checked() -> None:
+    settings = parse_settings("cluster:\n  workers: auto\n")
+    assert settings.cluster.worker_count(6) == 6
+    assert parse_settings("").cluster.worker_count(6) == 1  # the default: one process
+    with pytest.raises(ConfigError, match="twice heartbeat_interval"):
+        parse_settings("cluster:\n  heartbeat_interval: 2\n  heartbeat_timeout: 3\n")
+    with pytest.raises(ConfigError, match="workers"):
+        parse_settings("cluster:\n  workers: 0\n")
+
+
+# -- the store, on a real Redis ---------------------------------------------------------------
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    with redis_server() as (url, _):
+        yield url
+
+
+@pytest.fixture
+async def store(redis_url: str) -> AsyncIterator[ClusterStore]:
+    store = ClusterStore(redis_url, ttl=5.0)
+    yield store
+    await store.close()
+
+
+async def test_a_room_has_one_holder_whoever_claims_it_first(store: ClusterStore) -> None:
+    await store.register(info("a"))
+    await store.register(info("b"))
+    claims = await asyncio.gather(*(store.claim("r1", w) for w in ["a", "b"] * 10))
+    assert len(set(claims)) == 1
+    holder = claims[0]
+    assert await store.holder("r1") == holder
+    # the holder dies (its record gone): the next claim takes the room over
+    await store.unregister(holder)
+    other = "b" if holder == "a" else "a"
+    assert await store.claim("r1", other) == other
+    # only the holder renews and releases it
+    assert await store.renew(holder, ["r1"]) == ["r1"]
+    assert await store.renew(other, ["r1"]) == []
+    await store.release("r1", holder)
+    assert await store.holder("r1") == other
+    await store.release("r1", other)
+    assert await store.holder("r1") is None
+
+
+async def test_a_record_that_does_not_validate_is_skipped(store: ClusterStore) -> None:
+    await store.register(info("good"))
+    await store.redis.set(worker_key("bad"), '{"worker": 5}')
+    await store.redis.set(worker_key("worse"), "\xff not json")
+    assert [w.worker for w in await store.workers()] == ["good"]
+
+
+async def test_records_and_claims_expire_without_a_heartbeat(redis_url: str) -> None:
+    store = ClusterStore(redis_url, ttl=0.3)
+    try:
+        await store.register(info("a"))
+        assert await store.claim("r", "a") == "a"
+        await asyncio.sleep(0.6)
+        assert await store.workers() == []
+        assert await store.holder("r") is None
+    finally:
+        await store.close()
+
+
+# -- workers behind one port -------------------------------------------------------------------
+
+
+def _consecutive_free_ports(count: int) -> int:
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = int(probe.getsockname()[1])
+        if base + count > 65535:
+            continue
+        sockets = []
+        try:
+            for i in range(count):
+                s = socket.socket()
+                sockets.append(s)
+                s.bind(("127.0.0.1", base + i))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+    raise RuntimeError("no consecutive free ports")
+
+
+def _get(url: str, token: str | None = None) -> Any:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=5) as r:
+        return json.loads(r.read())
+
+
+class Cluster:
+    def __init__(self, server: SfuProcess, base: int, count: int) -> None:
+        self.server = server
+        self.base = base
+        self.count = count
+
+    def ws(self, index: int) -> str:
+        return f"ws://127.0.0.1:{self.base + index}/ws"
+
+    def stats(self, index: int, admin: bool = False) -> Any:
+        token = self.server.admin_token if admin else None
+        return _get(f"http://127.0.0.1:{self.base + index}/stats", token)
+
+    def up(self, index: int) -> bool:
+        try:
+            _get(f"http://127.0.0.1:{self.base + index}/healthz")
+            return True
+        except OSError:
+            return False
+
+    async def wait_up(self) -> None:
+        await wait_until(lambda: all(self.up(i) for i in range(self.count)), timeout=30)
+
+
+@pytest.fixture
+async def cluster(redis_url: str, tmp_path: Path) -> AsyncIterator[Cluster]:
+    base = _consecutive_free_ports(2)
+    server = start_sfu(
+        "--workers",
+        "2",
+        log=tmp_path / "sfu.log",
+        config_yaml=(
+            f"cluster:\n  redis_url: {redis_url}\n  worker_ports_from: {base}\n"
+            "  heartbeat_interval: 0.5\n  heartbeat_timeout: 2.0\n"
+        ),
+    )
+    try:
+        await server.wait_healthy()
+        running = Cluster(server, base, 2)
+        await running.wait_up()
+        yield running
+    finally:
+        assert await server.aclose() == 0
+        log = server.log.read_text(errors="replace") if server.log.exists() else ""
+        assert "Traceback" not in log, log[-3000:]
+
+
+async def test_a_room_lives_on_one_worker_whichever_worker_its_clients_reach(
+    cluster: Cluster,
+) -> None:
+    alice = SignalingClient(cluster.ws(0), "alice")
+    bob = SignalingClient(cluster.ws(1), "bob")
+    try:
+        await alice.connect()
+        await bob.connect()
+        await alice.join("spread")
+        await alice.publish()
+        joined = await bob.join("spread")
+        assert [p["name"] for p in joined["participants"]] == ["alice"]
+        await bob.publish()
+        # media flows both ways, though one of them talks to the room's worker through the
+        # other worker's WebSocket
+        await wait_until(lambda: bob.has_media(publishers=1), timeout=30)
+        await wait_until(lambda: alice.has_media(publishers=1), timeout=30)
+        stats = [cluster.stats(i, admin=True) for i in range(2)]
+        assert sorted(len(s["rooms"]) for s in stats) == [0, 1]  # one worker hosts it
+        host = 0 if "spread" in stats[0]["rooms"] else 1
+        assert len(stats[host]["rooms"]["spread"]["participants"]) == 2
+        edge = 1 - host
+        assert stats[edge]["cluster"]["relayed_connections"] == 1
+        assert stats[host]["cluster"]["hosted_connections"] == 1
+        assert sorted(stats[host]["cluster"]["live_workers"]) == sorted(
+            s["cluster"]["worker"] for s in stats
+        )
+        # a relayed request is answered as a local one is
+        target = bob if edge == 1 else alice
+        reply = await target.request({"type": "ping"})
+        assert reply["type"] == "pong"
+        # the relayed participant leaves: the room's worker sees it go
+        await target.leave()
+        await wait_until(
+            lambda: len(cluster.stats(host, admin=True)["rooms"]["spread"]["participants"]) == 1
+        )
+        assert cluster.stats(edge, admin=True)["cluster"]["relayed_connections"] == 0
+    finally:
+        await alice.close()
+        await bob.close()
+
+
+async def test_a_killed_worker_is_restarted_and_its_clients_come_back(
+    cluster: Cluster, redis_url: str
+) -> None:
+    alice = SignalingClient(cluster.ws(0), "alice")
+    bob = SignalingClient(cluster.ws(1), "bob")
+    carol: SignalingClient | None = None
+    try:
+        for client in (alice, bob):
+            await client.connect()
+        await alice.join("crash")
+        await alice.publish()
+        await bob.join("crash")
+        await wait_until(lambda: bob.has_media(publishers=1), timeout=30)
+        stats = [cluster.stats(i, admin=True) for i in range(2)]
+        host = 0 if "crash" in stats[0]["rooms"] else 1
+        host_pid = int(stats[host]["cluster"]["worker"].rsplit(":", 1)[1])
+        # carol, on the other worker, in another room: it goes there too (the least loaded)
+        carol = SignalingClient(cluster.ws(1 - host), "carol")
+        await carol.connect()
+        await carol.join("quiet")
+        stats = [cluster.stats(i, admin=True) for i in range(2)]
+        assert "quiet" in stats[1 - host]["rooms"]
+
+        os.kill(host_pid, signal.SIGKILL)
+        # the client whose WebSocket was on the other worker is told, and stays connected
+        relayed = bob if host == 0 else alice
+        bye = await relayed.wait_for(lambda m: m["type"] == "bye", timeout=15)
+        assert bye["code"] == "worker_lost"
+        # the worker is back (a new process)
+        await wait_until(lambda: cluster.up(host), timeout=30)
+        new = cluster.stats(host, admin=True)["cluster"]["worker"]
+        assert int(new.rsplit(":", 1)[1]) != host_pid
+        # the other worker's room was not disturbed
+        reply = await carol.request({"type": "ping"})
+        assert reply["type"] == "pong"
+        assert "quiet" in cluster.stats(1 - host, admin=True)["rooms"]
+        # they come back (new connections, as the demo client does), the room placed on a
+        # live worker, and media flows again
+        for client in (alice, bob):
+            await client.close()
+        alice = SignalingClient(cluster.ws(host), "alice")
+        bob = SignalingClient(cluster.ws(1 - host), "bob")
+        await alice.connect()
+        await bob.connect()
+        await alice.join("crash")
+        await alice.publish()
+        await bob.join("crash")
+        await wait_until(lambda: bob.has_media(publishers=1), timeout=30)
+    finally:
+        for client in (alice, bob, carol):
+            if client is not None:
+                await client.close()
+
+
+async def test_a_join_the_token_does_not_allow_is_never_placed(redis_url: str) -> None:
+    """An edge checks the token before it claims a room in Redis: a client without a valid
+    token cannot fill Redis with rooms, nor reach another worker."""
+    base = _consecutive_free_ports(2)
+    secret = "s" * 48
+    server = start_sfu(
+        "--workers",
+        "2",
+        config_yaml=(
+            f"auth:\n  secret: {secret}\ncluster:\n  redis_url: {redis_url}\n"
+            f"  worker_ports_from: {base}\n"
+        ),
+    )
+    try:
+        await server.wait_healthy()
+        running = Cluster(server, base, 2)
+        await running.wait_up()
+        async with aiohttp.ClientSession() as http:
+            for index in range(2):
+                ws = await http.ws_connect(running.ws(index))
+                for i in range(5):
+                    await ws.send_str(
+                        json.dumps({"type": "join", "room": f"spam{i}", "name": "x", "id": i})
+                    )
+                    reply = json.loads((await ws.receive(timeout=10)).data)
+                    assert reply["type"] == "error" and reply["code"] == "unauthorized"
+                await ws.close()
+        redis = aioredis.from_url(redis_url)
+        try:
+            assert [k async for k in redis.scan_iter(match=room_key("*"))] == []
+        finally:
+            await redis.aclose()
+    finally:
+        assert await server.aclose() == 0
+
+
+async def test_garbage_in_a_worker_inbox_changes_nothing(cluster: Cluster, redis_url: str) -> None:
+    workers = [cluster.stats(i, admin=True)["cluster"]["worker"] for i in range(2)]
+    redis = aioredis.from_url(redis_url)
+    try:
+        for worker in workers:
+            for junk in (
+                b"\xff\x00",
+                b"{}",
+                b'{"kind": "open", "session": "x", "edge": "nobody", "host": "'
+                + b"h" * 300
+                + b'"}',
+                json.dumps(
+                    {"kind": "message", "session": "nope", "edge": "e", "host": worker, "text": "{"}
+                ).encode(),
+                json.dumps(
+                    {"kind": "open", "session": "s", "edge": "e", "host": worker, "text": "[]"}
+                ).encode(),
+            ):
+                await redis.publish(inbox(worker), junk)
+    finally:
+        await redis.aclose()
+    # both workers still place and relay
+    alice = SignalingClient(cluster.ws(0), "alice")
+    bob = SignalingClient(cluster.ws(1), "bob")
+    try:
+        await alice.connect()
+        await bob.connect()
+        await alice.join("after-junk")
+        joined = await bob.join("after-junk")
+        assert [p["name"] for p in joined["participants"]] == ["alice"]
+    finally:
+        await alice.close()
+        await bob.close()
