@@ -17,14 +17,14 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 from support.clients import SignalingClient
-from support.redis_server import redis_server
+from support.redis_server import RedisServer, redis_server
 from support.serving import SfuProcess, start_sfu
 from support.waiting import wait_until
 
 from sfu.cluster.placement import least_loaded
 from sfu.cluster.store import ClusterStore
 from sfu.cluster.supervisor import SupervisorError, split_port_range
-from sfu.cluster.wire import WorkerInfo, inbox, room_key, worker_key
+from sfu.cluster.wire import Envelope, WorkerInfo, inbox, room_key, worker_key
 from sfu.config import ConfigError, parse_settings
 
 
@@ -77,9 +77,14 @@ def test_cluster_settings_are_checked() -> None:
 
 
 @pytest.fixture
-def redis_url() -> Iterator[str]:
-    with redis_server() as (url, _):
-        yield url
+def redis() -> Iterator[RedisServer]:
+    with redis_server() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis: RedisServer) -> str:
+    return redis.url
 
 
 @pytest.fixture
@@ -371,3 +376,85 @@ async def test_garbage_in_a_worker_inbox_changes_nothing(cluster: Cluster, redis
     finally:
         await alice.close()
         await bob.close()
+
+
+async def test_calls_keep_their_media_through_a_redis_restart(
+    cluster: Cluster, redis: RedisServer
+) -> None:
+    """Redis is only asked at joins and heartbeats: media never waits for it.  Restarted
+    empty, it gets the workers' records and their rooms' claims back from their next
+    heartbeats, and joins are placed as before."""
+    alice = SignalingClient(cluster.ws(0), "alice")
+    bob = SignalingClient(cluster.ws(1), "bob")
+    carol = SignalingClient(cluster.ws(1), "carol")
+    try:
+        await alice.connect()
+        await bob.connect()
+        await alice.join("outage")
+        await alice.publish()
+        await bob.join("outage")
+        await wait_until(lambda: bob.has_media(publishers=1), timeout=30)
+        host = 0 if "outage" in cluster.stats(0, admin=True)["rooms"] else 1
+        workers = sorted(cluster.stats(i, admin=True)["cluster"]["worker"] for i in range(2))
+
+        # Redis goes down; a relayed request sent meanwhile is answered once it is back
+        relayed = bob if host == 0 else alice
+        await asyncio.to_thread(redis.stop)
+        ping = asyncio.ensure_future(relayed.request({"type": "ping"}, timeout=15))
+        await asyncio.sleep(1.0)
+        await asyncio.to_thread(redis.start)
+        assert (await ping)["type"] == "pong"
+        before = sum(len(p) for p in bob.streams("video").values())
+        await asyncio.sleep(3.0)  # longer than the heartbeat timeout (2 s)
+        assert sum(len(p) for p in bob.streams("video").values()) > before + 20
+
+        async def registry() -> tuple[list[str], str | None]:
+            client = aioredis.from_url(redis.url, decode_responses=True)
+            try:
+                keys = [k async for k in client.scan_iter(match=worker_key("*"))]
+                return sorted(k.split(":", 2)[2] for k in keys), await client.get(
+                    room_key("outage")
+                )
+            finally:
+                await client.aclose()
+
+        deadline = asyncio.get_running_loop().time() + 10
+        while True:
+            names, holder = await registry()
+            if names == workers and holder is not None:
+                break
+            assert asyncio.get_running_loop().time() < deadline, (names, holder)
+            await asyncio.sleep(0.2)
+        assert holder == cluster.stats(host, admin=True)["cluster"]["worker"]
+        # a new join lands in the same room, on its worker
+        await carol.connect()
+        joined = await carol.join("outage")
+        assert sorted(p["name"] for p in joined["participants"]) == ["alice", "bob"]
+        # nobody was sent away
+        assert not [m for c in (alice, bob) for m in c.messages if m["type"] == "bye"]
+    finally:
+        for client in (alice, bob, carol):
+            await client.close()
+
+
+async def test_an_envelope_reaches_a_listening_inbox_and_says_when_none_listens(
+    store: ClusterStore,
+) -> None:
+    envelope = Envelope(kind="message", session="s1", edge="e", host="h", text='{"type":"ping"}')
+    assert await store.send("h", envelope) is False  # nobody subscribed: the sender retries
+    received: list[Envelope] = []
+
+    async def listen() -> None:
+        async for item in store.listen("h"):
+            received.append(item)
+
+    task = asyncio.ensure_future(listen())
+    try:
+        await asyncio.sleep(0.3)  # subscribed by then
+        await store.redis.publish(inbox("h"), b"\xff\xfe not an envelope")
+        assert await store.send("h", envelope) is True
+        await wait_until(lambda: len(received) == 1, timeout=5)
+        assert received == [envelope]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

@@ -16,7 +16,19 @@ import redis.asyncio as aioredis
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
-from .wire import PREFIX, Envelope, WorkerInfo, inbox, room_key, worker_key, worker_pattern
+from .wire import (
+    PREFIX,
+    Envelope,
+    WorkerInfo,
+    inbox,
+    room_key,
+    tombstone_key,
+    worker_key,
+    worker_pattern,
+)
+
+#: seconds a tombstone stays (long past any heartbeat timeout)
+TOMBSTONE_TTL = 300
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +100,21 @@ class ClusterStore:
     async def unregister(self, worker: str) -> None:
         await self.redis.delete(worker_key(worker))
 
+    async def bury(self, worker: str) -> None:
+        """The worker is gone for sure (its process exited): out at once, and marked so
+        that the others need not wait for its heartbeat timeout."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(worker_key(worker))
+            pipe.set(tombstone_key(worker), "1", ex=TOMBSTONE_TTL)
+            await pipe.execute()
+
+    async def buried(self, workers: list[str]) -> set[str]:
+        """Those of ``workers`` known to be gone for sure."""
+        if not workers:
+            return set()
+        values = await self.redis.mget([tombstone_key(w) for w in workers])
+        return {w for w, v in zip(workers, values, strict=True) if v is not None}
+
     async def workers(self) -> list[WorkerInfo]:
         """Every live worker (a record that does not validate is skipped)."""
         keys = [key async for key in self.redis.scan_iter(match=worker_pattern(), count=500)]
@@ -129,8 +156,13 @@ class ClusterStore:
         await self._release(keys=[room_key(room)], args=[worker])
 
     # -- messages -------------------------------------------------------------------------
-    async def send(self, worker: str, envelope: Envelope) -> None:
-        await self.redis.publish(inbox(worker), envelope.model_dump_json(exclude_none=True))
+    async def send(self, worker: str, envelope: Envelope) -> bool:
+        """Publish ``envelope`` to ``worker``'s inbox; False if nobody was listening (the
+        worker is gone, or subscribing again after an outage: pub/sub keeps nothing)."""
+        receivers = await self.redis.publish(
+            inbox(worker), envelope.model_dump_json(exclude_none=True)
+        )
+        return int(receivers) > 0
 
     async def listen(self, worker: str) -> AsyncIterator[Envelope]:
         """The envelopes sent to ``worker`` (an envelope that does not validate is logged

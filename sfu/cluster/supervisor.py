@@ -227,7 +227,7 @@ class Supervisor:
 
         store = ClusterStore(url, ttl=1.0)
         try:
-            await store.unregister(f"{self.node}:{index}:{pid}")
+            await store.bury(f"{self.node}:{index}:{pid}")
         except Exception as exc:  # it expires by itself
             logger.debug("supervisor: forgetting worker %d: %s", index, exc)
         finally:

@@ -24,6 +24,11 @@ def worker_key(worker: str) -> str:
     return f"{PREFIX}:worker:{worker}"
 
 
+def tombstone_key(worker: str) -> str:
+    """Set by the supervisor when it saw the worker exit: gone for sure, not just late."""
+    return f"{PREFIX}:dead:{worker}"
+
+
 def worker_pattern() -> str:
     return f"{PREFIX}:worker:*"
 

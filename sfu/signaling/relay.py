@@ -41,8 +41,11 @@ from .session import SignalingSession
 
 logger = logging.getLogger(__name__)
 
-#: seconds a relayed message may wait to be published before the connection is given up
+#: seconds a relayed message may wait to be published (Redis restarting) before it is
+#: dropped (client to host) or the connection is given up (host to client)
 RELAY_SEND_TIMEOUT = 5.0
+#: seconds between tries to publish while Redis is unavailable
+PUBLISH_RETRY = 0.2
 
 
 class EdgeRelay:
@@ -88,6 +91,8 @@ class ClusterWorker:
         self.relayed_in = 0
         self.relayed_out = 0
         self._tasks: list[asyncio.Task[None]] = []
+        #: when each worker was last seen alive (monotonic seconds)
+        self._seen: dict[str, float] = {}
         self._cpu = (time.monotonic(), time.process_time())
         self._forwarded: Callable[[], int] | None = None
         self._forwarded_at = (time.monotonic(), 0)
@@ -151,11 +156,17 @@ class ClusterWorker:
         await self.store.register(self.info())
         lost = await self.store.renew(self.worker_id, list(self.rooms.rooms))
         for room in lost:
-            # another worker took it over (this one missed its heartbeats): the room still
-            # runs here; new joins go there
-            logger.warning("cluster: room %r is no longer claimed by this worker", room)
+            # its claim is gone (Redis restarted empty, or this worker missed heartbeats):
+            # claim it again; if another worker has taken it meanwhile, the room still runs
+            # here and new joins go there
+            holder = await self.store.claim(room, self.worker_id)
+            if holder != self.worker_id:
+                logger.warning("cluster: room %r is now claimed by %s", room, holder)
         self.live = {w.worker: w for w in await self.store.workers()}
-        self._check_peers()
+        now = time.monotonic()
+        for worker in self.live:
+            self._seen[worker] = now
+        await self._check_peers(now)
 
     async def _heartbeat(self) -> None:
         while True:
@@ -168,10 +179,30 @@ class ClusterWorker:
             except Exception:
                 logger.exception("cluster: heartbeat")
 
-    def _check_peers(self) -> None:
+    async def _gone(self, now: float) -> set[str]:
+        """The workers this one has connections with that are gone: missing from Redis and
+        either buried by their supervisor (they exited) or missing for a heartbeat timeout
+        (a Redis restarted empty misses everyone until their next heartbeat: that is no
+        reason to drop calls)."""
+        peers = {relay.host for _, relay in self.edges.values()}
+        peers |= {s.edge_worker for s in self.hosted.values() if s.edge_worker is not None}
+        missing = [w for w in peers if w not in self.live]
+        if not missing:
+            return set()
+        timeout = self.settings.heartbeat_timeout
+        gone = {w for w in missing if now - self._seen.setdefault(w, now) > timeout}
+        gone |= await self.store.buried([w for w in missing if w not in gone])
+        for worker in gone:
+            self._seen.pop(worker, None)
+        return gone
+
+    async def _check_peers(self, now: float) -> None:
         """Connections whose other side's worker is gone."""
+        gone = await self._gone(now)
+        if not gone:
+            return
         for session_id, (session, relay) in list(self.edges.items()):
-            if relay.host not in self.live:
+            if relay.host in gone:
                 logger.warning("cluster: worker %s is gone; its clients here rejoin", relay.host)
                 self._unrelay(session_id)
                 asyncio.ensure_future(
@@ -182,8 +213,8 @@ class ClusterWorker:
                 if session.on_left is not None:
                     session.on_left()
         for session_id, session in list(self.hosted.items()):
-            edge = getattr(session, "edge_worker", None)
-            if edge is not None and edge not in self.live:
+            edge = session.edge_worker
+            if edge is not None and edge in gone:
                 self.hosted.pop(session_id, None)
                 asyncio.ensure_future(self._end_hosted(session))
 
@@ -268,12 +299,24 @@ class ClusterWorker:
                 "address": address,
             }
         )
-        try:
-            await self.store.send(relay.host, envelope)
-            self.relayed_out += 1
-        except RedisError as exc:
-            self.errors += 1
-            logger.warning("cluster: cannot relay to %s: %s", relay.host, exc)
+        if not await self._publish(relay.host, envelope, RELAY_SEND_TIMEOUT):
+            logger.warning("cluster: cannot relay to %s: Redis unavailable", relay.host)
+
+    async def _publish(self, worker: str, envelope: Envelope, timeout: float) -> bool:
+        """Send ``envelope``, trying again through a short Redis outage (a restart) for up to
+        ``timeout`` seconds; False if it could not."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if await self.store.send(worker, envelope):
+                    self.relayed_out += 1
+                    return True
+            except RedisError:
+                self.errors += 1
+            # Redis down, or the worker's inbox not subscribed (yet again)
+            if time.monotonic() + PUBLISH_RETRY > deadline:
+                return False
+            await asyncio.sleep(PUBLISH_RETRY)
 
     # -- inbox -----------------------------------------------------------------------------
     async def _listen(self) -> None:
@@ -352,7 +395,7 @@ class ClusterWorker:
         holder = await self.store.claim(message.room, self.worker_id)
         edge, session_id = envelope.edge, envelope.session
         if holder != self.worker_id:
-            await self.store.send(
+            await self._publish(
                 edge,
                 Envelope(
                     kind="moved",
@@ -362,16 +405,18 @@ class ClusterWorker:
                     text=envelope.text,
                     reason=holder,
                 ),
+                RELAY_SEND_TIMEOUT,
             )
             return
 
         async def write(text: str) -> None:
-            await self.store.send(
-                edge,
-                Envelope(
-                    kind="message", session=session_id, edge=edge, host=self.worker_id, text=text
-                ),
+            envelope = Envelope(
+                kind="message", session=session_id, edge=edge, host=self.worker_id, text=text
             )
+            # through a Redis outage of up to the outbox's send timeout; beyond, the outbox
+            # gives the connection up (its participant leaves)
+            if not await self._publish(edge, envelope, 2 * RELAY_SEND_TIMEOUT):
+                raise ConnectionError("Redis unavailable")
 
         def stalled(reason: str) -> None:
             logger.warning("cluster: relayed connection %s stalled (%s)", session_id, reason)
@@ -389,7 +434,7 @@ class ClusterWorker:
 
         async def close(code: int, reason: bytes, timeout: float) -> None:
             await outbox.flush(timeout)
-            await self.store.send(
+            await self._publish(
                 edge,
                 Envelope(
                     kind="close",
@@ -399,6 +444,7 @@ class ClusterWorker:
                     code=code,
                     reason=reason.decode(errors="replace"),
                 ),
+                timeout,
             )
             self.hosted.pop(session_id, None)
             await self._end_hosted(session)
@@ -417,10 +463,11 @@ class ClusterWorker:
         await outbox.flush(RELAY_SEND_TIMEOUT)
         if self.hosted.pop(session_id, None) is None:
             return
-        with contextlib.suppress(RedisError):
-            await self.store.send(
-                edge, Envelope(kind="left", session=session_id, edge=edge, host=self.worker_id)
-            )
+        await self._publish(
+            edge,
+            Envelope(kind="left", session=session_id, edge=edge, host=self.worker_id),
+            RELAY_SEND_TIMEOUT,
+        )
 
     async def _end_hosted(self, session: SignalingSession) -> None:
         session.on_left = None
