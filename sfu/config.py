@@ -350,6 +350,16 @@ class ClusterSettings(_Strict):
     #: worker i also serves HTTP on this port + i (to reach one worker: tests, debugging);
     #: null: only the shared port
     worker_ports_from: int | None = Field(None, ge=1, le=65535)
+    #: cascading: a room's worker that holds this many of its participants takes no more;
+    #: the next ones stay on the worker their WebSocket reached, which receives the room's
+    #: tracks over the media link (null: a room lives on one worker)
+    room_participants_per_worker: int | None = Field(None, ge=1, le=100_000)
+    #: cascading: a participant whose WebSocket reached another node than the room's stays
+    #: on that node (its media does not cross to the room's node; the tracks do, once)
+    cascade_across_nodes: bool = True
+    #: the address of this node's media link between workers (other nodes must reach it);
+    #: null: the first of ice.listen_addresses
+    relay_address: str | None = None
 
     @model_validator(mode="after")
     def _check_heartbeat(self) -> ClusterSettings:

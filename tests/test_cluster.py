@@ -7,18 +7,16 @@ import asyncio
 import json
 import os
 import signal
-import socket
-import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
 from support.clients import SignalingClient
+from support.cluster import Cluster, consecutive_free_ports
 from support.redis_server import RedisServer, redis_server
-from support.serving import SfuProcess, start_sfu
+from support.serving import start_sfu
 from support.waiting import wait_until
 
 from sfu.cluster.placement import least_loaded
@@ -136,61 +134,9 @@ async def test_records_and_claims_expire_without_a_heartbeat(redis_url: str) -> 
 # -- workers behind one port -------------------------------------------------------------------
 
 
-def _consecutive_free_ports(count: int) -> int:
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = int(probe.getsockname()[1])
-        if base + count > 65535:
-            continue
-        sockets = []
-        try:
-            for i in range(count):
-                s = socket.socket()
-                sockets.append(s)
-                s.bind(("127.0.0.1", base + i))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-    raise RuntimeError("no consecutive free ports")
-
-
-def _get(url: str, token: str | None = None) -> Any:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=5) as r:
-        return json.loads(r.read())
-
-
-class Cluster:
-    def __init__(self, server: SfuProcess, base: int, count: int) -> None:
-        self.server = server
-        self.base = base
-        self.count = count
-
-    def ws(self, index: int) -> str:
-        return f"ws://127.0.0.1:{self.base + index}/ws"
-
-    def stats(self, index: int, admin: bool = False) -> Any:
-        token = self.server.admin_token if admin else None
-        return _get(f"http://127.0.0.1:{self.base + index}/stats", token)
-
-    def up(self, index: int) -> bool:
-        try:
-            _get(f"http://127.0.0.1:{self.base + index}/healthz")
-            return True
-        except OSError:
-            return False
-
-    async def wait_up(self) -> None:
-        await wait_until(lambda: all(self.up(i) for i in range(self.count)), timeout=30)
-
-
 @pytest.fixture
 async def cluster(redis_url: str, tmp_path: Path) -> AsyncIterator[Cluster]:
-    base = _consecutive_free_ports(2)
+    base = consecutive_free_ports(2)
     server = start_sfu(
         "--workers",
         "2",
@@ -310,7 +256,7 @@ async def test_a_killed_worker_is_restarted_and_its_clients_come_back(
 async def test_a_join_the_token_does_not_allow_is_never_placed(redis_url: str) -> None:
     """An edge checks the token before it claims a room in Redis: a client without a valid
     token cannot fill Redis with rooms, nor reach another worker."""
-    base = _consecutive_free_ports(2)
+    base = consecutive_free_ports(2)
     secret = "s" * 48
     server = start_sfu(
         "--workers",

@@ -9,7 +9,7 @@ it is still validated (:mod:`.wire`), so a corrupt record is skipped, not truste
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -21,6 +21,7 @@ from .wire import (
     Envelope,
     WorkerInfo,
     inbox,
+    members_key,
     room_key,
     tombstone_key,
     worker_key,
@@ -155,6 +156,24 @@ class ClusterStore:
     async def release(self, room: str, worker: str) -> None:
         await self._release(keys=[room_key(room)], args=[worker])
 
+    # -- cascaded rooms -------------------------------------------------------------------
+    async def set_member(self, room: str, worker: str, participants: int) -> dict[str, int]:
+        """``worker`` holds ``participants`` of ``room`` (renewed like a claim); every
+        member, with its participants, afterwards."""
+        key = members_key(room)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, worker, participants)
+            pipe.pexpire(key, self._ttl_ms * 4)
+            pipe.hgetall(key)
+            *_, members = await pipe.execute()
+        return _counts(members)
+
+    async def members(self, room: str) -> dict[str, int]:
+        return _counts(await self.redis.hgetall(members_key(room)))
+
+    async def remove_member(self, room: str, worker: str) -> None:
+        await self.redis.hdel(members_key(room), worker)
+
     # -- messages -------------------------------------------------------------------------
     async def send(self, worker: str, envelope: Envelope) -> bool:
         """Publish ``envelope`` to ``worker``'s inbox; False if nobody was listening (the
@@ -183,3 +202,13 @@ class ClusterStore:
                 await pubsub.aclose()
             except RedisError:
                 pass
+
+
+def _counts(raw: Mapping[Any, Any]) -> dict[str, int]:
+    out = {}
+    for worker, value in raw.items():
+        try:
+            out[str(worker)] = int(value)
+        except (TypeError, ValueError):  # not ours: skipped
+            continue
+    return out

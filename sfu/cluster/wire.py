@@ -61,13 +61,18 @@ class WorkerInfo(_Strict):
     cpu: float = Field(ge=0)
     #: it takes no new rooms (it is draining)
     draining: bool = False
+    #: where its media link (cascading) takes datagrams, and the key of what it sends (hex)
+    relay_host: str | None = Field(None, max_length=64)
+    relay_port: int | None = Field(None, ge=1, le=65535)
+    relay_key: str | None = Field(None, pattern=r"^[0-9a-f]{60}$")
 
 
 #: edge -> host: ``open`` (the join, its ``text``), ``message``, ``closed`` (the WebSocket
 #: ended); host -> edge: ``message``, ``close`` (close the WebSocket with ``code``,
 #: ``reason``), ``left`` (the participant is out of the room, the WebSocket stays), ``moved``
-#: (this worker does not host the room: ``reason`` names the one that does)
-EnvelopeKind = Literal["open", "message", "closed", "close", "left", "moved"]
+#: (this worker does not host the room: ``reason`` names the one that does); between the
+#: workers holding parts of a cascaded room: ``room`` (``text``: a :class:`RoomEvent`)
+EnvelopeKind = Literal["open", "message", "closed", "close", "left", "moved", "room"]
 
 
 class Envelope(_Strict):
@@ -83,3 +88,52 @@ class Envelope(_Strict):
     reason: str | None = Field(None, max_length=1024)
     #: the client's address (for logs and per-address limits at the host)
     address: str | None = Field(None, max_length=256)
+
+
+def members_key(room: str) -> str:
+    """The workers holding participants of ``room`` (a cascaded room has several): a hash,
+    worker -> its participants there."""
+    return f"{PREFIX}:members:{room}"
+
+
+class TrackDescription(_Strict):
+    """A published track, as another worker needs it to receive it over the media link."""
+
+    track_id: str = Field(min_length=1, max_length=128)
+    kind: Literal["audio", "video"]
+    source_type: str = Field(max_length=32)
+    mime_type: str = Field(max_length=64)
+    clock_rate: int = Field(gt=0)
+    payload_type: int = Field(ge=0, le=127)
+    ssrc: int = Field(ge=0, lt=1 << 32)
+    rtx_payload_type: int | None = Field(None, ge=0, le=127)
+    rtx_ssrc: int | None = Field(None, ge=0, lt=1 << 32)
+    extensions: dict[str, int] = Field(default_factory=dict, max_length=32)
+    parameters: dict[str, str | int | None] = Field(default_factory=dict, max_length=32)
+
+
+class MemberInfo(_Strict):
+    """A participant of a cascaded room, on the worker that holds its connections."""
+
+    participant_id: str = Field(min_length=1, max_length=64)
+    name: str = Field(min_length=1, max_length=64)
+    tracks: list[TrackDescription] = Field(default_factory=list, max_length=64)
+
+
+#: ``hello`` (``worker`` holds participants of the room now: tell it yours, ``state``),
+#: ``joined``/``left`` (a participant there), ``published`` (a track there), ``want``/
+#: ``unwant`` (send me that track / stop), ``goodbye`` (no participant there any more)
+RoomEventKind = Literal[
+    "hello", "state", "joined", "left", "published", "want", "unwant", "goodbye"
+]
+
+
+class RoomEvent(_Strict):
+    kind: RoomEventKind
+    room: str = Field(min_length=1, max_length=64)
+    worker: str = Field(min_length=1, max_length=128)
+    participants: list[MemberInfo] = Field(default_factory=list, max_length=10_000)
+    participant: MemberInfo | None = None
+    participant_id: str | None = Field(None, max_length=64)
+    track: TrackDescription | None = None
+    track_id: str | None = Field(None, max_length=128)

@@ -64,6 +64,8 @@ class MediaSource:
         self.nacks_sent = 0
         #: observers of every media packet as received (RTX unwrapped), e.g. a capture
         self.taps: list[Callable[[bytes, float], None]] = []
+        #: observers of the publisher's sender reports (the media link to other workers)
+        self.report_taps: list[Callable[[rtcp.SenderReport, float], None]] = []
         self._keyframe_wanted = False  # by a down track, acted on after the fan-out
         self._sr: tuple[int, int, float] | None = None  # (ntp, rtp, arrival)
         self._highest_seq: int | None = None
@@ -196,6 +198,8 @@ class MediaSource:
     def on_sender_report(self, report: rtcp.SenderReport, now: float) -> None:
         self._sr = (report.ntp_timestamp, report.rtp_timestamp, now)
         self.stats.on_sender_report(report.ntp_timestamp, now)
+        for tap in self.report_taps:
+            tap(report, now)
 
     # -- layers ----------------------------------------------------------------------------
     @property

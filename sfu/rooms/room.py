@@ -7,6 +7,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from .. import faults
 from .. import protocol as m
@@ -29,6 +30,16 @@ def _spawn(coro: Awaitable[None]) -> None:
     task = asyncio.ensure_future(coro)
     _background.add(task)
     task.add_done_callback(_background.discard)
+
+
+class RoomObserver(Protocol):
+    """Told of what happens in every room (the cluster's cascading follows it)."""
+
+    def joined(self, room: Room, participant: Participant) -> None: ...
+
+    def published(self, room: Room, participant: Participant, source: MediaSource) -> None: ...
+
+    def left(self, room: Room, participant: Participant) -> None: ...
 
 
 class RoomError(Exception):
@@ -88,6 +99,9 @@ class Participant:
         self.identity: str | None = None
         #: called once the room has removed the participant by itself (not on ``leave``)
         self.on_removed: Callable[[Participant], None] | None = None
+        #: a participant whose connections are on another worker (cascading): that
+        #: worker's id; its tracks come over the media link, it subscribes to nothing here
+        self.mirror_of: str | None = None
 
     @property
     def context(self) -> str:
@@ -250,6 +264,7 @@ class Room:
         self.policy_name = policy_name
         self.participants: dict[str, Participant] = {}
         self._on_empty = on_empty
+        self.observer: RoomObserver | None = None
 
     @property
     def tracks(self) -> list[m.TrackInfo]:
@@ -318,6 +333,8 @@ class Room:
                 tracks=self.tracks,
             )
         )
+        if self.observer is not None:
+            self.observer.joined(self, participant)
         for other in others:
             await other.send(m.ParticipantJoined(participant=participant.info))
         # subscribe the newcomer to everything already published
@@ -336,6 +353,8 @@ class Room:
         source.on_structure = self._on_structure
         source.keyframes.min_interval = participant.policy.keyframe_min_interval
         info = track_info(participant, source)
+        if self.observer is not None:
+            self.observer.published(self, participant, source)
         for other in list(self.participants.values()):
             if other is participant:
                 continue
@@ -372,6 +391,8 @@ class Room:
         if self.participants.pop(participant.id, None) is None:
             return
         participant.room = None
+        if self.observer is not None:
+            self.observer.left(self, participant)
         if not self.participants:
             self._on_empty(self)
         for track_id in list(participant.sources):
@@ -417,6 +438,8 @@ class RoomManager:
         self.rooms: dict[str, Room] = {}
         #: called with the name of a room that has gone (its last participant left)
         self.on_room_removed: Callable[[str], None] | None = None
+        #: given to every room
+        self.observer: RoomObserver | None = None
 
     def peers_in_setup(self) -> int:
         """Peer connections offered or answered, not connected yet, in every room."""
@@ -444,6 +467,7 @@ class RoomManager:
                 raise RoomError("too_many_rooms", f"the server has {self.max_rooms} rooms")
             policy_name, policy = self.settings.policy_for(name)
             room = Room(name, self._remove, policy, policy_name)
+            room.observer = self.observer
             self.rooms[name] = room
         return room
 

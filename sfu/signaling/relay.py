@@ -33,9 +33,10 @@ from ..auth.access import Authenticator
 from ..auth.tokens import TokenError
 from ..cluster.placement import least_loaded
 from ..cluster.store import ClusterStore
-from ..cluster.wire import Envelope, WorkerInfo
+from ..cluster.wire import Envelope, RoomEvent, WorkerInfo
 from ..config import ClusterSettings
 from ..rooms.room import RoomManager
+from .cascade import Cascade
 from .outbox import Outbox
 from .session import SignalingSession
 
@@ -69,6 +70,7 @@ class ClusterWorker:
         url: str,
         auth: Authenticator,
         send_queue: int = 256,
+        relay_address: str = "127.0.0.1",
     ) -> None:
         self.settings = settings
         self.worker_id = worker_id
@@ -93,6 +95,10 @@ class ClusterWorker:
         self._tasks: list[asyncio.Task[None]] = []
         #: when each worker was last seen alive (monotonic seconds)
         self._seen: dict[str, float] = {}
+        #: rooms over several workers; its media link listens on relay_address
+        self.cascade = Cascade(self, rooms)
+        self.relay_address = relay_address
+        self._relay: tuple[str, int] | None = None
         self._cpu = (time.monotonic(), time.process_time())
         self._forwarded: Callable[[], int] | None = None
         self._forwarded_at = (time.monotonic(), 0)
@@ -101,6 +107,12 @@ class ClusterWorker:
     async def start(self, forwarded: Callable[[], int] | None = None) -> None:
         """``forwarded``: the RTP packets this worker has forwarded so far (for its load)."""
         self._forwarded = forwarded
+        try:
+            self._relay = await self.cascade.start(self.relay_address)
+        except OSError as exc:
+            logger.warning(
+                "cluster: no media link on %s (%s): no cascading", self.relay_address, exc
+            )
         try:
             await self._heartbeat_once()
         except RedisError as exc:  # it comes up later: the heartbeat keeps trying
@@ -115,6 +127,7 @@ class ClusterWorker:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.cascade.stop()
         with contextlib.suppress(RedisError, OSError):
             for room in list(self.rooms.rooms):
                 await self.store.release(room, self.worker_id)
@@ -150,6 +163,9 @@ class ClusterWorker:
             forwarded_per_second=max(0.0, rate),
             cpu=max(0.0, share),
             draining=self.draining,
+            relay_host=self._relay[0] if self._relay else None,
+            relay_port=self._relay[1] if self._relay else None,
+            relay_key=self.cascade.endpoint.key.hex() if self._relay else None,
         )
 
     async def _heartbeat_once(self) -> None:
@@ -160,13 +176,19 @@ class ClusterWorker:
             # claim it again; if another worker has taken it meanwhile, the room still runs
             # here and new joins go there
             holder = await self.store.claim(room, self.worker_id)
-            if holder != self.worker_id:
+            if holder != self.worker_id and holder not in self.cascade.members.get(room, ()):
                 logger.warning("cluster: room %r is now claimed by %s", room, holder)
+        await self.refresh()
+        await self._check_peers(time.monotonic())
+
+    async def refresh(self) -> None:
+        """Read the live workers (and their media links) from Redis."""
         self.live = {w.worker: w for w in await self.store.workers()}
         now = time.monotonic()
-        for worker in self.live:
+        for worker, info in self.live.items():
             self._seen[worker] = now
-        await self._check_peers(now)
+            if info.relay_host and info.relay_port and info.relay_key:
+                self.cascade.learn(worker, info.relay_host, info.relay_port, info.relay_key)
 
     async def _heartbeat(self) -> None:
         while True:
@@ -186,6 +208,8 @@ class ClusterWorker:
         reason to drop calls)."""
         peers = {relay.host for _, relay in self.edges.values()}
         peers |= {s.edge_worker for s in self.hosted.values() if s.edge_worker is not None}
+        for members in self.cascade.members.values():
+            peers |= members
         missing = [w for w in peers if w not in self.live]
         if not missing:
             return set()
@@ -201,6 +225,8 @@ class ClusterWorker:
         gone = await self._gone(now)
         if not gone:
             return
+        for worker in gone:
+            await self.cascade.worker_gone(worker)
         for session_id, (session, relay) in list(self.edges.items()):
             if relay.host in gone:
                 logger.warning("cluster: worker %s is gone; its clients here rejoin", relay.host)
@@ -257,8 +283,13 @@ class ClusterWorker:
                 "unavailable", f"the cluster cannot place the room now: {exc}", message.id
             )
             return True
-        if host == self.worker_id:
-            return False
+        if host == self.worker_id or await self._cascades(message.room, host):
+            # here: a member of the room if other workers hold some of it (cascading)
+            await self.cascade.enter(message.room)
+            await session.handle_message(message)
+            if session.participant is None:
+                await self.cascade.leave_if_unused(message.room)
+            return True
         session_id = uuid.uuid4().hex
         relay = EdgeRelay(session_id, host, message.room)
         self.edges[session_id] = (session, relay)
@@ -266,6 +297,19 @@ class ClusterWorker:
         session.relayed = True
         await self._send(relay, "open", text, address=session.address)
         return True
+
+    async def _cascades(self, room: str, host: str) -> bool:
+        """Whether a participant whose WebSocket reached this worker stays here though
+        ``host`` holds ``room``: this worker holds participants of it already, or the host
+        is on another node, or it holds room_participants_per_worker of them."""
+        members = await self.store.members(room)
+        if members.get(self.worker_id, 0) > 0:
+            return True
+        info = self.live.get(host)
+        if self.settings.cascade_across_nodes and info is not None and info.node != self.node:
+            return True
+        limit = self.settings.room_participants_per_worker
+        return limit is not None and members.get(host, 0) >= limit
 
     async def forward(self, session: SignalingSession, text: str) -> None:
         """A message of a relayed connection, to its host."""
@@ -337,6 +381,15 @@ class ClusterWorker:
             await asyncio.sleep(min(1.0, self.settings.heartbeat_interval))
 
     async def _on_envelope(self, envelope: Envelope) -> None:
+        if envelope.kind == "room":
+            if envelope.host == self.worker_id and envelope.text is not None:
+                try:
+                    event = RoomEvent.model_validate_json(envelope.text)
+                except ValueError:
+                    logger.warning("cluster: a room event does not validate; dropped")
+                    return
+                await self.cascade.on_event(event)
+            return
         if envelope.host == self.worker_id and envelope.kind in ("open", "message", "closed"):
             await self._on_hosted(envelope)
         elif envelope.edge == self.worker_id:
@@ -486,4 +539,5 @@ class ClusterWorker:
             "envelopes_out": self.relayed_out,
             "redis_errors": self.errors,
             "draining": self.draining,
+            "cascade": self.cascade.stats(),
         }

@@ -114,7 +114,14 @@ def cluster_worker(
     # connections are not its own)
     worker_id = f"{node}:{index}:{os.getpid()}"
     worker = ClusterWorker(
-        settings.cluster, worker_id, node, rooms, url, auth, settings.limits.send_queue
+        settings.cluster,
+        worker_id,
+        node,
+        rooms,
+        url,
+        auth,
+        settings.limits.send_queue,
+        relay_address=settings.cluster.relay_address or settings.ice.listen_addresses[0],
     )
 
     def released(room: str) -> None:

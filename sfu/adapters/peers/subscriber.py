@@ -160,6 +160,8 @@ class SubscriberPeer(Peer):
         """Send a new offer if anything changed (one offer outstanding at a time)."""
         if self._negotiating or not self._dirty or self.closed:
             return
+        if self.pc.signalingState == "closed":  # the client closed it; we learn it next
+            return
         self._negotiating = True
         self._dirty = False
         if self._ice_restart_wanted:

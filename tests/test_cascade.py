@@ -1,0 +1,147 @@
+"""Cascading (issue 17): one room over two workers.  A participant whose WebSocket reaches
+another worker than the room's, once the room's worker holds `room_participants_per_worker`,
+stays there; the tracks cross the media link between the workers once, and each subscriber
+gets its own layers where it is, decodable, as a local one would."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+from support.captures import CAPTURES
+from support.clients import SignalingClient
+from support.cluster import Cluster, running_cluster
+from support.redis_server import RedisServer, redis_server
+from support.waiting import wait_until
+
+from loadtest.capturefile import read_capture
+from loadtest.peers import ReplayPublisher, SimSubscriber
+from sfu.adapters import aiortc_plane as plane
+from sfu.cluster.wire import members_key
+
+
+@pytest.fixture
+def redis() -> Iterator[RedisServer]:
+    with redis_server() as server:
+        yield server
+
+
+@pytest.fixture
+async def cluster(redis: RedisServer, tmp_path: Path) -> AsyncIterator[Cluster]:
+    async with running_cluster(
+        redis.url, tmp_path / "sfu.log", extra_yaml="  room_participants_per_worker: 1\n"
+    ) as running:
+        yield running
+
+
+def rooms(cluster: Cluster, index: int) -> dict[str, list[str]]:
+    stats = cluster.stats(index, admin=True)
+    return {
+        name: sorted(p["name"] for p in room["participants"])
+        for name, room in stats["rooms"].items()
+    }
+
+
+async def test_a_room_over_two_workers(cluster: Cluster, redis: RedisServer) -> None:
+    alice = SignalingClient(cluster.ws(0), "alice")
+    bob: SignalingClient | None = None
+    carol: SignalingClient | None = None
+    try:
+        await alice.connect()
+        await alice.join("big")
+        await alice.publish()
+        host = 0 if "big" in rooms(cluster, 0) else 1
+        other = 1 - host
+        # bob reaches the other worker: the room's worker holds its one participant, so bob
+        # stays where he is, and alice's tracks come to him over the media link
+        bob = SignalingClient(cluster.ws(other), "bob")
+        await bob.connect()
+        joined = await bob.join("big")
+        assert [p["name"] for p in joined["participants"]] == ["alice"]
+
+        def tracks_known(client: SignalingClient, reply: dict[str, object]) -> int:
+            announced = [m for m in client.messages if m["type"] == "track_published"]
+            return len(reply["tracks"]) + len(announced)  # type: ignore[arg-type]
+
+        await wait_until(lambda: bob is not None and tracks_known(bob, joined) == 2, timeout=20)
+        await bob.publish()
+        await wait_until(lambda: bob is not None and bob.has_media(publishers=1), timeout=30)
+        await wait_until(lambda: alice.has_media(publishers=1), timeout=30)
+        # each worker holds its own participant and mirrors the other's
+        assert rooms(cluster, host) == {"big": ["alice", "bob"]}
+        assert rooms(cluster, other) == {"big": ["alice", "bob"]}
+        for index in (host, other):
+            cascade = cluster.stats(index, admin=True)["cluster"]["cascade"]
+            assert cascade["tracks_in"] == 2 and cascade["tracks_out"] == 2, cascade
+        client = aioredis.from_url(redis.url, decode_responses=True)
+        try:
+            members = await client.hgetall(members_key("big"))
+        finally:
+            await client.aclose()
+        assert sorted(members.values()) == ["1", "1"]
+
+        # carol on the room's worker sees and receives both, bob's through the link
+        carol = SignalingClient(cluster.ws(host), "carol")
+        await carol.connect()
+        joined = await carol.join("big")
+        assert sorted(p["name"] for p in joined["participants"]) == ["alice", "bob"]
+        await wait_until(lambda: carol is not None and carol.has_media(publishers=2), timeout=30)
+
+        # bob leaves: the others are told, and his worker lets the room go
+        await bob.leave()
+        await alice.wait_for(
+            lambda m: (
+                m["type"] == "participant_left"
+                and m["participant_id"] == joined["participants"][1]["participant_id"]
+                if joined["participants"][1]["name"] == "bob"
+                else m["type"] == "participant_left"
+            ),
+            timeout=10,
+        )
+        await wait_until(lambda: rooms(cluster, other) == {}, timeout=10)
+        assert rooms(cluster, host) == {"big": ["alice", "carol"]}
+    finally:
+        for c in (alice, bob, carol):
+            if c is not None:
+                await c.close()
+
+
+async def test_a_cascaded_subscriber_gets_its_own_layers_decodable(cluster: Cluster) -> None:
+    """The VP9 L3T3 capture through the link: a subscriber on the other worker with a small
+    window gets the lowest spatial layer, one with a large window all three; every frame
+    either receives is decodable."""
+    plane.install()  # this process's peers negotiate as the server's do (VP9)
+    capture = read_capture(CAPTURES / "vp9_L3T3_KEY.sfucap")
+    publisher = ReplayPublisher(cluster.ws(0), "pub", capture)
+    small: SimSubscriber | None = None
+    large: SimSubscriber | None = None
+    try:
+        await publisher.connect("layers")
+        await publisher.publish()
+        host = 0 if "layers" in rooms(cluster, 0) else 1
+        other = 1 - host
+        small = SimSubscriber(cluster.ws(other), "small", window=(320, 180))
+        large = SimSubscriber(cluster.ws(other), "large", window=(1280, 720))
+        await small.connect("layers")
+        await large.connect("layers")
+        assert rooms(cluster, other) == {"layers": ["large", "pub", "small"]}
+
+        def enough() -> bool:
+            return all(
+                s is not None and sum(c.frames_decodable for c in s.checkers.values()) >= 60
+                for s in (small, large)
+            )
+
+        await wait_until(enough, timeout=40)
+        for subscriber, spatial in ((small, {0}), (large, {0, 1, 2})):
+            assert subscriber is not None
+            checkers = list(subscriber.checkers.values())
+            assert sum(c.frames_undecodable for c in checkers) == 0
+            recent = {sid for at, sid, _ in subscriber.layers[-200:]}
+            assert recent == spatial, (subscriber.name, recent)
+    finally:
+        for peer in (publisher, small, large):
+            if peer is not None:
+                await peer.close()
