@@ -72,3 +72,15 @@ async def test_packets_cross_the_link_unchanged_and_only_from_a_known_worker() -
     finally:
         for endpoint in (a, b, c):
             endpoint.close()
+
+
+def test_the_cascade_cost_bench_measures_a_real_hop() -> None:
+    """`python -m loadtest cascade-cost`, small: every packet crosses the link and the
+    figures it prints are measured, not assumed."""
+    from loadtest.cascade_cost import run
+
+    result = run(loops=1, subscribers=2, runs=1)
+    assert result["relayed"] == result["packets"] > 1000
+    assert result["lost_on_the_link"] == 0
+    assert result["hop_us_per_packet"] > 0 and result["forward_us_per_packet"] > 0
+    assert result["ratio"] == result["hop_us_per_packet"] / result["forward_us_per_packet"]

@@ -163,6 +163,8 @@ class MediaSource:
                 # higher than seen before): retarget now, not at the next keyframe
                 self._check_structure()
 
+        if not self.downtracks:  # nobody here to forward to (a track only relayed, say)
+            return
         # the header extensions every subscriber gets (the DD may be rewritten per subscriber,
         # the transport-wide sequence number, first, is written per subscriber)
         elements, block, head, tail = self.writer.build(extensions, info, now)
