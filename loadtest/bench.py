@@ -214,11 +214,17 @@ def _steps(max_subscribers: int, step: int) -> list[int]:
 
 
 async def bench(
-    max_subscribers: int = 64, step: int = 0, duration: float = DURATION, processes: int = 2
+    max_subscribers: int = 64,
+    step: int = 0,
+    duration: float = DURATION,
+    processes: int = 2,
+    workers: int = 1,
+    rooms: int = 1,
 ) -> dict[str, Any]:
     duration = min(duration, 60.0)
     max_subscribers = min(max_subscribers, 200)
-    server = await start_server(["127.0.0.1"])
+    args = ("--workers", str(workers)) if workers > 1 else ()
+    server = await start_server(["127.0.0.1"], args=args)
     url = server.url
     rows: list[dict[str, Any]] = []
     largest = 0
@@ -226,7 +232,7 @@ async def bench(
         for n in _steps(max_subscribers, step):
             scenario = Scenario(
                 url=url,
-                rooms=1,
+                rooms=rooms,
                 publishers_per_room=1,
                 codec="VP9",
                 audio=False,
@@ -236,7 +242,7 @@ async def bench(
                 profiles=[Profile(name="fanout", subscribers_per_room=n, window=(1280, 720))],
             )
             report = await run_scenario(scenario, quiet=True, server_pid=server.pid)
-            row = step_row(n, report)
+            row = step_row(n * rooms, report)  # the total fan-out
             if report["errors"]:
                 row["errors"] = report["errors"][:5]
             previous = next((r for r in reversed(rows) if r.get("packets_per_second")), None)
@@ -254,7 +260,7 @@ async def bench(
                 )
             base = None
             if row.get("us_per_packet") is not None:
-                base = await baseline(n, min(duration, BASELINE_SECONDS))
+                base = await baseline(n * rooms, min(duration, BASELINE_SECONDS))
                 row["baseline_us_per_packet"] = base["us_per_packet"]
                 row["ratio"] = round(row["us_per_packet"] / max(base["us_per_packet"], 1e-9), 2)
             rows.append(row)
@@ -267,8 +273,7 @@ async def bench(
     finally:
         await server.aclose()
     print(
-        f"largest N that held (steady window: loss <= {MAX_LOSS}%, p99 <= {MAX_P99} ms): "
-        f"{largest}"
+        f"largest N that held (steady window: loss <= {MAX_LOSS}%, p99 <= {MAX_P99} ms): {largest}"
     )
     return {"held": largest, "steps": rows}
 
@@ -277,10 +282,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-subscribers", type=int, default=64)
     parser.add_argument("--step", type=int, default=0, help="0: 1, 2, 4, 8, then +8")
     parser.add_argument(
-        "--duration", type=float, default=DURATION, help="seconds per step (the steady window: "
-        "from 1 s after the last subscriber's first packet to 1 s before the end)"
+        "--duration",
+        type=float,
+        default=DURATION,
+        help="seconds per step (the steady window: "
+        "from 1 s after the last subscriber's first packet to 1 s before the end)",
     )
     parser.add_argument("--processes", type=int, default=2, help="load generator processes")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="sfu serve --workers W (docs/scaling.md); the server's CPU is its processes' together",
+    )
+    parser.add_argument(
+        "--rooms", type=int, default=1, help="rooms of one publisher and N subscribers each"
+    )
     parser.add_argument("--json", action="store_true", help="then the steps as JSON")
 
 
@@ -291,6 +308,8 @@ def command(args: argparse.Namespace) -> int:
             step=args.step,
             duration=args.duration,
             processes=args.processes,
+            workers=args.workers,
+            rooms=args.rooms,
         )
     )
     if args.json:

@@ -304,11 +304,7 @@ def figures(run: dict[str, Any]) -> dict[str, Any]:
             )
         else:
             entry["page_width_1280"] = next(
-                (
-                    round(s["t"] - change["t"], 2)
-                    for s in after
-                    if s["page"]["frameWidth"] == 1280
-                ),
+                (round(s["t"] - change["t"], 2) for s in after if s["page"]["frameWidth"] == 1280),
                 None,
             )
     edges = [0.0, *[c["t"] for c in run["changes"]], run["duration"]]

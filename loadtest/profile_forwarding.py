@@ -178,4 +178,3 @@ def command(args: argparse.Namespace) -> int:
         f"{best['us_per_incoming_packet']:.1f} us/incoming packet"
     )
     return 0
-

@@ -29,7 +29,7 @@ from pydantic import ValidationError
 from sfu.signaling.loop_lag import difference, percentile_bound
 
 from .netns import ShapedLink, namespaces_available
-from .proc import cpu_seconds, rss_bytes
+from .proc import tree_cpu_seconds, tree_rss_bytes
 from .report import table, write
 from .scenario import Profile, Scenario, load_scenario
 from .server import ADMIN_TOKENS, SfuProcess, server_stats, start_server
@@ -377,7 +377,8 @@ async def run_scenario(
 
         samples: list[dict[str, Any]] = []
         started = time.monotonic()
-        cpu_start = cpu_seconds(server_pid) if server_pid else None
+        # the server's processes: one, or a supervisor and its workers (and its Redis)
+        cpu_start = tree_cpu_seconds(server_pid) if server_pid else None
         gather = asyncio.ensure_future(asyncio.gather(*jobs))
         last_bytes, last_time = 0, started
         while not gather.done():
@@ -389,8 +390,8 @@ async def run_scenario(
                         {
                             "t": round(now - started, 2),
                             "at": now,
-                            "cpu": round(cpu_seconds(server_pid), 3),
-                            "rss_mb": round(rss_bytes(server_pid) / 1e6, 1),
+                            "cpu": round(tree_cpu_seconds(server_pid), 3),
+                            "rss_mb": round(tree_rss_bytes(server_pid) / 1e6, 1),
                         }
                     )
                 except OSError:

@@ -186,9 +186,7 @@ def start_sfu(
     root = str(Path(sfu.__file__).resolve().parents[1])  # this checkout's code
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [*command, *args], stdout=out, stderr=subprocess.STDOUT, env=env
-        )
+        proc = subprocess.Popen([*command, *args], stdout=out, stderr=subprocess.STDOUT, env=env)
     return SfuProcess(proc, port, log, temporary)
 
 
@@ -210,11 +208,17 @@ def loadtest_settings(listen: list[str], extra_yaml: str = "") -> str:
 
 
 async def start_server(
-    listen: list[str], http_host: str = "127.0.0.1", extra_yaml: str = ""
+    listen: list[str],
+    http_host: str = "127.0.0.1",
+    extra_yaml: str = "",
+    args: tuple[str, ...] = (),
 ) -> SfuProcess:
-    """``sfu serve`` for a load test (:func:`loadtest_settings`, HTTP on ``http_host``),
-    healthy, its admin token known to :func:`server_stats`; the caller closes it."""
-    server = start_sfu("--host", http_host, config_yaml=loadtest_settings(listen, extra_yaml))
+    """``sfu serve [ARGS]`` for a load test (:func:`loadtest_settings`, HTTP on
+    ``http_host``), healthy, its admin token known to :func:`server_stats`; the caller
+    closes it."""
+    server = start_sfu(
+        "--host", http_host, *args, config_yaml=loadtest_settings(listen, extra_yaml)
+    )
     await server.wait_healthy()
     token = server.admin_token
     if token is not None:

@@ -99,6 +99,8 @@ async def test_a_room_has_one_holder_whoever_claims_it_first(store: ClusterStore
     assert len(set(claims)) == 1
     holder = claims[0]
     assert await store.holder("r1") == holder
+    # the room counts in its holder's record at once, before the holder's next heartbeat
+    assert {w.worker: w.rooms for w in await store.workers()}[holder] == 1
     # the holder dies (its record gone): the next claim takes the room over
     await store.unregister(holder)
     other = "b" if holder == "a" else "a"
@@ -404,3 +406,16 @@ async def test_an_envelope_reaches_a_listening_inbox_and_says_when_none_listens(
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_rooms_placed_at_once_spread_over_idle_workers(store: ClusterStore) -> None:
+    """A burst of new rooms (a load test, a morning) does not all land on one worker before
+    its heartbeat tells its load: a claim counts in the holder's record at once."""
+    for worker in ("a", "b", "c"):
+        await store.register(info(worker))
+    placed = []
+    for i in range(6):
+        best = least_loaded(await store.workers())
+        assert best is not None
+        placed.append(await store.claim(f"burst{i}", best.worker))
+    assert sorted(placed) == ["a", "a", "b", "b", "c", "c"]

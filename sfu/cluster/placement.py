@@ -9,7 +9,8 @@ from .wire import WorkerInfo
 
 def load_score(info: WorkerInfo) -> tuple[float, int, int, str]:
     """Lower is less loaded: CPU first (what limits a worker), then participants, then
-    rooms; the name breaks ties so that every worker picks the same one."""
+    rooms (a room placed counts at once: the claim adds it to the record); the name breaks
+    ties so that every worker picks the same one."""
     # CPU in steps of 5 % of a core: noise between two idle workers does not decide
     return (round(info.cpu * 20) / 20, info.participants, info.rooms, info.worker)
 

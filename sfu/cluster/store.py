@@ -34,13 +34,22 @@ TOMBSTONE_TTL = 300
 logger = logging.getLogger(__name__)
 
 #: KEYS[1] the room; ARGV: candidate, TTL (ms), worker key prefix.  The room's worker if it
-#: is alive, else the candidate, which now holds the room.
+#: is alive, else the candidate, which now holds the room: its record counts the room at
+#: once (the next placement, from any worker, sees it before the candidate's heartbeat)
 _CLAIM = """
 local owner = redis.call('GET', KEYS[1])
 if owner and redis.call('EXISTS', ARGV[3] .. owner) == 1 then
   return owner
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+local record = redis.call('GET', ARGV[3] .. ARGV[1])
+if record then
+  local ok, info = pcall(cjson.decode, record)
+  if ok and type(info) == 'table' and type(info.rooms) == 'number' then
+    info.rooms = info.rooms + 1
+    redis.call('SET', ARGV[3] .. ARGV[1], cjson.encode(info), 'KEEPTTL')
+  end
+end
 return ARGV[1]
 """
 

@@ -251,12 +251,15 @@ class ClusterWorker:
             holder = await self.store.holder(room)
             if holder in (None, self.worker_id):
                 return await self.store.claim(room, self.worker_id)
-        best = least_loaded(self.live.values()) if self.live else None
+        holder = await self.store.holder(room)
+        if holder is not None and holder in self.live:
+            return holder
+        # a new room: the records as they are now (a room placed a moment ago counts)
+        workers = await self.store.workers()
+        if self.draining:
+            workers = [w for w in workers if w.worker != self.worker_id]
+        best = least_loaded(workers)
         candidate = best.worker if best is not None else self.worker_id
-        if self.draining and candidate == self.worker_id:
-            others = [w for w in self.live.values() if w.worker != self.worker_id]
-            best = least_loaded(others)
-            candidate = best.worker if best is not None else self.worker_id
         return await self.store.claim(room, candidate)
 
     async def route_join(self, session: SignalingSession, message: m.Join, text: str) -> bool:
