@@ -220,11 +220,15 @@ async def bench(
     processes: int = 2,
     workers: int = 1,
     rooms: int = 1,
+    room_participants_per_worker: int | None = None,
 ) -> dict[str, Any]:
     duration = min(duration, 60.0)
     max_subscribers = min(max_subscribers, 200)
     args = ("--workers", str(workers)) if workers > 1 else ()
-    server = await start_server(["127.0.0.1"], args=args)
+    extra = ""
+    if room_participants_per_worker is not None:  # cascading: a room over the workers
+        extra = f"cluster:\n  room_participants_per_worker: {room_participants_per_worker}\n"
+    server = await start_server(["127.0.0.1"], args=args, extra_yaml=extra)
     url = server.url
     rows: list[dict[str, Any]] = []
     largest = 0
@@ -298,6 +302,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rooms", type=int, default=1, help="rooms of one publisher and N subscribers each"
     )
+    parser.add_argument(
+        "--room-participants-per-worker",
+        type=int,
+        help="cascading (with --workers): a room's worker takes this many of its "
+        "participants, the others stay on the worker their WebSocket reached",
+    )
     parser.add_argument("--json", action="store_true", help="then the steps as JSON")
 
 
@@ -310,6 +320,7 @@ def command(args: argparse.Namespace) -> int:
             processes=args.processes,
             workers=args.workers,
             rooms=args.rooms,
+            room_participants_per_worker=args.room_participants_per_worker,
         )
     )
     if args.json:

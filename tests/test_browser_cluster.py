@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from support.browser import chromium_page, require_chromium
-from support.cluster import Cluster, consecutive_free_ports
+from support.cluster import Cluster, consecutive_free_ports, running_cluster
 from support.redis_server import RedisServer, redis_server
 from support.serving import start_sfu
 from support.waiting import wait_until
@@ -107,3 +107,46 @@ async def test_pages_rejoin_by_themselves_when_their_rooms_worker_dies(
             assert asyncio.get_running_loop().time() < deadline, "no video after rejoining"
             await asyncio.sleep(0.5)
         assert await viewer.evaluate("window.sfuJoinError") is None
+
+
+@pytest.fixture
+async def cascading(redis: RedisServer, tmp_path: Path) -> AsyncIterator[Cluster]:
+    async with running_cluster(
+        redis.url, tmp_path / "sfu.log", extra_yaml="  room_participants_per_worker: 1\n"
+    ) as running:
+        yield running
+
+
+async def test_pages_of_one_room_on_two_workers_see_each_other(
+    cascading: Cluster, playwright: Any
+) -> None:
+    """A cascaded room in Chromium: each page's connections on its own worker, the tracks
+    crossing between the workers; both pages decode the other's video (VP9 SVC)."""
+    cluster = cascading
+    async with AsyncExitStack() as stack:
+        first = await stack.enter_async_context(
+            chromium_page(
+                playwright,
+                f"{cluster.http(0)}/?room=split&name=one&codec=VP9&res=640x360&autojoin=1",
+            )
+        )
+        await first.wait_for_function("window.sfuClient && window.sfuClient.participantId")
+        host = cluster.host_of("split")
+        second = await stack.enter_async_context(
+            chromium_page(
+                playwright,
+                f"{cluster.http(1 - host)}/?room=split&name=two&codec=VP9&res=640x360&autojoin=1",
+            )
+        )
+        await second.wait_for_function("window.sfuClient && window.sfuClient.participantId")
+        for page in (first, second):
+            deadline = asyncio.get_running_loop().time() + 40
+            while await decoded(page) < 10:
+                assert asyncio.get_running_loop().time() < deadline, "no video"
+                await asyncio.sleep(0.5)
+        # each worker holds one page's participant and mirrors the other's
+        for index in (0, 1):
+            stats = cluster.stats(index, admin=True)
+            names = sorted(p["name"] for p in stats["rooms"]["split"]["participants"])
+            assert names == ["one", "two"]
+            assert stats["cluster"]["cascade"]["tracks_in"] == 2

@@ -160,7 +160,7 @@ async def cluster(redis_url: str, tmp_path: Path) -> AsyncIterator[Cluster]:
 
 
 async def test_a_room_lives_on_one_worker_whichever_worker_its_clients_reach(
-    cluster: Cluster,
+    cluster: Cluster, store: ClusterStore
 ) -> None:
     alice = SignalingClient(cluster.ws(0), "alice")
     bob = SignalingClient(cluster.ws(1), "bob")
@@ -186,6 +186,19 @@ async def test_a_room_lives_on_one_worker_whichever_worker_its_clients_reach(
         assert sorted(stats[host]["cluster"]["live_workers"]) == sorted(
             s["cluster"]["worker"] for s in stats
         )
+        # the host's record tells its load: its participants, what it forwards
+        host_id = stats[host]["cluster"]["worker"]
+
+        async def host_record() -> WorkerInfo:
+            return {w.worker: w for w in await store.workers()}[host_id]
+
+        deadline = asyncio.get_running_loop().time() + 10
+        while (await host_record()).forwarded_per_second <= 0:
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.25)
+        record = await host_record()
+        assert (record.participants, record.rooms) == (2, 1)
+        assert record.relay_port is not None and record.relay_key is not None
         # a relayed request is answered as a local one is
         target = bob if edge == 1 else alice
         reply = await target.request({"type": "ping"})

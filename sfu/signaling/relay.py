@@ -159,7 +159,12 @@ class ClusterWorker:
             node=self.node,
             pid=os.getpid(),
             rooms=len(self.rooms.rooms),
-            participants=sum(len(r.participants) for r in self.rooms.rooms.values()),
+            participants=sum(
+                1
+                for room in self.rooms.rooms.values()
+                for p in room.participants.values()
+                if p.mirror_of is None  # a mirror's connections are another worker's
+            ),
             forwarded_per_second=max(0.0, rate),
             cpu=max(0.0, share),
             draining=self.draining,

@@ -133,7 +133,19 @@ def cluster_worker(
 
 async def _cluster_context(app: web.Application) -> AsyncIterator[None]:
     cluster = app[CLUSTER_KEY]
-    await cluster.start()
+    rooms = app[ROOMS_KEY]
+
+    def forwarded() -> int:
+        """RTP packets forwarded so far to this worker's subscribers (its load)."""
+        return sum(
+            downtrack.packets_sent
+            for room in list(rooms.rooms.values())
+            for participant in list(room.participants.values())
+            if participant.subscriber is not None
+            for downtrack in list(participant.subscriber.downtracks.values())
+        )
+
+    await cluster.start(forwarded)
     yield
     with contextlib.suppress(Exception):
         await cluster.stop()
