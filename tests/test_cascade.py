@@ -145,3 +145,56 @@ async def test_a_cascaded_subscriber_gets_its_own_layers_decodable(cluster: Clus
         for peer in (publisher, small, large):
             if peer is not None:
                 await peer.close()
+
+
+async def test_datagrams_from_anyone_but_a_worker_are_refused_by_the_media_link(
+    cluster: Cluster, redis: RedisServer
+) -> None:
+    """The media link's port is reachable by whoever reaches the node: datagrams from an
+    address that is no worker's link (here: loopback, another port), forged or replayed,
+    are dropped and counted before any parsing; the room's media goes on."""
+    import os
+    import socket
+
+    from sfu.cluster.store import ClusterStore
+
+    alice = SignalingClient(cluster.ws(0), "alice")
+    bob: SignalingClient | None = None
+    store = ClusterStore(redis.url, ttl=5.0)
+    try:
+        await alice.connect()
+        await alice.join("attacked")
+        await alice.publish()
+        host = 0 if "attacked" in rooms(cluster, 0) else 1
+        bob = SignalingClient(cluster.ws(1 - host), "bob")
+        await bob.connect()
+        await bob.join("attacked")
+        await wait_until(lambda: bob is not None and bob.has_media(publishers=1), timeout=30)
+        target = cluster.stats(1 - host, admin=True)["cluster"]
+        record = {w.worker: w for w in await store.workers()}[target["worker"]]
+        assert record.relay_host is not None and record.relay_port is not None
+        refused = target["cascade"]["link"]["refused"]
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as attacker:
+            for i in range(500):
+                size = 12 + i % 1400
+                datagram = bytes([0x80, 96 if i % 2 else 200]) + os.urandom(size)
+                attacker.sendto(datagram, (record.relay_host, record.relay_port))
+        await wait_until(
+            lambda: (
+                cluster.stats(1 - host, admin=True)["cluster"]["cascade"]["link"]["refused"]
+                >= refused + 400
+            ),
+            timeout=10,
+        )
+        before = sum(len(p) for p in bob.streams("video").values())
+        await wait_until(
+            lambda: (
+                bob is not None and sum(len(p) for p in bob.streams("video").values()) > before + 30
+            ),
+            timeout=10,
+        )
+    finally:
+        await store.close()
+        for c in (alice, bob):
+            if c is not None:
+                await c.close()

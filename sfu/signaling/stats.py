@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -41,7 +42,8 @@ async def stats(request: web.Request) -> web.Response:
         return web.json_response(public_stats(request.app))
     loop_lag = request.app[LOOP_LAG_KEY].snapshot(time.monotonic())
     if request.query.get("only") == "loop_lag":  # cheap enough to poll every second
-        return web.json_response({"time": time.time(), "loop_lag": loop_lag})
+        # the pid tells which process answered (several workers share the port)
+        return web.json_response({"time": time.time(), "loop_lag": loop_lag, "pid": os.getpid()})
     rooms = request.app[ROOMS_KEY]
     out: dict[str, Any] = {
         "time": time.time(),
