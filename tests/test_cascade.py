@@ -5,6 +5,7 @@ gets its own layers where it is, decodable, as a local one would."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from support.waiting import wait_until
 
 from loadtest.capturefile import read_capture
 from loadtest.peers import ReplayPublisher, SimSubscriber
+from loadtest.server import ADMIN_TOKENS, server_stats
 from sfu.adapters import aiortc_plane as plane
 from sfu.cluster.wire import members_key
 
@@ -198,3 +200,54 @@ async def test_datagrams_from_anyone_but_a_worker_are_refused_by_the_media_link(
         for c in (alice, bob):
             if c is not None:
                 await c.close()
+
+
+async def test_two_nodes_keep_their_participants_and_cascade_the_tracks(
+    redis: RedisServer, tmp_path: Path
+) -> None:
+    """Two nodes (two `sfu serve`, one worker each, their own names, one Redis): a
+    participant whose WebSocket reaches the node that does not hold the room stays there
+    (cascade_across_nodes, the default); the tracks cross once between the nodes."""
+    from support.serving import start_sfu
+
+    servers = []
+    clients: list[SignalingClient] = []
+    try:
+        for node in ("east", "west"):
+            server = start_sfu(
+                log=tmp_path / f"{node}.log",
+                config_yaml=(
+                    f"cluster:\n  redis_url: {redis.url}\n  node: {node}\n"
+                    "  heartbeat_interval: 0.5\n  heartbeat_timeout: 2.0\n"
+                ),
+            )
+            servers.append(server)
+        for server in servers:
+            await server.wait_healthy()
+            assert server.admin_token is not None
+            ADMIN_TOKENS[server.port] = server.admin_token
+        await asyncio.sleep(1.0)  # both registered (a heartbeat)
+        east = SignalingClient(servers[0].ws_url, "east-pub")
+        west = SignalingClient(servers[1].ws_url, "west-sub")
+        clients += [east, west]
+        await east.connect()
+        await east.join("global")
+        await east.publish()
+        await west.connect()
+        joined = await west.join("global")
+        assert [p["name"] for p in joined["participants"]] == ["east-pub"]
+        await wait_until(lambda: west.has_media(publishers=1), timeout=30)
+        for server, node in zip(servers, ("east", "west"), strict=True):
+            stats = server_stats(server.url, server.port)
+            cluster = stats["cluster"]
+            assert cluster["node"] == node
+            assert cluster["relayed_connections"] == 0 and cluster["hosted_connections"] == 0
+            names = sorted(p["name"] for p in stats["rooms"]["global"]["participants"])
+            assert names == ["east-pub", "west-sub"]
+        west_cascade = server_stats(servers[1].url, servers[1].port)["cluster"]["cascade"]
+        assert west_cascade["tracks_in"] == 2 and west_cascade["link"]["received"] > 100
+    finally:
+        for client in clients:
+            await client.close()
+        for server in servers:
+            assert await server.aclose() == 0
