@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from support.redis_server import RedisServer, redis_server
 from support.serving import RunningServer, running
 
 from loadtest.netns import namespaces_available
@@ -95,3 +96,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             or any(name in names for name in _INTEGRATION_NAMES)
         ):
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture
+def redis() -> Iterator[RedisServer]:
+    """A fresh redis-server (Debian's) on a free port, stopped by its PID afterwards."""
+    with redis_server() as server:
+        yield server

@@ -8,16 +8,15 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
 from support.browser import chromium_page, require_chromium
-from support.cluster import Cluster, consecutive_free_ports, running_cluster
-from support.redis_server import RedisServer, redis_server
-from support.serving import start_sfu
+from support.cluster import Cluster, running_cluster
+from support.redis_server import RedisServer
 from support.waiting import wait_until
 
 require_chromium()
@@ -31,30 +30,9 @@ DECODED = """() => {
 
 
 @pytest.fixture
-def redis() -> Iterator[RedisServer]:
-    with redis_server() as server:
-        yield server
-
-
-@pytest.fixture
 async def cluster(redis: RedisServer, tmp_path: Path) -> AsyncIterator[Cluster]:
-    base = consecutive_free_ports(2)
-    server = start_sfu(
-        "--workers",
-        "2",
-        log=tmp_path / "sfu.log",
-        config_yaml=(
-            f"cluster:\n  redis_url: {redis.url}\n  worker_ports_from: {base}\n"
-            "  heartbeat_interval: 0.5\n  heartbeat_timeout: 2.0\n"
-        ),
-    )
-    try:
-        await server.wait_healthy()
-        running = Cluster(server, base, 2)
-        await running.wait_up()
+    async with running_cluster(redis.url, tmp_path / "sfu.log") as running:
         yield running
-    finally:
-        assert await server.aclose() == 0
 
 
 async def decoded(page: Any) -> int:

@@ -6,7 +6,7 @@ gets its own layers where it is, decodable, as a local one would."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from support.captures import CAPTURES
 from support.clients import SignalingClient
 from support.cluster import Cluster, running_cluster
-from support.redis_server import RedisServer, redis_server
+from support.redis_server import RedisServer
 from support.waiting import wait_until
 
 from loadtest.capturefile import read_capture
@@ -22,12 +22,6 @@ from loadtest.peers import ReplayPublisher, SimSubscriber
 from loadtest.server import ADMIN_TOKENS, server_stats
 from sfu.adapters import aiortc_plane as plane
 from sfu.cluster.wire import members_key
-
-
-@pytest.fixture
-def redis() -> Iterator[RedisServer]:
-    with redis_server() as server:
-        yield server
 
 
 @pytest.fixture

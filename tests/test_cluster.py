@@ -7,15 +7,15 @@ import asyncio
 import json
 import os
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
 from support.clients import SignalingClient
-from support.cluster import Cluster, consecutive_free_ports
-from support.redis_server import RedisServer, redis_server
+from support.cluster import Cluster, consecutive_free_ports, running_cluster
+from support.redis_server import RedisServer
 from support.serving import start_sfu
 from support.waiting import wait_until
 
@@ -72,12 +72,6 @@ def test_cluster_settings_are_checked() -> None:
 
 
 # -- the store, on a real Redis ---------------------------------------------------------------
-
-
-@pytest.fixture
-def redis() -> Iterator[RedisServer]:
-    with redis_server() as server:
-        yield server
 
 
 @pytest.fixture
@@ -138,25 +132,8 @@ async def test_records_and_claims_expire_without_a_heartbeat(redis_url: str) -> 
 
 @pytest.fixture
 async def cluster(redis_url: str, tmp_path: Path) -> AsyncIterator[Cluster]:
-    base = consecutive_free_ports(2)
-    server = start_sfu(
-        "--workers",
-        "2",
-        log=tmp_path / "sfu.log",
-        config_yaml=(
-            f"cluster:\n  redis_url: {redis_url}\n  worker_ports_from: {base}\n"
-            "  heartbeat_interval: 0.5\n  heartbeat_timeout: 2.0\n"
-        ),
-    )
-    try:
-        await server.wait_healthy()
-        running = Cluster(server, base, 2)
-        await running.wait_up()
+    async with running_cluster(redis_url, tmp_path / "sfu.log") as running:
         yield running
-    finally:
-        assert await server.aclose() == 0
-        log = server.log.read_text(errors="replace") if server.log.exists() else ""
-        assert "Traceback" not in log, log[-3000:]
 
 
 async def test_a_room_lives_on_one_worker_whichever_worker_its_clients_reach(

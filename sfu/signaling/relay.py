@@ -30,7 +30,6 @@ from redis.exceptions import RedisError
 
 from .. import protocol as m
 from ..auth.access import Authenticator
-from ..auth.tokens import TokenError
 from ..cluster.placement import least_loaded
 from ..cluster.store import ClusterStore
 from ..cluster.wire import Envelope, RoomEvent, WorkerInfo
@@ -270,18 +269,7 @@ class ClusterWorker:
     async def route_join(self, session: SignalingSession, message: m.Join, text: str) -> bool:
         """Place the room of a join; True if it went to another worker (relayed from now on),
         False to join here.  A join the token does not allow is answered here, never placed."""
-        _, policy = self.rooms.settings.policy_for(message.room)
-        try:
-            session.auth.join(
-                token=message.token,
-                room=message.room,
-                name=message.name,
-                role=message.role,
-                policy_requires=policy.require_token,
-                now=time.time(),
-            )
-        except TokenError as exc:
-            await session.error("unauthorized", str(exc), message.id)
+        if await session.authorize(message) is None:
             return True
         try:
             host = await self.place(message.room)

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from .. import faults
 from .. import protocol as m
-from ..auth.access import Authenticator
+from ..auth.access import Access, Authenticator
 from ..auth.keys import TokenKeys
 from ..auth.tokens import TokenError
 from ..rooms.room import Participant, RoomError, RoomManager
@@ -133,18 +133,8 @@ class SignalingSession:
             if self.participant is not None and self.participant.room is not None:
                 await self.error("already_joined", "this connection has joined a room", message.id)
                 return
-            _, policy = self.rooms.settings.policy_for(message.room)
-            try:
-                access = self.auth.join(
-                    token=message.token,
-                    room=message.room,
-                    name=message.name,
-                    role=message.role,
-                    policy_requires=policy.require_token,
-                    now=time.time(),
-                )
-            except TokenError as exc:
-                await self.error("unauthorized", str(exc), message.id)
+            access = await self.authorize(message)
+            if access is None:
                 return
             participant = Participant(
                 message.name,
@@ -231,6 +221,23 @@ class SignalingSession:
             await self.send(m.Stats(id=message.id, **metrics))
         elif isinstance(message, (m.Window, m.SetLevel, m.Auto, m.GetLevels)):
             await self.subscription_request(self.participant, message)
+
+    async def authorize(self, message: m.Join) -> Access | None:
+        """What the join's token (and the room's policy) allow; None after telling the
+        client why it may not join."""
+        _, policy = self.rooms.settings.policy_for(message.room)
+        try:
+            return self.auth.join(
+                token=message.token,
+                room=message.room,
+                name=message.name,
+                role=message.role,
+                policy_requires=policy.require_token,
+                now=time.time(),
+            )
+        except TokenError as exc:
+            await self.error("unauthorized", str(exc), message.id)
+            return None
 
     async def subscription_request(
         self, participant: Participant, message: m.Window | m.SetLevel | m.Auto | m.GetLevels
