@@ -248,7 +248,9 @@ class Bye(_Message):
     WebSocket closes next), or one of its peer connections died (the WebSocket stays open:
     join again to come back), or its identity joined the room on another connection
     (``duplicate_identity``), or the worker hosting its room is gone (``worker_lost``: the
-    WebSocket stays open, join again and the room is placed on a live worker)."""
+    WebSocket stays open, join again and the room is placed on a live worker), or this node
+    stops while others of its cluster run (``moved``: the WebSocket closes next; connect
+    and join again, another node takes the room)."""
 
     type: Literal["bye"] = "bye"
     code: Literal[
@@ -258,6 +260,7 @@ class Bye(_Message):
         "peer_closed",
         "duplicate_identity",
         "worker_lost",
+        "moved",
     ]
     reason: str
 

@@ -284,18 +284,22 @@ async def test_each_subscriber_gets_the_layer_that_fits_its_window(
         )
         assert plis <= 8, plis  # at most ~one per switch that needs a keyframe, never a storm
 
-        # a temporal pin of T0 gives about a quarter of the frame rate
+        # a temporal pin of T0 gives about a quarter of the frame rate the subscriber gets
+        # without it (whatever rate the publisher manages: on a loaded machine Chromium
+        # encodes fewer frames, qualityLimitationReason "cpu")
         small = subscribers[0]
+        full = (await video_stats(small))[0]["framesPerSecond"]
+        assert full >= 10, full
         track_id = await small.evaluate("[...window.sfuClient.levels.keys()][0]")
         await small.evaluate(f"window.sfuClient.setLevel({json.dumps(track_id)}, 0, 0)")
         await asyncio.sleep(4)
         fps = (await video_stats(small))[0]["framesPerSecond"]
-        assert 5 <= fps <= 10, fps
+        assert 0.15 * full <= fps <= 0.4 * full, (fps, full)
         level = await small.evaluate(f"window.sfuClient.levels.get({json.dumps(track_id)})")
         assert level["temporal"] == 0 and level["reason"] == "pin", level
         await small.evaluate(f"window.sfuClient.auto({json.dumps(track_id)})")
         await asyncio.sleep(3)
-        assert (await video_stats(small))[0]["framesPerSecond"] >= 20
+        assert (await video_stats(small))[0]["framesPerSecond"] >= 0.7 * full
 
 
 async def test_vp8_temporal_layers_and_hidden_video_pauses(sfu_url: str, playwright: Any) -> None:

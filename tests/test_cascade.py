@@ -6,7 +6,9 @@ gets its own layers where it is, decodable, as a local one would."""
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -15,11 +17,12 @@ from support.captures import CAPTURES
 from support.clients import SignalingClient
 from support.cluster import Cluster, running_cluster
 from support.redis_server import RedisServer
+from support.serving import start_sfu
 from support.waiting import wait_until
 
 from loadtest.capturefile import read_capture
 from loadtest.peers import ReplayPublisher, SimSubscriber
-from loadtest.server import ADMIN_TOKENS, server_stats
+from loadtest.server import ADMIN_TOKENS, SfuProcess, server_stats
 from sfu.adapters import aiortc_plane as plane
 from sfu.cluster.wire import members_key
 
@@ -196,52 +199,97 @@ async def test_datagrams_from_anyone_but_a_worker_are_refused_by_the_media_link(
                 await c.close()
 
 
-async def test_two_nodes_keep_their_participants_and_cascade_the_tracks(
-    redis: RedisServer, tmp_path: Path
-) -> None:
-    """Two nodes (two `sfu serve`, one worker each, their own names, one Redis): a
-    participant whose WebSocket reaches the node that does not hold the room stays there
-    (cascade_across_nodes, the default); the tracks cross once between the nodes."""
-    from support.serving import start_sfu
-
-    servers = []
-    clients: list[SignalingClient] = []
+@asynccontextmanager
+async def two_nodes(redis: RedisServer, tmp_path: Path) -> AsyncIterator[list[SfuProcess]]:
+    """Two nodes: two `sfu serve` (one worker each, named east and west) on one Redis."""
+    servers = [
+        start_sfu(
+            log=tmp_path / f"{node}.log",
+            config_yaml=(
+                f"cluster:\n  redis_url: {redis.url}\n  node: {node}\n"
+                "  heartbeat_interval: 0.5\n  heartbeat_timeout: 2.0\n"
+            ),
+        )
+        for node in ("east", "west")
+    ]
     try:
-        for node in ("east", "west"):
-            server = start_sfu(
-                log=tmp_path / f"{node}.log",
-                config_yaml=(
-                    f"cluster:\n  redis_url: {redis.url}\n  node: {node}\n"
-                    "  heartbeat_interval: 0.5\n  heartbeat_timeout: 2.0\n"
-                ),
-            )
-            servers.append(server)
         for server in servers:
             await server.wait_healthy()
             assert server.admin_token is not None
             ADMIN_TOKENS[server.port] = server.admin_token
         await asyncio.sleep(1.0)  # both registered (a heartbeat)
-        east = SignalingClient(servers[0].ws_url, "east-pub")
-        west = SignalingClient(servers[1].ws_url, "west-sub")
-        clients += [east, west]
-        await east.connect()
-        await east.join("global")
-        await east.publish()
-        await west.connect()
-        joined = await west.join("global")
-        assert [p["name"] for p in joined["participants"]] == ["east-pub"]
-        await wait_until(lambda: west.has_media(publishers=1), timeout=30)
-        for server, node in zip(servers, ("east", "west"), strict=True):
-            stats = server_stats(server.url, server.port)
-            cluster = stats["cluster"]
-            assert cluster["node"] == node
-            assert cluster["relayed_connections"] == 0 and cluster["hosted_connections"] == 0
-            names = sorted(p["name"] for p in stats["rooms"]["global"]["participants"])
-            assert names == ["east-pub", "west-sub"]
-        west_cascade = server_stats(servers[1].url, servers[1].port)["cluster"]["cascade"]
-        assert west_cascade["tracks_in"] == 2 and west_cascade["link"]["received"] > 100
+        yield servers
     finally:
-        for client in clients:
-            await client.close()
         for server in servers:
             assert await server.aclose() == 0
+
+
+async def test_two_nodes_keep_their_participants_and_cascade_the_tracks(
+    redis: RedisServer, tmp_path: Path
+) -> None:
+    """Two nodes: a participant whose WebSocket reaches the node that does not hold the
+    room stays there (cascade_across_nodes, the default); the tracks cross once."""
+    async with two_nodes(redis, tmp_path) as servers:
+        east = SignalingClient(servers[0].ws_url, "east-pub")
+        west = SignalingClient(servers[1].ws_url, "west-sub")
+        try:
+            await east.connect()
+            await east.join("global")
+            await east.publish()
+            await west.connect()
+            joined = await west.join("global")
+            logs = "\n".join(
+                line
+                for node in ("east", "west")
+                for line in (tmp_path / f"{node}.log").read_text().splitlines()
+                if "cluster:" in line or "cascade:" in line
+            )
+            assert [p["name"] for p in joined["participants"]] == ["east-pub"], logs
+            await wait_until(lambda: west.has_media(publishers=1), timeout=30)
+            for server, node in zip(servers, ("east", "west"), strict=True):
+                stats = server_stats(server.url, server.port)
+                cluster = stats["cluster"]
+                assert cluster["node"] == node
+                assert cluster["relayed_connections"] == cluster["hosted_connections"] == 0
+                names = sorted(p["name"] for p in stats["rooms"]["global"]["participants"])
+                assert names == ["east-pub", "west-sub"]
+            cascade = server_stats(servers[1].url, servers[1].port)["cluster"]["cascade"]
+            assert cascade["tracks_in"] == 2 and cascade["link"]["received"] > 100
+        finally:
+            await east.close()
+            await west.close()
+
+
+async def test_a_node_that_stops_moves_its_clients_to_the_others(
+    redis: RedisServer, tmp_path: Path
+) -> None:
+    """SIGTERM on a node while another runs: its clients are told ``moved`` (not
+    ``shutdown``), the other node drops the stopped node's participants at once (it buried
+    itself), and a client that joins again through the other node is back in the room."""
+    async with two_nodes(redis, tmp_path) as servers:
+        east = SignalingClient(servers[0].ws_url, "east-pub")
+        west = SignalingClient(servers[1].ws_url, "west-sub")
+        again = SignalingClient(servers[1].ws_url, "east-pub")
+        try:
+            await east.connect()
+            await east.join("moving")
+            await east.publish()
+            await west.connect()
+            await west.join("moving")
+            await wait_until(lambda: west.has_media(publishers=1), timeout=30)
+
+            servers[0].proc.send_signal(signal.SIGTERM)
+            bye = await east.wait_for(lambda m: m["type"] == "bye", timeout=10)
+            assert bye["code"] == "moved"
+            await west.wait_for(lambda m: m["type"] == "participant_left", timeout=10)
+            assert await asyncio.to_thread(servers[0].proc.wait, 15) == 0
+
+            await again.connect()
+            joined = await again.join("moving")
+            assert [p["name"] for p in joined["participants"]] == ["west-sub"]
+            await again.publish()
+            west.received.clear()
+            await wait_until(lambda: west.has_media(publishers=1), timeout=30)
+        finally:
+            for client in (east, west, again):
+                await client.close()

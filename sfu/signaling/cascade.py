@@ -202,6 +202,9 @@ class Cascade:
         others = candidates & set(self.worker.live)
         known = self.members.setdefault(room_name, set())
         new = others - known
+        logger.info(
+            "cascade: %r: members %s, holder %s, asking %s", room_name, members, holder, new
+        )
         known |= others
         if not new:
             return

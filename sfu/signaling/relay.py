@@ -130,8 +130,21 @@ class ClusterWorker:
         with contextlib.suppress(RedisError, OSError):
             for room in list(self.rooms.rooms):
                 await self.store.release(room, self.worker_id)
-            await self.store.unregister(self.worker_id)
+            # gone for sure: the others drop what they hold of it at their next heartbeat
+            await self.store.bury(self.worker_id)
         await self.store.close()
+
+    async def begin_drain(self, timeout: float = 1.0) -> bool:
+        """This worker stops: it takes no new room from now on (its record says so at
+        once); whether a live worker of another node remains (then its clients move there:
+        ``bye`` ``moved``; else the server shuts down: ``shutdown``)."""
+        self.draining = True
+        try:
+            await asyncio.wait_for(self.store.register(self.info()), timeout)
+            workers = await asyncio.wait_for(self.store.workers(), timeout)
+        except (RedisError, OSError, TimeoutError):
+            return False
+        return any(w.node != self.node and not w.draining for w in workers)
 
     async def release(self, room: str) -> None:
         """The room has gone from this worker: its claim too."""
@@ -279,7 +292,14 @@ class ClusterWorker:
                 "unavailable", f"the cluster cannot place the room now: {exc}", message.id
             )
             return True
-        if host == self.worker_id or await self._cascades(message.room, host):
+        here = host == self.worker_id or await self._cascades(message.room, host)
+        logger.info(
+            "cluster: join %r: the room's worker is %s; %s",
+            message.room,
+            host,
+            "joining here" if here else "relayed there",
+        )
+        if here:
             # here: a member of the room if other workers hold some of it (cascading)
             await self.cascade.enter(message.room)
             await session.handle_message(message)

@@ -23,11 +23,14 @@ async def drain(app: web.Application, timeout: float = SHUTDOWN_TIMEOUT) -> None
     then close the WebSockets (1001 going away); bounded by ``timeout``."""
     sessions = list(app[STATE_KEY].sessions)
     cluster = app.get(CLUSTER_KEY)
+    moving = False
     if cluster is not None:  # clients of rooms here whose WebSocket is on another worker
-        cluster.draining = True
+        moving = await cluster.begin_drain(min(1.0, timeout / 5))
         sessions += list(cluster.hosted.values())
     logger.info("shutting down: %d connections, %d rooms", len(sessions), len(app[ROOMS_KEY].rooms))
     bye = m.Bye(code="shutdown", reason="server shutting down")
+    if moving:
+        bye = m.Bye(code="moved", reason="this node stops: join again, another node takes over")
 
     async def tell(session: SignalingSession) -> None:
         try:
