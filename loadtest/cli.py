@@ -39,6 +39,7 @@ COMMANDS = {
     "profile": Command("loadtest.profile_forwarding", "the forwarding hot path in process"),
     "feedback-cost": Command("loadtest.feedback_cost", "transport feedback's CPU cost in process"),
     "cascade-cost": Command("loadtest.cascade_cost", "a cascaded hop beside one forward"),
+    "scale": Command("loadtest.scale", "2 workers beside 1: per-packet cost, a split room"),
     "bandwidth": Command("loadtest.bandwidth", "a subscriber on a shaped link, rate scheduled"),
     "browser-bandwidth": Command("loadtest.browser_bandwidth", "the same, Chromium subscribing"),
     "nack-storm": Command("loadtest.nack_storm", "a subscriber NACKing all: what it costs"),

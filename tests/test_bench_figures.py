@@ -195,3 +195,43 @@ def test_step_row_prints_the_generators_loop_lag() -> None:
     steady = {**STEADY, "generator_loop_lag": {**STEADY["loop_lag"], "p99_ms": 5.0}}
     text = format_row(step_row(8, _report(steady)), None)
     assert "generator loop lag: p99 <5 ms, max 12.5 ms" in text.splitlines()[-1]
+
+
+async def test_scale_prints_ratios_of_the_same_run(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`loadtest scale`: the per-worker cost is a ratio of two steps of the same run, per
+    round and as a median; the split room's verdicts are the bench's own."""
+    from loadtest import scale as scale_module
+
+    calls: list[dict[str, object]] = []
+    cost = {1: [50.0, 60.0], 2: [55.0, 63.0]}
+
+    async def fake_bench(**kwargs: object) -> dict[str, object]:
+        calls.append(kwargs)
+        workers = int(kwargs.get("workers", 1))  # type: ignore[call-overload]
+        if kwargs.get("room_participants_per_worker") or kwargs["max_subscribers"] == 24:
+            p99 = 60.0 if workers == 2 else 20.0
+            return {
+                "steps": [
+                    {
+                        "subscribers": kwargs["max_subscribers"],
+                        "loss_percent": 0.0,
+                        "p99_ms": p99,
+                        "us_per_packet": 70.0,
+                    }
+                ]
+            }
+        us = cost[workers].pop(0)
+        return {"steps": [{"us_per_packet": us, "loss_percent": 0.0, "p99_ms": 10.0}]}
+
+    monkeypatch.setattr(scale_module, "bench", fake_bench)
+    out = await scale_module.scale(subscribers=16, rooms=2, rounds=2, split=24, duration=8)
+    assert [c["ratio"] for c in out["per_worker_cost"]] == [1.1, 1.05]
+    assert out["median_ratio"] == pytest.approx(1.075)
+    # the order alternates between rounds
+    assert [c.get("workers") for c in calls[:4]] == [1, 2, 2, 1]
+    assert out["split_room"]["one_worker_held"] is True
+    assert out["split_room"]["two_workers_held"] is False  # p99 60 ms > 50
+    assert calls[-1]["room_participants_per_worker"] == 1 and calls[-1]["max_subscribers"] == 48
+    assert "median 2 workers / 1 worker = x1.075" in capsys.readouterr().out
