@@ -122,14 +122,10 @@ async def test_three_pages_see_and_hear_each_other(
         top_since: float | None = None
         while time.monotonic() - started < TOP_LAYER_WITHIN:
             widths = [
-                s["frameWidth"]
-                for p in pages
-                for s in await inbound(p)
-                if s["kind"] == "video"
+                s["frameWidth"] for p in pages for s in await inbound(p) if s["kind"] == "video"
             ]
             wanted = [
-                w if o["qualityLimitationReason"] == "none" and codec != "VP8"
-                else o["frameWidth"]
+                w if o["qualityLimitationReason"] == "none" and codec != "VP8" else o["frameWidth"]
                 for o in outbound.values()
             ]
             if len(widths) == 6 and min(widths) >= min(wanted):
@@ -298,8 +294,15 @@ async def test_each_subscriber_gets_the_layer_that_fits_its_window(
         level = await small.evaluate(f"window.sfuClient.levels.get({json.dumps(track_id)})")
         assert level["temporal"] == 0 and level["reason"] == "pin", level
         await small.evaluate(f"window.sfuClient.auto({json.dumps(track_id)})")
-        await asyncio.sleep(3)
-        assert (await video_stats(small))[0]["framesPerSecond"] >= 0.7 * full
+        # back to every temporal layer (what the SFU decides), and so to about the frame
+        # rate it had (what the encoder and decoder manage: a reading per second, polled)
+        await small.wait_for_function(
+            f"window.sfuClient.levels.get({json.dumps(track_id)}).temporal === 2", timeout=10000
+        )
+        deadline = asyncio.get_running_loop().time() + 10
+        while (rate := (await video_stats(small))[0]["framesPerSecond"]) < 0.6 * full:
+            assert asyncio.get_running_loop().time() < deadline, (rate, full)
+            await asyncio.sleep(0.5)
 
 
 async def test_vp8_temporal_layers_and_hidden_video_pauses(sfu_url: str, playwright: Any) -> None:
