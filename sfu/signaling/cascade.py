@@ -236,8 +236,7 @@ class Cascade:
     def published(self, room: Room, participant: Participant, source: MediaSource) -> None:
         if participant.mirror_of is not None:
             return
-        track = self._outbound(source)
-        del track  # created now: members that want it are added by their ``want``
+        self._outbound(source)  # members that want it are added by their ``want``
         event = RoomEvent(
             kind="published",
             room=room.name,
