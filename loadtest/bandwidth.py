@@ -28,7 +28,7 @@ from .netns import ShapedLink, namespaces_available
 from .peers import ReplayPublisher
 from .scenario import CAPTURES, VIDEO_CAPTURES
 from .server import SfuProcess, server_stats, start_server
-from .worker import PeerSpec, WorkerSpec
+from .worker import PeerSpec, WorkerSpec, read_result
 
 DEFAULT_SCHEDULE = [(12.0, 2500), (15.0, 400), (18.0, 2500)]
 DEFAULT_SCHEDULE_TEXT = ",".join(f"{s:g}:{k}" for s, k in DEFAULT_SCHEDULE)
@@ -162,13 +162,9 @@ async def run_schedule(schedule: list[tuple[float, int]], codec: str = "VP9") ->
                     continue
                 samples.append(_sample(view, round(time.monotonic() - started, 2), kbps))
         plis = _publisher_plis(_stats(port))
-        out, err = await asyncio.wait_for(worker.communicate(), 60)
+        _, err = await asyncio.wait_for(worker.communicate(), 60)
+        result = read_result(spec_path)
         spec_path.unlink(missing_ok=True)
-        result = None
-        for line in out.decode().splitlines():
-            message = json.loads(line)
-            if "result" in message:
-                result = message["result"]
         if result is None or not result["subscribers"]:
             raise RuntimeError(f"the subscriber reported nothing: {err.decode()[-2000:]}")
         return {

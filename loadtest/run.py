@@ -41,7 +41,7 @@ from .steady import (
     steady_window,
     subscriber_figures,
 )
-from .worker import PeerSpec, WorkerSpec
+from .worker import PeerSpec, WorkerSpec, read_result, result_path
 
 
 def _http(url: str) -> str:
@@ -86,12 +86,16 @@ async def _run_worker(
         assert proc.stdout is not None
         async with asyncio.timeout(timeout):
             async for line in proc.stdout:
-                message = json.loads(line)
-                if "progress" in message:
+                try:
+                    message = json.loads(line)
+                except ValueError:
+                    continue  # a progress line is only for the display
+                if isinstance(message, dict) and "progress" in message:
                     progress[index] = message["progress"]
-                elif "result" in message:
-                    result = message["result"]
             await proc.wait()
+        written = read_result(path)
+        if written is not None:
+            result = written
         if proc.returncode != 0:
             assert proc.stderr is not None
             err = (await proc.stderr.read()).decode()[-2000:]
@@ -103,6 +107,7 @@ async def _run_worker(
             proc.kill()
             await proc.wait()
         path.unlink(missing_ok=True)
+        result_path(path).unlink(missing_ok=True)
     return result
 
 

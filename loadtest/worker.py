@@ -47,11 +47,39 @@ class WorkerSpec:
 
 
 def _emit(kind: str, payload: dict[str, Any]) -> None:
-    # a blocking write, whatever the event loop made of the pipe: a result line is hundreds
-    # of KB, and a non-blocking pipe cut one at 256 KB (the reader then failed to parse it)
+    # progress lines only (a few hundred bytes), written blocking whatever the event loop
+    # made of the pipe
     os.set_blocking(sys.stdout.fileno(), True)
     sys.stdout.write(json.dumps({kind: payload}) + "\n")
     sys.stdout.flush()
+
+
+def result_path(spec_path: Path) -> Path:
+    """Where the worker started on ``spec_path`` leaves its result."""
+    return spec_path.with_name(spec_path.name + ".result")
+
+
+def write_result(spec_path: Path, result: dict[str, Any]) -> None:
+    """The result as a file, written whole then renamed: it is hundreds of KB, and through
+    the stdout pipe CI saw result lines cut short twice (at 256 KB, then at 128 KB after the
+    pipe was made blocking), which the reader could not parse."""
+    final = result_path(spec_path)
+    partial = final.with_name(final.name + ".partial")
+    partial.write_text(json.dumps(result))
+    partial.replace(final)
+
+
+def read_result(spec_path: Path) -> dict[str, Any] | None:
+    """The result the worker left for ``spec_path`` (removing it), or None when it left
+    none or an unreadable one."""
+    path = result_path(spec_path)
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    finally:
+        path.unlink(missing_ok=True)
+    return result if isinstance(result, dict) else None
 
 
 def subscriber_result(sub: SimSubscriber, profile: str, room: str) -> dict[str, Any]:
@@ -213,5 +241,5 @@ def command(args: argparse.Namespace) -> int:
     spec = WorkerSpec(**raw)
     with event_loop_runner() as runner:
         result = runner.run(run(spec))
-    _emit("result", result)
+    write_result(args.spec, result)
     return 0

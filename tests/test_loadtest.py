@@ -101,3 +101,16 @@ async def test_bench_step_over_the_steady_window(capsys: pytest.CaptureFixture[s
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("N=  2  loss")
     assert "packets/s per subscriber" in lines[1] and "server loop lag: p99" in lines[2]
+
+
+def test_worker_result_travels_whole_as_a_file(tmp_path: Path) -> None:
+    from loadtest.worker import read_result, result_path, write_result
+
+    spec = tmp_path / "spec.json"
+    big = {"arrivals": [[i, i * 0.5] for i in range(200_000)]}  # several MB
+    write_result(spec, big)
+    assert read_result(spec) == big
+    assert not result_path(spec).exists()  # taken once
+    assert read_result(spec) is None
+    result_path(spec).write_text('{"cut short')
+    assert read_result(spec) is None
