@@ -264,9 +264,14 @@ class RoomPolicy(_Strict):
     bandwidth_estimation: bool = True
     #: a level is chosen only if its bitrate <= headroom x the available bandwidth
     bandwidth_headroom: float = Field(0.9, gt=0.0, le=1.0)
-    #: reserved: a level whose dropped-frame ratio exceeds this is to be avoided; validated
-    #: but not acted on yet (the subscribers' dropped-frame counts are not reported)
-    dropped_frame_threshold: float = Field(0.25, ge=0.0, le=1.0)
+    #: receiver-CPU fit: a viewer that drops more than ``dropped_frame_threshold`` x the
+    #: frames it decodes over ``dropped_frame_window`` seconds (its own ``receiver_report``)
+    #: gets one step lower (spatial first), tried one step up again after
+    #: ``cpu_fit_hold`` seconds without overload (doubled after an up-step that failed)
+    receiver_cpu_fit: bool = True
+    dropped_frame_threshold: float = Field(0.25, gt=0.0, le=1.0)
+    dropped_frame_window: float = Field(4.0, ge=1.0, le=60.0)
+    cpu_fit_hold: float = Field(8.0, ge=1.0, le=600.0)
     #: at most one keyframe request per source per interval (seconds)
     keyframe_min_interval: float = Field(0.5, ge=0.05, le=10)
     #: retransmissions answering a subscriber's NACKs take at most this share of the media

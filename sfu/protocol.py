@@ -98,6 +98,50 @@ class Auto(_Request):
     track_id: str = Field(max_length=128)
 
 
+#: a counter's ceiling in reports (2**53: what a JavaScript number holds exactly)
+_COUNT = 2**53
+
+
+class TrackReport(_Message):
+    """What the viewer measured of one subscribed video, in the names of the browser's
+    ``getStats()`` ``inbound-rtp`` entry (snake_case), plus what only the page knows.  The
+    counters are cumulative since the track started; every field but ``track_id`` and the
+    two frame counters may be left out."""
+
+    track_id: str = Field(max_length=128)
+    frames_decoded: int = Field(ge=0, le=_COUNT)
+    frames_dropped: int = Field(ge=0, le=_COUNT)
+    frames_per_second: float | None = Field(None, ge=0, le=1000)
+    frame_width: int | None = Field(None, ge=0, le=16384)
+    frame_height: int | None = Field(None, ge=0, le=16384)
+    freeze_count: int | None = Field(None, ge=0, le=_COUNT)
+    #: seconds
+    total_freezes_duration: float | None = Field(None, ge=0, le=1e9)
+    #: seconds, summed over ``jitter_buffer_emitted_count`` frames
+    jitter_buffer_delay: float | None = Field(None, ge=0, le=1e9)
+    jitter_buffer_emitted_count: int | None = Field(None, ge=0, le=_COUNT)
+    #: the size the page renders the video at (device pixels)
+    element_width: int | None = Field(None, ge=0, le=16384)
+    element_height: int | None = Field(None, ge=0, le=16384)
+    #: seconds from joining the room to the first painted frame of this track (in the first
+    #: report after it is known; the server counts the first one it gets)
+    first_frame: float | None = Field(None, ge=0, le=3600)
+    #: seconds from each ``level_changed`` (of another size) to the first painted frame of
+    #: the new size, since the last report
+    switch_paints: list[Annotated[float, Field(ge=0, le=60)]] = Field(
+        default_factory=list, max_length=16
+    )
+
+
+class ReceiverReport(_Request):
+    """The viewer's own quality figures, every 1-2 s (see ``docs/signaling.md``).  They
+    feed the receiver-CPU fit (a viewer dropping frames gets lower layers) and the
+    operators' figures; they never raise a level beyond what the other inputs allow."""
+
+    type: Literal["receiver_report"]
+    tracks: list[TrackReport] = Field(max_length=32)
+
+
 class GetStats(_Request):
     type: Literal["stats"]
 
@@ -118,7 +162,8 @@ ClientMessage = Annotated[
     | SetLevel
     | Auto
     | GetLevels
-    | GetStats,
+    | GetStats
+    | ReceiverReport,
     Field(discriminator="type"),
 ]
 client_message: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
@@ -217,7 +262,7 @@ class LevelChanged(_Message):
     width: int
     height: int
     paused: bool
-    reason: Literal["window", "pin", "policy", "bandwidth"]
+    reason: Literal["window", "pin", "policy", "bandwidth", "cpu"]
 
 
 class Stats(_Message):

@@ -85,3 +85,18 @@ def test_the_same_level_at_another_cost_keeps_the_target_and_the_hold() -> None:
     # a paused allocation of the same level is a change
     sub.set_bandwidth(Allocation(1, 2, True, 0), now + 2, 100_000)
     assert sub.target.paused
+
+
+def test_the_ceiling_and_the_target_follow_the_cpu_cap() -> None:
+    from sfu.forwarding.target import CPU
+
+    sub, now = _subscription()
+    events = []
+    sub.on_level_changed = events.append
+    full = sub.ceiling(now)
+    sub.set_cpu((1, 2), now)
+    capped = sub.ceiling(now)
+    assert (capped.spatial, capped.temporal, capped.reason) == (1, 2, CPU)
+    assert sub.target is not None and (sub.target.spatial, sub.target.reason) == (1, CPU)
+    sub.set_cpu(None, now)
+    assert sub.ceiling(now) == full

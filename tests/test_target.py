@@ -114,3 +114,17 @@ def test_layer_meter_levels_remembered_within_a_bucket_match_a_fresh_count() -> 
         asked += 1
         assert got == fresh(at, 3, 3, resolutions, decode_targets)
     assert 0 < computed < asked / 2, (computed, asked)  # most answered from memory
+
+
+def test_the_cpu_cap_is_one_more_input_with_its_reason() -> None:
+    t = target(cpu=(1, 2))
+    assert (t.spatial, t.temporal, t.reason) == (1, 2, "cpu")
+    # a window lower than the cap: the window binds
+    t = target(cpu=(1, 2), window=(320, 180))
+    assert (t.spatial, t.temporal, t.reason) == (0, 2, "window")
+    # the cap lowers the temporal layer at the bottom spatial layer
+    t = target(cpu=(0, 1), window=(320, 180))
+    assert (t.spatial, t.temporal, t.reason) == (0, 1, "cpu")
+    # bandwidth below the cap: bandwidth binds
+    t = target(cpu=(1, 2), bandwidth=(0, 2))
+    assert (t.spatial, t.temporal, t.reason) == (0, 2, "bandwidth")

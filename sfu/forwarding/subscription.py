@@ -11,10 +11,11 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..quality.viewer import ViewerQuality
 from .downtrack import DownTrack
 from .meter import Level
 from .source import MediaSource
-from .target import PIN, POLICY, WINDOW, Allocation, LayerCaps, Target, choose_target
+from .target import CPU, PIN, POLICY, WINDOW, Allocation, LayerCaps, Target, choose_target
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +47,10 @@ class Subscription:
         self.tolerance = tolerance
         self.window: tuple[int, int] | None = None
         self.pin: tuple[int, int] | None = None
+        #: what the viewer reports of this video, and its receiver-CPU fit
+        self.viewer = ViewerQuality()
+        #: the receiver-CPU fit's cap (None: the viewer keeps up)
+        self.cpu: tuple[int, int] | None = None
         self.budget = math.inf
         #: the allocator's level for this video (None: bandwidth does not limit it)
         self.bandwidth: Allocation | None = None
@@ -88,6 +93,12 @@ class Subscription:
         """``set_level(spatial, temporal)``; ``None`` returns to automatic selection."""
         self.pin = None if spatial is None or temporal is None else (spatial, temporal)
         self.update(now, PIN)
+
+    def set_cpu(self, cap: tuple[int, int] | None, now: float) -> None:
+        """The receiver-CPU fit's cap (None: none)."""
+        if cap != self.cpu:
+            self.cpu = cap
+            self.update(now, CPU)
 
     def set_caps(self, caps: LayerCaps, tolerance: float, now: float) -> None:
         self.caps = caps
@@ -154,6 +165,7 @@ class Subscription:
             caps=self.caps,
             window=self.window,
             pin=self.pin,
+            cpu=self.cpu,
             budget=self.budget,
             bandwidth=(self.bandwidth.spatial, self.bandwidth.temporal)
             if self.bandwidth is not None
@@ -190,6 +202,7 @@ class Subscription:
             caps,
             self.window,
             self.pin,
+            self.cpu,
             self.tolerance,
         )
         cached = self._ceiling
@@ -203,6 +216,7 @@ class Subscription:
             caps=caps,
             window=self.window,
             pin=self.pin,
+            cpu=self.cpu,
             tolerance=self.tolerance,
         )
         self._ceiling = (key, target)

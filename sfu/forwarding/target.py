@@ -1,7 +1,8 @@
 """Target layer selection for one subscription: the lowest of every input wins.
 
 Inputs: the room's caps, the size the subscriber renders the video at (window fit), a manual
-pin, and a bitrate budget.  Pure function, no state.
+pin, the viewer's CPU (receiver-CPU fit: a cap lowered while it drops frames), and a bitrate
+budget.  Pure function, no state.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 
 from .meter import Level
 
-WINDOW, PIN, POLICY, BANDWIDTH = "window", "pin", "policy", "bandwidth"
+WINDOW, PIN, POLICY, BANDWIDTH, CPU = "window", "pin", "policy", "bandwidth", "cpu"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,13 +71,15 @@ def choose_target(
     caps: LayerCaps = LayerCaps(),
     window: tuple[int, int] | None = None,
     pin: tuple[int, int] | None = None,
+    cpu: tuple[int, int] | None = None,
     budget: float = math.inf,
     bandwidth: tuple[int, int] | None = None,
     bandwidth_paused: bool = False,
     tolerance: float = 1.2,
 ) -> Target:
-    """``budget`` (bits/s) picks the best level that fits it; ``bandwidth`` is a level already
-    chosen by the allocator (and ``bandwidth_paused`` its verdict that nothing fits)."""
+    """``cpu``: the receiver-CPU fit's cap; ``budget`` (bits/s) picks the best level that
+    fits it; ``bandwidth`` is a level already chosen by the allocator (and
+    ``bandwidth_paused`` its verdict that nothing fits)."""
     top_s = max(0, spatial_layers - 1)
     top_t = max(0, temporal_layers - 1)
     if window is not None and (window[0] <= 0 or window[1] <= 0):
@@ -102,6 +105,8 @@ def choose_target(
         limits.append(
             (window_spatial(resolutions, spatial_layers, *window, tolerance), top_t, WINDOW)
         )
+    if cpu is not None:
+        limits.append((cpu[0], cpu[1], CPU))
 
     spatial, temporal = top_s, top_t
     reason = POLICY

@@ -16,6 +16,7 @@ from ..config import RoomPolicy, RoomsSettings
 from ..forwarding.source import MediaSource
 from ..forwarding.subscription import LevelEvent, Subscription
 from ..forwarding.target import LayerCaps
+from ..quality.viewer import RoomQuality
 from ..sdp.limits import SdpLimits
 
 logger = logging.getLogger(__name__)
@@ -49,6 +50,21 @@ class RoomError(Exception):
         super().__init__(reason)
         self.code = code
         self.reason = reason
+
+
+def configure_viewer(subscription: Subscription, policy: RoomPolicy, now: float) -> None:
+    """The policy's receiver-CPU fit settings, applied to one subscription (live)."""
+    viewer = subscription.viewer
+    viewer.fit.configure(
+        threshold=policy.dropped_frame_threshold,
+        window=policy.dropped_frame_window,
+        hold=policy.cpu_fit_hold,
+    )
+    if policy.receiver_cpu_fit:
+        viewer.fit_enabled = True
+    elif viewer.fit_enabled:
+        viewer.disable_fit()
+        subscription.set_cpu(None, now)
 
 
 def layer_caps(policy: RoomPolicy) -> LayerCaps:
@@ -137,6 +153,7 @@ class Participant:
             caps = layer_caps(self.policy)
             for subscription in list(self.subscriber.subscriptions.values()):
                 subscription.set_caps(caps, self.policy.window_tolerance, now)
+                configure_viewer(subscription, self.policy, now)
 
     def subscribe(self, source: MediaSource, publisher_id: str) -> None:
         """Receive ``source`` (a video track gets a subscription: window, pin, caps)."""
@@ -166,6 +183,7 @@ class Participant:
                 tolerance=self.policy.window_tolerance,
                 on_level_changed=on_level,
             )
+            configure_viewer(subscription, self.policy, time.monotonic())
         self.subscriber_peer().add(source, stream_id=publisher_id, subscription=subscription)
 
     def subscription(self, track_id: str) -> Subscription | None:
@@ -265,6 +283,8 @@ class Room:
         self.participants: dict[str, Participant] = {}
         self._on_empty = on_empty
         self.observer: RoomObserver | None = None
+        #: the viewers' time to first frame and switch-paint latency
+        self.quality = RoomQuality()
 
     @property
     def tracks(self) -> list[m.TrackInfo]:

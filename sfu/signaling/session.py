@@ -16,6 +16,7 @@ from .. import protocol as m
 from ..auth.access import Access, Authenticator
 from ..auth.keys import TokenKeys
 from ..auth.tokens import TokenError
+from ..quality.viewer import ViewerFigures
 from ..rooms.room import Participant, RoomError, RoomManager
 from .limits import TokenBucket
 from .outbox import Outbox
@@ -27,6 +28,46 @@ def _describe(exc: ValidationError) -> str:
         loc = ".".join(str(x) for x in error["loc"]) or "message"
         parts.append(f"{loc}: {error['msg']}")
     return "; ".join(parts)
+
+
+def receiver_report(participant: Participant, message: m.ReceiverReport, now: float) -> None:
+    """The viewer's figures, per video it receives: they feed its receiver-CPU fit and the
+    room's figures.  A track it does not receive (any more) is passed over: a report races
+    with the track's end."""
+    room = participant.room
+    for track in message.tracks:
+        subscription = participant.subscription(track.track_id)
+        if subscription is None:
+            continue
+        source = subscription.source
+        figures = ViewerFigures(
+            frames_decoded=track.frames_decoded,
+            frames_dropped=track.frames_dropped,
+            frames_per_second=track.frames_per_second,
+            frame_width=track.frame_width,
+            frame_height=track.frame_height,
+            freeze_count=track.freeze_count,
+            total_freezes_duration=track.total_freezes_duration,
+            jitter_buffer_delay=track.jitter_buffer_delay,
+            jitter_buffer_emitted_count=track.jitter_buffer_emitted_count,
+            element_width=track.element_width,
+            element_height=track.element_height,
+        )
+        outcome = subscription.viewer.on_report(
+            now,
+            figures,
+            current=subscription.current_level(),
+            spatial_layers=source.spatial_layers,
+            temporal_layers=source.temporal_layers,
+            first_frame=track.first_frame,
+            switch_paints=track.switch_paints,
+        )
+        if outcome is None:
+            continue
+        if outcome.cap_changed:
+            subscription.set_cpu(outcome.cap, now)
+        if room is not None:
+            room.quality.add(outcome)
 
 
 class SignalingSession:
@@ -221,6 +262,10 @@ class SignalingSession:
             await self.send(m.Stats(id=message.id, **metrics))
         elif isinstance(message, (m.Window, m.SetLevel, m.Auto, m.GetLevels)):
             await self.subscription_request(self.participant, message)
+        elif isinstance(message, m.ReceiverReport):
+            receiver_report(self.participant, message, time.monotonic())
+            if message.id is not None:
+                await self.send(m.Ack(id=message.id))
 
     async def authorize(self, message: m.Join) -> Access | None:
         """What the join's token (and the room's policy) allow; None after telling the

@@ -93,6 +93,19 @@ export class SfuClient extends EventTarget {
     this.disconnectedRestartMs = 2000;
     this.silenceRestartMs = 3000;
     this._silenceTimers = [];
+    // the viewer's own figures (receiver_report, every reportIntervalMs): they let the server
+    // lower the layers of a video this machine cannot keep up with, and show operators what
+    // viewers see
+    this.reportIntervalMs = 1500;
+    this.reportsSent = 0;
+    this._reportTimer = null;
+    this._joinedAt = 0;
+    this._elements = new Map(); // track id -> the video element it is rendered in
+    this.firstFrame = new Map(); // track id -> seconds from join to its first painted frame
+    this._firstFrameSent = new Set();
+    this._switching = new Map(); // track id -> { at, width, height } of a level_changed
+    this._switchPaints = new Map(); // track id -> [seconds] not reported yet
+    this.switchPaints = []; // every switch-paint latency measured: { trackId, seconds }
   }
 
   _request(message) {
@@ -148,10 +161,16 @@ export class SfuClient extends EventTarget {
       case "subscribe_offer":
         this._subscribeChain = this._subscribeChain.then(() => this._onSubscribeOffer(msg.sdp));
         break;
-      case "level_changed":
+      case "level_changed": {
+        const before = this.levels.get(msg.track_id);
         this.levels.set(msg.track_id, msg);
+        if (!msg.paused && (!before || before.width !== msg.width || before.height !== msg.height)) {
+          // of another size: time it until a frame of that size is painted
+          this._switching.set(msg.track_id, { at: performance.now(), width: msg.width, height: msg.height });
+        }
         this._emit("level_changed", msg);
         break;
+      }
       case "error":
         this.errors.push(msg);
         this._emit("error", msg);
@@ -185,6 +204,9 @@ export class SfuClient extends EventTarget {
   }) {
     this._windows.clear();
     this.bye = null;
+    this._joinedAt = performance.now();
+    this.firstFrame.clear();
+    this._firstFrameSent.clear();
     await this._connect();
     const message = { type: "join", room, name };
     if (token) message.token = token;
@@ -361,6 +383,88 @@ export class SfuClient extends EventTarget {
     observer.observe(element);
     this._observers.set(element, observer);
     report();
+    this._elements.set(trackId, element);
+    this._watchFrames(element, trackId);
+    this._startReports();
+  }
+
+  // Painted frames of a remote video: the first one (time to first frame), and the first
+  // of a new size after a level_changed (switch-paint latency).
+  _watchFrames(element, trackId) {
+    if (!element.requestVideoFrameCallback) return;
+    const onFrame = (now, meta) => {
+      if (this._elements.get(trackId) !== element) return; // watched elsewhere now, or gone
+      if (!this.firstFrame.has(trackId)) this.firstFrame.set(trackId, (now - this._joinedAt) / 1000);
+      const switching = this._switching.get(trackId);
+      if (switching && meta.width === switching.width && meta.height === switching.height) {
+        this._switching.delete(trackId);
+        const seconds = Math.max(0, (now - switching.at) / 1000);
+        const pending = this._switchPaints.get(trackId) || [];
+        if (pending.length < 16) pending.push(seconds);
+        this._switchPaints.set(trackId, pending);
+        if (this.switchPaints.length < 1000) this.switchPaints.push({ trackId, seconds });
+      } else if (switching && now - switching.at > 10000) {
+        this._switching.delete(trackId); // never painted at that size: not a latency
+      }
+      element.requestVideoFrameCallback(onFrame);
+    };
+    element.requestVideoFrameCallback(onFrame);
+  }
+
+  _startReports() {
+    if (this._reportTimer) return;
+    this._reportTimer = setInterval(() => {
+      this.sendReceiverReport().catch(() => {});
+    }, this.reportIntervalMs);
+  }
+
+  // What this page measures of each video it receives (getStats() inbound-rtp and the
+  // painted frames), sent as one receiver_report.
+  async sendReceiverReport() {
+    if (!this.subscribePc || !this.ws || this.ws.readyState !== WebSocket.OPEN) return null;
+    const stats = await this.subscribePc.getStats();
+    const dpr = window.devicePixelRatio || 1;
+    const tracks = [];
+    stats.forEach((s) => {
+      if (s.type !== "inbound-rtp" || s.kind !== "video" || tracks.length >= 32) return;
+      const trackId = s.trackIdentifier;
+      if (!this.tracks.has(trackId) || s.framesDecoded == null) return;
+      const entry = {
+        track_id: trackId,
+        frames_decoded: s.framesDecoded,
+        frames_dropped: s.framesDropped || 0,
+      };
+      const optional = {
+        frames_per_second: s.framesPerSecond,
+        frame_width: s.frameWidth,
+        frame_height: s.frameHeight,
+        freeze_count: s.freezeCount,
+        total_freezes_duration: s.totalFreezesDuration,
+        jitter_buffer_delay: s.jitterBufferDelay,
+        jitter_buffer_emitted_count: s.jitterBufferEmittedCount,
+      };
+      for (const [key, value] of Object.entries(optional)) if (value != null) entry[key] = value;
+      const element = this._elements.get(trackId);
+      if (element && element.isConnected) {
+        entry.element_width = Math.round(element.clientWidth * dpr);
+        entry.element_height = Math.round(element.clientHeight * dpr);
+      }
+      if (this.firstFrame.has(trackId) && !this._firstFrameSent.has(trackId)) {
+        entry.first_frame = Math.min(3600, this.firstFrame.get(trackId));
+        this._firstFrameSent.add(trackId);
+      }
+      const paints = this._switchPaints.get(trackId);
+      if (paints && paints.length) {
+        entry.switch_paints = paints.map((v) => Math.min(60, v));
+        this._switchPaints.delete(trackId);
+      }
+      tracks.push(entry);
+    });
+    if (!tracks.length) return null;
+    const message = { type: "receiver_report", tracks };
+    this.ws.send(JSON.stringify(message));
+    this.reportsSent += 1;
+    return message;
   }
 
   sendWindow(trackId, width, height) {
@@ -389,6 +493,9 @@ export class SfuClient extends EventTarget {
 
   async leave() {
     this.leaving = true; // the WebSocket's close that follows is ours, not a lost connection
+    if (this._reportTimer) clearInterval(this._reportTimer);
+    this._reportTimer = null;
+    this._elements.clear();
     for (const timer of this._silenceTimers) clearInterval(timer);
     this._silenceTimers = [];
     for (const observer of this._observers.values()) observer.disconnect();
