@@ -15,6 +15,7 @@ known structure, no descriptor) go through the :class:`~sfu.forwarding.layers.La
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sfu.codecs.av1_dd import TemplateStructure
@@ -38,6 +39,9 @@ class _Frame:
     done: bool = False
     #: when all its packets were there (0: not yet)
     complete_at: float = 0.0
+    #: its RTP timestamp, and whether its last packet has the marker bit (it ends a picture)
+    timestamp: int = 0
+    marker: bool = False
 
 
 class FrameChecker:
@@ -70,6 +74,10 @@ class FrameChecker:
         self._next_pseudo = 0
         #: the checker wants a keyframe (an undecodable frame was seen)
         self.keyframe_wanted = False
+        #: called with (RTP timestamp, spatial id, now) when the frame that ends a picture
+        #: (its last packet has the marker bit: the top layer forwarded) becomes decodable
+        #: (loadtest.viewer.PictureTally.paint)
+        self.on_picture: Callable[[int, int, float], None] | None = None
 
     def add(self, data: bytes, header: RtpHeader, now: float) -> None:
         dd_id = self.dd_extension_id
@@ -88,7 +96,7 @@ class FrameChecker:
                             first & 0x40,
                             template,
                             False,
-                            header.sequence_number,
+                            header,
                             now,
                         )
                         return
@@ -108,7 +116,7 @@ class FrameChecker:
                 dd.end_of_frame,
                 (dd.spatial_id, dd.temporal_id, tuple(dd.fdiffs)),
                 dd.structure is not None and not dd.fdiffs,
-                header.sequence_number,
+                header,
                 now,
             )
             return
@@ -120,11 +128,12 @@ class FrameChecker:
                 self._ts_frame.pop(next(iter(self._ts_frame)))
         frame = self._frames.get(number)
         if frame is None:
-            frame = self._frames[number] = _Frame(keyframe=True)
+            frame = self._frames[number] = _Frame(keyframe=True, timestamp=header.timestamp)
         if info.start_of_frame and frame.first_seq is None:
             frame.first_seq = header.sequence_number
         if header.marker:
             frame.last_seq = header.sequence_number
+            frame.marker = True
         self._add_packet(number, frame, now)
 
     def _learn(self, structure: TemplateStructure | None) -> None:
@@ -150,7 +159,7 @@ class FrameChecker:
         end: int | bool,
         template: tuple[int, int, tuple[int, ...]],
         keyframe: bool,
-        seq: int,
+        header: RtpHeader,
         now: float,
     ) -> None:
         """A packet of frame ``number`` (dependency descriptor frame number)."""
@@ -159,12 +168,14 @@ class FrameChecker:
             frame = self._frames[number] = _Frame()
         if start:
             sid, tid, fdiffs = template
-            frame.first_seq = seq
+            frame.first_seq = header.sequence_number
             frame.references = [(number - d) & 0xFFFF for d in fdiffs]
             frame.keyframe = keyframe
             frame.sid, frame.tid = sid, tid
+            frame.timestamp = header.timestamp
         if end:
-            frame.last_seq = seq
+            frame.last_seq = header.sequence_number
+            frame.marker = header.marker
         self._add_packet(number, frame, now)
 
     def _add_packet(self, number: int, frame: _Frame, now: float) -> None:
@@ -197,17 +208,21 @@ class FrameChecker:
         self.frames_complete += 1
         decodable = frame.keyframe or all(self._decodable.get(r, False) for r in frame.references)
         self._decodable[number] = decodable
+        if len(self._decodable) > 1024:
+            for old in list(self._decodable)[:256]:
+                self._decodable.pop(old)
+        if decodable:
+            self._decoded(frame, now)
+        else:
+            self.frames_undecodable += 1
+            self.keyframe_wanted = True
+        # then the frames that waited for this one (decoded after it, as a decoder does)
         for waiter in self._waiting.pop(number, ()):
             waiting = self._frames.get(waiter)
             if waiting is not None and not waiting.done:
                 self._evaluate(waiter, waiting, now)
-        if len(self._decodable) > 1024:
-            for old in list(self._decodable)[:256]:
-                self._decodable.pop(old)
-        if not decodable:
-            self.frames_undecodable += 1
-            self.keyframe_wanted = True
-            return
+
+    def _decoded(self, frame: _Frame, now: float) -> None:
         self.frames_decodable += 1
         if frame.keyframe:
             self.keyframe_wanted = False
@@ -219,6 +234,8 @@ class FrameChecker:
                 self.freeze_log.append((now, gap))
         self.last_decodable = now
         self.decoded.append((now, frame.sid, frame.tid))
+        if frame.marker and self.on_picture is not None:
+            self.on_picture(frame.timestamp, frame.sid, now)
 
     def expire(self, now: float) -> None:
         """Give up on references that did not come in time: the frames waiting for them are

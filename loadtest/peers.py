@@ -16,6 +16,8 @@ import zlib
 from collections import deque
 from typing import Any
 
+import aiohttp
+
 from sfu.adapters import aiortc_plane as plane
 from sfu.rtp import extensions as ext
 from sfu.rtp import rtcp
@@ -27,6 +29,7 @@ from .checker import FrameChecker
 from .looper import CaptureLooper
 from .signaling import SignalingPeer
 from .tally import FeedbackBuilder, PerSecond, SeenWindow
+from .viewer import PictureTally
 
 _HEADER = struct.Struct("!BBHII")
 
@@ -202,6 +205,9 @@ class ReplayPublisher(_RawPeer):
 #: a subscriber keeps (payload key, arrival) of every this many packets, for latency
 LATENCY_SAMPLE = 4
 
+#: seconds between two receiver_report messages (what the viewer measured, per video)
+RECEIVER_REPORT_INTERVAL = 1.0
+
 #: a missing packet is NACKed again after this long (seconds) ...
 NACK_INTERVAL = 0.06
 #: ... this many times in all
@@ -211,11 +217,23 @@ NACK_TRIES = 10
 class SimSubscriber(_RawPeer):
     """A subscriber that never decodes: it answers the SFU's offers, reports the window it
     would render each video at, NACKs gaps, asks for a keyframe when a frame cannot be
-    decoded, and records what it gets (see :class:`~loadtest.checker.FrameChecker`)."""
+    decoded, records what it gets (see :class:`~loadtest.checker.FrameChecker`), and
+    counts pictures as its viewer would (:class:`~loadtest.viewer.PictureTally`), which it
+    reports every second in a ``receiver_report`` when ``receiver_reports``."""
 
-    def __init__(self, ws_url: str, name: str, window: tuple[int, int] | None = None) -> None:
+    def __init__(
+        self,
+        ws_url: str,
+        name: str,
+        window: tuple[int, int] | None = None,
+        receiver_reports: bool = False,
+    ) -> None:
         super().__init__(ws_url, name)
         self.window = window
+        #: send what the viewer measured (``receiver_report``) every second: the load
+        #: generator's subscribers do (loadtest.worker); off by default, so that a test's
+        #: subclass reporting figures of its own is the only one to report
+        self.receiver_reports = receiver_reports
         self.received = 0
         self.bytes = 0
         self.lost = 0
@@ -248,6 +266,13 @@ class SimSubscriber(_RawPeer):
         #: missing packets, per SSRC: sequence number -> (last NACK time, NACKs sent)
         self._missing: dict[int, dict[int, tuple[float, int]]] = {}
         self.retransmissions_received = 0
+        #: what the viewer would count of each video: by track id, and by SSRC once known
+        self.tallies: dict[str, PictureTally] = {}
+        self._tally_by_ssrc: dict[int, PictureTally] = {}
+        #: when the join request went out, and when each track was offered (announced)
+        self.joined_at: float | None = None
+        self._offered: dict[str, float] = {}
+        self.receiver_reports_sent = 0
 
     @property
     def packets_per_second(self) -> dict[int, int]:
@@ -317,8 +342,15 @@ class SimSubscriber(_RawPeer):
             if spec is None:
                 return
             checker = self.checkers[ssrc] = FrameChecker(*spec)
+            known = self._tally_by_ssrc.get(ssrc)
+            if known is not None:  # pictures painted, and their sizes from the bitstream
+                known.parser = checker.layers
+                checker.on_picture = known.paint
         decoded = checker.decoded
         count = len(decoded)
+        tally = self._tally_by_ssrc.get(ssrc)
+        if tally is not None:  # before the checker: it may paint the picture
+            tally.add(header.timestamp, now)
         checker.add(data, header, now)
         if len(decoded) > count:
             _, sid, tid = decoded[-1]
@@ -355,8 +387,31 @@ class SimSubscriber(_RawPeer):
         if self.raw is not None:
             self.raw.send_rtcp(packet)
 
+    def tally(self, track_id: str) -> PictureTally:
+        """The viewer's figures of video ``track_id`` (made at its first mention)."""
+        tally = self.tallies.get(track_id)
+        if tally is None:
+            offered = self._offered.get(track_id, self.joined_at)
+            tally = self.tallies[track_id] = PictureTally(track_id, self.joined_at, offered)
+        return tally
+
+    async def join(self, room: str, role: str | None = None) -> dict[str, Any]:
+        self.joined_at = time.monotonic()
+        return await super().join(room, role)
+
     async def on_message(self, data: dict[str, Any]) -> None:
-        if data["type"] == "track_published" and data["track"]["kind"] == "video":
+        kind = data["type"]
+        if kind == "level_changed":
+            self.tally(data["track_id"]).on_level(
+                time.monotonic(), data["spatial"], data["width"], data["height"], data["paused"]
+            )
+            return
+        if kind == "track_unpublished":  # no more reports of it (its figures stay)
+            self._tally_by_ssrc = {
+                s: t for s, t in self._tally_by_ssrc.items() if t.track_id != data["track_id"]
+            }
+        if kind == "track_published" and data["track"]["kind"] == "video":
+            self._offered.setdefault(data["track"]["track_id"], time.monotonic())
             await self._report_window(data["track"]["track_id"])
         if data["type"] != "subscribe_offer":
             return
@@ -377,6 +432,15 @@ class SimSubscriber(_RawPeer):
                 for codec in params.codecs:
                     if codec.mimeType.lower().endswith("/rtx") and "apt" in codec.parameters:
                         self._rtx_apt[codec.payloadType] = int(codec.parameters["apt"])
+                if t.kind == "video" and params.encodings and t.receiver.track is not None:
+                    # the offer's a=ssrc and a=msid: this SSRC is that track's
+                    tally = self.tally(t.receiver.track.id)
+                    ssrc = params.encodings[0].ssrc
+                    self._tally_by_ssrc[ssrc] = tally
+                    checker = self.checkers.get(ssrc)
+                    if checker is not None:  # media came first
+                        tally.parser = checker.layers
+                        checker.on_picture = tally.paint
                 if t.kind == "video" and params.codecs:
                     codec = params.codecs[0]
                     dd = next(
@@ -395,6 +459,8 @@ class SimSubscriber(_RawPeer):
     async def on_joined(self, reply: dict[str, Any]) -> None:
         for track in reply["tracks"]:
             if track["kind"] == "video":
+                if self.joined_at is not None:
+                    self._offered.setdefault(track["track_id"], self.joined_at)
                 await self._report_window(track["track_id"])
 
     def _renack(self, now: float) -> None:
@@ -415,7 +481,7 @@ class SimSubscriber(_RawPeer):
     async def _send_feedback(self) -> None:
         """Transport-wide-cc feedback every 50 ms, and a receiver report every second even
         when nothing arrives, as browsers do (the SFU takes a silent peer for a dead one)."""
-        last_report = 0.0
+        last_report = last_viewer_report = 0.0
         while True:
             await asyncio.sleep(0.05)
             if self._twcc is not None:
@@ -430,6 +496,25 @@ class SimSubscriber(_RawPeer):
             if now - last_report >= 1.0:
                 last_report = now
                 self._send_rtcp(rtcp.build_rr(rtcp.ReceiverReport(self._rtcp_ssrc, [])))
+            if self.receiver_reports and now - last_viewer_report >= RECEIVER_REPORT_INTERVAL:
+                last_viewer_report = now
+                await self._send_receiver_report(now)
+
+    def receiver_report(self, now: float) -> dict[str, Any] | None:
+        """The ``receiver_report`` message: every video received (at most 32), or None."""
+        videos = {t.track_id: t for t in self._tally_by_ssrc.values() if t.track_id}
+        tracks = [tally.report(now, self.window) for tally in list(videos.values())[:32]]
+        return {"type": "receiver_report", "tracks": tracks} if tracks else None
+
+    async def _send_receiver_report(self, now: float) -> None:
+        message = self.receiver_report(now)
+        if message is None or self.ws is None or self.ws.closed:
+            return
+        try:
+            await self.send(message)
+        except (OSError, RuntimeError, aiohttp.ClientError):  # closing at the end of a run
+            return
+        self.receiver_reports_sent += 1
 
     async def _report_window(self, track_id: str) -> None:
         if self.window is not None and self.ws is not None:

@@ -1,10 +1,16 @@
 """``run``: a scenario of simulated peers over the real signaling and real UDP, from a YAML
 file (``loadtest/scenarios/``) or flags; the server (started here, or given), shaped links for
 subscribers with a downlink cap, worker processes, live progress, and the report (a table;
-JSON and an HTML plot under the scenario's ``output``).
+JSON and an HTML plot under the scenario's ``output``), with what the subscribers' viewers
+saw (time to first frame, freezes per minute, dropped pictures, switch-paint latency).
+
+Thresholds (the scenario's ``thresholds:``, a profile's own, these ``--max-...`` flags over
+both) gate the run: exit 0 when every profile meets them, 3 when one is missed (each printed),
+1 when the run had errors, 2 for an invalid scenario or flag.
 
     python -m loadtest run loadtest/scenarios/small.yaml
     python -m loadtest run --subscribers 10 --window 640x360
+    python -m loadtest run loadtest/scenarios/small.yaml --max-p99-latency-ms 50 --max-loss 0.5
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from sfu.signaling.loop_lag import difference, percentile_bound
 from .netns import ShapedLink, namespaces_available
 from .proc import tree_cpu_seconds, tree_rss_bytes
 from .report import table, write
-from .scenario import Profile, Scenario, load_scenario
+from .scenario import Profile, Scenario, Thresholds, load_scenario
 from .server import ADMIN_TOKENS, SfuProcess, server_stats, start_server
 from .steady import (
     cpu_per_second,
@@ -41,6 +47,9 @@ from .steady import (
     steady_window,
     subscriber_figures,
 )
+from .thresholds import Check, add_flags, evaluate, flag_thresholds
+from .thresholds import lines as threshold_lines
+from .thresholds import summary as threshold_summary
 from .worker import PeerSpec, WorkerSpec, read_result, result_path
 
 
@@ -165,6 +174,39 @@ def _latency_ms(lat: list[float]) -> dict[str, float | None]:
     }
 
 
+def viewer_figures(subs: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the subscribers' viewers counted (:mod:`loadtest.viewer`), over their videos:
+    time to first frame (median and p95 over the videos painted; how many of how many),
+    freezes per minute of video, the dropped pictures' share, switch-paint latency."""
+    videos = [v for s in subs for v in s.get("videos", [])]
+    first = [v["first_frame_s"] for v in videos if v["first_frame_s"] is not None]
+    decoded = sum(v["frames_decoded"] for v in videos)
+    dropped = sum(v["frames_dropped"] for v in videos)
+    freezes = sum(v["freeze_count"] for v in videos)
+    minutes = sum(v["video_seconds"] for v in videos) / 60
+    paints = [1000 * p for v in videos for p in v["switch_paints_s"]]
+    return {
+        "first_frame_s": {
+            "p50": _percentile(first, 0.5),
+            "p95": _percentile(first, 0.95),
+            "painted": len(first),
+            "videos": len(videos),
+        },
+        "frames_decoded": decoded,
+        "frames_dropped": dropped,
+        "dropped_share": round(dropped / (decoded + dropped), 4) if decoded + dropped else None,
+        "freeze_count": freezes,
+        "freezes_duration_s": round(sum(v["total_freezes_duration"] for v in videos), 3),
+        "video_minutes": round(minutes, 3),
+        "freezes_per_minute": round(freezes / minutes, 3) if minutes > 0 else None,
+        "switch_paint_ms": {
+            "p50": round(p, 1) if (p := _percentile(paints, 0.5)) is not None else None,
+            "p95": round(p, 1) if (p := _percentile(paints, 0.95)) is not None else None,
+            "count": len(paints),
+        },
+    }
+
+
 def steady_figures(
     scenario: Scenario,
     results: list[dict[str, Any]],
@@ -281,6 +323,7 @@ def summarize(
             "frames_incomplete": sum(s["frames_incomplete"] for s in subs),
             "keyframe_requests": sum(s["keyframe_requests"] for s in subs),
             "latency_ms": _latency_ms(lat),
+            **viewer_figures(subs),
         }
     generator_cpu = sum(r["cpu_seconds"] for r in results)
     steady_part = steady_figures(scenario, results, server)
@@ -476,6 +519,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds (capped at 300)")
     parser.add_argument("--ramp-up", type=float, default=10.0, help="peers started per second")
     parser.add_argument("--processes", type=int, default=2)
+    add_flags(parser)
 
 
 def command(args: argparse.Namespace) -> int:
@@ -502,12 +546,37 @@ def command(args: argparse.Namespace) -> int:
             )
         if args.url and args.scenario:
             scenario = scenario.model_copy(update={"url": args.url})
+        flags = flag_thresholds(args)
     except (ValidationError, OSError, ValueError) as exc:
         print(f"loadtest: invalid scenario: {exc}", file=sys.stderr)
         return 2
     report = asyncio.run(run_scenario(scenario))
+    checks = gate(scenario, report, flags)
     out = default_output(scenario)
     json_path, html_path = write(report, out)
     print(table(report))
+    for line in threshold_lines(checks):
+        print(line)
     print(f"report: {json_path}  plot: {html_path}")
-    return 1 if report["errors"] else 0
+    return exit_code(report, checks)
+
+
+def gate(
+    scenario: Scenario, report: dict[str, Any], flags: Thresholds | None = None
+) -> list[Check]:
+    """Each profile's thresholds (``flags`` over the profile's over the scenario's) checked
+    against ``report``; the checks are put in the report (``thresholds``) too."""
+    limits = {p.name: scenario.thresholds_for(p, flags) for p in scenario.profiles}
+    checks = evaluate(report, limits)
+    report["thresholds"] = {
+        "limits": {name: t.model_dump(exclude_none=True) for name, t in limits.items()},
+        **threshold_summary(checks),
+    }
+    return checks
+
+
+def exit_code(report: dict[str, Any], checks: list[Check]) -> int:
+    """1: the run had errors; 3: a threshold was missed; 0: neither."""
+    if report["errors"]:
+        return 1
+    return 3 if any(not c.met for c in checks) else 0

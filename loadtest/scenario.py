@@ -23,6 +23,32 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class Thresholds(_Strict):
+    """What a run must meet, per profile (``loadtest.thresholds``); a key left out (or
+    null) is not checked.  In a scenario: ``thresholds:`` for every profile, and a profile's
+    own ``thresholds:`` over those, key by key; ``run``'s ``--max-...`` flags over both."""
+
+    #: p99 publisher-to-subscriber latency, ms (over the steady window when there is one)
+    max_p99_latency_ms: float | None = Field(None, gt=0)
+    #: packets missing at first sight, % (over the steady window when there is one)
+    max_loss_percent: float | None = Field(None, ge=0, le=100)
+    #: freezes (the W3C definition, loadtest.viewer) per minute of video
+    max_freezes_per_minute: float | None = Field(None, ge=0)
+    #: p95 time to first frame, seconds; every video must have painted one
+    max_first_frame_s: float | None = Field(None, gt=0)
+    #: dropped pictures over decoded + dropped, 0..1
+    max_dropped_share: float | None = Field(None, ge=0, le=1)
+    #: p95 switch-paint latency, ms (no switch: met)
+    max_switch_paint_ms: float | None = Field(None, gt=0)
+
+    def over(self, base: Thresholds | None) -> Thresholds:
+        """These thresholds, with ``base``'s where these leave a key unset."""
+        if base is None:
+            return self
+        mine = self.model_dump(exclude_none=True)
+        return Thresholds.model_validate({**base.model_dump(exclude_none=True), **mine})
+
+
 class Profile(_Strict):
     """A kind of subscriber: the size it renders videos at and, optionally, its downlink."""
 
@@ -32,6 +58,8 @@ class Profile(_Strict):
     window: tuple[int, int] | None = None
     #: a real bottleneck (network namespace + tc) at this rate, kbit/s
     downlink_kbps: int | None = Field(None, ge=50, le=1_000_000)
+    #: this profile's own thresholds, over the scenario's
+    thresholds: Thresholds | None = None
 
 
 class Scenario(_Strict):
@@ -50,6 +78,8 @@ class Scenario(_Strict):
         default_factory=lambda: [Profile(name="speaker", window=(1280, 720))], min_length=1
     )
     output: str = "loadtest/results"
+    #: what every profile must meet (``run`` exits 3 when a profile misses one)
+    thresholds: Thresholds = Field(default_factory=Thresholds)
 
     @model_validator(mode="after")
     def _bounds(self) -> Scenario:
@@ -64,6 +94,11 @@ class Scenario(_Strict):
         if capped * self.rooms > 16:
             raise ValueError("at most 16 subscribers with a downlink cap (one namespace each)")
         return self
+
+    def thresholds_for(self, profile: Profile, flags: Thresholds | None = None) -> Thresholds:
+        """``profile``'s thresholds: ``flags`` over its own over the scenario's."""
+        own = profile.thresholds.over(self.thresholds) if profile.thresholds else self.thresholds
+        return flags.over(own) if flags is not None else own
 
     @property
     def peers(self) -> int:

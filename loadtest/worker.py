@@ -88,6 +88,8 @@ def subscriber_result(sub: SimSubscriber, profile: str, room: str) -> dict[str, 
     for at, sid, tid in sub.layers:
         per_second.setdefault(int(at - sub.started), Counter())[(sid, tid)] += 1
     timeline = [[s, max(c)[0], max(c)[1]] for s, c in sorted(per_second.items())]
+    # what its viewer would have counted, per video track (loadtest.viewer)
+    videos = [t.result() for t in sub.tallies.values()]
     return {
         "name": sub.name,
         "profile": profile,
@@ -104,6 +106,15 @@ def subscriber_result(sub: SimSubscriber, profile: str, room: str) -> dict[str, 
         "freezes": sum(c.freezes for c in checkers),
         "longest_gap": max((c.longest_gap for c in checkers), default=0.0),
         "freeze_log": sorted(f for c in checkers for f in c.freeze_log),
+        "videos": videos,
+        "frames_decoded": sum(v["frames_decoded"] for v in videos),
+        "frames_dropped": sum(v["frames_dropped"] for v in videos),
+        "freeze_count": sum(v["freeze_count"] for v in videos),
+        "total_freezes_duration": round(sum(v["total_freezes_duration"] for v in videos), 4),
+        "video_seconds": round(sum(v["video_seconds"] for v in videos), 3),
+        "first_frame_s": [v["first_frame_s"] for v in videos],
+        "switch_paints_s": [p for v in videos for p in v["switch_paints_s"]],
+        "receiver_reports_sent": sub.receiver_reports_sent,
         "bytes_per_second": sorted(sub.bytes_per_second.items()),
         "packets_per_second": sorted(sub.packets_per_second.items()),
         "lost_per_second": sorted(sub.lost_per_second.items()),
@@ -138,7 +149,7 @@ async def run(spec: WorkerSpec) -> dict[str, Any]:
                 await pub.connect(peer.room)
                 await pub.publish()
             else:
-                sub = SimSubscriber(spec.ws_url, peer.name, peer.window)
+                sub = SimSubscriber(spec.ws_url, peer.name, peer.window, receiver_reports=True)
                 subscribers.append((peer, sub))
                 await sub.connect(peer.room)
         except Exception as exc:  # reported, the run goes on

@@ -12,8 +12,9 @@ from loadtest.bandwidth import parse_schedule
 from loadtest.bench import bench
 from loadtest.cli import COMMANDS, main
 from loadtest.report import table, write
-from loadtest.run import run_scenario
+from loadtest.run import exit_code, gate, run_scenario
 from loadtest.scenario import load_scenario
+from loadtest.thresholds import lines as threshold_lines
 
 SCENARIOS = Path(__file__).parent.parent / "loadtest" / "scenarios"
 
@@ -72,6 +73,28 @@ async def test_small_scenario_report(namespaces: None, tmp_path: Path) -> None:
     # the capped subscriber stays under its cap and still gets pictures
     assert 0 < capped["max_bitrate_kbps"] <= capped["downlink_kbps"] * 1.05
     assert capped["frames_decodable"] > 0
+
+    # what the viewers saw (loadtest.viewer), and reported every second
+    for name, p in profiles.items():
+        first = p["first_frame_s"]
+        figures = {k: p.get(k) for k in ("first_frame_s", "switch_paint_ms", "dropped_share")}
+        assert first["painted"] == first["videos"] == p["subscribers"], (name, figures)
+        assert 0 < first["p50"] <= first["p95"] < 10, (name, figures)
+        assert p["frames_decoded"] > 0 and 0 <= p["dropped_share"] <= 1, (name, figures)
+        assert p["freezes_per_minute"] is not None and p["freezes_per_minute"] >= 0, name
+        paint = p["switch_paint_ms"]
+        # an up-switch waits for a keyframe, which takes longer over the 700 kbit/s link
+        assert paint["count"] == 0 or 0 <= paint["p50"] <= paint["p95"] < 10_000, (name, figures)
+    for p in (speaker, grid):  # a clean link: every picture painted, none dropped, no freeze
+        assert p["frames_decoded"] > 100
+        assert p["dropped_share"] == 0 and p["freeze_count"] == 0
+    for sub in report["subscribers"]:
+        assert sub["receiver_reports_sent"] >= 5, sub["name"]
+        (video,) = sub["videos"]
+        assert video["frame_width"] and video["frame_height"], sub["name"]
+    # the scenario's thresholds, checked as `run` does
+    checks = gate(scenario, report)
+    assert checks and exit_code(report, checks) == 0, threshold_lines(checks)
 
     # server and generator figures, and the report files
     assert report["server"]["cpu_percent"] > 0 and report["server"]["max_rss_mb"] > 10
