@@ -67,8 +67,8 @@ def _sample(view: dict[str, Any], t: float, kbps: int) -> dict[str, Any]:
     return {
         "t": t,
         "kbps": kbps,
-        "estimate": view["downlink"].get("downloadRate"),
-        "forwarded": view["downlink"].get("videoBitrate"),
+        "estimate": view["downlink"].get("download_rate"),
+        "forwarded": view["downlink"].get("video_bitrate"),
         "spatial": view["video"]["spatial"],
         "temporal": view["video"]["temporal"],
         "paused": view["video"]["paused"],

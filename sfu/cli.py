@@ -1,6 +1,7 @@
 """The ``sfu`` command.
 
-sfu serve [--config FILE]     run the SFU (signaling, demo page, media)
+sfu serve [--config FILE] [--log-level LEVEL] [--log-format text|json]
+                              run the SFU (signaling, demo page, media)
 sfu check-config FILE         validate a settings file without starting
 sfu secret [--file PATH]      make a strong token secret, in a file of its own (mode 0600)
 sfu token create --room R --identity I --grant publish,subscribe --ttl 1h [--role ROLE]
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import signal
@@ -24,30 +24,21 @@ import time
 from aiohttp import web
 
 from .config import ConfigError, Settings, load_settings
+from .events import logs
 
-
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 def setup_logging(settings: Settings) -> None:
-    handler = logging.StreamHandler()
-    if settings.log.format == "json":
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(settings.log.level)
+    """The root logger from ``settings.log``: its level (aioice's and aiortc's INFO chatter
+    off but at DEBUG), text or JSON lines on stderr (sfu/events/logs.py)."""
+    logs.setup_logging(settings.log.level, settings.log.format)
+
+
+def log_overrides(args: argparse.Namespace) -> dict[str, str]:
+    """``log`` settings given as ``--log-level`` and ``--log-format``."""
+    overrides = {"level": args.log_level, "format": args.log_format}
+    return {key: value for key, value in overrides.items() if value is not None}
 
 
 def _load(path: str | None) -> Settings | None:
@@ -58,10 +49,12 @@ def _load(path: str | None) -> Settings | None:
         return None
 
 
-def _serve(args: argparse.Namespace) -> int:
+def serve_settings(args: argparse.Namespace) -> Settings | None:
+    """``sfu serve``'s settings: the file's (None if invalid, said on stderr) with the
+    command line's overrides; the logging set up from them."""
     settings = _load(args.config)
     if settings is None:
-        return 2
+        return None
     if args.host is not None:
         settings.http.host = args.host
     if args.port is not None:
@@ -72,7 +65,15 @@ def _serve(args: argparse.Namespace) -> int:
         settings.auth.insecure_off_loopback = True
     if args.workers is not None:
         settings.cluster.workers = "auto" if args.workers == "auto" else int(args.workers)
+    settings.log = settings.log.model_copy(update=log_overrides(args))
     setup_logging(settings)
+    return settings
+
+
+def _serve(args: argparse.Namespace) -> int:
+    settings = serve_settings(args)
+    if settings is None:
+        return 2
     from .cluster.wire import WORKER_INDEX_ENV
 
     count = settings.cluster.worker_count(os.cpu_count())
@@ -113,6 +114,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"sfu: {exc}", file=sys.stderr)
         return 2
     auth = app[STATE_KEY].auth
+    app[STATE_KEY].log_overrides = log_overrides(args)
     try:
         loop, loop_kind = new_event_loop(args.loop)
     except LoopUnavailable as exc:
@@ -299,7 +301,7 @@ def _default_secret_file() -> str:
     return str(DEFAULT_SECRET_FILE)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sfu", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -327,6 +329,17 @@ def main(argv: list[str] | None = None) -> int:
         help="worker processes behind the same port: a number, or auto (one per core); "
         "overrides cluster.workers (docs/scaling.md)",
     )
+    serve.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        help="override log.level (DEBUG also shows aioice's and aiortc's own INFO lines)",
+    )
+    serve.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        help="override log.format: text, or json (one object per line, docs/events.md)",
+    )
     serve.set_defaults(func=_serve)
     secret = sub.add_parser("secret", help="make a strong token secret in a file (mode 0600)")
     secret.add_argument("--file", help=f"where to write it (default {_default_secret_file()})")
@@ -347,7 +360,11 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("--config", help="settings file holding auth.secret or secret_file")
     create.add_argument("--secret-file", help="file holding the secret (sfu secret)")
     create.set_defaults(func=_token)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     result: int = args.func(args)
     return result
 

@@ -8,10 +8,12 @@
 
 from __future__ import annotations
 
+import base64
 import fnmatch
 import math
 import re
 import reprlib
+import urllib.parse
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -224,6 +226,80 @@ class LogSettings(_Strict):
     format: Literal["text", "json"] = "text"
 
 
+#: what happens in rooms, as logged and as webhooks report it (docs/events.md)
+EventName = Literal[
+    "room_started",
+    "room_finished",
+    "participant_joined",
+    "participant_left",
+    "track_published",
+    "track_unpublished",
+]
+#: the prefix of a Standard Webhooks secret: ``whsec_`` and the key in base64
+WHSEC_PREFIX = "whsec_"
+
+
+def webhook_key(secret: str) -> bytes:
+    """The HMAC key of a webhook secret: the base64 key of a ``whsec_...`` secret (at least
+    24 bytes), else the secret's own bytes (at least ``MIN_SECRET`` characters); raises
+    ValueError."""
+    if secret.startswith(WHSEC_PREFIX):
+        try:
+            key = base64.b64decode(secret[len(WHSEC_PREFIX) :], validate=True)
+        except ValueError:
+            raise ValueError("a whsec_ secret must be base64 after the prefix") from None
+        if len(key) < 24:
+            raise ValueError(f"a whsec_ secret must hold at least 24 bytes, got {len(key)}")
+        return key
+    if len(secret) < MIN_SECRET:
+        raise ValueError(f"at least {MIN_SECRET} characters, got {len(secret)}")
+    return secret.encode()
+
+
+class WebhookSettings(_Strict):
+    """Room events POSTed, signed, to the operator's HTTP service (docs/events.md); off
+    without a ``url``."""
+
+    #: where the events are POSTed (http:// or https://); null: no webhooks
+    url: str | None = None
+    #: the signing key: at least 32 characters, or a Standard Webhooks ``whsec_<base64>``
+    secret: str | None = None
+    #: a file holding it (read at start)
+    secret_file: str | None = None
+    #: seconds one POST may take, connecting included
+    timeout: float = Field(10.0, gt=0, le=300)
+    #: events waiting for delivery; beyond, the oldest is dropped (counted and logged)
+    max_queue: int = Field(1000, ge=1, le=1_000_000)
+    #: tries per event, the first included, on connection errors, timeouts, 5xx and 429
+    max_attempts: int = Field(5, ge=1, le=100)
+    #: seconds before the first retry, doubled for each next one (at most 60)
+    retry_delay: float = Field(1.0, gt=0, le=60)
+    #: the events sent (null: all of them)
+    events: list[EventName] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> WebhookSettings:
+        if self.url is not None:
+            parts = urllib.parse.urlsplit(self.url)
+            if parts.scheme not in ("http", "https") or not parts.hostname or " " in self.url:
+                raise ValueError(
+                    f"url: must be an http:// or https:// URL with a host, got {_short(self.url)}"
+                )
+        if self.secret is not None and self.secret_file is not None:
+            raise ValueError("secret_file: give secret or secret_file, not both")
+        if self.secret is not None:
+            try:
+                webhook_key(self.secret)
+            except ValueError as exc:
+                raise ValueError(f"secret: {exc}") from None
+        if self.url is not None and self.secret is None and self.secret_file is None:
+            raise ValueError(
+                "secret: webhooks.url is set, so a secret signs the events: give secret or "
+                f"secret_file (at least {MIN_SECRET} characters; docs/events.md)"
+            )
+        return self
+
+
 class RolePolicy(_Strict):
     """Overrides for participants joining with a role (e.g. webinar presenters)."""
 
@@ -388,6 +464,7 @@ class Settings(_Strict):
     limits: LimitSettings = Field(default_factory=lambda: LimitSettings())
     rooms: RoomsSettings = Field(default_factory=lambda: RoomsSettings())
     cluster: ClusterSettings = Field(default_factory=lambda: ClusterSettings())
+    webhooks: WebhookSettings = Field(default_factory=lambda: WebhookSettings())
 
 
 # -- loading with line numbers ---------------------------------------------------------------

@@ -9,7 +9,6 @@ from loadtest.bandwidth import figures, run_schedule
 SCHEDULE = [(10.0, 2500), (14.0, 400), (14.0, 2500)]
 
 
-
 async def test_layers_follow_a_shaped_link(namespaces: None) -> None:
     run = await run_schedule(SCHEDULE)
     result = figures(run)

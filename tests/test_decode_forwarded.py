@@ -354,6 +354,7 @@ def test_a_lower_chain_frame_late_past_its_picture_ends_the_chain() -> None:
         assert chain_ok or not has_chain
         chain_late += not chain_ok
     assert ended >= 1 and chain_late > 0  # the loss did end the chain
+
     # the top layer is all there: every picture's S2 frame, as without loss
     def top(packets: list[bytes]) -> list[int]:
         ts0 = parse_rtp(packets[0]).timestamp

@@ -1,7 +1,7 @@
 """The packages import one way only: a lower layer never imports a higher one.
 
-    rtp, sdp, faults < codecs, config, protocol < auth, bwe < forwarding < allocation
-    < adapters < rooms, cluster < signaling < cli
+    rtp, sdp, faults < codecs, config, protocol < auth, bwe, events < forwarding < allocation
+    < adapters, metrics < rooms, cluster < signaling < cli
 
 (``bwe`` below ``forwarding``: estimation knows nothing of what is forwarded; ``allocation``
 above both: it shares their estimate among their levels.)  A new import against the order
@@ -29,9 +29,12 @@ RANK = {
     "protocol": 1,
     "auth": 2,
     "bwe": 2,
+    "events": 2,
+    "quality": 2,  # the viewers' reports and the receiver-CPU fit (sans-IO)
     "forwarding": 3,
     "allocation": 4,
     "adapters": 5,
+    "metrics": 5,  # reads the peers and forwarding objects; rooms hold it
     "rooms": 6,
     "cluster": 6,
     "signaling": 7,

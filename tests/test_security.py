@@ -230,9 +230,7 @@ async def test_roles_come_from_the_token_not_from_the_client() -> None:
         reply = await viewer.request({"type": "publish", "sdp": "v=0"})
         assert reply["code"] == "forbidden"
         # the token's role: a presenter (claimed or not) may publish
-        presenter, reply = await join(
-            url, "pam", "webinar-1", token=token("pam", role="presenter")
-        )
+        presenter, reply = await join(url, "pam", "webinar-1", token=token("pam", role="presenter"))
         assert reply["type"] == "joined"
         reply = await presenter.request({"type": "publish", "sdp": "v=0"})
         assert reply["code"] == "bad_sdp"  # past the publish check: the SDP is what fails
@@ -428,8 +426,9 @@ async def test_a_client_that_stops_reading_delays_nobody_and_is_closed() -> None
             other, reply = await join(server.ws_url, f"other{i}", "room")
             assert reply["type"] == "joined"
             await good.wait_for(
-                lambda m, i=i: m["type"] == "participant_joined"
-                and m["participant"]["name"] == f"other{i}",
+                lambda m, i=i: (
+                    m["type"] == "participant_joined" and m["participant"]["name"] == f"other{i}"
+                ),
                 timeout=5,
             )
             delays.append(time.monotonic() - started)

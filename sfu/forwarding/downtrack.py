@@ -99,6 +99,8 @@ class DownTrack:
         self._incomplete_asked = False  # since that keyframe
         self._padding_back = 0
         self.keyframe_requests = 0
+        #: NACK messages received from the subscriber (their items: resent or refused)
+        self.nacks_received = 0
         self.remote_packets_lost = 0
         self.remote_fraction_lost = 0
         self.rtt: float | None = None
@@ -456,6 +458,7 @@ class DownTrack:
 
     def handle_rtcp(self, packet: rtcp.RtcpPacket, now: float) -> None:
         if isinstance(packet, rtcp.Nack):
+            self.nacks_received += 1
             self.retransmit(packet.lost, now)
         elif isinstance(packet, (rtcp.Pli, rtcp.Fir)):
             self.keyframe_requests += 1
@@ -486,6 +489,7 @@ class DownTrack:
             "retransmissions_skipped": self.retransmissions_skipped,
             "retransmissions_refused": {r.value: n for r, n in self.refused.items()},
             "keyframe_requests": self.keyframe_requests,
+            "nacks_received": self.nacks_received,
             "incomplete_picture_keyframes": self.incomplete_picture_keyframes,
             "unresolved_references": self.unresolved_references,
             "spatial": selector.current_spatial if selector is not None else None,

@@ -12,10 +12,13 @@ from typing import Protocol
 from .. import faults
 from .. import protocol as m
 from ..adapters.peers import PeerSettings, PublisherPeer, SubscriberPeer
-from ..config import RoomPolicy, RoomsSettings
+from ..config import EventName, RoomPolicy, RoomsSettings
+from ..events.logs import log_event
+from ..events.model import Listener, ParticipantRef, RoomEvent, TrackRef, dispatch
 from ..forwarding.source import MediaSource
 from ..forwarding.subscription import LevelEvent, Subscription
 from ..forwarding.target import LayerCaps
+from ..metrics import Metrics
 from ..quality.viewer import RoomQuality
 from ..sdp.limits import SdpLimits
 
@@ -118,6 +121,12 @@ class Participant:
         #: a participant whose connections are on another worker (cascading): that
         #: worker's id; its tracks come over the media link, it subscribes to nothing here
         self.mirror_of: str | None = None
+        #: why it leaves its room, when not by a ``leave`` message (for the log and events)
+        self.leave_reason: str | None = None
+
+    @property
+    def ref(self) -> ParticipantRef:
+        return ParticipantRef(self.id, self.name, self.identity, self.role, self.mirror_of)
 
     @property
     def context(self) -> str:
@@ -163,6 +172,21 @@ class Participant:
         if source.kind == "video":
 
             def on_level(event: LevelEvent) -> None:
+                room = self.room
+                if room is not None:
+                    room.metrics.level_switch(room.policy_name, event.reason)
+                logger.debug(
+                    "%s: track %s level S%d T%d %dx%d%s (%s)",
+                    self.context,
+                    event.track_id,
+                    event.spatial,
+                    event.temporal,
+                    event.width,
+                    event.height,
+                    " paused" if event.paused else "",
+                    event.reason,
+                    extra={"room": self.room_name, "participant_id": self.id},
+                )
                 asyncio.ensure_future(
                     self.send(
                         m.LevelChanged(
@@ -199,7 +223,14 @@ class Participant:
 
             self.subscriber = SubscriberPeer(send_offer, self.settings, self.context)
             self.subscriber.on_failed = self._on_failed
+            self.subscriber.on_report = self._observe_downlink
         return self.subscriber
+
+    def _observe_downlink(self, subscriber: SubscriberPeer) -> None:
+        """Once a second: the downlink estimate, for the metrics."""
+        room = self.room
+        if room is not None:
+            room.metrics.observe_downlink(room.policy_name, subscriber)
 
     def publisher_peer(self) -> PublisherPeer:
         if self.publisher is None:
@@ -245,7 +276,7 @@ class Participant:
             m.Bye(code=code, reason=f"{reason}: you have left the room (join again to return)")
         )
         try:
-            await room.leave(self)
+            await room.leave(self, code)
         except Exception:
             faults.record("leave", self.context)
         if self.on_removed is not None:
@@ -276,15 +307,42 @@ class Room:
         on_empty: Callable[[Room], None],
         policy: RoomPolicy | None = None,
         policy_name: str = "default",
+        metrics: Metrics | None = None,
     ) -> None:
         self.name = name
         self.policy = policy or RoomPolicy()
         self.policy_name = policy_name
+        #: the server's metrics (the room manager's; one of its own otherwise)
+        self.metrics = metrics if metrics is not None else Metrics()
         self.participants: dict[str, Participant] = {}
         self._on_empty = on_empty
         self.observer: RoomObserver | None = None
+        #: told of its events (the manager's list, shared); each is logged anyway
+        self.listeners: list[Listener] = []
         #: the viewers' time to first frame and switch-paint latency
         self.quality = RoomQuality()
+
+    def emit(
+        self,
+        name: EventName,
+        participant: Participant | None = None,
+        source: MediaSource | None = None,
+        reason: str | None = None,
+    ) -> None:
+        """An event of this room: logged (sfu.events), and given to the listeners."""
+        track = None
+        if source is not None:
+            track = TrackRef(source.track_id, source.kind, source.params.codec, source.source_type)
+        ref = participant.ref if participant is not None else None
+        event = RoomEvent(name, self.name, ref, track, reason)
+        log_event(event)
+        dispatch(event, self.listeners)
+
+    def emit_left(self, participant: Participant, reason: str) -> None:
+        """Its tracks unpublished, then the participant left."""
+        for source in list(participant.sources.values()):
+            self.emit("track_unpublished", participant, source)
+        self.emit("participant_left", participant, reason=reason)
 
     @property
     def tracks(self) -> list[m.TrackInfo]:
@@ -323,7 +381,7 @@ class Room:
         identity, the newest."""
         for other in list(self.participants.values()):
             if other.identity == identity:
-                await self.leave(other)
+                await self.leave(other, "duplicate_identity")
                 await other.send(
                     m.Bye(
                         code="duplicate_identity",
@@ -355,6 +413,7 @@ class Room:
         )
         if self.observer is not None:
             self.observer.joined(self, participant)
+        self.emit("participant_joined", participant)
         for other in others:
             await other.send(m.ParticipantJoined(participant=participant.info))
         # subscribe the newcomer to everything already published
@@ -375,6 +434,7 @@ class Room:
         info = track_info(participant, source)
         if self.observer is not None:
             self.observer.published(self, participant, source)
+        self.emit("track_published", participant, source)
         for other in list(self.participants.values()):
             if other is participant:
                 continue
@@ -407,18 +467,26 @@ class Room:
         except Exception:
             faults.record("negotiation", participant.context)
 
-    async def leave(self, participant: Participant) -> None:
+    async def leave(self, participant: Participant, reason: str | None = None) -> None:
+        """``participant`` leaves; ``reason`` (default: its ``leave_reason``, else ``left``)
+        goes into the log and the events."""
         if self.participants.pop(participant.id, None) is None:
             return
         participant.room = None
+        # what its tracks and peers counted since the last scrape stays counted
+        self.metrics.note_participant(self.policy_name, participant)
         if self.observer is not None:
             self.observer.left(self, participant)
+        self.emit_left(participant, reason or participant.leave_reason or "left")
         if not self.participants:
             self._on_empty(self)
         for track_id in list(participant.sources):
             for other in list(self.participants.values()):
                 if other.subscriber is not None:
                     try:
+                        downtrack = other.subscriber.downtracks.get(track_id)
+                        if downtrack is not None:
+                            self.metrics.note_downtrack(self.policy_name, downtrack)
                         other.subscriber.remove(track_id)
                     except Exception:
                         faults.record("unsubscribe", f"{other.context} from {track_id}")
@@ -439,7 +507,12 @@ class RoomManager:
         rooms: RoomsSettings | None = None,
         start_bitrate_kbps: int = 1500,
         publisher_transport_cc: bool = False,
+        metrics: Metrics | None = None,
     ) -> None:
+        #: the server's Prometheus metrics: always there (one is made if none is given),
+        #: held by every room too (``Room.metrics``)
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.metrics.watch(self)
         self.settings = rooms or RoomsSettings()
         self.start_bitrate_kbps = start_bitrate_kbps
         self.publisher_transport_cc = publisher_transport_cc
@@ -460,6 +533,8 @@ class RoomManager:
         self.on_room_removed: Callable[[str], None] | None = None
         #: given to every room
         self.observer: RoomObserver | None = None
+        #: told of every room's events (webhooks); shared with the rooms
+        self.listeners: list[Listener] = []
 
     def peers_in_setup(self) -> int:
         """Peer connections offered or answered, not connected yet, in every room."""
@@ -486,9 +561,11 @@ class RoomManager:
             if len(self.rooms) >= self.max_rooms:
                 raise RoomError("too_many_rooms", f"the server has {self.max_rooms} rooms")
             policy_name, policy = self.settings.policy_for(name)
-            room = Room(name, self._remove, policy, policy_name)
+            room = Room(name, self._remove, policy, policy_name, self.metrics)
             room.observer = self.observer
+            room.listeners = self.listeners
             self.rooms[name] = room
+            room.emit("room_started")
         return room
 
     async def join(
@@ -520,6 +597,7 @@ class RoomManager:
     def _remove(self, room: Room) -> None:
         if self.rooms.get(room.name) is room and not room.participants:
             del self.rooms[room.name]
+            room.emit("room_finished")
             if self.on_room_removed is not None:
                 self.on_room_removed(room.name)
 
@@ -530,7 +608,10 @@ class RoomManager:
         self.rooms.clear()
         participants = [p for room in rooms for p in room.participants.values()]
         for room in rooms:
+            for participant in list(room.participants.values()):
+                room.emit_left(participant, "shutdown")
             room.participants.clear()
+            room.emit("room_finished")
         for participant in participants:
             participant.room = None
             participant.sources.clear()

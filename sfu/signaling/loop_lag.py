@@ -42,13 +42,15 @@ def bucket(late_ms: float) -> int:
 class LoopLag:
     """The histogram; :meth:`record` is given lateness values (pure: no clock of its own)."""
 
-    __slots__ = ("counts", "max_ms", "by_second", "collector")
+    __slots__ = ("counts", "max_ms", "sum_ms", "by_second", "collector")
 
     def __init__(self) -> None:
         #: the garbage collector's pauses, reported with the lag (they are part of it)
         self.collector = CollectorPauses()
         self.counts = [0] * (len(BOUNDS_MS) + 1)
         self.max_ms = 0.0
+        #: the lateness of every wake-up added up (``/metrics``' histogram sum)
+        self.sum_ms = 0.0
         #: [second, largest lateness in it (ms)], oldest first
         self.by_second: deque[list[float]] = deque(maxlen=SECONDS_KEPT)
 
@@ -57,6 +59,7 @@ class LoopLag:
         whole second)."""
         late_ms = max(0.0, late_ms)
         self.counts[bucket(late_ms)] += 1
+        self.sum_ms += late_ms
         if late_ms > self.max_ms:
             self.max_ms = late_ms
         last = self.by_second[-1] if self.by_second else None

@@ -540,6 +540,8 @@ class ClusterWorker:
 
     async def _end_hosted(self, session: SignalingSession) -> None:
         session.on_left = None
+        if session.participant is not None:  # its WebSocket, on the edge worker, is gone
+            session.participant.leave_reason = "disconnected"
         await session.leave()
         if session.outbox is not None:
             session.outbox.close()

@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from ..config import ConfigError, Settings, load_settings
+from ..events.logs import apply_level
 from .access import InsecureSettings, make_authenticator, refuse_admin
 from .state import ROOMS_KEY, STATE_KEY
 
@@ -33,10 +34,17 @@ def reload_settings(
         return {"ok": False, "errors": exc.problems}
     old = state.settings
     restart = [
-        name for name in ("http", "ice", "media") if getattr(old, name) != getattr(new, name)
+        name
+        for name in ("http", "ice", "media", "webhooks")
+        if getattr(old, name) != getattr(new, name)
     ]
     # the http section stays the running one: the address decides what auth must be
     new = new.model_copy(update={name: getattr(old, name) for name in restart})
+    log = new.log.model_copy(update=state.log_overrides)  # the command line's flags win
+    if log.format != old.log.format:
+        restart.append("log.format")
+        log = log.model_copy(update={"format": old.log.format})
+    new = new.model_copy(update={"log": log})
     try:
         auth = make_authenticator(new, environ)
     except (ConfigError, InsecureSettings) as exc:
@@ -57,7 +65,7 @@ def reload_settings(
     applied = app[ROOMS_KEY].apply(new.rooms)
     apply_limits(app, new)
     state.settings = new
-    logging.getLogger().setLevel(new.log.level)
+    apply_level(new.log.level)
     logger.info(
         "reloaded %s: rooms %s%s", path, applied, f"; needs a restart: {restart}" if restart else ""
     )

@@ -3,9 +3,10 @@
 The application is assembled here (:func:`create_app`); its parts are modules of their own:
 :mod:`.state` (what the application holds), :mod:`.access` (credentials, addresses, origins,
 the development Host check, admin), :mod:`.session` (one connection's messages),
-:mod:`.websocket` (the ``/ws`` endpoint), :mod:`.stats`, :mod:`.loop_lag` (the event loop's
-lateness, in ``/stats``), :mod:`.reload` (reload and limits) and :mod:`.shutdown`.  The names
-the rest of the project uses are re-exported here.
+:mod:`.websocket` (the ``/ws`` endpoint), :mod:`.stats`, :mod:`.metrics` (``/metrics``),
+:mod:`.loop_lag` (the event loop's lateness, in ``/stats``), :mod:`.reload` (reload and
+limits), :mod:`.shutdown` and :mod:`.webhooks` (room events POSTed, signed; off by default).
+The names the rest of the project uses are re-exported here.
 """
 
 from __future__ import annotations
@@ -23,18 +24,22 @@ from ..adapters import aiortc_plane
 from ..auth.access import Authenticator
 from ..cluster.wire import REDIS_URL_ENV, WORKER_INDEX_ENV
 from ..config import Settings
+from ..metrics import Metrics
 from ..rooms.room import RoomManager
 from .access import InsecureSettings, development_host_check, make_authenticator
 from .loop_lag import LOOP_LAG_KEY, LoopLag, loop_lag_context
+from .metrics import EdgeCollector, metrics
 from .relay import ClusterWorker
 from .reload import admin_reload, apply_limits, reload_settings
 from .session import SignalingSession
 from .shutdown import SHUTDOWN_TIMEOUT, drain
-from .state import CLUSTER_KEY, ROOMS_KEY, STATE_KEY, ServerState
+from .state import CLUSTER_KEY, METRICS_KEY, ROOMS_KEY, STATE_KEY, ServerState
 from .stats import stats
+from .webhooks import install_webhooks
 from .websocket import websocket_handler
 
 __all__ = [
+    "METRICS_KEY",
     "ROOMS_KEY",
     "SHUTDOWN_TIMEOUT",
     "STATE_KEY",
@@ -66,8 +71,8 @@ async def healthz(request: web.Request) -> web.Response:
 def create_app(
     settings: Settings, config_path: str | None = None, environ: Mapping[str, str] | None = None
 ) -> web.Application:
-    """The application; raises ConfigError (a bad secret) or InsecureSettings (no secret
-    beyond loopback)."""
+    """The application; raises ConfigError (a bad token or webhook secret) or
+    InsecureSettings (no secret beyond loopback)."""
     auth = make_authenticator(settings, environ)
     aiortc_plane.install(
         aiortc_plane.IceOptions(
@@ -79,15 +84,22 @@ def create_app(
     app = web.Application(middlewares=[development_host_check])
     app[STATE_KEY] = ServerState(settings, config_path, auth)
     app[ROOMS_KEY] = RoomManager(
-        settings.rooms, settings.media.start_bitrate_kbps, settings.media.publisher_transport_cc
+        settings.rooms,
+        settings.media.start_bitrate_kbps,
+        settings.media.publisher_transport_cc,
+        metrics=Metrics(),
     )
+    app[METRICS_KEY] = app[ROOMS_KEY].metrics
     app[LOOP_LAG_KEY] = LoopLag()
+    edge = EdgeCollector(app[STATE_KEY], app[LOOP_LAG_KEY])
+    app[METRICS_KEY].registry.register(edge)
     apply_limits(app, settings)
     app.router.add_get("/", index)
     app.router.add_get("/client.js", client_js)
     app.router.add_get("/ws", websocket_handler)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/stats", stats)
+    app.router.add_get("/metrics", metrics)
     app.router.add_post("/admin/reload", admin_reload)
 
     app.cleanup_ctx.append(loop_lag_context)
@@ -98,6 +110,12 @@ def create_app(
     if cluster is not None:
         app[CLUSTER_KEY] = cluster
         app.cleanup_ctx.append(_cluster_context)
+        # node:index, without the pid: one series per worker across restarts
+        app[METRICS_KEY].set_worker(cluster.worker_id.rsplit(":", 1)[0], cluster.node)
+    # after the cluster's: stopped before it at cleanup, with the rooms' last events queued
+    edge.webhooks = install_webhooks(
+        app, settings, app[ROOMS_KEY], cluster.worker_id if cluster else None
+    )
     return app
 
 

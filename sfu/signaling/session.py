@@ -68,6 +68,14 @@ def receiver_report(participant: Participant, message: m.ReceiverReport, now: fl
             subscription.set_cpu(outcome.cap, now)
         if room is not None:
             room.quality.add(outcome)
+            metrics, policy = room.metrics, room.policy_name
+            metrics.viewer_frames(policy, outcome.decoded, outcome.dropped)
+            if outcome.freezes or outcome.freeze_seconds:
+                metrics.viewer_freezes(policy, outcome.freezes, outcome.freeze_seconds)
+            if outcome.first_frame is not None:
+                metrics.first_frame(policy, outcome.first_frame)
+            for seconds in outcome.switch_paints:
+                metrics.switch_paint(policy, seconds)
 
 
 class SignalingSession:

@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from .. import faults
+from ..forwarding.source import MediaSource
 from ..rooms.room import Participant
 from .access import is_admin, origin_allowed
 from .loop_lag import LOOP_LAG_KEY
@@ -64,7 +65,11 @@ async def stats(request: web.Request) -> web.Response:
             except Exception:  # a broken participant must not hide the others
                 faults.record("stats", p.context)
                 participants.append({"participant_id": p.id, "name": p.name, "error": True})
-        out["rooms"][name] = {"policy": room.policy_name, "participants": participants}
+        out["rooms"][name] = {
+            "policy": room.policy_name,
+            "participants": participants,
+            "quality": room.quality.stats(),
+        }
     return web.json_response(out)
 
 
@@ -105,7 +110,8 @@ def _participant_stats(p: Participant) -> dict[str, Any]:
                 "kind": source.kind,
                 "codec": source.params.codec,
                 "packets_received": source.stats.packets_received,
-                "packets_lost": source.stats.packets_lost,
+                # RFC 3550's cumulative loss goes negative with duplicates: never below 0
+                "packets_lost": max(0, source.stats.packets_lost),
                 "packets_dropped": source.packets_dropped,
                 "duplicate_packets": source.duplicate_packets,
                 "keyframes_received": source.keyframes_received,
@@ -119,17 +125,24 @@ def _participant_stats(p: Participant) -> dict[str, Any]:
             }
         )
     if p.subscriber is not None:
-        entry["downlink"] = p.subscriber.metrics()
+        entry["downlink"] = p.subscriber.downlink()
         entry["estimator"] = p.subscriber.estimator_state()
         now = time.monotonic()
+        rates = p.subscriber.track_rates
         for track_id, dt in list(p.subscriber.downtracks.items()):
             sub = p.subscriber.subscriptions.get(track_id)
             target = sub.target if sub is not None else None
             allocated = sub.bandwidth if sub is not None else None
+            current = sub.current_level() if sub is not None else None
+            video_bitrate, download_rate = rates.get(track_id, (None, None))
             entry["subscribed"].append(
                 {
                     "track_id": track_id,
                     **dt.stats(),
+                    "current_level": None if current is None else list(current),
+                    "levels": _levels(dt.source, now),
+                    "video_bitrate": video_bitrate,
+                    "download_rate": download_rate,
                     "target": None
                     if target is None
                     else [target.spatial, target.temporal, target.paused, target.reason],
@@ -138,6 +151,24 @@ def _participant_stats(p: Participant) -> dict[str, Any]:
                     else [allocated.spatial, allocated.temporal, allocated.paused],
                     "up_hold": sub.up_hold if sub is not None else None,
                     "level_bitrate": None if sub is None else sub.level_bitrate(now),
+                    "viewer": None if sub is None else sub.viewer.stats(now),
                 }
             )
     return entry
+
+
+def _levels(source: object, now: float) -> list[dict[str, Any]]:
+    """The source's measured levels (video; none for audio)."""
+    if not isinstance(source, MediaSource):
+        return []
+    return [
+        {
+            "spatial": level.spatial,
+            "temporal": level.temporal,
+            "width": level.width,
+            "height": level.height,
+            "fps": round(level.fps, 2),
+            "bitrate": level.bitrate,
+        }
+        for level in source.levels(now)
+    ]

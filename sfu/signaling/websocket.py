@@ -51,10 +51,14 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         raise
     transport = request.transport
     bound_buffers(transport)
+    #: why its participant (if any) leaves when this connection ends
+    leave_reason = "disconnected"
 
     def stalled(reason: str) -> None:
         """The client stopped reading: close its connection (whatever it still had to get
         is dropped); its reader loop below then ends and the participant leaves."""
+        nonlocal leave_reason
+        leave_reason = "slow_consumer"
         state.refused["slow_consumer"] += 1
         logger.warning("%s: slow consumer (%s); closing", session.context, reason)
         close_stalled(transport)
@@ -146,6 +150,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
             if session.errors >= state.settings.limits.max_errors and not close_requested.done():
                 await outbox.flush(CLOSE_TIMEOUT)
                 close_requested.set_result((4029, b"too many bad messages"))
+                leave_reason = "too_many_errors"
         if close_requested.done() and not ws.closed:
             code, reason = close_requested.result()
             await ws.close(code=code, message=reason)  # bounded by the response's timeout
@@ -158,6 +163,8 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         session.closed.set()
         if cluster is not None:
             await cluster.connection_closed(session)
+        if session.participant is not None:
+            session.participant.leave_reason = leave_reason
         await session.leave()
         outbox.close()
     return ws

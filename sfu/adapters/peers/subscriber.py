@@ -81,6 +81,12 @@ class SubscriberPeer(Peer):
         self.video_bitrate = 0
         self._video_bytes = 0
         self._video_bytes_at: float | None = None
+        #: per track, bits/s over the same window: (media forwarded, everything sent:
+        #: media, retransmissions and probes), for /stats
+        self.track_rates: dict[str, tuple[int, int]] = {}
+        self._track_bytes: dict[str, tuple[DownTrack, int, int]] = {}
+        #: called once a second (with the sender reports), e.g. to observe the estimate
+        self.on_report: Callable[[SubscriberPeer], None] | None = None
 
     def add(self, source: MediaSource, stream_id: str, subscription: Subscription | None) -> None:
         if source.track_id in self._transceivers or self.closed:
@@ -279,16 +285,29 @@ class SubscriberPeer(Peer):
         self.allocate(now)
 
     def _measure_video(self, now: float) -> None:
-        video_bytes = sum(
-            d.bytes_sent + d.retransmitted_bytes
-            for d in self.downtracks.values()
-            if d.source.kind == "video"
-        )
-        if self._video_bytes_at is not None and now > self._video_bytes_at:
-            self.video_bitrate = int(
-                8 * (video_bytes - self._video_bytes) / (now - self._video_bytes_at)
-            )
+        """The video bitrate sent (all tracks), and each track's rates (every
+        VIDEO_BITRATE_WINDOW: a few operations per track, nothing per packet)."""
+        elapsed = 0.0 if self._video_bytes_at is None else now - self._video_bytes_at
+        video_bytes = 0
+        previous = self._track_bytes
+        current: dict[str, tuple[DownTrack, int, int]] = {}
+        rates: dict[str, tuple[int, int]] = {}
+        for track_id, d in self.downtracks.items():
+            media = d.bytes_sent
+            total = media + d.retransmitted_bytes
+            if d.source.kind == "video":
+                video_bytes += total
+            current[track_id] = (d, media, total)
+            before = previous.get(track_id)
+            if elapsed > 0 and before is not None and before[0] is d:
+                rates[track_id] = (
+                    int(8 * (media - before[1]) / elapsed),
+                    int(8 * (total - before[2]) / elapsed),
+                )
+        if elapsed > 0:
+            self.video_bitrate = int(8 * (video_bytes - self._video_bytes) / elapsed)
         self._video_bytes, self._video_bytes_at = video_bytes, now
+        self._track_bytes, self.track_rates = current, rates
 
     def allocate(self, now: float) -> None:
         """Share the downlink estimate (and the policy's cap) among the videos: the
@@ -360,7 +379,20 @@ class SubscriberPeer(Peer):
         }
 
     def metrics(self) -> dict[str, float | int | None]:
-        """Seed 004's names: the downlink estimate, what is forwarded, loss, round trip."""
+        """The ``stats`` signaling message's fields, in the client API's names (seed 004:
+        ``downloadRate``, ``videoBitrate``, ``loss``, ``rtt``); :meth:`downlink` in
+        ``/stats``'s."""
+        downlink = self.downlink()
+        return {
+            "downloadRate": downlink["download_rate"],
+            "videoBitrate": downlink["video_bitrate"],
+            "loss": downlink["loss"],
+            "rtt": downlink["rtt"],
+        }
+
+    def downlink(self) -> dict[str, float | int | None]:
+        """The downlink estimate (bits/s), the video sent over the last VIDEO_BITRATE_WINDOW
+        (bits/s), loss (0..1), round trip (s), in ``/stats``'s names (docs/stats.md)."""
         downtracks = list(self.downtracks.values())
         rtts = [d.rtt for d in downtracks if d.rtt is not None]
         if self.congestion.feedback_seen:
@@ -369,8 +401,8 @@ class SubscriberPeer(Peer):
             fractions = [d.remote_fraction_lost / 256 for d in downtracks]
             loss = max(fractions) if fractions else 0.0
         return {
-            "downloadRate": self.congestion.estimate,
-            "videoBitrate": self.video_bitrate,
+            "download_rate": self.congestion.estimate,
+            "video_bitrate": self.video_bitrate,
             "loss": round(loss, 4),
             "rtt": round(sum(rtts) / len(rtts), 4) if rtts else None,
         }
@@ -444,6 +476,11 @@ class SubscriberPeer(Peer):
             congestion.probe_cluster = -1
 
     def report(self, now: float) -> None:
+        if self.on_report is not None:
+            try:
+                self.on_report(self)
+            except Exception:
+                faults.record("metrics", self.context, now)
         for subscription in list(self.subscriptions.values()):
             subscription.update(now)
         if self.raw is None:
