@@ -215,11 +215,15 @@ async def wait_width(page: Any, width: int, timeout: float = 15) -> float:
         await asyncio.sleep(0.2)
 
 
-def source_stats(url: str) -> dict[str, Any]:
+def admin_stats(url: str) -> dict[str, Any]:
     request = urllib.request.Request(
         f"{url}/stats", headers={"Authorization": f"Bearer {ADMIN_TOKENS[url]}"}
     )
-    stats = json.load(urllib.request.urlopen(request, timeout=5))
+    return dict(json.load(urllib.request.urlopen(request, timeout=5)))
+
+
+def source_stats(url: str) -> dict[str, Any]:
+    stats = admin_stats(url)
     for room in stats["rooms"].values():
         for participant in room["participants"]:
             for track in participant["published"]:
@@ -279,6 +283,34 @@ async def test_each_subscriber_gets_the_layer_that_fits_its_window(
             f" {plis} keyframe requests upstream for 4 switches"
         )
         assert plis <= 8, plis  # at most ~one per switch that needs a keyframe, never a storm
+
+        # each page timed what it painted (requestVideoFrameCallback) and reported it with
+        # its getStats() figures (receiver_report, every 1.5 s): the server has them
+        paints = await big.evaluate("window.sfuClient.switchPaints.map((p) => p.seconds)")
+        assert len(paints) >= 3 and all(0 <= p < 5 for p in paints), paints
+        firsts = await big.evaluate("[...window.sfuClient.firstFrame.values()]")
+        assert len(firsts) == 1 and 0 < firsts[0] < 40, firsts
+        await asyncio.sleep(2)  # the next report
+        stats = admin_stats(sfu_url)["rooms"][room]
+        quality = stats["quality"]
+        assert quality["first_frame"]["count"] == len(SIZES), quality
+        assert quality["switch_paint"]["count"] >= 3, quality
+        viewers = {
+            p["name"]: t["viewer"]
+            for p in stats["participants"]
+            for t in p["subscribed"]
+            if t["viewer"] is not None
+        }
+        assert set(viewers) == {f"s{w}" for w, _ in SIZES}, viewers
+        for (w, h), page in zip(SIZES, subscribers, strict=True):
+            viewer = viewers[f"s{w}"]
+            assert viewer["decoded_frames"] > 30 and viewer["reports"] >= 2, viewer
+            if page is not big:  # its tile was resized last to 1280x720
+                assert (viewer["element_width"], viewer["element_height"]) == (w, h), viewer
+        print(
+            "viewers' dropped frames:",
+            {name: (v["dropped_frames"], v["decoded_frames"]) for name, v in viewers.items()},
+        )
 
         # a temporal pin of T0 gives about a quarter of the frame rate the subscriber gets
         # without it (whatever rate the publisher manages: on a loaded machine Chromium

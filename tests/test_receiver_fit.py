@@ -21,6 +21,7 @@ from support.waiting import wait_until
 
 from loadtest.capturefile import read_capture
 from loadtest.peers import ReplayPublisher, SimSubscriber
+from loadtest.signaling import SignalingPeer
 from sfu.config import load_settings
 from sfu.signaling.server import create_app
 
@@ -192,4 +193,52 @@ async def test_a_viewer_that_drops_frames_gets_lower_layers_then_recovers(
     finally:
         await slow.close()
         await fast.close()
+        await publisher.close()
+
+
+async def test_hostile_reports_get_clear_errors_and_change_nothing(
+    server: RunningServer,
+) -> None:
+    """Reports are bounded by the schema; a report on a track the viewer does not receive
+    is passed over; lies about another viewer's track cannot reach it; the connection and
+    the room go on."""
+    publisher = ReplayPublisher(
+        server.ws_url, "pub", read_capture(CAPTURES / "vp9_L3T3_KEY.sfucap")
+    )
+    honest, liar = Viewer(server.ws_url, "honest"), SignalingPeer(server.ws_url, "liar")
+    try:
+        await publisher.connect("room")
+        await honest.connect("room")
+        await liar.connect("room")
+        await publisher.publish()
+        await wait_until(lambda: honest.top_sid() == 2, 20, interval=0.2)
+        track = honest.video_track()
+        assert track is not None
+        ok = {"track_id": track, "frames_decoded": 0, "frames_dropped": 0}
+        for tracks in (
+            [ok] * 33,  # too many
+            [{**ok, "frames_decoded": -1}],
+            [{**ok, "frames_dropped": 2**60}],
+            [{**ok, "switch_paints": [1.0] * 17}],
+            [{**ok, "first_frame": "soon"}],
+            [{**ok, "cpu": "mine"}],  # unknown field
+        ):
+            reply = await liar.request({"type": "receiver_report", "tracks": tracks}, timeout=5)
+            assert reply["type"] == "error" and reply["code"] == "bad_request", reply
+        # a report speaks for the sender's own subscription of the track, never another
+        # viewer's: the liar's claims of 100% drops (and of a track that does not exist)
+        # leave the honest viewer's layers alone
+        for n in range(1, 8):
+            report = {**ok, "frames_decoded": 0, "frames_dropped": 30 * n}
+            reply = await liar.request(
+                {"type": "receiver_report", "tracks": [report, {**report, "track_id": "x"}]},
+                timeout=5,
+            )
+            assert reply["type"] == "ok", reply
+            await asyncio.sleep(0.6)
+        assert cpu_cap(server, honest) is None and honest.top_sid() == 2
+        assert (await liar.request({"type": "ping"}, timeout=5))["type"] == "pong"
+    finally:
+        await honest.close()
+        await liar.close()
         await publisher.close()
