@@ -7,8 +7,9 @@ keeps the top layer throughout."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +118,18 @@ async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
         yield running_server
 
 
+def camel_case_keys(value: Any, path: str = "") -> Iterator[str]:
+    """Keys of ``value`` (nested) that are not snake_case; room names are the operator's."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if path != ".rooms" and not re.fullmatch(r"[a-z0-9_]+", str(key)):
+                yield f"{path}.{key}"
+            yield from camel_case_keys(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for item in value:
+            yield from camel_case_keys(item, path)
+
+
 def cpu_cap(server: RunningServer, viewer: Viewer) -> tuple[int, int] | None:
     room = server.rooms.rooms["room"]
     participant = room.participants[viewer.participant_id]
@@ -170,6 +183,8 @@ async def test_a_viewer_that_drops_frames_gets_lower_layers_then_recovers(
             async with http.get(f"{server.url}/metrics") as response:
                 text = await response.text()
         subscribed = {p["name"]: p["subscribed"] for p in stats["rooms"]["room"]["participants"]}
+        # one naming style throughout /stats (docs/stats.md): snake_case keys
+        assert not list(camel_case_keys(stats)), list(camel_case_keys(stats))
         viewer = next(t["viewer"] for t in subscribed["slow"] if t["viewer"] is not None)
         assert viewer["dropped_frames"] > 0 and viewer["decoded_frames"] > viewer["dropped_frames"]
         assert viewer["reports"] >= 5
