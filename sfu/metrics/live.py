@@ -243,6 +243,88 @@ def _gauge(
     return family
 
 
+#: the plain counters of each down track: (metric, help, by kind as well as policy, field)
+_DOWNTRACK_COUNTERS: tuple[tuple[str, str, bool, str], ...] = (
+    (
+        "sfu_forwarded_packets",
+        "RTP packets forwarded to subscribers (first transmissions).",
+        True,
+        "packets_sent",
+    ),
+    (
+        "sfu_forwarded_bytes",
+        "Bytes of RTP forwarded to subscribers (first transmissions, headers included).",
+        True,
+        "bytes_sent",
+    ),
+    (
+        "sfu_retransmitted_packets",
+        "Packets resent for subscribers' NACKs.",
+        False,
+        "retransmitted",
+    ),
+    (
+        "sfu_retransmitted_bytes",
+        "Bytes resent to subscribers: NACKed packets and bandwidth probes (RTX).",
+        False,
+        "retransmitted_bytes",
+    ),
+    (
+        "sfu_nacks_received",
+        "NACK messages received from subscribers.",
+        False,
+        "nacks_received",
+    ),
+    (
+        "sfu_keyframe_requests_received",
+        "Keyframe requests (PLI, FIR) received from subscribers.",
+        False,
+        "keyframe_requests",
+    ),
+)
+
+
+#: the plain counters of each source: (metric, help, by kind as well as policy, field)
+_SOURCE_COUNTERS: tuple[tuple[str, str, bool, str], ...] = (
+    (
+        "sfu_received_packets",
+        "RTP packets received from publishers (RTX unwrapped, duplicates included).",
+        True,
+        "packets_received",
+    ),
+    (
+        "sfu_received_bytes",
+        "Bytes of RTP payload received from publishers.",
+        True,
+        "bytes_received",
+    ),
+    (
+        "sfu_keyframes_received",
+        "Keyframes received from publishers.",
+        False,
+        "keyframes_received",
+    ),
+    (
+        "sfu_keyframe_requests_sent",
+        "Keyframe requests (PLI) sent to publishers (subscribers' requests coalesced).",
+        False,
+        "keyframe_requests_sent",
+    ),
+    (
+        "sfu_nacks_sent",
+        "NACK messages sent to publishers.",
+        False,
+        "nacks_sent",
+    ),
+    (
+        "sfu_unrecovered_packets",
+        "Packets lost from publishers for good (every NACK for them spent).",
+        False,
+        "unrecovered",
+    ),
+)
+
+
 def _families(
     gauges: _Gauges,
     downtracks: dict[Label, list[int]],
@@ -275,18 +357,13 @@ def _families(
 
     both, first = (0, 1), (0,)
     d = DOWNTRACK.index
-    yield _counter(
-        "sfu_forwarded_packets",
-        "RTP packets forwarded to subscribers (first transmissions).",
-        pk,
-        _by(downtracks, d("packets_sent"), both),
-    )
-    yield _counter(
-        "sfu_forwarded_bytes",
-        "Bytes of RTP forwarded to subscribers (first transmissions, headers included).",
-        pk,
-        _by(downtracks, d("bytes_sent"), both),
-    )
+    for name, documentation, by_kind, field in _DOWNTRACK_COUNTERS:
+        yield _counter(
+            name,
+            documentation,
+            pk if by_kind else policy,
+            _by(downtracks, DOWNTRACK.index(field), both if by_kind else first),
+        )
     dropped = CounterMetricFamily(
         "sfu_dropped_packets",
         "Packets of a source not forwarded to one subscriber, by reason (DropReason: paused, "
@@ -298,18 +375,6 @@ def _families(
         for (p,), value in sorted(_by(downtracks, _DROPS + drop, first).items()):
             dropped.add_metric([p, drop.name.lower()], value)
     yield dropped
-    yield _counter(
-        "sfu_retransmitted_packets",
-        "Packets resent for subscribers' NACKs.",
-        policy,
-        _by(downtracks, d("retransmitted"), first),
-    )
-    yield _counter(
-        "sfu_retransmitted_bytes",
-        "Bytes resent to subscribers: NACKed packets and bandwidth probes (RTX).",
-        policy,
-        _by(downtracks, d("retransmitted_bytes"), first),
-    )
     refused = CounterMetricFamily(
         "sfu_retransmissions_refused",
         "Packets NACKed by subscribers and not resent, by reason (Refusal).",
@@ -327,32 +392,15 @@ def _families(
         policy,
         asked,
     )
-    yield _counter(
-        "sfu_nacks_received",
-        "NACK messages received from subscribers.",
-        policy,
-        _by(downtracks, d("nacks_received"), first),
-    )
-    yield _counter(
-        "sfu_keyframe_requests_received",
-        "Keyframe requests (PLI, FIR) received from subscribers.",
-        policy,
-        _by(downtracks, d("keyframe_requests"), first),
-    )
 
     s = SOURCE.index
-    yield _counter(
-        "sfu_received_packets",
-        "RTP packets received from publishers (RTX unwrapped, duplicates included).",
-        pk,
-        _by(sources, s("packets_received"), both),
-    )
-    yield _counter(
-        "sfu_received_bytes",
-        "Bytes of RTP payload received from publishers.",
-        pk,
-        _by(sources, s("bytes_received"), both),
-    )
+    for name, documentation, by_kind, field in _SOURCE_COUNTERS:
+        yield _counter(
+            name,
+            documentation,
+            pk if by_kind else policy,
+            _by(sources, SOURCE.index(field), both if by_kind else first),
+        )
     ingress = CounterMetricFamily(
         "sfu_ingress_dropped_packets",
         "RTP packets from publishers not forwarded at all, by reason: rejected (a payload "
@@ -370,30 +418,6 @@ def _families(
         for (p,), value in sorted(_by(publishers, PEER.index(index), first).items()):
             ingress.add_metric([p, reason], value)
     yield ingress
-    yield _counter(
-        "sfu_keyframes_received",
-        "Keyframes received from publishers.",
-        policy,
-        _by(sources, s("keyframes_received"), first),
-    )
-    yield _counter(
-        "sfu_keyframe_requests_sent",
-        "Keyframe requests (PLI) sent to publishers (subscribers' requests coalesced).",
-        policy,
-        _by(sources, s("keyframe_requests_sent"), first),
-    )
-    yield _counter(
-        "sfu_nacks_sent",
-        "NACK messages sent to publishers.",
-        policy,
-        _by(sources, s("nacks_sent"), first),
-    )
-    yield _counter(
-        "sfu_unrecovered_packets",
-        "Packets lost from publishers for good (every NACK for them spent).",
-        policy,
-        _by(sources, s("unrecovered"), first),
-    )
 
     transport = CounterMetricFamily(
         "sfu_transport_dropped_datagrams",
