@@ -93,10 +93,10 @@ class ShapedSetup:
 
 @asynccontextmanager
 async def shaped_setup(
-    schedule: list[tuple[float, int]], codec: str, room: str
+    schedule: list[tuple[float, int]], codec: str, room: str, extra_yaml: str = ""
 ) -> AsyncIterator[ShapedSetup]:
-    """The link at the schedule's first rate, the SFU, the ``codec`` capture published in
-    ``room``; all stopped on exit."""
+    """The link at the schedule's first rate, the SFU (``extra_yaml`` added to its
+    settings), the ``codec`` capture published in ``room``; all stopped on exit."""
     ok, why = namespaces_available()
     if not ok:
         raise RuntimeError(f"a shaped link needs network namespaces: {why}")
@@ -105,7 +105,7 @@ async def shaped_setup(
     server = None
     publisher = None
     try:
-        server = await start_server(["127.0.0.1", link.host_address], "0.0.0.0")
+        server = await start_server(["127.0.0.1", link.host_address], "0.0.0.0", extra_yaml)
         port = server.port
         plane.install(plane.IceOptions(listen_addresses=["127.0.0.1"]))
         video = read_capture(CAPTURES / VIDEO_CAPTURES[codec])

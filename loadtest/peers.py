@@ -416,6 +416,11 @@ class SimSubscriber(_RawPeer):
         if data["type"] != "subscribe_offer":
             return
         await self.accept_offer(self.pc, data["sdp"])
+        self.take_over_receivers()
+        await self.answer_subscribe(self.pc)
+
+    def take_over_receivers(self) -> None:
+        """Receive every transceiver's media raw, through this peer's sink."""
         for transceiver in self.pc.getTransceivers():
 
             def on_receive(params: Any, t: Any = transceiver) -> None:
@@ -454,7 +459,6 @@ class SimSubscriber(_RawPeer):
                     self._parsers[codec.payloadType] = (codec.mimeType.split("/")[-1], dd)
 
             plane.take_over_receiver(transceiver.receiver, on_receive)
-        await self.answer_subscribe(self.pc)
 
     async def on_joined(self, reply: dict[str, Any]) -> None:
         for track in reply["tracks"]:

@@ -75,11 +75,11 @@ class RunningServer:
 
 
 @asynccontextmanager
-async def running(app: web.Application) -> AsyncIterator[RunningServer]:
-    """Serves ``app`` on 127.0.0.1 (its HTTP and WebSocket URLs); cleans up on exit."""
+async def running(app: web.Application, host: str = "127.0.0.1") -> AsyncIterator[RunningServer]:
+    """Serves ``app`` on ``host`` (its HTTP and WebSocket URLs); cleans up on exit."""
     runner = web.AppRunner(app)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, host, 0)
     await site.start()
     host, port = runner.addresses[0][:2]
     try:

@@ -70,6 +70,16 @@ def serve_settings(args: argparse.Namespace) -> Settings | None:
     return settings
 
 
+def warn_unreachable_media(settings: Settings) -> None:
+    """The reachability warning (signaling beyond loopback, media on loopback only), logged
+    once at start by the process the operator started."""
+    from .signaling.ice_servers import reachability_warning
+
+    warning = reachability_warning(settings)
+    if warning is not None:
+        logging.getLogger("sfu").warning("%s", warning)
+
+
 def _serve(args: argparse.Namespace) -> int:
     settings = serve_settings(args)
     if settings is None:
@@ -137,6 +147,8 @@ def _serve(args: argparse.Namespace) -> int:
         f"(ICE on {', '.join(settings.ice.listen_addresses)}; event loop: {loop_kind})",
         flush=True,
     )
+    if worker_index is None:  # a supervisor's workers leave it to the supervisor
+        warn_unreachable_media(settings)
     if auth.development:
         where = "loopback only" if not settings.auth.insecure_off_loopback else "INSECURE"
         print(
@@ -193,6 +205,7 @@ def _supervise(settings: Settings, count: int) -> int:
         f"workers (node {node})",
         flush=True,
     )
+    warn_unreachable_media(settings)
     supervisor = Supervisor(command, count, node=node, redis_url=settings.cluster.redis_url)
     try:
         return asyncio.run(supervisor.run())

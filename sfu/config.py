@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import fnmatch
+import ipaddress
 import math
 import re
 import reprlib
@@ -116,13 +117,70 @@ class HttpSettings(_Strict):
     admin_socket: str | None = None
 
 
+#: bounds on ``ice.servers``: entries, and URLs of one entry
+MAX_ICE_SERVERS, MAX_ICE_URLS = 8, 8
+#: RFC 7064 ``stun:``/``stuns:`` and RFC 7065 ``turn:``/``turns:`` URLs: a host (a name, an
+#: IPv4 address or a bracketed IPv6 one), a port, and for TURN a transport
+_ICE_URL = re.compile(
+    r"^(?:stuns?:H(?::(\d{1,5}))?|turns?:H(?::(\d{1,5}))?(?:\?transport=(?:udp|tcp))?)$".replace(
+        "H", r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)"
+    )
+)
+#: what a username or credential may hold: printable ASCII (they go into HTTP Link headers)
+_PRINTABLE = re.compile(r"^[\x20-\x7e]+$")
+
+
+class IceServer(_Strict):
+    """A STUN or TURN server the clients are told to use: a W3C ``RTCIceServer`` in
+    ``joined``, RFC 9725 ``Link`` headers for WHIP/WHEP (sfu/signaling/ice_servers.py)."""
+
+    #: ``stun:``, ``stuns:``, ``turn:`` or ``turns:`` URLs of one server
+    urls: list[str] = Field(min_length=1, max_length=MAX_ICE_URLS)
+    #: both required with a ``turn:``/``turns:`` URL, else not allowed
+    username: str | None = Field(None, min_length=1, max_length=512)
+    credential: str | None = Field(None, min_length=1, max_length=512)
+
+    @model_validator(mode="after")
+    def _check(self) -> IceServer:
+        for i, url in enumerate(self.urls):
+            match = _ICE_URL.fullmatch(url)
+            if match is None or not all(1 <= int(p) <= 65535 for p in match.groups() if p):
+                raise ValueError(
+                    f"urls[{i}]: must be stun:HOST[:PORT], stuns:HOST[:PORT], "
+                    f"turn:HOST[:PORT][?transport=udp|tcp] or turns:..., got {_short(url)}"
+                )
+        for name, value in (("username", self.username), ("credential", self.credential)):
+            if value is not None and not _PRINTABLE.fullmatch(value):
+                raise ValueError(f"{name}: printable ASCII characters only")
+        turn = any(url.startswith("turn") for url in self.urls)
+        if turn and (self.username is None or self.credential is None):
+            raise ValueError("username: a turn: or turns: URL needs a username and a credential")
+        if not turn and (self.username is not None or self.credential is not None):
+            raise ValueError("username: username and credential are for turn(s): URLs only")
+        return self
+
+
+def _ip_address(value: str | None) -> str | None:
+    try:
+        address = None if value is None else ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError(f"must be an IP address (not a host name), got {_short(value)}") from None
+    if address is not None and (address.is_unspecified or address.is_multicast):
+        raise ValueError(f"must be a unicast address, got {value}")
+    return None if address is None else str(address)
+
+
 class IceSettings(_Strict):
     #: addresses to gather host candidates on; 127.0.0.1 must be listed to be used
     listen_addresses: list[str] = Field(default_factory=lambda: ["127.0.0.1"], min_length=1)
-    #: address announced in candidates instead of the bound one (behind 1:1 NAT)
-    announced_address: str | None = None
+    #: the IP address candidates give instead of the bound one, on the listen addresses of
+    #: its family (a host behind 1:1 NAT: its public address)
+    announced_address: Annotated[str | None, AfterValidator(_ip_address)] = None
     #: inclusive UDP port range, e.g. [40000, 40999]; null for any free port
     port_range: tuple[int, int] | None = None
+    #: STUN/TURN servers for the clients (``joined.ice_servers``, WHIP/WHEP ``Link``
+    #: headers); the server's own connections gather host candidates only
+    servers: list[IceServer] = Field(default_factory=list, max_length=MAX_ICE_SERVERS)
 
     @model_validator(mode="after")
     def _check_range(self) -> IceSettings:
@@ -130,6 +188,14 @@ class IceSettings(_Strict):
             low, high = self.port_range
             if not (1 <= low <= high <= 65535):
                 raise ValueError(f"port_range must be 1 <= low <= high <= 65535, got {low}-{high}")
+        announced = self.announced_address
+        if announced is not None and not any(
+            (":" in a) == (":" in announced) for a in self.listen_addresses
+        ):
+            raise ValueError(
+                f"announced_address: {announced} replaces listen addresses of its family "
+                "(IPv4 or IPv6), and no listen address is of it"
+            )
         return self
 
 

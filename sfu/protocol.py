@@ -6,9 +6,16 @@ the ``error``) to that request carries the same ``id``.  See ``docs/signaling.md
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    TypeAdapter,
+    model_serializer,
+)
 
 from .sdp.limits import PROTOCOL_MAX_SDP
 
@@ -184,6 +191,20 @@ class TrackInfo(_Message):
     codec: str
 
 
+class IceServerInfo(_Message):
+    """A W3C ``RTCIceServer``: a STUN or TURN server for the client's peer connections
+    (``ice.servers``); ``username`` and ``credential`` are left out, not null, when unset."""
+
+    urls: list[str]
+    username: str | None = None
+    credential: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_nulls(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        return {key: value for key, value in data.items() if value is not None}
+
+
 class Joined(_Message):
     type: Literal["joined"] = "joined"
     id: int | str | None = None
@@ -191,6 +212,8 @@ class Joined(_Message):
     participant_id: str
     participants: list[ParticipantInfo]
     tracks: list[TrackInfo]
+    #: STUN/TURN servers for ``new RTCPeerConnection({iceServers})`` (possibly none)
+    ice_servers: list[IceServerInfo] = Field(default_factory=list)
 
 
 class ParticipantJoined(_Message):

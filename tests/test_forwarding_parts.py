@@ -291,3 +291,31 @@ def test_feedback_claiming_more_statuses_than_packets_sent_is_refused_unparsed()
             assert isinstance(packet, rtcp.TransportFeedback)
             congestion.on_transport_feedback(packet.fci, now + 0.1)
     assert congestion.refused_feedback > 1000
+
+
+def test_extension_remap_renumbers_for_a_subscriber_with_ids_of_its_own() -> None:
+    from sfu.forwarding.extension_writer import ExtensionRemap
+    from sfu.rtp import extensions as ext
+    from sfu.rtp.packet import parse_extension_block, serialize_extensions
+
+    sfu_ids = ext.SUBSCRIBER_EXTENSION_IDS
+    # Chromium's offer: abs-send-time 2, transport-cc 3, mid 4, no dependency descriptor
+    viewer = {ext.ABS_SEND_TIME: 2, ext.TRANSPORT_WIDE_CC: 3, ext.MID: 4}
+    assert ExtensionRemap.needed(viewer, sfu_ids)
+    assert not ExtensionRemap.needed(dict(sfu_ids), sfu_ids)
+    remap = ExtensionRemap(viewer, sfu_ids)
+    block = serialize_extensions(
+        [
+            (sfu_ids[ext.TRANSPORT_WIDE_CC], b"\x00\x00"),
+            (sfu_ids[ext.ABS_SEND_TIME], b"\x01\x02\x03"),
+            (sfu_ids[ext.DEPENDENCY_DESCRIPTOR], b"\x80\x01\x02"),
+        ]
+    )
+    out, head, tail = remap(block)
+    assert parse_extension_block(out) == {3: b"\x00\x00", 2: b"\x01\x02\x03"}
+    # the transport-wide sequence number's two bytes sit between head and tail
+    assert head + b"\x00\x00" + tail == out and len(head) == 5
+    # without transport-cc negotiated: no head and tail
+    plain = ExtensionRemap({ext.ABS_SEND_TIME: 7}, sfu_ids)
+    out, head, tail = plain(block)
+    assert parse_extension_block(out) == {7: b"\x01\x02\x03"} and head == tail == b""

@@ -89,6 +89,21 @@ class Authenticator:
             raise TokenError(f"the token is for {claims.identity!r}, not {name!r}")
         return Access(claims.identity, claims.role, grants)
 
+    def bearer(
+        self, *, token: str | None, room: str, policy_requires: bool, now: float
+    ) -> Access:
+        """The rights of an HTTP client (WHIP, WHEP) presenting ``token``: the token's
+        identity and role, since such a client claims no name; raises TokenError."""
+        if token is None:
+            return self.join(
+                token=None, room=room, name="", role=None, policy_requires=policy_requires, now=now
+            )
+        claims = verify_token(self._keys, token, room=room, now=now)
+        grants = claims.grants & {"publish", "subscribe"}
+        if not grants:
+            raise TokenError("the token grants neither publish nor subscribe")
+        return Access(claims.identity, claims.role, grants)
+
     def admin(self, token: str | None, now: float) -> Claims:
         """The claims of an admin credential: a token with the ``admin`` grant for every
         room (``--room '*'``); raises TokenError."""

@@ -99,6 +99,9 @@ class DownTrack:
         self._incomplete_asked = False  # since that keyframe
         self._padding_back = 0
         self.keyframe_requests = 0
+        #: renumbers the header extensions for a subscriber with ids of its own (see
+        #: ExtensionRemap); None for the usual subscriber, who has the SFU's
+        self.remap_extensions: Callable[[bytes], tuple[bytes, bytes, bytes]] | None = None
         #: NACK messages received from the subscriber (their items: resent or refused)
         self.nacks_received = 0
         self.remote_packets_lost = 0
@@ -251,6 +254,9 @@ class DownTrack:
             # no reference reaches back past a keyframe: renumbering before it leaves the
             # P_DIFFs of what follows as they are
             self.picture_ids.keyframe()
+        remap = self.remap_extensions
+        if remap is not None and block:
+            block, head, tail = remap(block)
         congestion = self._congestion
         if congestion is not None and block:
             # the first element is the transport-wide sequence number (see ExtensionWriter)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from ..codecs.av1_dd import serialize_dependency_descriptor
 from ..rtp import extensions as ext
 from ..rtp.ntp import ntp_from_time
-from ..rtp.packet import serialize_extensions
+from ..rtp.packet import parse_extension_block, serialize_extensions
 from .layers import LayerInfo, LayerParser
 
 #: extensions copied from the publisher's packets to the subscribers' (by URI); the
@@ -80,3 +80,31 @@ class ExtensionWriter:
         if dd_id is not None:
             out.append((dd_id, raw))
         return serialize_extensions(out)
+
+
+class ExtensionRemap:
+    """For a subscriber whose extension ids are not the ones the SFU offers (a WHEP viewer:
+    it offered, we answered with its ids): each forwarded block renumbered to its ids, what
+    it did not negotiate left out.  Per packet, for such subscribers only."""
+
+    __slots__ = ("_ids", "_twcc_id")
+
+    def __init__(self, subscriber_ids: dict[str, int], sfu_ids: dict[str, int]) -> None:
+        self._ids = {
+            sfu_id: subscriber_ids[uri] for uri, sfu_id in sfu_ids.items() if uri in subscriber_ids
+        }
+        self._twcc_id = subscriber_ids.get(ext.TRANSPORT_WIDE_CC)
+
+    @staticmethod
+    def needed(subscriber_ids: dict[str, int], sfu_ids: dict[str, int]) -> bool:
+        return any(subscriber_ids.get(uri, sfu_id) != sfu_id for uri, sfu_id in sfu_ids.items())
+
+    def __call__(self, block: bytes) -> tuple[bytes, bytes, bytes]:
+        """(block, head, tail) as :meth:`ExtensionWriter.build` gives them."""
+        ids = self._ids
+        elements = [(ids[i], v) for i, v in parse_extension_block(block).items() if i in ids]
+        out = serialize_extensions(elements)
+        if out and self._twcc_id is not None and elements[0][0] == self._twcc_id:
+            at = 5 if out[0] == 0xBE else 6
+            return out, out[:at], out[at + 2 :]
+        return out, b"", b""

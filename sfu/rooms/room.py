@@ -221,10 +221,16 @@ class Participant:
             async def send_offer(sdp: str) -> None:
                 await self.send(m.SubscribeOffer(sdp=sdp))
 
-            self.subscriber = SubscriberPeer(send_offer, self.settings, self.context)
-            self.subscriber.on_failed = self._on_failed
-            self.subscriber.on_report = self._observe_downlink
+            self.use_subscriber(SubscriberPeer(send_offer, self.settings, self.context))
+        assert self.subscriber is not None
         return self.subscriber
+
+    def use_subscriber(self, peer: SubscriberPeer) -> None:
+        """``peer`` is the connection this participant receives on (one that answers the
+        client's offer, for WHEP; by default one that offers, made when first needed)."""
+        self.subscriber = peer
+        peer.on_failed = self._on_failed
+        peer.on_report = self._observe_downlink
 
     def _observe_downlink(self, subscriber: SubscriberPeer) -> None:
         """Once a second: the downlink estimate, for the metrics."""
@@ -321,6 +327,8 @@ class Room:
         self.listeners: list[Listener] = []
         #: the viewers' time to first frame and switch-paint latency
         self.quality = RoomQuality()
+        #: STUN/TURN servers the joining clients are told of (the manager's list, shared)
+        self.ice_servers: list[m.IceServerInfo] = []
 
     def emit(
         self,
@@ -409,6 +417,7 @@ class Room:
                 participant_id=participant.id,
                 participants=[p.info for p in others],
                 tracks=self.tracks,
+                ice_servers=self.ice_servers,
             )
         )
         if self.observer is not None:
@@ -535,6 +544,8 @@ class RoomManager:
         self.observer: RoomObserver | None = None
         #: told of every room's events (webhooks); shared with the rooms
         self.listeners: list[Listener] = []
+        #: STUN/TURN servers for the clients, in every ``joined`` (``ice.servers``)
+        self.ice_servers: list[m.IceServerInfo] = []
 
     def peers_in_setup(self) -> int:
         """Peer connections offered or answered, not connected yet, in every room."""
@@ -564,6 +575,7 @@ class RoomManager:
             room = Room(name, self._remove, policy, policy_name, self.metrics)
             room.observer = self.observer
             room.listeners = self.listeners
+            room.ice_servers = self.ice_servers
             self.rooms[name] = room
             room.emit("room_started")
         return room

@@ -132,6 +132,14 @@ def _parse_extensions(data: bytes, profile: int, pos: int, end: int) -> dict[int
     return extensions
 
 
+def parse_extension_block(block: bytes) -> dict[int, bytes]:
+    """The elements of an extension block as :func:`serialize_extensions` writes it (the
+    profile and length words first), by id in their order; ``{}`` for another profile."""
+    if len(block) < 4:
+        return {}
+    return _parse_extensions(block, (block[0] << 8) | block[1], 4, len(block))
+
+
 def serialize_extensions(elements: list[tuple[int, bytes]]) -> bytes:
     """Serialize header extension elements, with the extension header itself.
 

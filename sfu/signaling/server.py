@@ -25,8 +25,11 @@ from ..auth.access import Authenticator
 from ..cluster.wire import REDIS_URL_ENV, WORKER_INDEX_ENV
 from ..config import Settings
 from ..metrics import Metrics
+from ..protocol import IceServerInfo
 from ..rooms.room import RoomManager
+from . import http_media, whep, whip
 from .access import InsecureSettings, development_host_check, make_authenticator
+from .ice_servers import for_client
 from .loop_lag import LOOP_LAG_KEY, LoopLag, loop_lag_context
 from .metrics import EdgeCollector, metrics
 from .relay import ClusterWorker
@@ -90,6 +93,10 @@ def create_app(
         metrics=Metrics(),
     )
     app[METRICS_KEY] = app[ROOMS_KEY].metrics
+    # STUN/TURN for the clients (joined.ice_servers); the server's own pcs stay host-only
+    app[ROOMS_KEY].ice_servers = [
+        IceServerInfo.model_validate(server) for server in for_client(settings.ice.servers)
+    ]
     app[LOOP_LAG_KEY] = LoopLag()
     edge = EdgeCollector(app[STATE_KEY], app[LOOP_LAG_KEY])
     app[METRICS_KEY].registry.register(edge)
@@ -101,6 +108,9 @@ def create_app(
     app.router.add_get("/stats", stats)
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/admin/reload", admin_reload)
+    http_media.install(app)
+    whip.install(app)
+    whep.install(app)
 
     app.cleanup_ctx.append(loop_lag_context)
     app.on_shutdown.append(drain)

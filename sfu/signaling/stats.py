@@ -12,6 +12,7 @@ from .. import faults
 from ..forwarding.source import MediaSource
 from ..rooms.room import Participant
 from .access import is_admin, origin_allowed
+from .http_media import SESSIONS_KEY
 from .loop_lag import LOOP_LAG_KEY
 from .state import CLUSTER_KEY, ROOMS_KEY, STATE_KEY
 
@@ -57,6 +58,14 @@ async def stats(request: web.Request) -> web.Response:
     cluster = request.app.get(CLUSTER_KEY)
     if cluster is not None:
         out["cluster"] = cluster.stats()
+    sessions = request.app.get(SESSIONS_KEY)
+    if sessions is not None:
+        kinds = [session.kind for session in sessions.sessions.values()]
+        out["http_sessions"] = {
+            "whip": kinds.count("whip"),
+            "whep": kinds.count("whep"),
+            **sessions.counts,
+        }
     for name, room in list(rooms.rooms.items()):
         participants = []
         for p in list(room.participants.values()):

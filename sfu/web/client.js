@@ -71,6 +71,8 @@ export class SfuClient extends EventTarget {
     this.tracks = new Map(); // track id -> info
     this.publishPc = null;
     this.subscribePc = null;
+    // STUN/TURN servers for both peer connections: the server's `ice.servers`, from `joined`
+    this.iceServers = [];
     this.localStream = null;
     this.errors = [];
     this.bye = null; // the last `bye`: { code, reason }
@@ -218,6 +220,7 @@ export class SfuClient extends EventTarget {
       throw e;
     }
     this.participantId = joined.participant_id;
+    this.iceServers = joined.ice_servers || [];
     for (const p of joined.participants) this._addParticipant(p);
     for (const t of joined.tracks) this.tracks.set(t.track_id, t);
     if (publish) await this.publish({ codec, scalabilityMode, video, audio, width, height });
@@ -233,7 +236,7 @@ export class SfuClient extends EventTarget {
       audio,
       video: video ? { width, height, frameRate: 30 } : false,
     });
-    const pc = new RTCPeerConnection({ iceServers: [] });
+    const pc = new RTCPeerConnection({ iceServers: this.iceServers });
     this.publishPc = pc;
     this._watchConnection(pc, "publish");
     for (const track of this.localStream.getTracks()) {
@@ -347,7 +350,7 @@ export class SfuClient extends EventTarget {
 
   async _onSubscribeOffer(sdp) {
     if (!this.subscribePc) {
-      const pc = new RTCPeerConnection({ iceServers: [] });
+      const pc = new RTCPeerConnection({ iceServers: this.iceServers });
       this.subscribePc = pc;
       this._watchConnection(pc, "subscribe");
       pc.ontrack = (event) => {

@@ -70,6 +70,8 @@ from .peerconnection import (
 from .pin import AIOICE_VERSION, AIORTC_VERSION, PYLIBSRTP_VERSION, check_versions
 from .restart import ICE_RESTART_TIMEOUT, IceRestarter, RemoteIce, remote_ice
 from .transport import RawTransport, TransportSink, hook_transport, hooked
+from .trickle import LocalIce, add_candidates, remote_ufrag
+from .trickle import restart as restart_from_fragment
 
 __all__ = [
     "AIOICE_VERSION",
@@ -80,10 +82,12 @@ __all__ = [
     "VIDEO_FEEDBACK",
     "IceOptions",
     "IceRestarter",
+    "LocalIce",
     "RawTransport",
     "RemoteIce",
     "SendBinding",
     "TransportSink",
+    "add_candidates",
     "add_send_transceiver",
     "check_publish_offer",
     "check_subscribe_answer",
@@ -97,6 +101,8 @@ __all__ = [
     "install",
     "munge_sdp",
     "remote_ice",
+    "remote_ufrag",
+    "restart_from_fragment",
     "restrict_answer_codecs",
     "stream_parameters_from_receive",
     "take_over_receiver",

@@ -23,7 +23,8 @@ logger = logging.getLogger(__name__)
 class IceOptions:
     #: addresses to gather host candidates on (127.0.0.1 included if listed)
     listen_addresses: list[str] = field(default_factory=lambda: ["127.0.0.1"])
-    #: address written in the candidates instead of the bound one (1:1 NAT)
+    #: address written in the candidates instead of the bound one, for the listen addresses
+    #: of its family (1:1 NAT: the public address of the host)
     announced_address: str | None = None
     #: inclusive UDP port range for the host candidates, or None for any port
     port_range: tuple[int, int] | None = None
@@ -59,6 +60,14 @@ class HostCandidates:
             return sock
         raise OSError(f"no free UDP port in {low}-{high} on {address}")
 
+    def announced(self, bound: str) -> str:
+        """The address a candidate bound to ``bound`` gives: the announced address when one
+        is set and of the same family (a 1:1 NAT maps one family), else ``bound``."""
+        announced = self.options.announced_address
+        if announced is None or (":" in announced) != (":" in bound):
+            return bound
+        return announced
+
     async def gather(
         self, connection: aioice.ice.Connection, component: int
     ) -> list[aioice.Candidate]:
@@ -77,7 +86,7 @@ class HostCandidates:
                 logger.warning("ICE: cannot bind to %s: %s", address, exc)
                 continue
             bound = protocol.transport.get_extra_info("sockname")
-            host = self.options.announced_address or bound[0]
+            host = self.announced(bound[0])
             protocol.local_candidate = aioice.Candidate(
                 foundation=aioice.candidate.candidate_foundation("host", "udp", bound[0]),
                 component=component,

@@ -141,18 +141,7 @@ class SubscriberPeer(Peer):
             rtx_ssrc=binding.rtx_ssrc,
             rtx_payload_type=binding.rtx_payload_type,
         )
-        downtrack.context = f"{self.context} of {source.track_id}"
-        downtrack.budget = self.budget
-        twcc = binding.extensions.get(ext.TRANSPORT_WIDE_CC)
-        if twcc is not None:
-            downtrack.congestion = self.congestion
-            downtrack.twcc_id = twcc
-            if raw.after_flush is None:  # sends are batched: the estimator gets their real
-                # send time at the flush, not the stamp's (up to a turn of the loop earlier)
-                self.congestion.unsent = []
-                raw.after_flush = self.congestion.on_flushed
-        # from the first keyframe on (the lower chain can only start at one)
-        downtrack.keep_lower_chain = self.settings.bandwidth_estimation
+        self._configure(downtrack, binding, source)
         self.downtracks[source.track_id] = downtrack
         self._sources[source.track_id] = source
         self._by_ssrc[binding.ssrc] = downtrack
@@ -161,6 +150,26 @@ class SubscriberPeer(Peer):
         if subscription is not None:
             subscription.bind(downtrack, now)
         source.attach(downtrack, now)
+
+    def _configure(
+        self, downtrack: DownTrack, binding: plane.SendBinding, source: MediaSource
+    ) -> None:
+        """A new down track on this connection: its budget, its transport-wide sequence
+        numbers and estimator, its logs' context."""
+        downtrack.context = f"{self.context} of {source.track_id}"
+        downtrack.budget = self.budget
+        twcc = binding.extensions.get(ext.TRANSPORT_WIDE_CC)
+        if twcc is not None:
+            downtrack.congestion = self.congestion
+            downtrack.twcc_id = twcc
+            raw = self.raw
+            if raw is not None and raw.after_flush is None:  # sends are batched: the
+                # estimator gets their real send time at the flush, not the stamp's (up to a
+                # turn of the loop earlier)
+                self.congestion.unsent = []
+                raw.after_flush = self.congestion.on_flushed
+        # from the first keyframe on (the lower chain can only start at one)
+        downtrack.keep_lower_chain = self.settings.bandwidth_estimation
 
     async def negotiate(self) -> None:
         """Send a new offer if anything changed (one offer outstanding at a time)."""
