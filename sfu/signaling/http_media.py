@@ -27,7 +27,7 @@ from .. import protocol as m
 from ..adapters import aiortc_plane as plane
 from ..auth.access import Access
 from ..auth.tokens import TokenError
-from ..rooms.room import Participant, RoomError, RoomManager
+from ..rooms.room import Participant, Room, RoomError, RoomManager
 from ..sdp.fragment import FragmentError, parse_fragment, restart_answer
 from .access import origin_allowed, request_address
 from .ice_servers import link_headers
@@ -269,6 +269,66 @@ def new_participant(rooms: RoomManager, name: str, access: Access, grant: str) -
     return participant
 
 
+@dataclass(frozen=True)
+class Offer:
+    """A POST to an endpoint that may go on: its room, rights and SDP offer."""
+
+    room: str
+    access: Access
+    sdp: str
+
+
+async def receive_offer(request: web.Request, grant: str) -> Offer | web.Response:
+    """The checks of a POST to an endpoint, in order: the address's budget, the room name,
+    the token (``grant``), the offer."""
+    refused = admit(request)
+    if refused is not None:
+        return refused
+    room = request.match_info["room"]
+    if not valid_room(room):
+        return reply(request, 404, "no such room name: 1-64 of A-Z a-z 0-9 _ . -")
+    access = authorize(request, room, grant)
+    if isinstance(access, web.Response):
+        return access
+    sdp = await read_sdp(request, request.app[ROOMS_KEY].sdp_limits.max_bytes)
+    if isinstance(sdp, web.Response):
+        return sdp
+    return Offer(room, access, sdp)
+
+
+async def join_session(
+    request: web.Request,
+    kind: Kind,
+    room_name: str,
+    participant: Participant,
+    check: Callable[[Room, Participant], None] | None = None,
+) -> MediaSession | web.Response:
+    """``participant`` in its room (``check``: what the room must allow it) and its
+    session's resource; the refusal, with nothing left behind, otherwise."""
+    refused = await enter_room(request, room_name)
+    if refused is not None:
+        await participant.close()
+        return refused
+    rooms = request.app[ROOMS_KEY]
+    try:
+        rooms.check_setup_room()
+        room = await rooms.join(room_name, participant)
+        if check is not None:
+            check(room, participant)
+    except RoomError as exc:
+        if participant.room is not None:
+            await participant.room.leave(participant, "refused")
+        else:
+            await participant.close()
+        await leave_room(request.app, room_name)
+        return room_error(request, exc)
+    session = register(request, kind, room_name, participant)
+    if isinstance(session, web.Response):
+        await room.leave(participant, "refused")
+        await leave_room(request.app, room_name)
+    return session
+
+
 def room_error(request: web.Request, exc: RoomError) -> web.Response:
     return reply(request, STATUS.get(exc.code, 400), f"{exc.code}: {exc.reason}")
 
@@ -356,20 +416,14 @@ def resource_handlers(kind: Kind) -> tuple[Callable[..., object], Callable[..., 
     """The PATCH and DELETE handlers of ``kind``'s session resources."""
 
     async def delete(request: web.Request) -> web.Response:
-        refused = admit(request)
-        if refused is not None:
-            return refused
-        found = lookup(request, kind)
+        found = admit(request) or lookup(request, kind)
         if isinstance(found, web.Response):
             return found
         await end(request, found)
         return reply(request, 200, "")
 
     async def patch(request: web.Request) -> web.Response:
-        refused = admit(request)
-        if refused is not None:
-            return refused
-        found = lookup(request, kind)
+        found = admit(request) or lookup(request, kind)
         if isinstance(found, web.Response):
             return found
         return await patch_session(request, found)

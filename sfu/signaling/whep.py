@@ -20,7 +20,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..adapters.peers.viewer import ViewerPeer
-from ..rooms.room import Participant, RoomError
+from ..rooms.room import Participant
 from . import http_media as hm
 from .state import ROOMS_KEY
 
@@ -90,60 +90,38 @@ def _follower(participant: Participant, named: str | None) -> object:
 
 
 async def whep_post(request: web.Request) -> web.Response:
-    refused = hm.admit(request)
-    if refused is not None:
-        return refused
-    room_name = request.match_info["room"]
-    if not hm.valid_room(room_name):
-        return hm.reply(request, 404, "no such room name: 1-64 of A-Z a-z 0-9 _ . -")
-    rooms = request.app[ROOMS_KEY]
-    access = hm.authorize(request, room_name, "subscribe")
-    if isinstance(access, web.Response):
-        return access
+    offer = await hm.receive_offer(request, "subscribe")
+    if isinstance(offer, web.Response):
+        return offer
     choice = _query_choice(request)
     if isinstance(choice, web.Response):
         return choice
     named = request.query.get("participant")
     if named is not None and not 1 <= len(named) <= 64:
         return hm.reply(request, 400, "participant: 1-64 characters")
-    sdp = await hm.read_sdp(request, rooms.sdp_limits.max_bytes)
-    if isinstance(sdp, web.Response):
-        return sdp
-    participant = hm.new_participant(rooms, access.identity or "whep", access, "subscribe")
+    rooms = request.app[ROOMS_KEY]
+    participant = hm.new_participant(
+        rooms, offer.access.identity or "whep", offer.access, "subscribe"
+    )
     follows = _follower(participant, named)
     viewer = ViewerPeer(participant.settings, participant.context, follows)  # type: ignore[arg-type]
     viewer.pin, viewer.max_size = choice.pin(), choice.max_size()
     participant.use_subscriber(viewer)
-    refused = await hm.enter_room(request, room_name)
-    if refused is not None:
-        return refused
-    try:
-        rooms.check_setup_room()
-        room = await rooms.join(room_name, participant)
-    except RoomError as exc:
-        await viewer.close()
-        await hm.leave_room(request.app, room_name)
-        return hm.room_error(request, exc)
-    session = hm.register(request, "whep", room_name, participant)
+    session = await hm.join_session(request, "whep", offer.room, participant)
     if isinstance(session, web.Response):
-        await room.leave(participant, "refused")
-        await hm.leave_room(request.app, room_name)
         return session
     try:
-        answer = await viewer.answer_offer(sdp, list(participant.policy.codecs))
+        answer = await viewer.answer_offer(offer.sdp, list(participant.policy.codecs))
     except Exception as exc:
         await hm.end(request, session)
         return hm.reply(request, 400, f"cannot answer the offer: {exc}")
-    logger.info("WHEP session %s: %s plays room %r", session.id, participant.context, room_name)
+    logger.info("WHEP session %s: %s plays room %r", session.id, participant.context, offer.room)
     layer = f'<{session.path}/layer>; rel="{LAYER_EXTENSION}"'
     return hm.created(request, session, answer, [layer])
 
 
 async def _layer(request: web.Request, choice: LayerChoice | None) -> web.Response:
-    refused = hm.admit(request)
-    if refused is not None:
-        return refused
-    found = hm.lookup(request, "whep")
+    found = hm.admit(request) or hm.lookup(request, "whep")
     if isinstance(found, web.Response):
         return found
     viewer = found.participant.subscriber

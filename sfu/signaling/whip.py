@@ -15,7 +15,7 @@ import logging
 
 from aiohttp import web
 
-from ..rooms.room import RoomError
+from ..rooms.room import Participant, Room
 from . import http_media as hm
 from .state import ROOMS_KEY
 
@@ -23,44 +23,29 @@ logger = logging.getLogger(__name__)
 
 
 async def whip_post(request: web.Request) -> web.Response:
-    refused = hm.admit(request)
-    if refused is not None:
-        return refused
-    room_name = request.match_info["room"]
-    if not hm.valid_room(room_name):
-        return hm.reply(request, 404, "no such room name: 1-64 of A-Z a-z 0-9 _ . -")
+    offer = await hm.receive_offer(request, "publish")
+    if isinstance(offer, web.Response):
+        return offer
     rooms = request.app[ROOMS_KEY]
-    access = hm.authorize(request, room_name, "publish")
-    if isinstance(access, web.Response):
-        return access
-    sdp = await hm.read_sdp(request, rooms.sdp_limits.max_bytes)
-    if isinstance(sdp, web.Response):
-        return sdp
-    participant = hm.new_participant(rooms, access.identity or "whip", access, "publish")
-    refused = await hm.enter_room(request, room_name)
-    if refused is not None:
-        return refused
-    try:
-        rooms.check_setup_room()
-        room = await rooms.join(room_name, participant)
+    participant = hm.new_participant(
+        rooms, offer.access.identity or "whip", offer.access, "publish"
+    )
+
+    def may_publish(room: Room, participant: Participant) -> None:
         room.check_publish(participant, None)
-    except RoomError as exc:
-        if participant.room is not None:
-            await participant.room.leave(participant, "refused")
-        await hm.leave_room(request.app, room_name)
-        return hm.room_error(request, exc)
-    session = hm.register(request, "whip", room_name, participant)
+
+    session = await hm.join_session(request, "whip", offer.room, participant, may_publish)
     if isinstance(session, web.Response):
-        await room.leave(participant, "refused")
-        await hm.leave_room(request.app, room_name)
         return session
     try:
-        answer = await participant.publisher_peer().answer(sdp, list(participant.policy.codecs))
+        answer = await participant.publisher_peer().answer(
+            offer.sdp, list(participant.policy.codecs)
+        )
     except Exception as exc:
         await hm.end(request, session)
         return hm.reply(request, 400, f"cannot answer the offer: {exc}")
     logger.info(
-        "WHIP session %s: %s publishes in room %r", session.id, participant.context, room_name
+        "WHIP session %s: %s publishes in room %r", session.id, participant.context, offer.room
     )
     return hm.created(request, session, answer)
 

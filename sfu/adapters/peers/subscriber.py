@@ -19,6 +19,7 @@ from ...allocation.allocator import Demand
 from ...allocation.downlink import DownlinkAllocator, Link, VideoState, reallocate_now
 from ...forwarding.congestion import SendSideCongestion
 from ...forwarding.downtrack import DownTrack
+from ...forwarding.extension_writer import ExtensionRemap
 from ...forwarding.rtx_budget import RetransmissionBudget
 from ...forwarding.source import MediaSource
 from ...forwarding.subscription import Subscription
@@ -131,8 +132,15 @@ class SubscriberPeer(Peer):
     ) -> None:
         if source.track_id not in self._transceivers:
             return  # removed while negotiating
-        raw = self._ensure_transport(transceiver)
         self._cname = binding.cname
+        self._start(source, self._new_downtrack(source, binding, transceiver), binding.ssrc)
+
+    def _new_downtrack(
+        self, source: MediaSource, binding: plane.SendBinding, transceiver: RTCRtpTransceiver
+    ) -> DownTrack:
+        """A down track of ``source`` on ``transceiver``'s sender: its budget, its
+        transport-wide sequence numbers and estimator, its header extensions' ids."""
+        raw = self._ensure_transport(transceiver)
         downtrack = DownTrack(
             source,
             ssrc=binding.ssrc,
@@ -141,10 +149,19 @@ class SubscriberPeer(Peer):
             rtx_ssrc=binding.rtx_ssrc,
             rtx_payload_type=binding.rtx_payload_type,
         )
+        if ExtensionRemap.needed(binding.extensions, ext.SUBSCRIBER_EXTENSION_IDS):
+            # the client's offer chose the ids (a WHEP viewer); the source builds the SFU's
+            downtrack.remap_extensions = ExtensionRemap(
+                binding.extensions, ext.SUBSCRIBER_EXTENSION_IDS
+            )
         self._configure(downtrack, binding, source)
+        return downtrack
+
+    def _start(self, source: MediaSource, downtrack: DownTrack, ssrc: int) -> None:
+        """``downtrack`` forwards ``source`` from now on (with its subscription, if any)."""
         self.downtracks[source.track_id] = downtrack
         self._sources[source.track_id] = source
-        self._by_ssrc[binding.ssrc] = downtrack
+        self._by_ssrc[ssrc] = downtrack
         now = time.monotonic()
         subscription = self.subscriptions.get(source.track_id)
         if subscription is not None:
@@ -154,8 +171,6 @@ class SubscriberPeer(Peer):
     def _configure(
         self, downtrack: DownTrack, binding: plane.SendBinding, source: MediaSource
     ) -> None:
-        """A new down track on this connection: its budget, its transport-wide sequence
-        numbers and estimator, its logs' context."""
         downtrack.context = f"{self.context} of {source.track_id}"
         downtrack.budget = self.budget
         twcc = binding.extensions.get(ext.TRANSPORT_WIDE_CC)

@@ -17,11 +17,9 @@ from aiortc import RTCRtpTransceiver, RTCSessionDescription
 
 from ... import faults
 from ...forwarding.downtrack import DownTrack
-from ...forwarding.extension_writer import ExtensionRemap
 from ...forwarding.munger import RtpMunger
 from ...forwarding.source import MediaSource
 from ...forwarding.subscription import Subscription
-from ...rtp import extensions as ext
 from .. import aiortc_plane as plane
 from .base import PeerSettings
 from .subscriber import SubscriberPeer
@@ -170,15 +168,7 @@ class ViewerPeer(SubscriberPeer):
             self._stop(slot)
         binding = slot.binding
         source = choice.source
-        raw = self._ensure_transport(slot.transceiver)
-        downtrack = DownTrack(
-            source,
-            ssrc=binding.ssrc,
-            payload_type=binding.payload_type,
-            send=raw.send_rtp,
-            rtx_ssrc=binding.rtx_ssrc,
-            rtx_payload_type=binding.rtx_payload_type,
-        )
+        downtrack = self._new_downtrack(source, binding, slot.transceiver)
         if previous is not None:
             # the same outgoing stream goes on: numbers follow the last ones sent
             munger = RtpMunger((previous.munger.last_out_seq + 1) & 0xFFFF, 0)
@@ -187,25 +177,14 @@ class ViewerPeer(SubscriberPeer):
             downtrack.munger = munger
             self.switches += 1
             logger.info("%s: now plays %s", self.context, source.track_id)
-        self._configure(downtrack, binding, source)
-        if ExtensionRemap.needed(binding.extensions, ext.SUBSCRIBER_EXTENSION_IDS):
-            # the viewer's offer chose the ids; what the source builds has the SFU's
-            downtrack.remap_extensions = ExtensionRemap(
-                binding.extensions, ext.SUBSCRIBER_EXTENSION_IDS
-            )
         slot.playing, slot.downtrack = choice, downtrack
-        self.downtracks[source.track_id] = downtrack
-        self._sources[source.track_id] = source
-        self._by_ssrc[binding.ssrc] = downtrack
-        now = time.monotonic()
         subscription = choice.subscription
         if subscription is not None:
             self.subscriptions[source.track_id] = subscription
             subscription.pin = self.pin
             if self.max_size is not None:
                 subscription.window = self.max_size
-            subscription.bind(downtrack, now)
-        source.attach(downtrack, now)
+        self._start(source, downtrack, binding.ssrc)
 
     def _stop(self, slot: _Slot) -> None:
         playing, downtrack = slot.playing, slot.downtrack
