@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import bisect
 import json
+import math
 import os
 import statistics
 import sys
@@ -437,6 +438,8 @@ async def run_scenario(
         cpu_start = tree_cpu_seconds(server_pid) if server_pid else None
         gather = asyncio.ensure_future(asyncio.gather(*jobs))
         last_bytes, last_time = 0, started
+        terminal = sys.stderr.isatty()
+        last_line = -math.inf
         while not gather.done():
             await asyncio.wait([gather], timeout=1.0)
             now = time.monotonic()
@@ -467,14 +470,16 @@ async def run_scenario(
                 last_bytes, last_time = total_bytes, now
                 peers = sum(p.get("peers", 0) for p in progress.values())
                 loss = 100 * lost / max(1, received + lost)
-                print(
-                    f"\r{now - started:6.1f}s  peers {peers:4d}  forwarded {mbps:7.2f} Mbit/s"
-                    f"  loss {loss:5.2f}%",
-                    end="",
-                    file=sys.stderr,
-                    flush=True,
+                line = (
+                    f"{now - started:6.1f}s  peers {peers:4d}  forwarded {mbps:7.2f} Mbit/s"
+                    f"  loss {loss:5.2f}%"
                 )
-        if not quiet:
+                if terminal:  # one line, rewritten in place
+                    print(f"\r{line}", end="", file=sys.stderr, flush=True)
+                elif now - last_line >= 5.0:  # piped or logged: a line every 5 s
+                    last_line = now
+                    print(line, file=sys.stderr, flush=True)
+        if not quiet and terminal:
             print(file=sys.stderr)
         results = list(gather.result())
         elapsed = time.monotonic() - started

@@ -1,4 +1,4 @@
-"""The ``sfu`` command.
+"""sfu: a selective forwarding unit for layered (SVC) video conferencing.
 
 sfu serve [--config FILE] [--log-level LEVEL] [--log-format text|json]
                               run the SFU (signaling, demo page, media)
@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import logging
 import os
 import signal
 import socket
 import sys
 import time
+from collections.abc import Mapping, Sequence
 
 from aiohttp import web
 
@@ -214,15 +216,19 @@ def _supervise(settings: Settings, count: int) -> int:
         return 2
 
 
+def _counted(policies: Mapping[str, object], rules: Sequence[object]) -> str:
+    """What a settings file holds, in words: ``policies: default, webinar; 1 rule``."""
+    names = ", ".join(["default", *policies])
+    count = len(rules)
+    return f"policies: {names}; {count or 'no'} rule{'' if count == 1 else 's'}"
+
+
 def _check(args: argparse.Namespace) -> int:
     settings = _load(args.file)
     if settings is None:
         return 2
     rooms = settings.rooms
-    print(
-        f"{args.file}: valid; policies: default, {', '.join(rooms.policies) or '(none)'}; "
-        f"{len(rooms.rules)} rules"
-    )
+    print(f"{args.file}: valid; {_counted(rooms.policies, rooms.rules)}")
     return 0
 
 
@@ -314,10 +320,18 @@ def _default_secret_file() -> str:
     return str(DEFAULT_SECRET_FILE)
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("sfu")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout, not installed
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sfu", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the SFU (signaling, demo page, media)")
     serve.add_argument("--config", help="YAML settings file (default: embedded defaults)")

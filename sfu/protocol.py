@@ -149,6 +149,15 @@ class ReceiverReport(_Request):
     tracks: list[TrackReport] = Field(max_length=32)
 
 
+class Mute(_Request):
+    """Mute (or unmute) one of the client's own published tracks: the server stops
+    forwarding it and tells the room (``track_muted``)."""
+
+    type: Literal["mute"]
+    track_id: str = Field(max_length=128)
+    muted: bool
+
+
 class GetStats(_Request):
     type: Literal["stats"]
 
@@ -170,7 +179,8 @@ ClientMessage = Annotated[
     | Auto
     | GetLevels
     | GetStats
-    | ReceiverReport,
+    | ReceiverReport
+    | Mute,
     Field(discriminator="type"),
 ]
 client_message: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
@@ -189,6 +199,7 @@ class TrackInfo(_Message):
     participant_id: str
     kind: Literal["audio", "video"]
     codec: str
+    muted: bool = False
 
 
 class IceServerInfo(_Message):
@@ -229,6 +240,15 @@ class ParticipantLeft(_Message):
 class TrackPublished(_Message):
     type: Literal["track_published"] = "track_published"
     track: TrackInfo
+
+
+class TrackMuted(_Message):
+    """A publisher muted (or unmuted) one of its tracks."""
+
+    type: Literal["track_muted"] = "track_muted"
+    track_id: str
+    participant_id: str
+    muted: bool
 
 
 class TrackUnpublished(_Message):
@@ -339,6 +359,7 @@ ServerMessage = (
     | ParticipantLeft
     | TrackPublished
     | TrackUnpublished
+    | TrackMuted
     | PublishAnswer
     | SubscribeOffer
     | Left

@@ -41,6 +41,21 @@ def sfu_process() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
         server.stop()
 
 
+@pytest.fixture
+def sfu_url_fit_off() -> Iterator[str]:
+    """`sfu serve` with the receiver-CPU fit off: for tests of the window fit, whose pages
+    on a loaded 2-core machine drop frames enough to be lowered for their CPU instead
+    (that fit is tested end to end in tests/test_receiver_fit.py)."""
+    server = start_sfu(config_yaml="rooms:\n  default:\n    receiver_cpu_fit: false\n")
+    try:
+        server.wait_healthy_blocking()
+        assert server.admin_token is not None
+        ADMIN_TOKENS[server.url] = server.admin_token
+        yield server.url
+    finally:
+        server.stop()
+
+
 INBOUND = "window.sfuClient ? window.sfuClient.inboundStats() : []"
 OUTBOUND = "window.sfuClient ? window.sfuClient.outboundStats() : []"
 
@@ -205,6 +220,12 @@ async def test_three_pages_see_and_hear_each_other(
                 timeout=20000,
             )
             assert await page.evaluate("(id) => !document.getElementById('tile-' + id)", leaver)
+        # and no error for it: a tile going away sends nothing about its gone track
+        await pages[0].wait_for_timeout(1000)
+        for page in pages[:2]:
+            errors = await page.evaluate("window.sfuClient.errors")
+            assert errors == [], errors
+            assert await page.evaluate("document.getElementById('error').hidden")
 
 
 async def video_stats(page: Any) -> list[dict[str, Any]]:
@@ -246,8 +267,9 @@ SIZES = [(320, 180), (640, 360), (1280, 720)]
 
 @pytest.mark.parametrize("codec", ["VP9", "AV1"])
 async def test_each_subscriber_gets_the_layer_that_fits_its_window(
-    sfu_url: str, playwright: Any, codec: str
+    sfu_url_fit_off: str, playwright: Any, codec: str
 ) -> None:
+    sfu_url = sfu_url_fit_off
     room = f"layers-{codec.lower()}"
     async with AsyncExitStack() as stack:
         publisher = await stack.enter_async_context(
@@ -349,7 +371,7 @@ async def test_each_subscriber_gets_the_layer_that_fits_its_window(
 async def test_vp8_temporal_layers_and_hidden_video_pauses(sfu_url: str, playwright: Any) -> None:
     room = "layers-vp8"
     async with AsyncExitStack() as stack:
-        await stack.enter_async_context(
+        pub = await stack.enter_async_context(
             chromium_page(playwright, f"{sfu_url}/?room={room}&name=pub&codec=VP8&autojoin=1")
         )
         page = await stack.enter_async_context(
@@ -362,6 +384,16 @@ async def test_vp8_temporal_layers_and_hidden_video_pauses(sfu_url: str, playwri
             assert time.monotonic() - start < 40
             await asyncio.sleep(0.5)
         track_id = await page.evaluate("[...window.sfuClient.levels.keys()][0]")
+        # the tile's layer picker offers the levels the stream has: L1T3, one spatial layer
+        await page.wait_for_function(
+            "document.querySelector('.tile select') &&"
+            " document.querySelector('.tile select').options.length > 1",
+            timeout=15000,
+        )
+        offered = await page.evaluate(
+            "[...document.querySelector('.tile select').options].map((o) => o.value)"
+        )
+        assert offered[0] == "auto" and set(offered[1:]) <= {"0,0", "0,1", "0,2"}, offered
         await page.evaluate(f"window.sfuClient.setLevel({json.dumps(track_id)}, 0, 0)")
         await asyncio.sleep(4)
         fps = (await video_stats(page))[0]["framesPerSecond"]
@@ -384,6 +416,29 @@ async def test_vp8_temporal_layers_and_hidden_video_pauses(sfu_url: str, playwri
         await asyncio.sleep(4)
         stats = (await video_stats(page))[0]
         assert stats["framesDecoded"] > frozen + 30, stats
+
+        # the publisher stops its camera (the demo's button): the other page's tile says
+        # so and gets no more frames; started again, the video comes back
+        await pub.click("#camBtn")
+        await page.wait_for_function(
+            "[...document.querySelectorAll('.tile .muted')].some((e) => "
+            "e.textContent.includes('camera off'))",
+            timeout=10000,
+        )
+        await asyncio.sleep(1)
+        frozen = (await video_stats(page))[0]["framesDecoded"]
+        await asyncio.sleep(2)
+        assert (await video_stats(page))[0]["framesDecoded"] <= frozen + 2
+        await pub.click("#camBtn")
+        await page.wait_for_function(
+            "[...document.querySelectorAll('.tile .muted')].every((e) => e.textContent === '')",
+            timeout=10000,
+        )
+        deadline = time.monotonic() + 10
+        while (stats := (await video_stats(page))[0])["framesDecoded"] < frozen + 30:
+            assert time.monotonic() < deadline, stats
+            await asyncio.sleep(0.5)
+        assert await page.evaluate("window.sfuClient.errors") == []
 
 
 async def test_the_demo_page_shows_the_server_shutting_down(

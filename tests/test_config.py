@@ -172,6 +172,12 @@ def test_glob_rules_first_match_wins() -> None:
 
 def test_check_config_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli(["check-config", str(CONFIGS / "webinar.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "valid; policies: default, " in out and "(none)" not in out and "1 rules" not in out
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("log: {level: INFO}\n")
+    assert cli(["check-config", str(empty)]) == 0
+    assert capsys.readouterr().out.endswith("valid; policies: default; no rules\n")
     bad = tmp_path / "bad.yaml"
     bad.write_text("rooms:\n  default:\n    max_temporal_layer: 3\n")
     assert cli(["check-config", str(bad)]) == 2
@@ -183,3 +189,14 @@ def test_serve_refuses_an_invalid_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("log: {level: LOUD}\n")
     assert cli(["serve", "--config", str(bad)]) == 2
+
+
+def test_help_and_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.startswith("sfu ")
+    with pytest.raises(SystemExit):
+        cli(["--help"])
+    out = capsys.readouterr().out
+    assert "selective forwarding unit" in out and "``" not in out

@@ -462,6 +462,14 @@ class DownTrack:
         seq = (self.munger.last_out_seq - self._padding_back) & 0xFFFF
         return self.retransmitter.pad(seq, now)
 
+    def resume_after(self, seconds: float) -> None:
+        """The source forwarded nothing for ``seconds`` (muted): the next packet sent
+        follows the last one (sequence numbers continuous, the timestamp moved by the
+        gap), video from its next keyframe."""
+        self.munger.rebase(max(1, int(seconds * self.source.params.clock_rate)))
+        if self.selector is not None:
+            self.selector.restart()
+
     def handle_rtcp(self, packet: rtcp.RtcpPacket, now: float) -> None:
         if isinstance(packet, rtcp.Nack):
             self.nacks_received += 1

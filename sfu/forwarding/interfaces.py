@@ -58,3 +58,6 @@ class Downstream(Protocol):
         late: bool = False,
     ) -> None:
         """Forward (or not) one packet of the source."""
+
+    def resume_after(self, seconds: float) -> None:
+        """The source forwarded nothing for ``seconds`` (muted): go on after the gap."""

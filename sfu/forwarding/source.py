@@ -64,6 +64,10 @@ class MediaSource:
         self.nacks_sent = 0
         #: observers of every media packet as received (RTX unwrapped), e.g. a capture
         self.taps: list[Callable[[bytes, float], None]] = []
+        #: the publisher muted it (``mute``): nothing is forwarded
+        self.muted = False
+        self.muted_at = 0.0
+        self.packets_muted = 0
         #: observers of the publisher's sender reports (the media link to other workers)
         self.report_taps: list[Callable[[rtcp.SenderReport, float], None]] = []
         self._keyframe_wanted = False  # by a down track, acted on after the fan-out
@@ -137,6 +141,9 @@ class MediaSource:
             self.duplicate_packets += 1
             return
         self._received[slot] = seq
+        if self.muted:  # the publisher muted it: counted (and NACKed), not forwarded
+            self.packets_muted += 1
+            return
 
         payload = data[header.payload_offset : header.payload_end]
         extensions = header.extensions
@@ -181,6 +188,23 @@ class MediaSource:
         if self._keyframe_wanted:
             self._keyframe_wanted = False
             self.request_keyframe(now)
+
+    def set_muted(self, muted: bool, now: float) -> bool:
+        """The publisher mutes (or unmutes) this track: while muted nothing is forwarded
+        (and its levels fade from the allocation); on unmute every down track goes on after
+        the gap (numbers continuous; video from the next keyframe, asked for now).  Returns
+        whether anything changed."""
+        if muted == self.muted:
+            return False
+        self.muted = muted
+        if muted:
+            self.muted_at = now
+        else:
+            for downtrack in self.downtracks:
+                downtrack.resume_after(now - self.muted_at)
+            if self.layers is not None:
+                self.request_keyframe(now)
+        return True
 
     def want_keyframe(self) -> None:
         """A down track needs a keyframe: asked for after the packet in hand is fanned out

@@ -303,6 +303,7 @@ def track_info(participant: Participant, source: MediaSource) -> m.TrackInfo:
         participant_id=participant.id,
         kind="audio" if source.kind == "audio" else "video",
         codec=source.params.codec,
+        muted=source.muted,
     )
 
 

@@ -30,6 +30,22 @@ def _describe(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def mute(participant: Participant, message: m.Mute, now: float) -> bool:
+    """A publisher mutes or unmutes one of its own tracks (False: it has no such track);
+    the room hears of a change."""
+    source = participant.sources.get(message.track_id)
+    room = participant.room
+    if source is None or room is None:
+        return False
+    if source.set_muted(message.muted, now):
+        event = m.TrackMuted(
+            track_id=source.track_id, participant_id=participant.id, muted=message.muted
+        )
+        for other in list(room.participants.values()):
+            asyncio.ensure_future(other.send(event))
+    return True
+
+
 def receiver_report(participant: Participant, message: m.ReceiverReport, now: float) -> None:
     """The viewer's figures, per video it receives: they feed its receiver-CPU fit and the
     room's figures.  A track it does not receive (any more) is passed over: a report races
@@ -270,6 +286,14 @@ class SignalingSession:
             await self.send(m.Stats(id=message.id, **metrics))
         elif isinstance(message, (m.Window, m.SetLevel, m.Auto, m.GetLevels)):
             await self.subscription_request(self.participant, message)
+        elif isinstance(message, m.Mute):
+            if not mute(self.participant, message, time.monotonic()):
+                await self.error(
+                    "unknown_track", f"no track {message.track_id!r} of yours", message.id
+                )
+                return
+            if message.id is not None:
+                await self.send(m.Ack(id=message.id))
         elif isinstance(message, m.ReceiverReport):
             receiver_report(self.participant, message, time.monotonic())
             if message.id is not None:

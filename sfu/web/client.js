@@ -156,6 +156,12 @@ export class SfuClient extends EventTarget {
         this.tracks.set(msg.track.track_id, msg.track);
         this._emit("track_published", msg.track);
         break;
+      case "track_muted": {
+        const track = this.tracks.get(msg.track_id);
+        if (track) track.muted = msg.muted;
+        this._emit("track_muted", msg);
+        break;
+      }
       case "track_unpublished":
         this.tracks.delete(msg.track_id);
         this._emit("track_unpublished", msg);
@@ -374,6 +380,11 @@ export class SfuClient extends EventTarget {
   // a hidden or zero-size element reports 0x0, which pauses that video.
   watchVideo(element, trackId) {
     const report = () => {
+      if (!this.tracks.has(trackId)) {
+        // the track is gone (its tile is being removed): nothing to tell the server
+        this._unwatch(element, trackId);
+        return;
+      }
       const dpr = window.devicePixelRatio || 1;
       const visible = element.isConnected && getComputedStyle(element).display !== "none";
       const width = visible ? Math.round(element.clientWidth * dpr) : 0;
@@ -470,11 +481,31 @@ export class SfuClient extends EventTarget {
     return message;
   }
 
+  _unwatch(element, trackId) {
+    const observer = this._observers.get(element);
+    if (observer) observer.disconnect();
+    this._observers.delete(element);
+    if (this._elements.get(trackId) === element) this._elements.delete(trackId);
+    this._windows.delete(trackId);
+  }
+
   sendWindow(trackId, width, height) {
+    if (!this.tracks.has(trackId)) return; // gone: the server would answer unknown_track
     const key = `${width}x${height}`;
     if (this._windows.get(trackId) === key || !this.ws || this.ws.readyState !== WebSocket.OPEN) return;
     this._windows.set(trackId, key);
     this.ws.send(JSON.stringify({ type: "window", track_id: trackId, width, height }));
+  }
+
+  // Mute (or unmute) our own audio or video: the browser sends silence or black frames,
+  // the server forwards nothing of it, and the room is told (track_muted).
+  async setMuted(kind, muted) {
+    const transceiver = this.publishPc && this.publishPc.getTransceivers().find(
+      (t) => t.sender.track && t.sender.track.kind === kind && t.mid != null);
+    if (!transceiver) throw new Error(`nothing published of kind ${kind}`);
+    transceiver.sender.track.enabled = !muted;
+    return this._request({
+      type: "mute", track_id: `${this.participantId}:${transceiver.mid}`, muted });
   }
 
   setLevel(trackId, spatial, temporal) {
