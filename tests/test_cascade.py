@@ -6,10 +6,12 @@ gets its own layers where it is, decodable, as a local one would."""
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -293,3 +295,57 @@ async def test_a_node_that_stops_moves_its_clients_to_the_others(
         finally:
             for client in (east, west, again):
                 await client.close()
+
+
+class _Store:
+    def __init__(self, members: dict[str, int], holder: str) -> None:
+        self.members, self._holder = members, holder
+
+    async def set_member(self, room: str, worker: str, count: int) -> dict[str, int]:
+        self.members[worker] = count
+        return dict(self.members)
+
+    async def holder(self, room: str) -> str:
+        return self._holder
+
+
+class _Worker:
+    """What the cascade asks of its worker, with the envelopes it publishes recorded."""
+
+    def __init__(self, me: str, store: _Store, live: set[str]) -> None:
+        self.worker_id = me
+        self.store = store
+        self.live = dict.fromkeys(live)
+        self.published: list[tuple[str, str]] = []
+
+    async def refresh(self) -> None:
+        return None
+
+    async def _publish(self, worker: str, envelope: Any, timeout: float) -> bool:
+        self.published.append((worker, json.loads(envelope.text)["kind"]))
+        return True
+
+
+async def test_a_member_known_by_its_hello_is_still_asked_for_its_state() -> None:
+    """A worker's hello can come before this worker holds the room (its events for a room
+    not here are passed over); the first local join must then ask it for its state, or the
+    newcomer never sees that worker's participants (seen once in CI: joined listed nobody
+    and no media crossed)."""
+    from sfu.cluster.wire import MemberInfo, RoomEvent
+    from sfu.rooms.room import RoomManager
+    from sfu.signaling.cascade import Cascade
+
+    worker = _Worker("west", _Store({"east": 1}, holder="west"), live={"east", "west"})
+    rooms = RoomManager()
+    cascade = Cascade(worker, rooms)  # type: ignore[arg-type]
+    await cascade.on_event(RoomEvent(kind="hello", room="global", worker="east"))
+    assert worker.published == [("east", "state")]  # our (empty) state, for its join
+    entering = asyncio.ensure_future(cascade.enter("global"))
+    await wait_until(lambda: ("east", "hello") in worker.published, 2, interval=0.01)
+    east_pub = MemberInfo(participant_id="p-east", name="east-pub", tracks=[])
+    await cascade.on_event(
+        RoomEvent(kind="state", room="global", worker="east", participants=[east_pub])
+    )
+    await asyncio.wait_for(entering, 2)
+    mirror = rooms.rooms["global"].participants["p-east"]
+    assert mirror.mirror_of == "east" and mirror.name == "east-pub"

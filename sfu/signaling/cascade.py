@@ -201,7 +201,9 @@ class Cascade:
             await self.worker.refresh()  # started since this worker's last heartbeat
         others = candidates & set(self.worker.live)
         known = self.members.setdefault(room_name, set())
-        new = others - known
+        # without the room here, nothing of the others was mirrored yet, even from a worker
+        # known from its hello (its events for a room not here were passed over): ask all
+        new = others if room is None else others - known
         logger.info(
             "cascade: %r: members %s, holder %s, asking %s", room_name, members, holder, new
         )
