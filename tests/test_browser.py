@@ -191,8 +191,9 @@ async def test_three_pages_see_and_hear_each_other(
                 if level.get("reason") == "cpu":
                     # the page dropped too many frames (a loaded machine): the SFU lowered
                     # its layer for that (receiver-CPU fit), and it decodes what it gets
+                    # (a lower spatial layer, or only fewer temporal layers: VP8, or S0)
                     top = max(sent["frameWidth"], latest[publisher]["frameWidth"])
-                    assert s["frameWidth"] <= top and level["width"] < top, (codec, s, level)
+                    assert s["frameWidth"] <= top, (codec, s, level)
                     print(f"\n{codec}: {pid} gets {level['width']} wide for its CPU")
                 # every layer is forwarded: the receiver decodes the publisher's top layer
                 elif sent["qualityLimitationReason"] == "none" and codec != "VP8":
