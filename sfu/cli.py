@@ -163,9 +163,9 @@ def _serve(args: argparse.Namespace) -> int:
         )
     else:
         print(f"sfu: every join needs a token signed with the secret of {auth.source}", flush=True)
-    # SIGTERM and SIGINT: aiohttp stops listening, then drain() (on_shutdown) says bye to
-    # every client and closes peers and WebSockets; handlers still running after
-    # shutdown_timeout are cancelled
+    # SIGTERM: draining first if cluster.drain_timeout (signaling/draining.py); then, as on
+    # SIGINT, aiohttp stops listening, drain() (on_shutdown) says bye to every client and
+    # closes peers and WebSockets; handlers still running after shutdown_timeout are cancelled
     web.run_app(
         app,
         host=settings.http.host,
@@ -208,7 +208,13 @@ def _supervise(settings: Settings, count: int) -> int:
         flush=True,
     )
     warn_unreachable_media(settings)
-    supervisor = Supervisor(command, count, node=node, redis_url=settings.cluster.redis_url)
+    supervisor = Supervisor(
+        command,
+        count,
+        node=node,
+        redis_url=settings.cluster.redis_url,
+        drain_timeout=settings.cluster.drain_timeout,
+    )
     try:
         return asyncio.run(supervisor.run())
     except SupervisorError as exc:

@@ -507,6 +507,8 @@ class ClusterSettings(_Strict):
     #: the address of this node's media link between workers (other nodes must reach it);
     #: null: the first of ice.listen_addresses
     relay_address: str | None = None
+    #: SIGTERM: seconds the calls in progress may go on (no new room) before the shutdown
+    drain_timeout: float = Field(0.0, ge=0, le=86_400)
 
     @model_validator(mode="after")
     def _check_heartbeat(self) -> ClusterSettings:

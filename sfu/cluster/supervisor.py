@@ -2,7 +2,9 @@
 the workers (each ``sfu serve`` again, told its index, the cluster's Redis and the shared
 development key by environment), restarts one that exits while the server runs (its Redis
 record removed at once, so its rooms are placed anew on the next join), passes SIGHUP on,
-and on SIGTERM or SIGINT stops them all (each drains: ``bye`` to its clients) and exits.
+and on SIGTERM or SIGINT stops them all and exits: SIGTERM is passed on (each worker drains
+for ``cluster.drain_timeout``, then tells its clients ``bye``), SIGINT too (each stops at
+once), and a second signal while they drain stops them at once.
 
 Without a Redis URL it starts a private ``redis-server`` (Debian's package) on a Unix socket
 only its user can open, and stops it last.
@@ -31,8 +33,8 @@ logger = logging.getLogger(__name__)
 STABLE_AFTER = 10.0
 #: ... one that exits sooner waits twice as long each time, up to this (seconds)
 MAX_BACKOFF = 10.0
-#: seconds the workers get to drain on SIGTERM before they are killed (their own drain
-#: takes at most signaling.shutdown.SHUTDOWN_TIMEOUT, 5 s)
+#: seconds the workers get to stop, past their drain_timeout, before they are killed (their
+#: shutdown takes at most signaling.shutdown.SHUTDOWN_TIMEOUT, 5 s)
 STOP_TIMEOUT = 8.0
 
 
@@ -136,8 +138,13 @@ class Supervisor:
         node: str,
         redis_url: str | None,
         environ: Mapping[str, str] | None = None,
+        drain_timeout: float = 0.0,
     ) -> None:
         self.command = list(command)
+        #: what the workers' SIGTERM drain may take (cluster.drain_timeout)
+        self.drain_timeout = drain_timeout
+        #: the signal the workers are stopped with
+        self._signal = signal.SIGTERM
         self.workers = [WorkerProcess(i) for i in range(count)]
         self.node = node
         self.redis_url = redis_url
@@ -162,7 +169,7 @@ class Supervisor:
             await self._private.start()
             url = self._private.url
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self._stop)
+            loop.add_signal_handler(sig, self._stop, sig)
         loop.add_signal_handler(signal.SIGHUP, self._forward, signal.SIGHUP)
         try:
             for worker in self.workers:
@@ -234,8 +241,13 @@ class Supervisor:
             with contextlib.suppress(Exception):
                 await store.close()
 
-    def _stop(self) -> None:
+    def _stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
+        if self._stopping:  # a second signal: the workers stop now, drained or not
+            self._signal = signal.SIGINT
+            self._forward(signal.SIGINT)
+            return
         self._stopping = True
+        self._signal = sig
         self._wake.set()
 
     def _forward(self, sig: int) -> None:
@@ -245,12 +257,13 @@ class Supervisor:
                     worker.process.send_signal(sig)
 
     async def _stop_workers(self) -> None:
-        self._forward(signal.SIGTERM)
+        self._forward(self._signal)
         running = [w.process for w in self.workers if w.process and w.process.returncode is None]
         if not running:
             return
+        drain = self.drain_timeout if self._signal == signal.SIGTERM else 0.0
         _, pending = await asyncio.wait(
-            {asyncio.ensure_future(p.wait()) for p in running}, timeout=STOP_TIMEOUT
+            {asyncio.ensure_future(p.wait()) for p in running}, timeout=drain + STOP_TIMEOUT
         )
         for process in running:
             if process.returncode is None:

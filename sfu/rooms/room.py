@@ -527,6 +527,8 @@ class RoomManager:
         self.start_bitrate_kbps = start_bitrate_kbps
         self.publisher_transport_cc = publisher_transport_cc
         self.max_rooms = 1000
+        #: the server drains (SIGTERM, cluster.drain_timeout): no new room
+        self.draining = False
         #: seconds of silence from a client's peer connection before it is declared dead
         self.peer_timeout = 5.0
         #: seconds a peer connection may take to connect (and a subscribe offer to be
@@ -570,6 +572,8 @@ class RoomManager:
     def get_or_create(self, name: str) -> Room:
         room = self.rooms.get(name)
         if room is None:
+            if self.draining:
+                raise RoomError("draining", "this server is shutting down: it opens no new room")
             if len(self.rooms) >= self.max_rooms:
                 raise RoomError("too_many_rooms", f"the server has {self.max_rooms} rooms")
             policy_name, policy = self.settings.policy_for(name)

@@ -45,6 +45,7 @@ STATUS = {
     "forbidden": 403,
     "room_full": 503,
     "too_many_rooms": 503,
+    "draining": 503,
     "busy": 503,
     "not_allowed": 400,
     "bad_sdp": 400,

@@ -321,6 +321,8 @@ class ClusterWorker:
         members = await self.store.members(room)
         if members.get(self.worker_id, 0) > 0:
             return True
+        if self.draining:  # no new part of a room comes to a worker that stops
+            return False
         info = self.live.get(host)
         if self.settings.cascade_across_nodes and info is not None and info.node != self.node:
             return True

@@ -5,7 +5,8 @@ The application is assembled here (:func:`create_app`); its parts are modules of
 the development Host check, admin), :mod:`.session` (one connection's messages),
 :mod:`.websocket` (the ``/ws`` endpoint), :mod:`.stats`, :mod:`.metrics` (``/metrics``),
 :mod:`.loop_lag` (the event loop's lateness, in ``/stats``), :mod:`.reload` (reload and
-limits), :mod:`.shutdown` and :mod:`.webhooks` (room events POSTed, signed; off by default).
+limits), :mod:`.draining` (SIGTERM with a drain timeout), :mod:`.shutdown` and
+:mod:`.webhooks` (room events POSTed, signed; off by default).
 The names the rest of the project uses are re-exported here.
 """
 
@@ -29,6 +30,8 @@ from ..protocol import IceServerInfo
 from ..rooms.room import RoomManager
 from . import http_media, whep, whip
 from .access import InsecureSettings, development_host_check, make_authenticator
+from .draining import DRAIN_KEY, Drain
+from .draining import install as install_drain
 from .ice_servers import for_client
 from .loop_lag import LOOP_LAG_KEY, LoopLag, loop_lag_context
 from .metrics import EdgeCollector, metrics
@@ -68,6 +71,8 @@ async def client_js(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
+    if request.app[DRAIN_KEY].draining:  # a load balancer sends no new client here
+        return web.json_response({"status": "draining"}, status=503)
     return web.json_response({"status": "ok"})
 
 
@@ -113,6 +118,8 @@ def create_app(
     whep.install(app)
 
     app.cleanup_ctx.append(loop_lag_context)
+    app[DRAIN_KEY] = Drain(app)
+    app.on_startup.append(install_drain)
     app.on_shutdown.append(drain)
     cluster = cluster_worker(
         settings, app[ROOMS_KEY], auth, os.environ if environ is None else environ
