@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,6 +98,8 @@ class SfuProcess:
     log: Path
     #: files made for it, deleted by :meth:`stop`
     temporary: list[Path] = field(default_factory=list)
+    #: the address its HTTP listens on
+    host: str = "127.0.0.1"
 
     @property
     def pid(self) -> int:
@@ -105,11 +107,11 @@ class SfuProcess:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws"
+        return f"ws://{self.host}:{self.port}/ws"
 
     @property
     def admin_token(self) -> str | None:
@@ -166,11 +168,17 @@ class SfuProcess:
 
 
 def start_sfu(
-    *args: str, log: Path | None = None, config_yaml: str | None = None, port: int | None = None
+    *args: str,
+    log: Path | None = None,
+    config_yaml: str | None = None,
+    port: int | None = None,
+    prefix: Sequence[str] = (),
+    host: str = "127.0.0.1",
 ) -> SfuProcess:
     """``sfu serve --port PORT [--config FILE] ARGS`` of this checkout (whatever is installed)
     in its own process, not yet waited for; ``config_yaml``: settings written to a temporary
-    file; ``log``: where its output goes (default: a temporary file)."""
+    file; ``log``: where its output goes (default: a temporary file); ``prefix``: what runs
+    it (``ip netns exec NAME``: in a namespace, whose ``host`` it listens on)."""
     temporary = []
     if log is None:
         log = Path(tempfile.mkstemp(prefix="sfu-serve-", suffix=".log")[1])
@@ -186,8 +194,10 @@ def start_sfu(
     root = str(Path(sfu.__file__).resolve().parents[1])  # this checkout's code
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     with open(log, "wb") as out:
-        proc = subprocess.Popen([*command, *args], stdout=out, stderr=subprocess.STDOUT, env=env)
-    return SfuProcess(proc, port, log, temporary)
+        proc = subprocess.Popen(
+            [*prefix, *command, *args], stdout=out, stderr=subprocess.STDOUT, env=env
+        )
+    return SfuProcess(proc, port, log, temporary, host)
 
 
 def loadtest_settings(listen: list[str], extra_yaml: str = "") -> str:

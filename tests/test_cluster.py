@@ -21,7 +21,7 @@ from support.waiting import wait_until
 
 from sfu.cluster.placement import least_loaded
 from sfu.cluster.store import ClusterStore
-from sfu.cluster.supervisor import SupervisorError, split_port_range
+from sfu.cluster.supervisor import SupervisorError, redacted, split_port_range
 from sfu.cluster.wire import Envelope, WorkerInfo, inbox, room_key, worker_key
 from sfu.config import ConfigError, parse_settings
 
@@ -59,6 +59,12 @@ def test_the_media_ports_are_split_between_the_workers() -> None:
     assert split_port_range((40000, 40999), 4, 3) == (40750, 40999)
     with pytest.raises(SupervisorError, match="fewer ports"):
         split_port_range((40000, 40002), 4, 0)
+
+
+def test_the_redis_password_is_never_printed() -> None:
+    assert redacted("redis://:s3cret@10.0.0.2:6379/0") == "redis://:***@10.0.0.2:6379/0"
+    assert redacted("rediss://sfu:s3cret@redis.lan/1") == "rediss://sfu:***@redis.lan/1"
+    assert redacted("redis://10.0.0.2:6379/0") == "redis://10.0.0.2:6379/0"
 
 
 def test_cluster_settings_are_checked() -> None:

@@ -24,6 +24,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from .wire import DEVELOPMENT_KEY_ENV, REDIS_URL_ENV, WORKER_INDEX_ENV
 
@@ -40,6 +41,16 @@ STOP_TIMEOUT = 8.0
 
 class SupervisorError(RuntimeError):
     pass
+
+
+def redacted(url: str) -> str:
+    """A Redis URL fit to print: its password (``redis://user:PASSWORD@host``) hidden."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = f"{parts.username}:" if parts.username else ":"
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{user}***@{host}"))
 
 
 def _die_with_parent() -> None:
@@ -177,7 +188,7 @@ class Supervisor:
             print(
                 f"sfu: {len(self.workers)} workers (pids "
                 f"{', '.join(str(w.process.pid) for w in self.workers if w.process)}); "
-                f"cluster Redis: {'private, ' + url if self._private else url}",
+                f"cluster Redis: {'private, ' + url if self._private else redacted(url)}",
                 flush=True,
             )
             while not self._stopping:
