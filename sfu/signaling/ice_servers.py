@@ -1,6 +1,6 @@
 """STUN/TURN servers as the clients are told of them, and the reachability warning.
 
-``ice.servers`` (sfu/config.py :class:`~sfu.config.IceServer`) are for the clients only: the
+``ice.servers`` (sfu/config/models.py :class:`~sfu.config.IceServer`) are for the clients only: the
 server's own peer connections gather host candidates on ``ice.listen_addresses``, announced
 as ``ice.announced_address`` behind a 1:1 NAT (docs/config.md, "Reachability").
 
