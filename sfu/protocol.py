@@ -251,6 +251,35 @@ class TrackMuted(_Message):
     muted: bool
 
 
+class PublishLayers(_Message):
+    """Dynacast: encode this many spatial layers of the track (its bottom ones, at their
+    resolutions: one fewer on top is half the width), 0: none at all, until told otherwise.
+    Sent to the track's publisher when no subscriber needs its top layer(s), and again as
+    soon as one does.  A client that cannot change its encoding may ignore it."""
+
+    type: Literal["publish_layers"] = "publish_layers"
+    track_id: str
+    spatial_layers: int = Field(ge=0, le=3)
+
+
+class SpeakerInfo(_Message):
+    participant_id: str
+    #: dBov of its recent speech: 0 (loudest) to -127 (silence)
+    level: int = Field(ge=-127, le=0)
+
+
+class ActiveSpeakers(_Message):
+    """Who speaks in the room, from the audio levels of its publishers; sent to everyone
+    when it changes (at most twice a second), and to who joins.  ``dominant``: the dominant
+    speaker (sticky through pauses: until another takes over; null before anyone spoke, or
+    once it left), whose video goes first when bandwidth is short.  ``speakers``: who speaks
+    now, the dominant first when it does, then the others loudest first (empty: silence)."""
+
+    type: Literal["active_speakers"] = "active_speakers"
+    dominant: str | None
+    speakers: list[SpeakerInfo] = Field(max_length=10)
+
+
 class TrackUnpublished(_Message):
     type: Literal["track_unpublished"] = "track_unpublished"
     track_id: str
@@ -360,6 +389,8 @@ ServerMessage = (
     | TrackPublished
     | TrackUnpublished
     | TrackMuted
+    | PublishLayers
+    | ActiveSpeakers
     | PublishAnswer
     | SubscribeOffer
     | Left

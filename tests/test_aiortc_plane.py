@@ -221,6 +221,9 @@ def test_answer_to_chromium_keeps_av1_45_vp9_profile_0_and_the_extensions() -> N
     assert "transport-wide-cc" in answer
     assert "a=rtcp-fb:45 transport-cc\r\n" in video
     assert answer.index("a=extmap-allow-mixed") < answer.index("m=")
+    # the audio level (RFC 6464) at Chromium's id: the room's active speakers come from it
+    audio = answer[answer.index("m=audio") : answer.index("m=video")]
+    assert "a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\n" in audio
 
 
 def test_munge_sdp_is_idempotent_and_keeps_rtx_alone() -> None:

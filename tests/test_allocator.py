@@ -56,6 +56,28 @@ def test_priorities_lowest_layers_first_then_upgrades() -> None:
     assert not out["screen"].paused and out["cam2"].paused
 
 
+def test_the_dominant_speakers_camera_goes_first_among_equal_priorities() -> None:
+    def speaker(key: str, rank: int, current: tuple[int, int] | None = None) -> Demand:
+        return Demand(key, 1, levels(), 2, 2, current=current, rank=rank)
+
+    # 1.5 Mbit/s: one camera can climb to S2T0 (of 0.85 x 1350k), the other gets what is left
+    out = allocate(1_500_000, [speaker("ann", 0), speaker("bob", 1)])
+    assert (out["bob"].spatial, out["bob"].temporal) == (2, 0)
+    assert (out["ann"].spatial, out["ann"].temporal) == (1, 0)
+    # the speaker changes: the allocation follows (ann climbs, bob keeps what still fits)
+    held = [speaker("ann", 1, current=(1, 0)), speaker("bob", 0, current=(2, 0))]
+    out = allocate(1_500_000, held)
+    assert (out["ann"].spatial, out["ann"].temporal) == (2, 0)
+    assert (out["bob"].spatial, out["bob"].temporal) == (1, 2)
+    # a screen share still goes before the speaker's camera
+    out = allocate(1_500_000, [speaker("ann", 1), demand("screen", priority=2)])
+    assert out["screen"].bitrate > out["ann"].bitrate
+    # and so does the inverse, for probing: the speaker's camera is the next to climb
+    demands = [speaker("ann", 0), speaker("bob", 1)]
+    step = needed_for_next_level(demands, allocate(1_500_000, demands), 0.9)
+    assert step == int((800_000 + 250_000 + 300_000) / 0.9 / 0.85)  # bob's S2T1, not ann's S1T1
+
+
 def test_ceiling_from_other_inputs_is_respected() -> None:
     a = allocate(10_000_000, [demand("v", ceiling=(0, 2))])["v"]
     assert (a.spatial, a.temporal) == (0, 2)

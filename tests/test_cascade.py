@@ -257,6 +257,31 @@ async def test_two_nodes_keep_their_participants_and_cascade_the_tracks(
                 assert names == ["east-pub", "west-sub"]
             cascade = server_stats(servers[1].url, servers[1].port)["cluster"]["cascade"]
             assert cascade["tracks_in"] == 2 and cascade["link"]["received"] > 100
+
+            # a mute on east reaches west's participants, and west forwards nothing of it
+            tracks = [t for t in joined["tracks"]] + [
+                m["track"] for m in west.messages if m["type"] == "track_published"
+            ]
+            video = next(t["track_id"] for t in tracks if t["kind"] == "video")
+
+            def video_packets() -> int:
+                return sum(len(p) for p in west.streams("video").values())
+
+            for muted in (True, False):
+                reply = await east.request({"type": "mute", "track_id": video, "muted": muted})
+                assert reply["type"] == "ok", reply
+                told = await west.wait_for(
+                    lambda m, muted=muted: m["type"] == "track_muted" and m["muted"] is muted,
+                    timeout=5,
+                )
+                assert told["participant_id"] == east.participant_id
+                await asyncio.sleep(0.5)  # what was in flight
+                before = video_packets()
+                await asyncio.sleep(1.5)
+                if muted:
+                    assert video_packets() == before
+                else:
+                    assert video_packets() > before + 10
         finally:
             await east.close()
             await west.close()

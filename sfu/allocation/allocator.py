@@ -3,7 +3,9 @@ arithmetic, no state, no clock).
 
 Lowest layers first: every video gets its lowest level if it fits, in priority order (a video
 whose lowest level does not fit is paused; audio is never touched). Then upgrades, in
-priority order: the highest-priority video climbs as far as it fits, then the next. A level
+priority order: the highest-priority video climbs as far as it fits, then the next.  Among
+videos of one priority, a higher ``rank`` goes first (the room's dominant speaker's: its
+camera before the other cameras, still after a screen share). A level
 fits when its measured bitrate <= headroom x the estimate left for it.
 
 Hysteresis: a level a video already has is kept while it fits the whole budget; climbing
@@ -38,6 +40,13 @@ class Demand:
     max_temporal: int
     #: the level it receives now, if any (for hysteresis)
     current: tuple[int, int] | None = None
+    #: among demands of one priority, a higher rank goes first (1: the dominant speaker's)
+    rank: int = 0
+
+
+def by_priority(demands: list[Demand]) -> list[Demand]:
+    """``demands`` in the order the allocator serves them: priority, then rank."""
+    return sorted(demands, key=lambda d: (-d.priority, -d.rank))
 
 
 def ladder(demand: Demand) -> list[Level]:
@@ -72,7 +81,7 @@ def allocate(
     climb_room = budget * (1 - up_margin)
     if climb_limit is not None:
         climb_room = min(climb_room, climb_limit * headroom * (1 - up_margin))
-    order = sorted(demands, key=lambda d: -d.priority)
+    order = by_priority(demands)
     if ladders is None:
         ladders = ladders_of(demands)
     chosen: dict[str, int] = {}
@@ -150,7 +159,7 @@ def needed_for_next_level(
     get one level more (a paused video: its lowest level), the others keeping theirs; None
     if every video is at the top of its ladder."""
     used = sum(a.bitrate for a in allocations.values() if not a.paused)
-    order = sorted(demands, key=lambda d: -d.priority)
+    order = by_priority(demands)
     if ladders is None:
         ladders = ladders_of(demands)
     # as the allocator goes: every video's lowest level first, then upgrades

@@ -89,9 +89,7 @@ class Authenticator:
             raise TokenError(f"the token is for {claims.identity!r}, not {name!r}")
         return Access(claims.identity, claims.role, grants)
 
-    def bearer(
-        self, *, token: str | None, room: str, policy_requires: bool, now: float
-    ) -> Access:
+    def bearer(self, *, token: str | None, room: str, policy_requires: bool, now: float) -> Access:
         """The rights of an HTTP client (WHIP, WHEP) presenting ``token``: the token's
         identity and role, since such a client claims no name; raises TokenError."""
         if token is None:

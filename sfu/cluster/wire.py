@@ -110,6 +110,8 @@ class TrackDescription(_Strict):
     rtx_ssrc: int | None = Field(None, ge=0, lt=1 << 32)
     extensions: dict[str, int] = Field(default_factory=dict, max_length=32)
     parameters: dict[str, str | int | None] = Field(default_factory=dict, max_length=32)
+    #: its publisher muted it (nothing of it is forwarded)
+    muted: bool = False
 
 
 class MemberInfo(_Strict):
@@ -122,9 +124,10 @@ class MemberInfo(_Strict):
 
 #: ``hello`` (``worker`` holds participants of the room now: tell it yours, ``state``),
 #: ``joined``/``left`` (a participant there), ``published`` (a track there), ``want``/
-#: ``unwant`` (send me that track / stop), ``goodbye`` (no participant there any more)
+#: ``unwant`` (send me that track / stop), ``muted`` (a track there muted or unmuted:
+#: ``track``), ``goodbye`` (no participant there any more)
 RoomEventKind = Literal[
-    "hello", "state", "joined", "left", "published", "want", "unwant", "goodbye"
+    "hello", "state", "joined", "left", "published", "want", "unwant", "muted", "goodbye"
 ]
 
 

@@ -393,6 +393,9 @@ class RoomPolicy(_Strict):
     subscriber_max_bitrate: Bitrate | None = None
     #: cap of what one publisher sends, signalled with REMB
     publisher_max_bitrate: Bitrate = 10_000_000
+    #: dynacast: the publisher is told to encode only the spatial layers some subscriber
+    #: needs (``publish_layers``); off: whatever it sends
+    dynacast: bool = True
     #: track priorities by source when bandwidth is shared (higher first)
     priorities: dict[Source, int] = Field(default_factory=lambda: dict(_DEFAULT_PRIORITIES))
     #: window fit: a spatial layer fits when its width <= tolerance x the rendered width

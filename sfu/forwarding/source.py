@@ -2,7 +2,8 @@
 
 :meth:`MediaSource.on_rtp` is fed every decrypted RTP packet of the track (media or RTX) with
 its arrival time.  It keeps the reception statistics and NACKs gaps upstream, reads the
-packet's layers once (video), measures each layer's bitrate and frame rate, builds the
+packet's layers once (video) or sums its audio level (audio, RFC 6464, for the room's
+speaker detection), measures each layer's bitrate and frame rate, builds the
 header extensions all subscribers share (its :class:`ExtensionWriter`), and hands the packet
 to each down track (:class:`~sfu.forwarding.interfaces.Downstream`) in one synchronous pass.
 It is their :class:`~sfu.forwarding.interfaces.Upstream`.
@@ -18,6 +19,7 @@ from ..rtp import extensions as ext
 from ..rtp import rtcp
 from ..rtp.packet import RtpError, RtpHeader, parse_rtp, unwrap_rtx
 from ..rtp.statistics import ReceiveStatistics
+from .audio_level import AudioLevels
 from .extension_writer import ExtensionWriter
 from .interfaces import Downstream
 from .keyframe import KeyframeRequester
@@ -84,6 +86,9 @@ class MediaSource:
         self.writer = ExtensionWriter(
             params.extensions, out_extension_ids or ext.SUBSCRIBER_EXTENSION_IDS
         )
+        #: the levels of an audio track's packets (RFC 6464), if the extension is negotiated
+        self._level_id = params.extensions.get(ext.AUDIO_LEVEL, 0) if self.kind == "audio" else 0
+        self.audio_levels = AudioLevels() if self._level_id else None
         dd_in = params.extensions.get(ext.DEPENDENCY_DESCRIPTOR)
         self.layers: LayerParser | None = None
         self.meter: LayerMeter | None = None
@@ -144,6 +149,11 @@ class MediaSource:
         if self.muted:  # the publisher muted it: counted (and NACKed), not forwarded
             self.packets_muted += 1
             return
+        levels = self.audio_levels
+        if levels is not None:
+            value = header.extensions.get(self._level_id)
+            if value:
+                levels.add(value[0])
 
         payload = data[header.payload_offset : header.payload_end]
         extensions = header.extensions

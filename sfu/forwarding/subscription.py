@@ -279,6 +279,14 @@ class Subscription:
         level = (allocation.spatial, allocation.temporal)
         return not ceiling.paused and level < (ceiling.spatial, ceiling.temporal)
 
+    def release_hold(self) -> None:
+        """Its share changed because its priority did (the room's dominant speaker changed),
+        not because the link fell short: no hold (nor a doubled one) from that switch.  A
+        climb stays within the proven rate, as always."""
+        self.bandwidth_down_at = -math.inf
+        self.up_hold = self.MIN_UP_HOLD
+        self._up_unconfirmed = False
+
     def _on_down_switch(self, now: float, available: float | None) -> None:
         """A bandwidth down-switch: the first within 10 s of an up-switch means that up-switch
         did not fit, so the next waits twice as long; further down-switches of the same fall

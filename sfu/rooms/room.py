@@ -21,6 +21,8 @@ from ..forwarding.target import LayerCaps
 from ..metrics import Metrics
 from ..quality.viewer import RoomQuality
 from ..sdp.limits import SdpLimits
+from .active_speakers import RoomSpeakers
+from .dynacast import RoomDynacast
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +46,8 @@ class RoomObserver(Protocol):
     def published(self, room: Room, participant: Participant, source: MediaSource) -> None: ...
 
     def left(self, room: Room, participant: Participant) -> None: ...
+
+    def muted(self, room: Room, participant: Participant, source: MediaSource) -> None: ...
 
 
 class RoomError(Exception):
@@ -330,6 +334,8 @@ class Room:
         self.quality = RoomQuality()
         #: STUN/TURN servers the joining clients are told of (the manager's list, shared)
         self.ice_servers: list[m.IceServerInfo] = []
+        self.speakers = RoomSpeakers(self)  # who speaks: from the first audio track on
+        self.dynacast = RoomDynacast(self)  # layers nobody needs: from the first video on
 
     def emit(
         self,
@@ -441,6 +447,10 @@ class Room:
         participant.sources[source.track_id] = source
         source.on_structure = self._on_structure
         source.keyframes.min_interval = participant.policy.keyframe_min_interval
+        if source.audio_levels is not None:
+            self.speakers.start()
+        if source.kind == "video":
+            self.dynacast.start()
         info = track_info(participant, source)
         if self.observer is not None:
             self.observer.published(self, participant, source)

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 from redis.exceptions import RedisError
 
 from .. import faults
+from .. import protocol as m
 from ..adapters.relay_link import Address, RelayEndpoint
 from ..cluster.wire import Envelope, MemberInfo, RoomEvent, TrackDescription
 from ..forwarding.source import MediaSource
@@ -109,6 +110,7 @@ def describe(source: MediaSource) -> TrackDescription:
         rtx_ssrc=params.rtx_ssrc,
         extensions=dict(params.extensions),
         parameters=dict(params.parameters),
+        muted=source.muted,
     )
 
 
@@ -248,6 +250,18 @@ class Cascade:
         )
         self._spawn(self._broadcast(room.name, event))
 
+    def muted(self, room: Room, participant: Participant, source: MediaSource) -> None:
+        if participant.mirror_of is not None:
+            return
+        event = RoomEvent(
+            kind="muted",
+            room=room.name,
+            worker=self.me,
+            participant_id=participant.id,
+            track=describe(source),
+        )
+        self._spawn(self._broadcast(room.name, event))
+
     def left(self, room: Room, participant: Participant) -> None:
         if participant.mirror_of is not None:
             self._drop_inbound(participant)
@@ -330,10 +344,24 @@ class Cascade:
             mirror = room.participants.get(event.participant_id)
             if mirror is not None and mirror.mirror_of == event.worker:
                 await self._receive(room, mirror, event.track)
+        elif kind == "muted" and event.participant_id and event.track is not None:
+            mirror = room.participants.get(event.participant_id)
+            if mirror is not None and mirror.mirror_of == event.worker:
+                self._muted(room, mirror, event.track)
         elif kind in ("want", "unwant") and event.track_id is not None:
             if kind == "want" and self.endpoint.peer_address(event.worker) is None:
                 await self.worker.refresh()  # a worker started since the last heartbeat
             self._want(event.worker, event.track_id, kind == "want")
+
+    def _muted(self, room: Room, mirror: Participant, track: TrackDescription) -> None:
+        """A mirror's track muted or unmuted on its own worker: the same here, and this
+        worker's participants told."""
+        source = mirror.sources.get(track.track_id)
+        if source is None or not source.set_muted(track.muted, time.monotonic()):
+            return
+        told = m.TrackMuted(track_id=track.track_id, participant_id=mirror.id, muted=track.muted)
+        for participant in local_participants(room):
+            self._spawn(participant.send(told))
 
     async def _mirror(self, room: Room, worker: str, info: MemberInfo) -> None:
         mirror = room.participants.get(info.participant_id)
@@ -374,6 +402,8 @@ class Cascade:
 
         source = MediaSource(track.track_id, params, send_rtcp=send_rtcp, rtcp_ssrc=self._rtcp_ssrc)
         source.source_type = track.source_type
+        if track.muted:  # muted before this worker heard of it
+            source.set_muted(True, time.monotonic())
         self.inbound[(worker, track.ssrc)] = source
         room.publish(mirror, source)
         await self._tell(

@@ -42,7 +42,10 @@ def mute(participant: Participant, message: m.Mute, now: float) -> bool:
             track_id=source.track_id, participant_id=participant.id, muted=message.muted
         )
         for other in list(room.participants.values()):
-            asyncio.ensure_future(other.send(event))
+            if other.mirror_of is None:  # a mirror's own worker tells it
+                asyncio.ensure_future(other.send(event))
+        if room.observer is not None:  # the room's other workers (cascading)
+            room.observer.muted(room, participant, source)
     return True
 
 

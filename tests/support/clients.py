@@ -10,7 +10,13 @@ from typing import Any
 
 import av
 import numpy
-from aiortc import AudioStreamTrack, RTCPeerConnection, RTCRtpSender, VideoStreamTrack
+from aiortc import (
+    AudioStreamTrack,
+    MediaStreamTrack,
+    RTCPeerConnection,
+    RTCRtpSender,
+    VideoStreamTrack,
+)
 from aiortc.exceptions import InvalidStateError
 from aiortc.rtp import RtpPacket
 
@@ -61,12 +67,15 @@ class SignalingClient(SignalingPeer):
         if data["type"] == "subscribe_offer":  # answered aside: the reader goes on
             asyncio.ensure_future(self._on_subscribe_offer(data["sdp"]))
 
-    async def publish(self, video: bool = True, audio: bool = True) -> None:
+    async def publish(
+        self, video: bool = True, audio: bool = True, audio_track: MediaStreamTrack | None = None
+    ) -> None:
+        """Publishes a test pattern and ``audio_track`` (default: silence)."""
         pc = new_pc()
         self.publish_pc = pc
         self.publish_ice = plane.IceRestarter(pc)
         if audio:
-            pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
+            pc.addTransceiver(audio_track or AudioStreamTrack(), direction="sendonly")
         if video:
             transceiver = pc.addTransceiver(SmallVideoTrack(), direction="sendonly")
             # aiortc encodes VP8 (and H264), not the VP9/AV1 the server also registers

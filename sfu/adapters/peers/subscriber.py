@@ -88,6 +88,8 @@ class SubscriberPeer(Peer):
         self._track_bytes: dict[str, tuple[DownTrack, int, int]] = {}
         #: called once a second (with the sender reports), e.g. to observe the estimate
         self.on_report: Callable[[SubscriberPeer], None] | None = None
+        #: the room's dominant speaker's video tracks: first among equal priorities
+        self.speaker_tracks: frozenset[str] = frozenset()
 
     def add(self, source: MediaSource, stream_id: str, subscription: Subscription | None) -> None:
         if source.track_id in self._transceivers or self.closed:
@@ -362,6 +364,7 @@ class SubscriberPeer(Peer):
                     ceiling.spatial,
                     ceiling.temporal,
                     current,
+                    rank=1 if subscription.track_id in self.speaker_tracks else 0,
                 )
             )
         link = None
@@ -389,6 +392,24 @@ class SubscriberPeer(Peer):
             key = subscription.track_id
             if key not in decision.kept:
                 subscription.set_bandwidth(decision.levels.get(key), now, decision.usable)
+
+    def set_speaker(self, tracks: frozenset[str], now: float) -> None:
+        """The room's dominant speaker's video ``tracks`` (changed, or published since):
+        they go first among videos of their priority, from now.  The switches this causes
+        leave no bandwidth hold (the link did not change), on either side."""
+        if tracks == self.speaker_tracks:
+            return
+        changed = [
+            s for k, s in self.subscriptions.items() if (k in tracks) != (k in self.speaker_tracks)
+        ]
+        self.speaker_tracks = tracks
+        if not changed or self.closed:
+            return
+        for subscription in changed:
+            subscription.release_hold()
+        self.allocate(now)
+        for subscription in changed:
+            subscription.release_hold()
 
     def _video_states(self) -> dict[str, VideoState]:
         """What each video has from the bandwidth, and its hold, for the allocator."""
