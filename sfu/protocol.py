@@ -200,6 +200,9 @@ class TrackInfo(_Message):
     kind: Literal["audio", "video"]
     codec: str
     muted: bool = False
+    #: what a video shows, as its publisher said (``publish`` ``sources``): a camera, or a
+    #: shared screen; an audio track is a microphone
+    source: Literal["camera", "screen", "microphone"] = "camera"
 
 
 class IceServerInfo(_Message):

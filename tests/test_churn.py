@@ -35,7 +35,7 @@ from sfu.config import Settings
 from sfu.forwarding.downtrack import DownTrack
 from sfu.forwarding.source import MediaSource
 from sfu.forwarding.subscription import Subscription
-from sfu.rooms.room import Participant
+from sfu.rooms.participant import Participant
 from sfu.signaling.server import ROOMS_KEY, SignalingSession, create_app
 
 CAPTURE = Path(__file__).parent / "fixtures" / "captures" / "vp9_L3T3_KEY.sfucap"

@@ -16,7 +16,7 @@ from support.waiting import wait_until
 
 from loadtest.peers import RawPublisher, SimSubscriber
 from sfu.forwarding.source import MediaSource
-from sfu.rooms.room import Participant
+from sfu.rooms.participant import Participant
 
 MARK = b"INJECTED-BY-B"
 _HEADER = struct.Struct("!BBHII")

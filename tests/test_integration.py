@@ -214,7 +214,8 @@ async def test_a_bundle_of_unknown_mids_is_refused_and_the_room_still_goes(
 async def test_an_empty_room_goes_even_when_closing_a_participant_fails() -> None:
     import pytest
 
-    from sfu.rooms.room import Participant, RoomManager
+    from sfu.rooms.participant import Participant
+    from sfu.rooms.room import RoomManager
 
     async def outbox(message: Any) -> None:
         pass

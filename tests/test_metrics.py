@@ -24,7 +24,8 @@ from sfu.forwarding.downtrack import DownTrack
 from sfu.forwarding.source import MediaSource
 from sfu.metrics import Metrics
 from sfu.metrics.totals import RunningTotals
-from sfu.rooms.room import Participant, RoomManager
+from sfu.rooms.participant import Participant
+from sfu.rooms.room import RoomManager
 from sfu.signaling.state import METRICS_KEY, ROOMS_KEY
 from sfu.signaling.stats import _participant_stats
 

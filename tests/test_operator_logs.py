@@ -24,7 +24,8 @@ from sfu.cli import build_parser, serve_settings
 from sfu.config import AuthSettings, Settings
 from sfu.events.logs import CHATTY_LOGGERS, JsonFormatter, log_event, setup_logging
 from sfu.events.model import ParticipantRef, RoomEvent, TrackRef
-from sfu.rooms.room import Participant, RoomManager
+from sfu.rooms.participant import Participant
+from sfu.rooms.room import RoomManager
 from sfu.signaling.server import create_app
 
 EVENTS = "sfu.events"

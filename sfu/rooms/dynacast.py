@@ -23,7 +23,8 @@ from ..allocation.dynacast import Dynacast, needed_spatial
 from ..forwarding.source import MediaSource
 
 if TYPE_CHECKING:
-    from .room import Participant, Room
+    from .participant import Participant
+    from .room import Room
 
 logger = logging.getLogger(__name__)
 

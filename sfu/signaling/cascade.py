@@ -35,7 +35,8 @@ from ..adapters.relay_link import Address, RelayEndpoint
 from ..cluster.wire import Envelope, MemberInfo, RoomEvent, TrackDescription
 from ..forwarding.source import MediaSource
 from ..forwarding.track import StreamParameters
-from ..rooms.room import Participant, Room, RoomManager
+from ..rooms.participant import Participant
+from ..rooms.room import Room, RoomManager
 from ..rtp import rtcp
 from ..rtp.packet import RtpError, parse_rtp
 

@@ -27,7 +27,8 @@ from .. import protocol as m
 from ..adapters import aiortc_plane as plane
 from ..auth.access import Access
 from ..auth.tokens import TokenError
-from ..rooms.room import Participant, Room, RoomError, RoomManager
+from ..rooms.participant import Participant
+from ..rooms.room import Room, RoomError, RoomManager
 from ..sdp.fragment import FragmentError, parse_fragment, restart_answer
 from .access import origin_allowed, request_address
 from .ice_servers import link_headers

@@ -17,7 +17,8 @@ from ..auth.access import Access, Authenticator
 from ..auth.keys import TokenKeys
 from ..auth.tokens import TokenError
 from ..quality.viewer import ViewerFigures
-from ..rooms.room import Participant, RoomError, RoomManager
+from ..rooms.participant import Participant
+from ..rooms.room import RoomError, RoomManager
 from .limits import TokenBucket
 from .outbox import Outbox
 

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from .. import faults
 from ..forwarding.source import MediaSource
-from ..rooms.room import Participant
+from ..rooms.participant import Participant
 from .access import is_admin, origin_allowed
 from .http_media import SESSIONS_KEY
 from .loop_lag import LOOP_LAG_KEY

@@ -20,7 +20,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..adapters.peers.viewer import ViewerPeer
-from ..rooms.room import Participant
+from ..rooms.participant import Participant
 from . import http_media as hm
 from .state import ROOMS_KEY
 

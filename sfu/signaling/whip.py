@@ -15,7 +15,8 @@ import logging
 
 from aiohttp import web
 
-from ..rooms.room import Participant, Room
+from ..rooms.participant import Participant
+from ..rooms.room import Room
 from . import http_media as hm
 from .state import ROOMS_KEY
 

@@ -34,7 +34,8 @@ from sfu.config import ConfigError, Settings, parse_settings
 from sfu.forwarding.downtrack import DownTrack
 from sfu.forwarding.source import MediaSource
 from sfu.forwarding.track import StreamParameters
-from sfu.rooms.room import Participant, RoomManager
+from sfu.rooms.participant import Participant
+from sfu.rooms.room import RoomManager
 from sfu.rtp import extensions as ext
 from sfu.rtp import rtcp
 from sfu.rtp.packet import (
