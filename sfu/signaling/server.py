@@ -15,8 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import socket
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from importlib import resources
 
 from aiohttp import web
@@ -70,6 +71,36 @@ async def client_js(request: web.Request) -> web.Response:
     return _static("client.js", "application/javascript")
 
 
+#: the demo page's ES modules (sfu/web/js/): served by name, from that folder only
+_MODULE_NAME = re.compile(r"[a-z][a-z0-9-]*\.js")
+
+
+def _web_modules() -> frozenset[str]:
+    """The names of the files in sfu/web/js/ that may be served: read once, at start."""
+    folder = resources.files("sfu.web").joinpath("js")
+    if not folder.is_dir():
+        return frozenset()
+    return frozenset(
+        entry.name
+        for entry in folder.iterdir()
+        if entry.is_file() and _MODULE_NAME.fullmatch(entry.name)
+    )
+
+
+def web_modules_handler() -> Callable[[web.Request], Awaitable[web.Response]]:
+    """``GET /js/NAME``: one of the demo's modules, by a name on the fixed list (anything
+    else, ``..`` and encoded slashes included, is 404)."""
+    allowed = _web_modules()
+
+    async def web_module(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if name not in allowed:
+            raise web.HTTPNotFound()
+        return _static(f"js/{name}", "text/javascript")
+
+    return web_module
+
+
 async def healthz(request: web.Request) -> web.Response:
     if request.app[DRAIN_KEY].draining:  # a load balancer sends no new client here
         return web.json_response({"status": "draining"}, status=503)
@@ -108,6 +139,7 @@ def create_app(
     apply_limits(app, settings)
     app.router.add_get("/", index)
     app.router.add_get("/client.js", client_js)
+    app.router.add_get("/js/{name}", web_modules_handler())
     app.router.add_get("/ws", websocket_handler)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/stats", stats)
