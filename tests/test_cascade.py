@@ -9,7 +9,6 @@ import asyncio
 import json
 import signal
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +16,13 @@ import pytest
 import redis.asyncio as aioredis
 from support.captures import CAPTURES
 from support.clients import SignalingClient
-from support.cluster import Cluster, running_cluster
+from support.cluster import Cluster, running_cluster, two_nodes
 from support.redis_server import RedisServer
-from support.serving import start_sfu
 from support.waiting import wait_until
 
 from loadtest.capturefile import read_capture
 from loadtest.peers import ReplayPublisher, SimSubscriber
-from loadtest.server import ADMIN_TOKENS, SfuProcess, server_stats
+from loadtest.server import server_stats
 from sfu.adapters import aiortc_plane as plane
 from sfu.cluster.wire import members_key
 
@@ -199,31 +197,6 @@ async def test_datagrams_from_anyone_but_a_worker_are_refused_by_the_media_link(
         for c in (alice, bob):
             if c is not None:
                 await c.close()
-
-
-@asynccontextmanager
-async def two_nodes(redis: RedisServer, tmp_path: Path) -> AsyncIterator[list[SfuProcess]]:
-    """Two nodes: two `sfu serve` (one worker each, named east and west) on one Redis."""
-    servers = [
-        start_sfu(
-            log=tmp_path / f"{node}.log",
-            config_yaml=(
-                f"cluster:\n  redis_url: {redis.url}\n  node: {node}\n"
-                "  heartbeat_interval: 0.5\n  heartbeat_timeout: 2.0\n"
-            ),
-        )
-        for node in ("east", "west")
-    ]
-    try:
-        for server in servers:
-            await server.wait_healthy()
-            assert server.admin_token is not None
-            ADMIN_TOKENS[server.port] = server.admin_token
-        await asyncio.sleep(1.0)  # both registered (a heartbeat)
-        yield servers
-    finally:
-        for server in servers:
-            assert await server.aclose() == 0
 
 
 async def test_two_nodes_keep_their_participants_and_cascade_the_tracks(

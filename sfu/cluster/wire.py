@@ -125,9 +125,19 @@ class MemberInfo(_Strict):
 #: ``hello`` (``worker`` holds participants of the room now: tell it yours, ``state``),
 #: ``joined``/``left`` (a participant there), ``published`` (a track there), ``want``/
 #: ``unwant`` (send me that track / stop), ``muted`` (a track there muted or unmuted:
-#: ``track``), ``goodbye`` (no participant there any more)
+#: ``track``), ``unpublished`` (a track there stopped), ``goodbye`` (no participant there
+#: any more)
 RoomEventKind = Literal[
-    "hello", "state", "joined", "left", "published", "want", "unwant", "muted", "goodbye"
+    "hello",
+    "state",
+    "joined",
+    "left",
+    "published",
+    "unpublished",
+    "want",
+    "unwant",
+    "muted",
+    "goodbye",
 ]
 
 

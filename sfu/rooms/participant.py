@@ -227,8 +227,13 @@ class Participant:
                 if self.room is not None:
                     self.room.publish(self, source)
 
+            def on_source_gone(source: MediaSource) -> None:
+                if self.room is not None:
+                    spawn(self.room.unpublish(self, source))
+
             self.publisher = PublisherPeer(self.id, on_source, self.settings, self.context)
             self.publisher.on_failed = self._on_failed
+            self.publisher.on_source_gone = on_source_gone
         return self.publisher
 
     async def discard_publisher(self) -> None:

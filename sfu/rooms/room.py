@@ -35,6 +35,8 @@ class RoomObserver(Protocol):
 
     def muted(self, room: Room, participant: Participant, source: MediaSource) -> None: ...
 
+    def unpublished(self, room: Room, participant: Participant, source: MediaSource) -> None: ...
+
 
 class RoomError(Exception):
     """A request the room refuses; ``code`` goes into the error message."""
@@ -232,6 +234,34 @@ class Room:
         except Exception:
             faults.record("negotiation", participant.context)
 
+    def _unsubscribe(self, track_id: str) -> None:
+        """Every subscriber's copy of the track goes (what it counted stays counted)."""
+        for other in list(self.participants.values()):
+            if other.subscriber is not None:
+                try:
+                    downtrack = other.subscriber.downtracks.get(track_id)
+                    if downtrack is not None:
+                        self.metrics.note_downtrack(self.policy_name, downtrack)
+                    other.subscriber.remove(track_id)
+                except Exception:
+                    faults.record("unsubscribe", f"{other.context} from {track_id}")
+
+    async def unpublish(self, participant: Participant, source: MediaSource) -> None:
+        """One track of ``participant`` goes (its publisher stopped it): the room is told,
+        and every subscriber's connection drops it."""
+        if participant.sources.pop(source.track_id, None) is None:
+            return
+        if self.observer is not None:
+            self.observer.unpublished(self, participant, source)
+        self.emit("track_unpublished", participant, source)
+        self._unsubscribe(source.track_id)
+        gone = m.TrackUnpublished(track_id=source.track_id, participant_id=participant.id)
+        for other in list(self.participants.values()):
+            if other is participant:
+                continue
+            await other.send(gone)
+            await self._negotiate(other)
+
     async def leave(self, participant: Participant, reason: str | None = None) -> None:
         """``participant`` leaves; ``reason`` (default: its ``leave_reason``, else ``left``)
         goes into the log and the events."""
@@ -246,15 +276,7 @@ class Room:
         if not self.participants:
             self._on_empty(self)
         for track_id in list(participant.sources):
-            for other in list(self.participants.values()):
-                if other.subscriber is not None:
-                    try:
-                        downtrack = other.subscriber.downtracks.get(track_id)
-                        if downtrack is not None:
-                            self.metrics.note_downtrack(self.policy_name, downtrack)
-                        other.subscriber.remove(track_id)
-                    except Exception:
-                        faults.record("unsubscribe", f"{other.context} from {track_id}")
+            self._unsubscribe(track_id)
         for other in list(self.participants.values()):
             for track_id in participant.sources:
                 await other.send(

@@ -263,6 +263,23 @@ class Cascade:
         )
         self._spawn(self._broadcast(room.name, event))
 
+    def unpublished(self, room: Room, participant: Participant, source: MediaSource) -> None:
+        if participant.mirror_of is not None:
+            self.inbound.pop((participant.mirror_of, source.params.ssrc), None)
+            return
+        track = self.outbound.pop(source.track_id, None)
+        if track is not None:
+            self._outbound_by_ssrc.pop(track.source.params.ssrc, None)
+            track.close()
+        event = RoomEvent(
+            kind="unpublished",
+            room=room.name,
+            worker=self.me,
+            participant_id=participant.id,
+            track_id=source.track_id,
+        )
+        self._spawn(self._broadcast(room.name, event))
+
     def left(self, room: Room, participant: Participant) -> None:
         if participant.mirror_of is not None:
             self._drop_inbound(participant)
@@ -349,6 +366,11 @@ class Cascade:
             mirror = room.participants.get(event.participant_id)
             if mirror is not None and mirror.mirror_of == event.worker:
                 self._muted(room, mirror, event.track)
+        elif kind == "unpublished" and event.participant_id and event.track_id is not None:
+            mirror = room.participants.get(event.participant_id)
+            source = mirror.sources.get(event.track_id) if mirror is not None else None
+            if mirror is not None and source is not None and mirror.mirror_of == event.worker:
+                await room.unpublish(mirror, source)
         elif kind in ("want", "unwant") and event.track_id is not None:
             if kind == "want" and self.endpoint.peer_address(event.worker) is None:
                 await self.worker.refresh()  # a worker started since the last heartbeat

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import urllib.request
@@ -11,8 +12,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from loadtest.server import SfuProcess, start_sfu
+from loadtest.server import ADMIN_TOKENS, SfuProcess, start_sfu
 
+from .redis_server import RedisServer
 from .waiting import wait_until
 
 
@@ -106,3 +108,28 @@ async def running_cluster(
         assert await server.aclose() == 0
         text = log.read_text(errors="replace") if log.exists() else ""
         assert "Traceback" not in text, text[-3000:]
+
+
+@asynccontextmanager
+async def two_nodes(redis: RedisServer, tmp_path: Path) -> AsyncIterator[list[SfuProcess]]:
+    """Two nodes: two `sfu serve` (one worker each, named east and west) on one Redis."""
+    servers = [
+        start_sfu(
+            log=tmp_path / f"{node}.log",
+            config_yaml=(
+                f"cluster:\n  redis_url: {redis.url}\n  node: {node}\n"
+                "  heartbeat_interval: 0.5\n  heartbeat_timeout: 2.0\n"
+            ),
+        )
+        for node in ("east", "west")
+    ]
+    try:
+        for server in servers:
+            await server.wait_healthy()
+            assert server.admin_token is not None
+            ADMIN_TOKENS[server.port] = server.admin_token
+        await asyncio.sleep(1.0)  # both registered (a heartbeat)
+        yield servers
+    finally:
+        for server in servers:
+            assert await server.aclose() == 0

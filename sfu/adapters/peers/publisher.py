@@ -17,6 +17,7 @@ from ...rtp import extensions as ext
 from ...rtp import rtcp
 from ...rtp.packet import RtpError, parse_rtp
 from ...rtp.twcc import TransportFeedbackBuilder
+from ...sdp.directions import sending_mids
 from .. import aiortc_plane as plane
 from .base import Peer, PeerSettings
 
@@ -44,6 +45,8 @@ class PublisherPeer(Peer):
         self._twcc_id: int | None = None
         self._twcc: TransportFeedbackBuilder | None = None
         self._source_types: dict[str, str] = {}  # mid -> "camera" / "screen"
+        #: called with a source whose m-line no longer sends (the client stopped the track)
+        self.on_source_gone: Callable[[MediaSource], None] | None = None
 
     async def answer(
         self,
@@ -62,6 +65,7 @@ class PublisherPeer(Peer):
         restart = self.ice.is_restart(remote)
         if sources:
             self._source_types.update(sources)
+        self._drop_stopped(sending_mids(offer_sdp))
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         for transceiver in self.pc.getTransceivers():
             # aiortc recomputes what it answers from every offer: filter it every time
@@ -87,6 +91,19 @@ class PublisherPeer(Peer):
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)
         return plane.munge_sdp(self.pc.localDescription.sdp, self.settings.start_bitrate_kbps)
+
+    def _drop_stopped(self, sending: set[str]) -> None:
+        """The sources whose m-line the offer no longer sends go (their packets are then
+        an unknown SSRC's); a track sent again comes on a new m-line."""
+        prefix = f"{self.track_prefix}:"
+        for source in self.media_sources:
+            if source.track_id.removeprefix(prefix) in sending:
+                continue
+            for ssrc in [k for k, v in self.sources.items() if v is source]:
+                del self.sources[ssrc]
+            logger.info("publisher %s: %s stopped", self.track_prefix, source.track_id)
+            if self.on_source_gone is not None:
+                self.on_source_gone(source)
 
     def _on_receive(self, transceiver: RTCRtpTransceiver, params: RTCRtpReceiveParameters) -> None:
         stream = plane.stream_parameters_from_receive(transceiver.kind, params)
