@@ -228,6 +228,12 @@ class Joined(_Message):
     tracks: list[TrackInfo]
     #: STUN/TURN servers for ``new RTCPeerConnection({iceServers})`` (possibly none)
     ice_servers: list[IceServerInfo] = Field(default_factory=list)
+    #: what this participant may do: its role (the token's, or the join's without tokens),
+    #: what its token grants (``publish``, ``subscribe``), and whether the room's policy
+    #: for that role lets it publish
+    role: str | None = None
+    grants: list[str] = Field(default_factory=list)
+    can_publish: bool = True
 
 
 class ParticipantJoined(_Message):

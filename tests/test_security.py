@@ -227,11 +227,15 @@ async def test_roles_come_from_the_token_not_from_the_client() -> None:
             {"type": "join", "room": "webinar-1", "name": "vic", "token": token("vic")}
         )
         assert reply["type"] == "joined"
+        # what it may do is in the reply (the demo shows it)
+        assert (reply["role"], reply["can_publish"]) == (None, False)
+        assert reply["grants"] == ["publish", "subscribe"]
         reply = await viewer.request({"type": "publish", "sdp": "v=0"})
         assert reply["code"] == "forbidden"
         # the token's role: a presenter (claimed or not) may publish
         presenter, reply = await join(url, "pam", "webinar-1", token=token("pam", role="presenter"))
         assert reply["type"] == "joined"
+        assert (reply["role"], reply["can_publish"]) == ("presenter", True)
         reply = await presenter.request({"type": "publish", "sdp": "v=0"})
         assert reply["code"] == "bad_sdp"  # past the publish check: the SDP is what fails
         # someone else's token: refused

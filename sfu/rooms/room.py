@@ -172,6 +172,10 @@ class Room:
                 participants=[p.info for p in others],
                 tracks=self.tracks,
                 ice_servers=self.ice_servers,
+                role=participant.role,
+                grants=sorted(participant.grants),
+                can_publish="publish" in participant.grants
+                and self.policy.may_publish(participant.role),
             )
         )
         if self.observer is not None:
