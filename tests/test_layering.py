@@ -33,6 +33,7 @@ RANK = {
     "quality": 2,  # the viewers' reports and the receiver-CPU fit (sans-IO)
     "forwarding": 3,
     "allocation": 4,
+    "recording": 4,  # layered recording: reads forwarding's layer parser (sans-IO but writer.py)
     "adapters": 5,
     "metrics": 5,  # reads the peers and forwarding objects; rooms hold it
     "rooms": 6,
