@@ -386,7 +386,9 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--room", required=True, help="room name or glob (webinar-*)")
     create.add_argument("--identity", required=True)
     create.add_argument(
-        "--grant", default="publish,subscribe", help="comma-separated: publish, subscribe, admin"
+        "--grant",
+        default="publish,subscribe",
+        help="comma-separated: publish, subscribe, admin, recordings",
     )
     create.add_argument("--ttl", default="1h", help="lifetime: 30m, 1h, 2d, or seconds")
     create.add_argument("--role", help="the policy role (e.g. presenter) the token grants")

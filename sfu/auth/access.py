@@ -102,6 +102,15 @@ class Authenticator:
             raise TokenError("the token grants neither publish nor subscribe")
         return Access(claims.identity, claims.role, grants)
 
+    def recordings(self, token: str | None, room: str, now: float) -> None:
+        """Whether ``token`` may watch ``room``'s recordings (the ``recordings`` grant);
+        without a secret (development) anyone may; raises TokenError."""
+        if token is None:
+            if self.development:
+                return
+            raise TokenError("recordings need a token with the recordings grant")
+        verify_token(self._keys, token, room=room, now=now, grant="recordings")
+
     def admin(self, token: str | None, now: float) -> Claims:
         """The claims of an admin credential: a token with the ``admin`` grant for every
         room (``--room '*'``); raises TokenError."""

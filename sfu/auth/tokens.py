@@ -4,7 +4,8 @@
                          grants={"publish", "subscribe"}, ttl=3600, now=time.time())
     claims = verify_token(secret, token, room="webinar-42", now=time.time())
 
-A token names a room (or a glob of rooms), an identity, grants (publish, subscribe, admin),
+A token names a room (or a glob of rooms), an identity, grants (publish, subscribe, admin,
+recordings: watch the room's recordings),
 optionally a role (the room policy's per-role overrides: ``presenter``...) and an expiry.
 ``verify_token`` raises :class:`TokenError` with the reason for anything else.
 
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, hmac
 
-GRANTS = frozenset({"publish", "subscribe", "admin"})
+GRANTS = frozenset({"publish", "subscribe", "admin", "recordings"})
 MAX_TOKEN = 4096
 MAX_ROLE = 32
 _B64URL = re.compile(r"^[A-Za-z0-9_-]*$")

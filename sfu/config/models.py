@@ -393,6 +393,8 @@ class RoomPolicy(_Strict):
     subscriber_max_bitrate: Bitrate | None = None
     #: cap of what one publisher sends, signalled with REMB
     publisher_max_bitrate: Bitrate = 10_000_000
+    #: record every track published in the room (layered segments, recording.dir)
+    record: bool = False
     #: dynacast: the publisher is told to encode only the spatial layers some subscriber
     #: needs (``publish_layers``); off: whatever it sends
     dynacast: bool = True
@@ -523,6 +525,18 @@ class ClusterSettings(_Strict):
         return max(1, cores or 1) if self.workers == "auto" else self.workers
 
 
+class RecordingSettings(_Strict):
+    """Layered recording (docs/recording.md): where, and how long a segment is."""
+
+    #: the folder recordings are written to (a folder per room, one per recording in it);
+    #: null: recording is off (a policy's ``record`` and the admin's request are refused)
+    dir: str | None = None
+    #: target seconds per segment (cut at the first keyframe at or after it)
+    segment_duration: float = Field(2.0, ge=0.5, le=30.0)
+    #: fsync each file before its rename (off: faster on slow disks, not crash-safe)
+    fsync: bool = True
+
+
 class Settings(_Strict):
     http: HttpSettings = Field(default_factory=lambda: HttpSettings())
     ice: IceSettings = Field(default_factory=lambda: IceSettings())
@@ -533,3 +547,4 @@ class Settings(_Strict):
     rooms: RoomsSettings = Field(default_factory=lambda: RoomsSettings())
     cluster: ClusterSettings = Field(default_factory=lambda: ClusterSettings())
     webhooks: WebhookSettings = Field(default_factory=lambda: WebhookSettings())
+    recording: RecordingSettings = Field(default_factory=lambda: RecordingSettings())

@@ -10,7 +10,7 @@ from typing import Protocol
 
 from .. import faults
 from .. import protocol as m
-from ..config import EventName, RoomPolicy, RoomsSettings
+from ..config import EventName, RecordingSettings, RoomPolicy, RoomsSettings
 from ..events.logs import log_event
 from ..events.model import Listener, RoomEvent, TrackRef, dispatch
 from ..forwarding.source import MediaSource
@@ -20,6 +20,7 @@ from ..sdp.limits import SdpLimits
 from .active_speakers import RoomSpeakers
 from .dynacast import RoomDynacast
 from .participant import Participant, spawn
+from .recording import RoomRecording
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +84,8 @@ class Room:
         self.ice_servers: list[m.IceServerInfo] = []
         self.speakers = RoomSpeakers(self)  # who speaks: from the first audio track on
         self.dynacast = RoomDynacast(self)  # layers nobody needs: from the first video on
+        #: its recording, while it records (policy ``record``, or an operator's request)
+        self.recording: RoomRecording | None = None
 
     def emit(
         self,
@@ -113,6 +116,25 @@ class Room:
     @property
     def publishers(self) -> int:
         return sum(1 for p in self.participants.values() if p.publisher is not None)
+
+    def start_recording(
+        self, settings: RecordingSettings, by_policy: bool = False
+    ) -> RoomRecording:
+        """Record every track published here (those there already too), until
+        :meth:`stop_recording` or the room goes."""
+        if self.recording is None:
+            self.recording = RoomRecording(self, settings)
+            self.recording.by_policy = by_policy
+            for participant in list(self.participants.values()):
+                if participant.mirror_of is None:
+                    for source in list(participant.sources.values()):
+                        self.recording.add(participant, source)
+        return self.recording
+
+    async def stop_recording(self) -> None:
+        recording, self.recording = self.recording, None
+        if recording is not None:
+            await recording.stop()
 
     def set_policy(self, name: str, policy: RoomPolicy) -> None:
         """A reloaded policy: running subscriptions take the new caps on their next selection."""
@@ -202,6 +224,8 @@ class Room:
             self.speakers.start()
         if source.kind == "video":
             self.dynacast.start()
+        if self.recording is not None and participant.mirror_of is None:
+            self.recording.add(participant, source)
         info = track_info(participant, source)
         if self.observer is not None:
             self.observer.published(self, participant, source)
@@ -255,6 +279,8 @@ class Room:
         and every subscriber's connection drops it."""
         if participant.sources.pop(source.track_id, None) is None:
             return
+        if self.recording is not None:
+            self.recording.remove(source)
         if self.observer is not None:
             self.observer.unpublished(self, participant, source)
         self.emit("track_unpublished", participant, source)
@@ -279,8 +305,10 @@ class Room:
         self.emit_left(participant, reason or participant.leave_reason or "left")
         if not self.participants:
             self._on_empty(self)
-        for track_id in list(participant.sources):
+        for track_id, source in list(participant.sources.items()):
             self._unsubscribe(track_id)
+            if self.recording is not None:
+                self.recording.remove(source)
         for other in list(self.participants.values()):
             for track_id in participant.sources:
                 await other.send(
@@ -308,6 +336,8 @@ class RoomManager:
         self.start_bitrate_kbps = start_bitrate_kbps
         self.publisher_transport_cc = publisher_transport_cc
         self.max_rooms = 1000
+        #: where and how rooms record (``recording``; its ``dir`` null: no recording)
+        self.recording = RecordingSettings()
         #: the server drains (SIGTERM, cluster.drain_timeout): no new room
         self.draining = False
         #: seconds of silence from a client's peer connection before it is declared dead
@@ -364,6 +394,8 @@ class RoomManager:
             room.ice_servers = self.ice_servers
             self.rooms[name] = room
             room.emit("room_started")
+            if policy.record and self.recording.dir is not None:
+                room.start_recording(self.recording, by_policy=True)
         return room
 
     async def join(
@@ -387,13 +419,24 @@ class RoomManager:
             name, policy = rooms.policy_for(room.name)
             try:
                 room.set_policy(name, policy)
+                self._record_by_policy(room)
             except Exception:
                 faults.record("policy", f"room {room.name!r}")
             applied[room.name] = name
         return applied
 
+    def _record_by_policy(self, room: Room) -> None:
+        """A reload turned the policy's ``record`` on (start) or off (stop, if it started)."""
+        recording = room.recording
+        if room.policy.record and recording is None and self.recording.dir is not None:
+            room.start_recording(self.recording, by_policy=True)
+        elif not room.policy.record and recording is not None and recording.by_policy:
+            spawn(room.stop_recording())
+
     def _remove(self, room: Room) -> None:
         if self.rooms.get(room.name) is room and not room.participants:
+            if room.recording is not None:
+                spawn(room.stop_recording())
             del self.rooms[room.name]
             room.emit("room_finished")
             if self.on_room_removed is not None:
@@ -404,6 +447,11 @@ class RoomManager:
         been told already (``bye``), nobody needs to hear who left."""
         rooms = list(self.rooms.values())
         self.rooms.clear()
+        for room in rooms:  # the last segments and the final manifest
+            try:
+                await room.stop_recording()
+            except Exception:
+                faults.record("recording", f"room {room.name!r}")
         participants = [p for room in rooms for p in room.participants.values()]
         for room in rooms:
             for participant in list(room.participants.values()):

@@ -62,6 +62,7 @@ def reload_settings(
         state.auth = auth
         for session in list(state.sessions):
             session.auth = auth
+    app[ROOMS_KEY].recording = new.recording
     applied = app[ROOMS_KEY].apply(new.rooms)
     apply_limits(app, new)
     state.settings = new

@@ -29,7 +29,7 @@ from ..config import Settings
 from ..metrics import Metrics
 from ..protocol import IceServerInfo
 from ..rooms.room import RoomManager
-from . import http_media, whep, whip
+from . import http_media, recordings, whep, whip
 from .access import InsecureSettings, development_host_check, make_authenticator
 from .draining import DRAIN_KEY, Drain
 from .draining import install as install_drain
@@ -148,6 +148,8 @@ def create_app(
     http_media.install(app)
     whip.install(app)
     whep.install(app)
+    recordings.install(app)
+    app[ROOMS_KEY].recording = settings.recording
 
     app.cleanup_ctx.append(loop_lag_context)
     app[DRAIN_KEY] = Drain(app)
