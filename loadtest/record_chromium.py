@@ -125,14 +125,14 @@ def report(result: dict[str, Any]) -> str:
             f"{sum(s.discontinuity for s in track.segments)} discontinuities"
         )
         for layer in track.layers:
-            size = f"{layer.width}x{layer.height}"
-            lines.append(f"  layer {layer.id}: {size} {layer.bitrate / 1000:.0f} kbit/s")
-    for track, figures in level_bytes(manifest).items():
+            shape = f"{layer.width}x{layer.height}"
+            lines.append(f"  layer {layer.id}: {shape} {layer.bitrate / 1000:.0f} kbit/s")
+    for name, figures in level_bytes(manifest).items():
         all_bytes = max(figures.values()) if figures else 0
-        for level, size in figures.items():
-            share = size / all_bytes if all_bytes else 0
+        for level, level_size in figures.items():
+            share = level_size / all_bytes if all_bytes else 0
             lines.append(
-                f"  {track} level {level}: {size / 1e6:.2f} MB ({share:.0%} of all layers)"
+                f"  {name} level {level}: {level_size / 1e6:.2f} MB ({share:.0%} of all layers)"
             )
     lines.append(f"stored in segment files: {stored / 1e6:.2f} MB")
     return "\n".join(lines)
