@@ -13,7 +13,7 @@ from support.cluster import two_nodes
 from support.redis_server import RedisServer
 from support.waiting import wait_until
 
-from sfu.sdp.directions import sending_mids
+from sfu.sdp.directions import reject_in_answer, sending_mids, stopped_mids
 
 OFFER = "\r\n".join(
     [
@@ -43,6 +43,31 @@ def test_which_m_lines_send() -> None:
     assert sending_mids(OFFER) == {"0", "1"}
     assert sending_mids("") == set()
     assert sending_mids("m=video 9 X\r\na=sendonly\r\n") == set()  # no mid: passed over
+
+
+def test_a_stopped_m_line_is_rejected_in_the_answer() -> None:
+    """JSEP: the answer to a stopped m-line has port 0 and is out of the BUNDLE group (a
+    browser refuses an answer that keeps it there, its publish connection then stuck)."""
+    assert stopped_mids(OFFER) == {"2"}
+    answer = "\r\n".join(
+        [
+            "v=0",
+            "a=group:BUNDLE 0 1 2",
+            "m=audio 41000 UDP/TLS/RTP/SAVPF 111",
+            "a=mid:0",
+            "m=video 41000 UDP/TLS/RTP/SAVPF 96",
+            "a=mid:1",
+            "m=video 41000 UDP/TLS/RTP/SAVPF 96",
+            "a=mid:2",
+            "a=inactive",
+            "",
+        ]
+    )
+    rejected = reject_in_answer(answer, {"2"}).split("\r\n")
+    assert "a=group:BUNDLE 0 1" in rejected
+    assert rejected[6] == "m=video 0 UDP/TLS/RTP/SAVPF 96"
+    assert rejected[2] == "m=audio 41000 UDP/TLS/RTP/SAVPF 111"
+    assert reject_in_answer(answer, set()) == answer
 
 
 def video_tracks(client: SignalingClient) -> dict[str, str]:

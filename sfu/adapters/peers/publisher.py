@@ -17,7 +17,7 @@ from ...rtp import extensions as ext
 from ...rtp import rtcp
 from ...rtp.packet import RtpError, parse_rtp
 from ...rtp.twcc import TransportFeedbackBuilder
-from ...sdp.directions import sending_mids
+from ...sdp.directions import reject_in_answer, sending_mids, stopped_mids
 from .. import aiortc_plane as plane
 from .base import Peer, PeerSettings
 
@@ -90,7 +90,10 @@ class PublisherPeer(Peer):
             await self.ice.begin(remote)
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)
-        return plane.munge_sdp(self.pc.localDescription.sdp, self.settings.start_bitrate_kbps)
+        sdp = plane.munge_sdp(self.pc.localDescription.sdp, self.settings.start_bitrate_kbps)
+        # aiortc answers a stopped m-line (port 0) as a live one, still in the bundle group:
+        # a browser refuses that answer
+        return reject_in_answer(sdp, stopped_mids(offer_sdp))
 
     def _drop_stopped(self, sending: set[str]) -> None:
         """The sources whose m-line the offer no longer sends go (their packets are then

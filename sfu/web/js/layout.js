@@ -3,7 +3,10 @@
 //              as the page; the number of columns that gives the largest tiles);
 //   spotlight: one tile as large as fits, the others a strip of small tiles beside it (a
 //              wide page) or below it (a narrow one); a click on a tile enlarges it, a
-//              click on the enlarged one restores the grid;
+//              click on the enlarged one restores the grid. Besides the user's click, the
+//              page may choose a tile to enlarge (`setAuto`: a shared screen, the dominant
+//              speaker in speaker view); the user's choice wins until clicked back, and a
+//              click on the page's choice hands it back (`onDismiss(el)`);
 //   fixed:     every tile a given size (?tile=WxH, or window.sfuSetTileSize for the tests).
 // Each remote video reports the size it is rendered at (SfuClient.watchVideo), so the
 // server sends each tile the spatial layer that fits it: an enlarged tile gets a higher one.
@@ -48,11 +51,18 @@ export class Layout {
     this.container = container;
     this.fixed = fixed;
     this.remoteSize = null; // [w, h] of every remote tile (sfuSetTileSize)
-    this.big = null; // the enlarged tile
+    this.userBig = null; // the tile the user enlarged
+    this.autoBig = null; // the tile the page enlarges when the user has not (stage.js)
+    this.onDismiss = null; // (el): the user clicked the page's enlarged tile
     window.addEventListener("resize", () => this.update());
     // the controls above the tiles may wrap to more lines, an error banner come and go
     this._above = new ResizeObserver(() => this.update());
     for (const el of document.querySelectorAll("[data-above-tiles]")) this._above.observe(el);
+  }
+
+  // the enlarged tile: the user's, else the page's
+  get big() {
+    return this.userBig || this.autoBig;
   }
 
   tiles() {
@@ -67,27 +77,40 @@ export class Layout {
   }
 
   removed(el) {
-    if (this.big === el) this.big = null;
+    if (this.userBig === el) this.userBig = null;
+    if (this.autoBig === el) this.autoBig = null;
     this.update();
   }
 
   // every remote tile w x h from now on; 0x0 hides them (their videos pause)
   setRemoteSize(width, height) {
     this.remoteSize = [width, height];
-    this.big = null;
+    this.userBig = null;
     for (const el of this.tiles()) if (el.id !== "tile-self") this._setSize(el, this.remoteSize);
     this.update();
   }
 
-  // enlarge `el`, or restore the grid if it is the enlarged one
+  // enlarge `el`, or restore the grid if it is the enlarged one (the page's choice, if it
+  // has one, takes over again)
   toggle(el) {
     if (this.isFixed()) return;
-    this.big = this.big === el ? null : el;
+    if (this.userBig === el) this.userBig = null;
+    else if (!this.userBig && this.autoBig === el) {
+      this.autoBig = null;
+      if (this.onDismiss) this.onDismiss(el);
+    } else this.userBig = el;
+    this.update();
+  }
+
+  // the page's choice of a tile to enlarge (null: none)
+  setAuto(el) {
+    if (this.autoBig === el) return;
+    this.autoBig = el;
     this.update();
   }
 
   reset() {
-    this.big = null;
+    this.userBig = this.autoBig = null;
     this.update();
   }
 
@@ -104,7 +127,8 @@ export class Layout {
   update() {
     const c = this.container;
     const tiles = this.tiles();
-    if (this.big && !tiles.includes(this.big)) this.big = null;
+    if (this.userBig && !tiles.includes(this.userBig)) this.userBig = null;
+    if (this.autoBig && !tiles.includes(this.autoBig)) this.autoBig = null;
     for (const el of tiles) el.classList.toggle("big", el === this.big);
     c.classList.toggle("fixed", this.isFixed());
     c.classList.toggle("spotlight", !this.isFixed() && this.big !== null);

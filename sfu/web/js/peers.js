@@ -3,6 +3,8 @@
 // per remote track; we answer), and ICE restarts that keep the session.
 //
 // Expects of the layers above: `this.participantId` and `_remoteTrack(event)` (SfuClient).
+// Each video transceiver of the publish connection carries a source (`this._sources`:
+// transceiver -> "camera" or "screen"), told to the server in every `publish`.
 
 import { SignalingClient } from "./signaling.js";
 
@@ -33,7 +35,11 @@ export function waitForIceGathering(pc, timeoutMs = 5000) {
   });
 }
 
-function codecPreferences(mimeType, fmtp) {
+// a transceiver not stopped (or being stopped)
+export const sending = (t) => t.direction !== "stopped" && t.currentDirection !== "stopped";
+
+// the codec (and its RTX) a video transceiver sends: `spec` is one of CODECS
+export function codecPreferences({ mimeType, fmtp }) {
   const caps = RTCRtpSender.getCapabilities("video");
   if (!caps) return null;
   const wanted = caps.codecs.filter(
@@ -55,7 +61,10 @@ export class PeerClient extends SignalingClient {
     this.localStream = null;
     this._subscribeChain = Promise.resolve();
     this._publishChain = Promise.resolve();
-    this._publishRequest = null; // scalability_mode and sources of our publish offers
+    this._publishRequest = null; // scalability_mode of our publish offers
+    // what publish() was asked: { codec, spec, mode, width, height } (screen share, devices)
+    this.publishOptions = null;
+    this._sources = new Map(); // publish transceiver -> "camera" | "screen"
     this._restarting = { publish: false, subscribe: false };
     // ICE restarts done, per connection (automatic ones included)
     this.iceRestarts = { publish: 0, subscribe: 0 };
@@ -77,27 +86,42 @@ export class PeerClient extends SignalingClient {
       audio,
       video: video ? { width, height, frameRate: 30 } : false,
     });
+    const mode = scalabilityMode || spec.scalabilityMode;
+    this.publishOptions = { codec, spec, mode, width, height };
     const pc = new RTCPeerConnection({ iceServers: this.iceServers });
     this.publishPc = pc;
     this._watchConnection(pc, "publish");
     for (const track of this.localStream.getTracks()) {
-      const init = { direction: "sendonly", streams: [this.localStream] };
-      if (track.kind === "video") {
-        init.sendEncodings = [{ scalabilityMode: scalabilityMode || spec.scalabilityMode }];
-      }
-      const transceiver = pc.addTransceiver(track, init);
-      if (track.kind === "video") {
-        const prefs = codecPreferences(spec.mimeType, spec.fmtp);
-        if (!prefs) throw new Error(`this browser cannot send ${spec.mimeType}`);
-        transceiver.setCodecPreferences(prefs);
-      }
+      if (track.kind === "video") this._addVideo(track, this.localStream, mode, "camera");
+      else pc.addTransceiver(track, { direction: "sendonly", streams: [this.localStream] });
     }
-    this._publishRequest = { scalability_mode: video ? scalabilityMode || spec.scalabilityMode : null };
+    this._publishRequest = { scalability_mode: video ? mode : null };
     await this._negotiatePublish();
     this._emit("published", {});
   }
 
-  // One offer/answer on the publish connection (the first, or an ICE restart), one at a time.
+  // A video on the publish connection: sendonly, one encoding in `mode`, the codec published.
+  _addVideo(track, stream, mode, source) {
+    const transceiver = this.publishPc.addTransceiver(track, {
+      direction: "sendonly", streams: [stream], sendEncodings: [{ scalabilityMode: mode }],
+    });
+    const { spec } = this.publishOptions;
+    const prefs = codecPreferences(spec);
+    if (!prefs) throw new Error(`this browser cannot send ${spec.mimeType}`);
+    transceiver.setCodecPreferences(prefs);
+    this._sources.set(transceiver, source);
+    return transceiver;
+  }
+
+  // The transceiver of our camera ("video") or microphone ("audio"), or null.
+  _ownTransceiver(kind) {
+    if (!this.publishPc) return null;
+    return this.publishPc.getTransceivers().find((t) => t.sender.track && t.sender.track.kind === kind
+      && t.mid != null && sending(t) && this._sources.get(t) !== "screen") || null;
+  }
+
+  // One offer/answer on the publish connection (the first, a renegotiation: a screen shared
+  // or stopped, or an ICE restart), one at a time.
   _negotiatePublish() {
     const run = async () => {
       const pc = this.publishPc;
@@ -110,8 +134,8 @@ export class PeerClient extends SignalingClient {
         ...this._publishRequest,
         sources: Object.fromEntries(
           pc.getTransceivers()
-            .filter((t) => t.sender.track && t.sender.track.kind === "video" && t.mid != null)
-            .map((t) => [t.mid, "camera"]),
+            .filter((t) => this._sources.has(t) && t.mid != null && sending(t))
+            .map((t) => [t.mid, this._sources.get(t)]),
         ),
       });
       await pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
@@ -124,8 +148,7 @@ export class PeerClient extends SignalingClient {
   // Mute (or unmute) our own audio or video: the browser sends silence or black frames,
   // the server forwards nothing of it, and the room is told (track_muted).
   async setMuted(kind, muted) {
-    const transceiver = this.publishPc && this.publishPc.getTransceivers().find(
-      (t) => t.sender.track && t.sender.track.kind === kind && t.mid != null);
+    const transceiver = this._ownTransceiver(kind);
     if (!transceiver) throw new Error(`nothing published of kind ${kind}`);
     transceiver.sender.track.enabled = !muted;
     return this._request({
@@ -229,5 +252,6 @@ export class PeerClient extends SignalingClient {
     for (const pc of [this.publishPc, this.subscribePc]) if (pc) pc.close();
     if (this.localStream) for (const t of this.localStream.getTracks()) t.stop();
     this.publishPc = this.subscribePc = this.localStream = null;
+    this._sources.clear();
   }
 }

@@ -5,10 +5,10 @@
 //
 // Expects of the layer above: `this.tracks` (track id -> info, SfuClient).
 
-import { PeerClient } from "./peers.js";
+import { PublishingClient } from "./publishing.js";
 import { inboundStats, outboundStats, sendingFigures, videoFigures } from "./rtc-stats.js";
 
-export class ReportingClient extends PeerClient {
+export class ReportingClient extends PublishingClient {
   constructor(options) {
     super(options);
     this._observers = new Map(); // element -> ResizeObserver
@@ -179,8 +179,11 @@ export class ReportingClient extends PeerClient {
     return videoFigures(this.subscribePc, this.tracks, this._bytes);
   }
 
-  sendingFigures() {
-    return sendingFigures(this.publishPc, this._bytes);
+  // what we send of our camera, or of our shared screen (`{ screen: true }`)
+  sendingFigures({ screen = false } = {}) {
+    const transceiver = screen ? this._screen : this._ownTransceiver("video");
+    if (!transceiver || transceiver.mid == null) return Promise.resolve(null);
+    return sendingFigures(this.publishPc, this._bytes, transceiver.mid);
   }
 
   inboundStats() {

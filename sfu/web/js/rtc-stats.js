@@ -32,15 +32,19 @@ export async function videoFigures(pc, tracks, memory) {
   return out;
 }
 
-// The video `pc` sends now: { width, height, fps, bitrate, mode, limitation }, or null.
-export async function sendingFigures(pc, memory) {
+// The video `pc` sends now on m-line `mid` (null: any): { width, height, fps, bitrate, mode,
+// limitation }, or null.
+export async function sendingFigures(pc, memory, mid = null) {
   if (!pc) return null;
   const report = await pc.getStats();
   let video = null;
-  report.forEach((s) => { if (s.type === "outbound-rtp" && s.kind === "video") video = s; });
+  report.forEach((s) => {
+    if (s.type === "outbound-rtp" && s.kind === "video" && (mid == null || s.mid === mid)) video = s;
+  });
   if (!video) return null;
-  const bitrate = rate(memory.get("out"), video.bytesSent, video.timestamp);
-  memory.set("out", { bytes: video.bytesSent, at: video.timestamp });
+  const key = `out:${mid}`;
+  const bitrate = rate(memory.get(key), video.bytesSent, video.timestamp);
+  memory.set(key, { bytes: video.bytesSent, at: video.timestamp });
   return {
     width: video.frameWidth ?? null,
     height: video.frameHeight ?? null,
@@ -92,7 +96,11 @@ export async function outboundStats(pc) {
     if (s.type === "outbound-rtp") {
       out.push({
         kind: s.kind,
+        mid: s.mid,
         frameWidth: s.frameWidth,
+        frameHeight: s.frameHeight,
+        bytesSent: s.bytesSent,
+        active: s.active,
         framesEncoded: s.framesEncoded,
         scalabilityMode: s.scalabilityMode,
         qualityLimitationReason: s.qualityLimitationReason,

@@ -8,14 +8,17 @@
 //   client.addEventListener("bye", (e) => ...);   // out of the room: e.detail.code, .reason
 //   await client.leave();
 //
-// Events: participant {id, name, joined}, stream {id, stream, track}, track_published,
-// track_muted, track_unpublished, level_changed (the layers a video is received at),
-// published, ice_restart, error, bye, closed.
+// Events: participant {id, name, joined}, stream {id, stream, track, info} (info: the
+// track's track_published entry: its source "camera", "screen" or "microphone"),
+// track_published, track_muted, track_unpublished, level_changed (the layers a video is
+// received at), active_speakers {dominant, speakers}, publish_layers (dynacast: what we
+// encode), screen {sharing}, device, published, ice_restart, error, bye, closed.
 //
 // One class in layers, a module each: signaling.js (the WebSocket, requests and replies),
-// peers.js (the publish and subscribe connections, ICE restarts), reports.js (window sizes,
-// painted frames, receiver reports, getStats figures); this one: the room (who is in it,
-// their tracks and the layers we receive of them), join and leave.
+// peers.js (the publish and subscribe connections, ICE restarts), dynacast.js (the spatial
+// layers we encode, as the server asks), publishing.js (screen share, devices), reports.js
+// (window sizes, painted frames, receiver reports, getStats figures); this one: the room
+// (who is in it, who speaks, their tracks and the layers we receive of them), join, leave.
 
 import { ReportingClient } from "./reports.js";
 
@@ -29,6 +32,13 @@ export class SfuClient extends ReportingClient {
     this.participants = new Map(); // participant id -> { name, stream }
     this.tracks = new Map(); // track id -> info
     this.levels = new Map(); // track id -> last level_changed
+    this.dominant = null; // the dominant speaker's participant id (active_speakers), or null
+    this.speakers = []; // who speaks now: [{ participant_id, level }], the dominant first
+    // what we may do, from `joined`: our role (the token's, or the one the join asked for
+    // without tokens), grants ("publish", "subscribe"), and whether the room lets us publish
+    this.role = null;
+    this.grants = [];
+    this.canPublish = true;
     this.leaving = false;
   }
 
@@ -64,6 +74,13 @@ export class SfuClient extends ReportingClient {
         this._emit("level_changed", msg);
         break;
       }
+      case "active_speakers":
+        this.dominant = msg.dominant;
+        this.speakers = msg.speakers;
+        this._emit("active_speakers", { dominant: msg.dominant, speakers: msg.speakers });
+        break;
+      default:
+        super._onEvent(msg); // publish_layers: dynacast.js
     }
   }
 
@@ -89,18 +106,23 @@ export class SfuClient extends ReportingClient {
     const entry = this.participants.get(id) || { name: id, stream: null };
     entry.stream = stream;
     this.participants.set(id, entry);
-    this._emit("stream", { id, stream, track: event.track });
+    const info = this.tracks.get(event.track.id) || null;
+    this._emit("stream", { id, stream, track: event.track, info });
   }
 
   async join({
-    room, name, token, codec = "VP9", scalabilityMode, publish = true, video = true, audio = true,
-    width = 1280, height = 720,
+    room, name, token, role, codec = "VP9", scalabilityMode, publish = true, video = true,
+    audio = true, width = 1280, height = 720,
   }) {
     this.bye = null;
+    this.dominant = null;
+    this.speakers = [];
+
     this._resetReports();
     await this._connect();
     const message = { type: "join", room, name };
     if (token) message.token = token;
+    if (role) message.role = role;
     let joined;
     try {
       joined = await this._request(message);
@@ -112,7 +134,14 @@ export class SfuClient extends ReportingClient {
     this.iceServers = joined.ice_servers || [];
     for (const p of joined.participants) this._addParticipant(p);
     for (const t of joined.tracks) this.tracks.set(t.track_id, t);
-    if (publish) await this.publish({ codec, scalabilityMode, video, audio, width, height });
+    // a server older than these fields: the role asked for, every grant
+    this.role = "role" in joined ? joined.role : role || null;
+    this.grants = joined.grants || ["publish", "subscribe"];
+    this.canPublish = joined.can_publish !== false;
+    // a participant the room does not let publish joins receive-only (not refused later)
+    if (publish && this.canPublish) {
+      await this.publish({ codec, scalabilityMode, video, audio, width, height });
+    }
     return joined;
   }
 
@@ -148,5 +177,7 @@ export class SfuClient extends ReportingClient {
     this._closePeers();
     this.participants.clear();
     this.tracks.clear();
+    this.dominant = null;
+    this.speakers = [];
   }
 }

@@ -2,8 +2,9 @@
 // replies by `id`, an EventTarget for what the server says by itself.
 //
 // The bottom layer of SfuClient (sfu-client.js): SignalingClient <- PeerClient (peers.js)
-// <- ReportingClient (reports.js) <- SfuClient. A message that is no reply goes to
-// `this._onEvent(msg)`, which the layers above handle.
+// <- DynacastClient (dynacast.js) <- PublishingClient (publishing.js) <- ReportingClient
+// (reports.js) <- SfuClient. A message that is no reply goes to `this._onEvent(msg)`, which
+// the layers above handle (each passes what it does not handle to the one below).
 
 // The server's error reply to a request: `code` (see docs/signaling.md) and `reason`.
 export class SfuError extends Error {

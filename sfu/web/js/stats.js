@@ -48,7 +48,11 @@ export class PageStats {
       const videos = await client.videoFigures();
       for (const [trackId, figures] of videos) this.tiles.showFigures(trackId, figures);
       const sending = await client.sendingFigures();
-      this.tiles.showSending(sending);
+      this.tiles.showSending(sending, client.publishLayers[client.ownTrackId("camera")]);
+      if (client.screenStream) {
+        const screen = await client.sendingFigures({ screen: true });
+        this.tiles.showSending(screen, client.publishLayers[client.ownTrackId("screen")], "self-screen");
+      }
       if (this.open && client === this.client) {
         const server = client.connected ? await client.getStats().catch(() => null) : null;
         this._render(server, sending, videos);
