@@ -44,6 +44,7 @@ COMMANDS = {
     "browser-bandwidth": Command("loadtest.browser_bandwidth", "the same, Chromium subscribing"),
     "nack-storm": Command("loadtest.nack_storm", "a subscriber NACKing all: what it costs"),
     "capture": Command("loadtest.capture", "record a capture from Chromium"),
+    "recording-figures": Command("loadtest.recording_figures", "layered recording vs a ladder"),
     "record-chromium": Command("loadtest.record_chromium", "a layered recording of Chromium"),
     "worker": Command("loadtest.worker", None),
     "udp-relay": Command("loadtest.baseline", None),
