@@ -62,9 +62,17 @@ async def video_in(page: Any) -> list[dict[str, Any]]:
 
 async def sending_rate(page: Any, seconds: float = 2.0) -> float:
     """bits/s the page's camera sends, over ``seconds``."""
-    before = (await camera_out(page))["bytesSent"]
+    return (await sending(page, seconds))[0]
+
+
+async def sending(page: Any, seconds: float = 2.0) -> tuple[float, float]:
+    """bits/s the page's camera sends over ``seconds``, and the share of those seconds its
+    encoder spent encoding (``totalEncodeTime``: the encoder's CPU)."""
+    before = await camera_out(page)
     await asyncio.sleep(seconds)
-    return ((await camera_out(page))["bytesSent"] - before) * 8 / seconds
+    after = await camera_out(page)
+    encode = (after.get("totalEncodeTime") or 0) - (before.get("totalEncodeTime") or 0)
+    return (after["bytesSent"] - before["bytesSent"]) * 8 / seconds, encode / seconds
 
 
 async def no_errors(page: Any, name: str) -> None:
@@ -110,7 +118,7 @@ async def test_dynacast_follows_the_viewer_tile(sfu_url: str, playwright: Any) -
         started = time.monotonic()
         track = await pub.evaluate("window.sfuClient.ownTrackId('camera')")
         assert (await pub.evaluate("window.sfuClient.publishOptions.mode")) == "L3T3_KEY"
-        full_rate = await sending_rate(pub)
+        full_rate, full_encode = await sending(pub, 3.0)
 
         async def dynacast(n: int) -> bool:
             layers = await pub.evaluate(f"window.sfuClient.dynacast[{track!r}]")
@@ -126,7 +134,7 @@ async def test_dynacast_follows_the_viewer_tile(sfu_url: str, playwright: Any) -
         out = await wait_for("the publisher encodes 320 wide", narrow, 10)
         assert out["scalabilityMode"] == "L1T3", out
         await asyncio.sleep(1)  # the reconfiguration's keyframe
-        low_rate = await sending_rate(pub)
+        low_rate, low_encode = await sending(pub, 3.0)
         frames = await decoding()
         await asyncio.sleep(2)
         assert await decoding() > frames + 20  # the viewer goes on at S0
@@ -135,7 +143,8 @@ async def test_dynacast_follows_the_viewer_tile(sfu_url: str, playwright: Any) -
         print(
             f"\ndynacast: S0 only {lowered_after:.1f} s after the viewer decoded;"
             f" the publisher sends {full_rate / 1e3:.0f} kbit/s with 3 layers,"
-            f" {low_rate / 1e3:.0f} kbit/s with S0 only; its overlay: {overlay!r}"
+            f" {low_rate / 1e3:.0f} kbit/s with S0 only; encoding {full_encode:.0%} then"
+            f" {low_encode:.0%} of the time; its overlay: {overlay!r}"
         )
         assert low_rate < 0.6 * full_rate, (low_rate, full_rate)
 

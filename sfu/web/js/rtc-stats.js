@@ -113,6 +113,7 @@ export async function outboundStats(pc) {
         pliCount: s.pliCount,
         firCount: s.firCount,
         keyFramesEncoded: s.keyFramesEncoded,
+        totalEncodeTime: s.totalEncodeTime,
       });
     }
   });
