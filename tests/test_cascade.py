@@ -347,3 +347,62 @@ async def test_a_member_known_by_its_hello_is_still_asked_for_its_state() -> Non
     await asyncio.wait_for(entering, 2)
     mirror = rooms.rooms["global"].participants["p-east"]
     assert mirror.mirror_of == "east" and mirror.name == "east-pub"
+
+
+async def test_only_a_tracks_own_worker_mutes_or_unpublishes_it() -> None:
+    """``muted`` and ``unpublished`` room events act on a mirror's track only when they
+    come from the worker that mirror is of: another member cannot silence or remove it."""
+    from sfu.cluster.wire import MemberInfo, RoomEvent, TrackDescription
+    from sfu.rooms.room import RoomManager
+    from sfu.signaling.cascade import Cascade
+
+    worker = _Worker("west", _Store({"east": 1}, holder="west"), live={"east", "west", "north"})
+    rooms = RoomManager()
+    cascade = Cascade(worker, rooms)  # type: ignore[arg-type]
+    track = TrackDescription(
+        track_id="p-east:1",
+        kind="video",
+        source_type="camera",
+        mime_type="video/VP8",
+        clock_rate=90000,
+        payload_type=96,
+        ssrc=1234,
+    )
+    entering = asyncio.ensure_future(cascade.enter("global"))
+    await wait_until(lambda: ("east", "hello") in worker.published, 2, interval=0.01)
+    east_pub = MemberInfo(participant_id="p-east", name="east-pub", tracks=[track])
+    await cascade.on_event(
+        RoomEvent(kind="state", room="global", worker="east", participants=[east_pub])
+    )
+    await asyncio.wait_for(entering, 2)
+    mirror = rooms.rooms["global"].participants["p-east"]
+    source = mirror.sources["p-east:1"]
+    muted = track.model_copy(update={"muted": True})
+    for forged in (
+        RoomEvent(
+            kind="muted", room="global", worker="north", participant_id="p-east", track=muted
+        ),
+        RoomEvent(
+            kind="unpublished",
+            room="global",
+            worker="north",
+            participant_id="p-east",
+            track_id="p-east:1",
+        ),
+    ):
+        await cascade.on_event(forged)
+    assert not source.muted and "p-east:1" in mirror.sources
+    await cascade.on_event(
+        RoomEvent(kind="muted", room="global", worker="east", participant_id="p-east", track=muted)
+    )
+    assert source.muted
+    await cascade.on_event(
+        RoomEvent(
+            kind="unpublished",
+            room="global",
+            worker="east",
+            participant_id="p-east",
+            track_id="p-east:1",
+        )
+    )
+    assert "p-east:1" not in mirror.sources
