@@ -12,14 +12,13 @@ priorities).  Nothing of this runs per packet.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from typing import TYPE_CHECKING
 
 from .. import faults
 from .. import protocol as m
 from .speakers import SpeakerDetector, Speakers
+from .ticker import RoomTicker
 
 if TYPE_CHECKING:
     from .room import Room
@@ -39,29 +38,15 @@ def speakers_message(report: Speakers) -> m.ActiveSpeakers:
     )
 
 
-class RoomSpeakers:
+class RoomSpeakers(RoomTicker):
+    name = "speakers"
+
     def __init__(self, room: Room) -> None:
-        self.room = room
+        super().__init__(room, INTERVAL)
         self.detector = SpeakerDetector()
-        self.interval = INTERVAL
-        self._task: asyncio.Task[None] | None = None
         #: the last report sent (None: nothing to report yet), and who has it
         self.last: m.ActiveSpeakers | None = None
         self._told: set[str] = set()
-
-    def start(self) -> None:
-        """Evaluate every ``interval`` from now on, while the room has participants."""
-        if self._task is None or self._task.done():
-            self._task = asyncio.ensure_future(self._run())
-
-    async def _run(self) -> None:
-        while self.room.participants:
-            await asyncio.sleep(self.interval)
-            now = time.monotonic()
-            try:
-                await self.tick(now)
-            except Exception:
-                faults.record("speakers", f"room {self.room.name!r}", now)
 
     def sample(self, now: float) -> Speakers | None:
         """The participants' levels since the last call, to the detector; its report."""

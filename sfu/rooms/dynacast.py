@@ -12,15 +12,13 @@ its layers if it had been told fewer.  Nothing of this runs per packet.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from typing import TYPE_CHECKING
 
-from .. import faults
 from .. import protocol as m
 from ..allocation.dynacast import Dynacast, needed_spatial
 from ..forwarding.source import MediaSource
+from .ticker import RoomTicker
 
 if TYPE_CHECKING:
     from .participant import Participant
@@ -32,27 +30,13 @@ logger = logging.getLogger(__name__)
 INTERVAL = 0.5
 
 
-class RoomDynacast:
+class RoomDynacast(RoomTicker):
+    name = "dynacast"
+
     def __init__(self, room: Room) -> None:
-        self.room = room
-        self.interval = INTERVAL
+        super().__init__(room, INTERVAL)
         #: track id -> its state
         self.tracks: dict[str, Dynacast] = {}
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        """Evaluate every ``interval`` from now on, while the room has participants."""
-        if self._task is None or self._task.done():
-            self._task = asyncio.ensure_future(self._run())
-
-    async def _run(self) -> None:
-        while self.room.participants:
-            await asyncio.sleep(self.interval)
-            now = time.monotonic()
-            try:
-                await self.tick(now)
-            except Exception:
-                faults.record("dynacast", f"room {self.room.name!r}", now)
 
     def needed(self, source: MediaSource, dynacast: Dynacast) -> int:
         """The highest spatial layer anyone needs of ``source`` (-1: nobody)."""

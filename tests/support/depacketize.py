@@ -6,27 +6,9 @@ from collections.abc import Iterator
 
 from sfu.codecs.vp8 import parse_vp8_descriptor
 from sfu.codecs.vp9 import parse_vp9_descriptor
+from sfu.recording.depacketize import leb128 as _leb128_encode
+from sfu.recording.depacketize import read_leb128 as _leb128
 from sfu.rtp.packet import RtpHeader, parse_rtp
-
-
-def _leb128(data: bytes, pos: int) -> tuple[int, int]:
-    value = 0
-    for i in range(8):
-        byte = data[pos + i]
-        value |= (byte & 0x7F) << (7 * i)
-        if not byte & 0x80:
-            return value, pos + i + 1
-    raise ValueError("leb128 too long")
-
-
-def _leb128_encode(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
 
 
 def pictures(packets: list[bytes]) -> Iterator[tuple[int, list[tuple[RtpHeader, bytes]]]]:
