@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 from support.redis_server import RedisServer, redis_server
-from support.serving import RunningServer, running
+from support.serving import RunningServer, running, start_sfu
 
 from loadtest.netns import namespaces_available
+from loadtest.server import ADMIN_TOKENS
 from sfu.config import Settings
 from sfu.signaling.server import create_app
 
@@ -48,6 +49,21 @@ def namespaces() -> None:
         if os.environ.get("CI"):
             raise RuntimeError(message)
         pytest.skip(message)
+
+
+@pytest.fixture
+def sfu_url_fit_off() -> Iterator[str]:
+    """`sfu serve` (its own process) with the receiver-CPU fit off: for browser tests of
+    what the tiles' sizes decide, whose pages on a loaded 2-core machine drop frames enough
+    to be lowered for their CPU instead (that fit: tests/test_receiver_fit.py)."""
+    server = start_sfu(config_yaml="rooms:\n  default:\n    receiver_cpu_fit: false\n")
+    try:
+        server.wait_healthy_blocking()
+        assert server.admin_token is not None
+        ADMIN_TOKENS[server.port] = server.admin_token
+        yield server.url
+    finally:
+        server.stop()
 
 
 @pytest.fixture

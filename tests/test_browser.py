@@ -16,11 +16,9 @@ import pytest
 from support.browser import chromium_page, require_chromium
 from support.serving import start_sfu
 
+from loadtest.server import ADMIN_TOKENS
+
 require_chromium()
-
-
-#: the development admin token `sfu serve` printed, by server URL
-ADMIN_TOKENS: dict[str, str] = {}
 
 
 @pytest.fixture
@@ -35,23 +33,8 @@ def sfu_process() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     try:
         server.wait_healthy_blocking()
         assert server.admin_token is not None
-        ADMIN_TOKENS[server.url] = server.admin_token
+        ADMIN_TOKENS[server.port] = server.admin_token
         yield server.url, server.proc
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def sfu_url_fit_off() -> Iterator[str]:
-    """`sfu serve` with the receiver-CPU fit off: for tests of the window fit, whose pages
-    on a loaded 2-core machine drop frames enough to be lowered for their CPU instead
-    (that fit is tested end to end in tests/test_receiver_fit.py)."""
-    server = start_sfu(config_yaml="rooms:\n  default:\n    receiver_cpu_fit: false\n")
-    try:
-        server.wait_healthy_blocking()
-        assert server.admin_token is not None
-        ADMIN_TOKENS[server.url] = server.admin_token
-        yield server.url
     finally:
         server.stop()
 
@@ -248,7 +231,8 @@ async def wait_width(page: Any, width: int, timeout: float = 15) -> float:
 
 def admin_stats(url: str) -> dict[str, Any]:
     request = urllib.request.Request(
-        f"{url}/stats", headers={"Authorization": f"Bearer {ADMIN_TOKENS[url]}"}
+        f"{url}/stats",
+        headers={"Authorization": f"Bearer {ADMIN_TOKENS[int(url.rsplit(':', 1)[1])]}"},
     )
     return dict(json.load(urllib.request.urlopen(request, timeout=5)))
 

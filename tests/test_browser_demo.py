@@ -7,15 +7,13 @@ in each state go to the test's tmp_path (docs/screenshots/ has one set)."""
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
 from support.browser import chromium_page, require_chromium
-from support.serving import start_sfu
+from support.waiting import wait_for
 
 require_chromium()
 
@@ -39,30 +37,6 @@ BOXES = """() => ({
             width: r.width, height: r.height};
   }),
 })"""
-
-
-@pytest.fixture
-def sfu_url() -> Iterator[str]:
-    """`sfu serve` with the receiver-CPU fit off: the layers follow the tiles' sizes only
-    (pages on a loaded 2-core machine drop frames, and would be lowered for that)."""
-    server = start_sfu(config_yaml="rooms:\n  default:\n    receiver_cpu_fit: false\n")
-    try:
-        server.wait_healthy_blocking()
-        yield server.url
-    finally:
-        server.stop()
-
-
-async def wait_for(what: str, check: Any, timeout: float) -> Any:
-    """Polls the coroutine function ``check`` until it returns something true."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s (last: {value!r})")
-        await asyncio.sleep(0.3)
 
 
 async def decoding(page: Any, videos: int) -> bool:
@@ -118,7 +92,7 @@ async def shoot(page: Any, folder: Path, name: str) -> Path:
 
 @pytest.mark.timeout(240)
 async def test_demo_pages_fit_enlarge_and_leave(
-    sfu_url: str, playwright: Any, tmp_path: Path
+    sfu_url_fit_off: str, playwright: Any, tmp_path: Path
 ) -> None:
     room = "demo-layout"
     shots: list[Path] = []
@@ -128,7 +102,7 @@ async def test_demo_pages_fit_enlarge_and_leave(
             pages[name] = await stack.enter_async_context(
                 chromium_page(
                     playwright,
-                    f"{sfu_url}/?room={room}&name={name}&codec=VP9&res={res}&autojoin=1",
+                    f"{sfu_url_fit_off}/?room={room}&name={name}&codec=VP9&res={res}&autojoin=1",
                     width=width,
                     height=height,
                 )

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from typing import Any
 
 import pytest
 from support.browser import chromium_page, require_chromium
-from support.serving import start_sfu
+from support.waiting import wait_for
 
 require_chromium()
 
@@ -25,30 +24,6 @@ TILES = """() => [...document.querySelectorAll('.tile')].map((t) => ({
   id: t.id, classes: [...t.classList], label: t.querySelector('.label').textContent,
   videoWidth: t.querySelector('video').videoWidth,
 }))"""
-
-
-@pytest.fixture
-def sfu_url() -> Iterator[str]:
-    """`sfu serve` with the receiver-CPU fit off: the layers follow the tiles' sizes only
-    (pages on a loaded 2-core machine drop frames, and would be lowered for that)."""
-    server = start_sfu(config_yaml="rooms:\n  default:\n    receiver_cpu_fit: false\n")
-    try:
-        server.wait_healthy_blocking()
-        yield server.url
-    finally:
-        server.stop()
-
-
-async def wait_for(what: str, check: Any, timeout: float) -> Any:
-    """Polls the coroutine function ``check`` until it returns something true."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s (last: {value!r})")
-        await asyncio.sleep(0.3)
 
 
 async def camera_out(page: Any) -> dict[str, Any]:
@@ -91,7 +66,7 @@ def watch_errors(pages: dict[str, Any]) -> list[str]:
 
 
 @pytest.mark.timeout(180)
-async def test_dynacast_follows_the_viewer_tile(sfu_url: str, playwright: Any) -> None:
+async def test_dynacast_follows_the_viewer_tile(sfu_url_fit_off: str, playwright: Any) -> None:
     """A VP9 L3T3_KEY publisher at 1280x720 (S0 320 wide) and a viewer whose tile is
     320x180: after the server's 5 s the publisher encodes S0 only (L1T3 at a quarter of the
     size), the viewer still decodes; the tile enlarged, every layer comes back and the viewer
@@ -100,12 +75,14 @@ async def test_dynacast_follows_the_viewer_tile(sfu_url: str, playwright: Any) -
     async with AsyncExitStack() as stack:
         pub = await stack.enter_async_context(
             chromium_page(
-                playwright, f"{sfu_url}/?room={room}&name=pub&codec=VP9&res=1280x720&autojoin=1"
+                playwright,
+                f"{sfu_url_fit_off}/?room={room}&name=pub&codec=VP9&res=1280x720&autojoin=1",
             )
         )
         view = await stack.enter_async_context(
             chromium_page(
-                playwright, f"{sfu_url}/?room={room}&name=view&publish=0&tile=320x180&autojoin=1"
+                playwright,
+                f"{sfu_url_fit_off}/?room={room}&name=view&publish=0&tile=320x180&autojoin=1",
             )
         )
         errors = watch_errors({"pub": pub, "view": view})
@@ -187,7 +164,7 @@ async def _more(count: Any, than: int) -> bool:
 
 
 @pytest.mark.timeout(150)
-async def test_active_speaker_ring_and_speaker_view(sfu_url: str, playwright: Any) -> None:
+async def test_active_speaker_ring_and_speaker_view(sfu_url_fit_off: str, playwright: Any) -> None:
     """Chromium's fake microphones beep: the dominant speaker's tile has its ring and names
     a participant of the room. One mutes: the other becomes dominant, and speaker view
     enlarges it; a tile the user enlarges wins until clicked back."""
@@ -198,7 +175,7 @@ async def test_active_speaker_ring_and_speaker_view(sfu_url: str, playwright: An
             pages[name] = await stack.enter_async_context(
                 chromium_page(
                     playwright,
-                    f"{sfu_url}/?room={room}&name={name}&codec=VP9&res=640x360&autojoin=1",
+                    f"{sfu_url_fit_off}/?room={room}&name={name}&codec=VP9&res=640x360&autojoin=1",
                 )
             )
         errors = watch_errors(pages)
@@ -263,7 +240,7 @@ async def test_active_speaker_ring_and_speaker_view(sfu_url: str, playwright: An
 
 
 @pytest.mark.timeout(150)
-async def test_screen_share_has_its_own_tile(sfu_url: str, playwright: Any) -> None:
+async def test_screen_share_has_its_own_tile(sfu_url_fit_off: str, playwright: Any) -> None:
     """ann shares her (fake) screen: bob gets a second tile of hers, class `screen`, large,
     that decodes; ann stops sharing (her button, then the browser's own end of the share):
     the tile goes, and nobody shows an error."""
@@ -274,7 +251,7 @@ async def test_screen_share_has_its_own_tile(sfu_url: str, playwright: Any) -> N
             pages[name] = await stack.enter_async_context(
                 chromium_page(
                     playwright,
-                    f"{sfu_url}/?room={room}&name={name}&codec=VP9&res=640x360&autojoin=1",
+                    f"{sfu_url_fit_off}/?room={room}&name={name}&codec=VP9&res=640x360&autojoin=1",
                 )
             )
         errors = watch_errors(pages)
@@ -339,7 +316,9 @@ async def test_screen_share_has_its_own_tile(sfu_url: str, playwright: Any) -> N
 
 
 @pytest.mark.timeout(150)
-async def test_devices_role_and_a_participant_without_video(sfu_url: str, playwright: Any) -> None:
+async def test_devices_role_and_a_participant_without_video(
+    sfu_url_fit_off: str, playwright: Any
+) -> None:
     """bob's device picker lists the fake camera and microphones; another microphone
     replaces the one he sends (no renegotiation, still muted); his role line says what
     `joined` said. ann publishes her microphone only: her tile is a placeholder with her
@@ -347,12 +326,12 @@ async def test_devices_role_and_a_participant_without_video(sfu_url: str, playwr
     room = "devices"
     async with AsyncExitStack() as stack:
         ann = await stack.enter_async_context(
-            chromium_page(playwright, f"{sfu_url}/?room={room}&name=ann&video=0&autojoin=1")
+            chromium_page(playwright, f"{sfu_url_fit_off}/?room={room}&name=ann&video=0&autojoin=1")
         )
         bob = await stack.enter_async_context(
             chromium_page(
                 playwright,
-                f"{sfu_url}/?room={room}&name=bob&codec=VP9&res=640x360&role=presenter&autojoin=1",
+                f"{sfu_url_fit_off}/?room={room}&name=bob&codec=VP9&res=640x360&role=presenter&autojoin=1",
             )
         )
         pages = {"ann": ann, "bob": bob}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 
@@ -19,3 +20,15 @@ async def wait_until(predicate: Any, timeout: float = 20.0, interval: float = 0.
         if loop.time() > deadline:
             raise AssertionError("condition not reached in time")
         await asyncio.sleep(interval)
+
+
+async def wait_for(what: str, check: Any, timeout: float) -> Any:
+    """Polls the coroutine function ``check`` until it returns something true; that."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout} s (last: {value!r})")
+        await asyncio.sleep(0.3)
