@@ -50,16 +50,21 @@ async def raw_get(server: RunningServer, path: str) -> tuple[int, dict[str, str]
     return int(status_line.split()[1]), headers, body
 
 
+#: the pages and the one module each loads: the demo, the recording player
+PAGES = {"/": "main.js", "/player": "player-main.js"}
+
+
 async def test_every_module_of_the_page_is_served_as_javascript(server: RunningServer) -> None:
-    status, headers, body = await raw_get(server, "/")
-    assert status == 200 and headers["content-type"].startswith("text/html")
-    page = body.decode()
-    # one module, no inline script
-    scripts = re.findall(r"<script\b([^>]*)>(.*?)</script>", page, re.DOTALL)
-    assert scripts == [(' type="module" src="js/main.js"', "")], scripts
+    for path, module in PAGES.items():
+        status, headers, body = await raw_get(server, path)
+        assert status == 200 and headers["content-type"].startswith("text/html"), path
+        page = body.decode()
+        # one module, no inline script
+        scripts = re.findall(r"<script\b([^>]*)>(.*?)</script>", page, re.DOTALL)
+        assert scripts == [(f' type="module" src="js/{module}"', "")], (path, scripts)
 
     seen: set[str] = set()
-    todo = ["/js/main.js", "/client.js"]
+    todo = [*(f"/js/{module}" for module in PAGES.values()), "/client.js"]
     while todo:
         path = todo.pop()
         if path in seen:
@@ -77,7 +82,7 @@ async def test_every_module_of_the_page_is_served_as_javascript(server: RunningS
             assert target.startswith("./"), (path, target)  # relative: served from /js/
             todo.append(f"{base}/{target[2:]}")
     served = {p.removeprefix("/js/") for p in seen if p.startswith("/js/")}
-    # every module in the folder is used by the page (or by /client.js)
+    # every module in the folder is used by a page (or by /client.js)
     assert served == {p.name for p in (WEB / "js").glob("*.js")}, served
 
 
@@ -102,6 +107,8 @@ async def test_every_module_of_the_page_is_served_as_javascript(server: RunningS
         "/js/main.js/",
         "/web/client.js",
         "/index.html",
+        "/player.html",
+        "/player/",
         "/__init__.py",
     ],
 )
@@ -118,8 +125,9 @@ MAX_MODULE_LINES = 300
 def test_each_module_is_small_and_the_page_has_no_inline_script() -> None:
     lengths = {p.name: len(p.read_text().splitlines()) for p in (WEB / "js").glob("*.js")}
     assert lengths and max(lengths.values()) <= MAX_MODULE_LINES, lengths
-    page = (WEB / "index.html").read_text()
-    assert re.findall(r"<script\b[^>]*>", page) == ['<script type="module" src="js/main.js">']
+    for name, module in (("index.html", "main.js"), ("player.html", "player-main.js")):
+        page = (WEB / name).read_text()
+        assert re.findall(r"<script\b[^>]*>", page) == [f'<script type="module" src="js/{module}">']
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")

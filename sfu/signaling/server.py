@@ -67,6 +67,11 @@ async def index(request: web.Request) -> web.Response:
     return _static("index.html", "text/html")
 
 
+async def player(request: web.Request) -> web.Response:
+    """The recording player (``?room=ROOM&recording=ID``; docs/recording.md "Player")."""
+    return _static("player.html", "text/html")
+
+
 async def client_js(request: web.Request) -> web.Response:
     return _static("client.js", "application/javascript")
 
@@ -138,6 +143,7 @@ def create_app(
     app[METRICS_KEY].registry.register(edge)
     apply_limits(app, settings)
     app.router.add_get("/", index)
+    app.router.add_get("/player", player)
     app.router.add_get("/client.js", client_js)
     app.router.add_get("/js/{name}", web_modules_handler())
     app.router.add_get("/ws", websocket_handler)
