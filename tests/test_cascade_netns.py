@@ -21,6 +21,7 @@ from support.waiting import wait_until
 
 from loadtest.netns import ShapedLink
 from loadtest.server import ADMIN_TOKENS, server_stats
+from sfu.adapters import aiortc_plane as plane
 
 
 def _ip(*args: str) -> None:
@@ -83,6 +84,11 @@ async def test_two_nodes_on_their_own_hosts_cascade_over_the_backplane(
             )
         publisher = SignalingClient(nodes[0].ws_url, "east-pub")
         viewer = SignalingClient(nodes[1].ws_url, "west-viewer")
+        # this process's peers gather host candidates where the nodes reach them (an
+        # in-process server of an earlier test left them on 127.0.0.1)
+        plane.install()
+        saved = plane.gathering_options()
+        plane.install(plane.IceOptions(listen_addresses=[east.host_address, west.host_address]))
         try:
             for node in nodes:
                 await node.wait_healthy()
@@ -106,6 +112,7 @@ async def test_two_nodes_on_their_own_hosts_cascade_over_the_backplane(
             link = stats["cluster"]["cascade"]["link"]
             assert link["received"] > 50 and link["refused"] == 0, link
         finally:
+            plane.install(saved)
             for client in (publisher, viewer):
                 await client.close()
             for node in nodes:
