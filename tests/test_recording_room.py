@@ -210,3 +210,15 @@ async def test_recordings_need_the_recordings_grant(tmp_path: Path) -> None:
         status, headers, _ = await get(url, Authorization=f"Bearer {token({'recordings'})}")
         assert status == 200 and headers["cache-control"].startswith("private")
         assert (await get(f"{url}?token={token({'recordings'})}"))[0] == 200
+
+
+async def test_an_address_that_asks_too_much_is_refused(tmp_path: Path) -> None:
+    """Recordings take from the client address's request budget: beyond it, 429."""
+    settings = parse_settings(
+        f"recording: {{dir: '{tmp_path}'}}\n"
+        "limits: {address_cost_per_second: 1, address_cost_burst: 10}\n"
+    )
+    async with running(create_app(settings)) as server:
+        statuses = [(await get(f"{server.url}/recordings/room-a/"))[0] for _ in range(15)]
+        assert statuses[0] == 200 and statuses[-1] == 429, statuses
+        assert statuses.count(429) >= 4

@@ -8,7 +8,8 @@ the operator's start and stop.
     POST   /admin/rooms/ROOM/recording          start recording the room (admin)
     DELETE /admin/rooms/ROOM/recording          stop it (admin)
 
-Reading needs a token with the ``recordings`` grant for the room (``Authorization:
+Every request costs the client address 1 of its request budget (``limits``, as WHIP/WHEP
+do).  Reading needs a token with the ``recordings`` grant for the room (``Authorization:
 Bearer``, or ``?token=``; none in development mode), or an admin credential.  Caching
 follows HLS practice: a segment file never changes once it exists (``immutable``, a year);
 a live manifest is re-fetched (``no-cache``), a finished one is final too.  ``private``
@@ -31,6 +32,7 @@ from .. import protocol as m
 from ..auth.tokens import TokenError
 from ..recording.writer import MANIFEST
 from .access import is_admin, refuse_admin
+from .http_media import admit
 from .state import ROOMS_KEY, STATE_KEY
 
 _ROOM = re.compile(m.ROOM_PATTERN)
@@ -55,7 +57,11 @@ def _token(request: web.Request) -> str | None:
 
 
 def _check(request: web.Request, room: str) -> str:
-    """Who may read: ``public`` (no token needed) or ``private``; raises 401/403/404."""
+    """Who may read: ``public`` (no token needed) or ``private``; raises 429 (the client
+    address's request budget, shared with WHIP/WHEP and the WebSocket), 401 or 404."""
+    refused = admit(request)
+    if refused is not None:
+        raise web.HTTPTooManyRequests(text=refused.text, headers={"Retry-After": "1"})
     if not _ROOM.fullmatch(room):
         raise web.HTTPNotFound()
     state = request.app[STATE_KEY]
