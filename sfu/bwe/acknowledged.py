@@ -50,13 +50,14 @@ class AcknowledgedBitrateEstimator:
         window_time = self._window_time
         previous = self._previous_time
         estimate = self._estimate_kbps
+        window = INITIAL_WINDOW if estimate is None else WINDOW
         for now, size in zip(arrival_times, sizes, strict=True):
-            window = INITIAL_WINDOW if estimate is None else WINDOW
             if previous is not None:
                 if now < previous:
                     now = previous  # reordered arrival: count its bytes in the current window
-                window_time += now - previous
-                if now - previous > window:
+                elapsed = now - previous
+                window_time += elapsed
+                if elapsed > window:
                     # Nothing received for a whole window: start over.
                     total = 0
                     window_time %= window
@@ -70,6 +71,7 @@ class AcknowledgedBitrateEstimator:
             self._last_sample_kbps = sample_kbps
             if estimate is None:
                 estimate = sample_kbps
+                window = WINDOW
                 continue
             uncertainty = UNCERTAINTY_SCALE * abs(estimate - sample_kbps) / max(estimate, 1e-3)
             sample_variance = uncertainty * uncertainty

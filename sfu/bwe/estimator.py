@@ -71,6 +71,16 @@ INITIAL_BACKOFF_INTERVAL = 0.2
 _QUARTER_PERIOD = ARRIVAL_TIME_PERIOD / 4
 
 
+def _unwrapped(sequence_numbers: Iterable[int], last: int) -> list[int]:
+    """16-bit transport-wide sequence numbers unwrapped around ``last``, the highest sent
+    (unwrapped): each to the nearest number to it."""
+    out = []
+    for sequence_number in sequence_numbers:
+        delta = (sequence_number - last) & 0xFFFF
+        out.append(last + delta if delta < 0x8000 else last + delta - 0x10000)
+    return out
+
+
 #: A packet's state in the send history
 UNREPORTED, LOST, RECEIVED = 0, 1, 2
 _MASK = MAX_HISTORY - 1
@@ -197,9 +207,11 @@ class BandwidthEstimator:
         """Transport feedback: (transport sequence number, arrival time on the receiver's
         clock in seconds, or None if reported lost).  Unknown sequence numbers, packets
         already reported received, and repeated loss reports are ignored."""
-        if self._last_sequence is None:
+        last = self._last_sequence
+        if last is None:
             return
-        self._on_feedback([p[0] for p in packets], [p[1] for p in packets], now)
+        sequences = _unwrapped([p[0] for p in packets], last)
+        self._on_feedback(sequences, [p[1] for p in packets], now, ascending=False)
 
     def on_feedback_arrivals(
         self, base_sequence: int, arrivals: list[float | None], now: float
@@ -208,18 +220,33 @@ class BandwidthEstimator:
         :func:`~sfu.rtp.twcc.parse_transport_feedback_arrivals`: the packets from
         ``base_sequence`` on (16-bit, wrapping), one arrival time (or None) each; the same as
         :meth:`on_feedback` of ``((base_sequence + i) & 0xFFFF, arrivals[i])``."""
-        if self._last_sequence is None:
+        last = self._last_sequence
+        if last is None:
             return
-        self._on_feedback(range(base_sequence, base_sequence + len(arrivals)), arrivals, now)
+        count = len(arrivals)
+        delta = (base_sequence - last) & 0xFFFF
+        first = last + delta if delta < 0x8000 else last + delta - 0x10000
+        if first + count - 1 - last < 0x8000:
+            # the packets unwrap to consecutive numbers (unwrapping turns back 2^16 only past
+            # last + 2^15, where nothing was sent): no per-packet unwrapping, and those
+            # received are in send order
+            self._on_feedback(range(first, first + count), arrivals, now, ascending=True)
+        else:  # a report of more than 2^15 packets, or one far ahead: each on its own
+            sequences = _unwrapped(range(base_sequence, base_sequence + count), last)
+            self._on_feedback(sequences, arrivals, now, ascending=False)
 
     def _on_feedback(
-        self, sequence_numbers: Iterable[int], arrivals: list[float | None], now: float
+        self,
+        sequences_reported: Iterable[int],
+        arrivals: list[float | None],
+        now: float,
+        ascending: bool,
     ) -> None:
+        """The packets of a report, their sequence numbers unwrapped (see
+        :func:`_unwrapped`); ``ascending``: in increasing sequence number order."""
         # One pass over the report's packets, for every report of every subscriber: the
         # history lookup, loss counting, arrival unwrapping inlined; the received packets
         # gathered into flat lists for the delay-based part.
-        last = self._last_sequence
-        assert last is not None
         self._last_feedback = now
         self._remb_fallback = False
         history = self._history
@@ -245,14 +272,11 @@ class BandwidthEstimator:
         r_sends: list[float] = []
         r_arrivals: list[float] = []
         r_sizes: list[int] = []
-        # whether they are in send order, and in (arrival, size) order
-        in_send_order = in_arrival_order = True
-        previous_sequence = -(1 << 62)
+        # whether they are in (arrival, size) order
+        in_arrival_order = True
         previous_size = 0
         last_arrival = self._last_arrival
-        for sequence_number, arrival in zip(sequence_numbers, arrivals, strict=True):
-            delta = (sequence_number - last) & 0xFFFF
-            sequence = last + delta if delta < 0x8000 else last + delta - 0x10000
+        for sequence, arrival in zip(sequences_reported, arrivals, strict=True):
             slot = sequence & _MASK
             if sequences[slot] != sequence:
                 continue
@@ -295,13 +319,12 @@ class BandwidthEstimator:
             cluster = clusters[slot]
             if cluster >= 0:
                 self._probes.on_received(cluster, send_time, arrival, size)
-            if sequence < previous_sequence:
-                in_send_order = False
-            previous_sequence = sequence
             r_sequences.append(sequence)
             r_sends.append(send_time)
             r_arrivals.append(arrival)
             r_sizes.append(size)
+        # (each packet is received once: in send order means strictly increasing)
+        in_send_order = ascending or r_sequences == sorted(r_sequences)
         self._last_arrival = last_arrival
         window, recent, loss = self._loss_window, self._recent_loss, self._loss
         received = len(r_sequences) - len(recovered)  # newly reported received
@@ -451,21 +474,21 @@ class BandwidthEstimator:
             sizes = [sizes[i] for i in order]
         queue = self._queue
         queue.update_many(sends, arrivals)
-        trendline = self._trendline
-        for send_delta, arrival_delta, _, arrival in self._inter_arrival.compute_many(
-            sends, arrivals, sizes, now
-        ):
-            trendline.update(arrival_delta, send_delta, arrival)
-        usage = self._trendline.state
+        usage = self._trendline.update_many(
+            self._inter_arrival.compute_many(sends, arrivals, sizes, now)
+        )
         rate_control = self._rate_control
         throughput = self._acknowledged.bitrate
-        recent = self._acknowledged.last_sample
-        if usage == OVERUSING and any(self._probe_era(send) for send in sends):
+        if usage != OVERUSING:
+            rate_control.update(usage, throughput, now)
+            return
+        if any(self._probe_era(send) for send in sends):
             return  # the probe's own overshoot: its result says what the link carried
-        if usage == OVERUSING and not queue.standing:
+        if not queue.standing:
             # the delay slope rose, but some recent packet still got through at the base
             # delay: a receiver slow to stamp arrivals (busy CPU), not a bottleneck's queue
             return
+        recent = self._acknowledged.last_sample
         recent_loss = (
             self._recent_loss.ratio if self._recent_loss.total >= RECENT_LOSS_MIN_REPORTS else 0.0
         )
@@ -474,7 +497,6 @@ class BandwidthEstimator:
             and recent is not None
             and recent < SUDDEN_DROP * throughput
             and max(self._loss_window.ratio, recent_loss) > SUDDEN_DROP_LOSS
-            and usage == OVERUSING
             and (self._sudden_drop_at is None or now - self._sudden_drop_at > SUDDEN_DROP_ONCE)
         ):
             # the queue is growing and overflowing, so the link is saturated: what it
@@ -485,19 +507,16 @@ class BandwidthEstimator:
             self._sudden_drop_at = now
             if rate_control.time_to_reduce_further(now, recent):
                 rate_control.update(OVERUSING, recent, now, True)
-        elif usage == OVERUSING:
-            if throughput is not None:
-                if rate_control.time_to_reduce_further(now, throughput):
-                    rate_control.update(usage, throughput, now)
-            elif (
-                self._last_initial_backoff is None
-                or now - self._last_initial_backoff >= INITIAL_BACKOFF_INTERVAL
-            ):
-                # Overuse before any throughput measurement: halve (libwebrtc).
-                rate_control.set_estimate(rate_control.bitrate / 2, now)
-                self._last_initial_backoff = now
-        else:
-            rate_control.update(usage, throughput, now)
+        elif throughput is not None:
+            if rate_control.time_to_reduce_further(now, throughput):
+                rate_control.update(usage, throughput, now)
+        elif (
+            self._last_initial_backoff is None
+            or now - self._last_initial_backoff >= INITIAL_BACKOFF_INTERVAL
+        ):
+            # Overuse before any throughput measurement: halve (libwebrtc).
+            rate_control.set_estimate(rate_control.bitrate / 2, now)
+            self._last_initial_backoff = now
 
     def _update_loss_based(self, now: float) -> None:
         delay_based = self._rate_control.bitrate

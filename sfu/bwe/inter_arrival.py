@@ -123,13 +123,11 @@ class InterArrival:
                 new_group = False
             else:
                 arrival_delta = arrival_time - arrival
-                new_group = (
-                    not (
-                        arrival_delta - send_delta < 0
-                        and arrival_delta <= BURST_DELTA_THRESHOLD
-                        and arrival_time - first_arrival < MAX_BURST_DURATION
-                    )
-                    and send_time - first_send > group_length
+                # (the cheaper test first: the same answer, no side effects)
+                new_group = send_time - first_send > group_length and not (
+                    arrival_delta - send_delta < 0
+                    and arrival_delta <= BURST_DELTA_THRESHOLD
+                    and arrival_time - first_arrival < MAX_BURST_DURATION
                 )
             if new_group:
                 if previous:

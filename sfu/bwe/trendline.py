@@ -89,69 +89,108 @@ class TrendlineEstimator:
     def update(self, recv_delta: float, send_delta: float, arrival_time: float) -> str:
         """Add one inter-group delta (seconds) for the group completed at ``arrival_time``
         (receiver clock, seconds); returns the new hypothesis."""
-        delay_variation = recv_delta - send_delta
-        self._num_deltas = min(self._num_deltas + 1, DELTA_COUNTER_MAX)
-        if self._first_arrival is None:
-            self._first_arrival = arrival_time
-        self._accumulated_delay += delay_variation
-        self._smoothed_delay = (
-            self._smoothing * self._smoothed_delay + (1 - self._smoothing) * self._accumulated_delay
-        )
-        self._times.append(arrival_time - self._first_arrival)
-        self._delays.append(self._smoothed_delay)
-        trend = self._previous_trend
-        if len(self._times) == self._window_size:
-            slope = linear_fit_slope(self._times, self._delays)
-            if slope is not None:
-                trend = slope
-        self._detect(trend, send_delta, arrival_time)
-        return self.state
+        return self.update_many([(send_delta, recv_delta, 0, arrival_time)])
 
-    def _detect(self, trend: float, send_delta: float, now: float) -> None:
-        if self._num_deltas < 2:
-            self.state = NORMAL
-            return
-        # The slope is dimensionless; libwebrtc's thresholds are calibrated for this scaling.
-        modified_trend = min(self._num_deltas, MIN_NUM_DELTAS) * trend * self._gain
-        self.modified_trend = modified_trend
-        if modified_trend > self.threshold:
-            if self._time_over_using == -1:
-                # Assume we have been over-using for half the time since the last sample.
-                self._time_over_using = send_delta / 2
+    def update_many(self, deltas: list[tuple[float, float, int, float]]) -> str:
+        """:meth:`update` for each (send delta, arrival delta, size delta (unused), arrival
+        time) in turn, as :meth:`.InterArrival.compute_many` gives them; returns the
+        hypothesis after the last.
+
+        (For the groups of every feedback report: the state is in locals, and the detector
+        and threshold adaptation inlined; the same floating-point operations in the same
+        order as one update at a time.)"""
+        num_deltas = self._num_deltas
+        first_arrival = self._first_arrival
+        accumulated = self._accumulated_delay
+        smoothed = self._smoothed_delay
+        times, delays = self._times, self._delays
+        window_size = self._window_size
+        smoothing = self._smoothing
+        gain = self._gain
+        threshold = self.threshold
+        last_threshold_update = self._last_threshold_update
+        previous_trend = self._previous_trend
+        modified_trend = self.modified_trend
+        time_over_using = self._time_over_using
+        overuse_counter = self._overuse_counter
+        state = self.state
+        for send_delta, recv_delta, _, arrival_time in deltas:
+            if num_deltas < DELTA_COUNTER_MAX:
+                num_deltas += 1
+            if first_arrival is None:
+                first_arrival = arrival_time
+            accumulated += recv_delta - send_delta
+            smoothed = smoothing * smoothed + (1 - smoothing) * accumulated
+            times.append(arrival_time - first_arrival)
+            delays.append(smoothed)
+            trend = previous_trend
+            if len(times) == window_size:
+                slope = linear_fit_slope(times, delays)
+                if slope is not None:
+                    trend = slope
+            # the overuse detector
+            if num_deltas < 2:
+                state = NORMAL
+                continue
+            # The slope is dimensionless; libwebrtc's thresholds are calibrated for this
+            # scaling.
+            modified_trend = (
+                (num_deltas if num_deltas < MIN_NUM_DELTAS else MIN_NUM_DELTAS) * trend * gain
+            )
+            if modified_trend > threshold:
+                if time_over_using == -1:
+                    # Assume we have been over-using for half the time since the last sample.
+                    time_over_using = send_delta / 2
+                else:
+                    time_over_using += send_delta
+                overuse_counter += 1
+                if (
+                    time_over_using > OVERUSING_TIME_THRESHOLD
+                    and overuse_counter > 1
+                    and trend >= previous_trend
+                ):
+                    time_over_using = 0
+                    overuse_counter = 0
+                    state = OVERUSING
+            elif modified_trend < -threshold:
+                time_over_using = -1
+                overuse_counter = 0
+                state = UNDERUSING
             else:
-                self._time_over_using += send_delta
-            self._overuse_counter += 1
-            if (
-                self._time_over_using > OVERUSING_TIME_THRESHOLD
-                and self._overuse_counter > 1
-                and trend >= self._previous_trend
-            ):
-                self._time_over_using = 0
-                self._overuse_counter = 0
-                self.state = OVERUSING
-        elif modified_trend < -self.threshold:
-            self._time_over_using = -1
-            self._overuse_counter = 0
-            self.state = UNDERUSING
-        else:
-            self._time_over_using = -1
-            self._overuse_counter = 0
-            self.state = NORMAL
-        self._previous_trend = trend
-        self._update_threshold(modified_trend, now)
-
-    def _update_threshold(self, modified_trend: float, now: float) -> None:
-        """Adaptive threshold, draft section 5.4: gamma(i) = gamma(i-1) +
-        dt * K(i) * (|m(i)| - gamma(i-1)), with K_d when |m| < gamma else K_u."""
-        if self._last_threshold_update is None:
-            self._last_threshold_update = now
-        magnitude = abs(modified_trend)
-        if magnitude > self.threshold + MAX_ADAPT_OFFSET:
-            # Don't adapt to big latency spikes, caused e.g. by a sudden capacity drop.
-            self._last_threshold_update = now
-            return
-        k = K_DOWN if magnitude < self.threshold else K_UP
-        dt = min(max(now - self._last_threshold_update, 0.0), 0.1)
-        self.threshold += k * (magnitude - self.threshold) * dt
-        self.threshold = min(max(self.threshold, MIN_THRESHOLD), MAX_THRESHOLD)
-        self._last_threshold_update = now
+                time_over_using = -1
+                overuse_counter = 0
+                state = NORMAL
+            previous_trend = trend
+            # the adaptive threshold, draft section 5.4: gamma(i) = gamma(i-1) +
+            # dt * K(i) * (|m(i)| - gamma(i-1)), with K_d when |m| < gamma else K_u; not
+            # adapted to big latency spikes (e.g. caused by a sudden capacity drop).  The
+            # clamps as min() and max() would (the first argument unless the other is past
+            # it)
+            if last_threshold_update is None:
+                last_threshold_update = arrival_time
+            magnitude = abs(modified_trend)
+            if not magnitude > threshold + MAX_ADAPT_OFFSET:
+                k = K_DOWN if magnitude < threshold else K_UP
+                dt = arrival_time - last_threshold_update
+                if 0.0 > dt:
+                    dt = 0.0
+                if dt > 0.1:
+                    dt = 0.1
+                threshold += k * (magnitude - threshold) * dt
+                if MIN_THRESHOLD > threshold:
+                    threshold = MIN_THRESHOLD
+                if MAX_THRESHOLD < threshold:
+                    threshold = MAX_THRESHOLD
+            last_threshold_update = arrival_time
+        self._num_deltas = num_deltas
+        self._first_arrival = first_arrival
+        self._accumulated_delay = accumulated
+        self._smoothed_delay = smoothed
+        self.threshold = threshold
+        self._last_threshold_update = last_threshold_update
+        self._previous_trend = previous_trend
+        self.modified_trend = modified_trend
+        self._time_over_using = time_over_using
+        self._overuse_counter = overuse_counter
+        self.state = state
+        return state
