@@ -79,6 +79,11 @@ class DownTrack:
         self._switches_seen = 0
         self._keyframe_asked = False
         self._dd_mask: int | None = None  # active decode targets last signalled
+        #: the selector's switch count and the structure with which the active decode
+        #: targets were found already signalled (-1: not known): while both stay, a packet
+        #: with neither a structure nor a bitmask of its own needs no rewrite (not looked at)
+        self._dd_quiet = -1
+        self._dd_structure: object = None
         self._last_seq_in: int | None = None  # of the last in-order packet with a picture id
         self.packets_sent = 0
         self.bytes_sent = 0
@@ -231,23 +236,39 @@ class DownTrack:
                 self._switches_seen = selector.switches
                 if self.on_layers_changed is not None:
                     self.on_layers_changed(self)
-            if info.dd is not None:
+            dd = info.dd
+            if dd is not None and (
+                self._dd_quiet != selector.switches
+                or dd.structure is not None
+                or dd.active_decode_targets_bitmask is not None
+                or self._dd_structure is not self.source.layers.structure  # type: ignore[union-attr]
+            ):
                 rewritten = self._dependency_descriptor(info, elements, block)
                 if rewritten is not block:
                     block = rewritten
                     head = b""
-        # (RtpMunger.forward, inlined)
+        # (RtpMunger.forward inlined, and for the packet after the newest, the usual case,
+        # SequenceMapper.map too)
         munger = self.munger
         if munger.pending:
             munger.restart(seq, ts)
-        out_seq = munger.map(seq)
-        if out_seq is None:
-            self.packets_dropped += 1
-            self.drops[DropReason.TOO_OLD] += 1
-            return
         out_ts = (ts + munger.timestamp_offset) & 0xFFFFFFFF
-        if out_seq == munger.last_out:  # the newest packet
+        if (seq - munger.highest) & 0xFFFF == 1:
+            munger.highest = seq
+            slot = seq & munger._ring_mask
+            munger._slots[slot] = seq
+            offset = munger._offsets[slot] = munger.offset
+            out_seq = munger.last_out = (seq + offset) & 0xFFFF
             munger.last_out_ts = out_ts
+        else:
+            mapped = munger.map(seq)
+            if mapped is None:
+                self.packets_dropped += 1
+                self.drops[DropReason.TOO_OLD] += 1
+                return
+            out_seq = mapped
+            if out_seq == munger.last_out:  # the newest packet
+                munger.last_out_ts = out_ts
         if info is not None and info.keyframe:
             self._keyframe_seq = out_seq
             self._incomplete_asked = False
@@ -258,12 +279,13 @@ class DownTrack:
         if remap is not None and block:
             block, head, tail = remap(block)
         congestion = self._congestion
+        size = 12 + len(block) + len(payload)
         if congestion is not None and block:
             # the first element is the transport-wide sequence number (see ExtensionWriter)
             if not head:
                 at = 5 if block[0] == 0xBE else 6
                 head, tail = block[:at], block[at + 2 :]
-            twcc = congestion.stamp(12 + len(block) + len(payload), now)
+            twcc = congestion.stamp(size, now)
             packet = b"".join(
                 (
                     _HEADER_AND_TWCC[len(head)].pack(
@@ -287,9 +309,15 @@ class DownTrack:
                     payload,
                 )
             )
-        self.history.store(out_seq, packet, (info.sid << 4 | info.tid) if info is not None else 0)
+        # (RetransmissionBuffer.store, inlined)
+        history = self.history
+        slot = out_seq & history._mask
+        history._seq[slot] = out_seq
+        history._packets[slot] = packet
+        history._spatial[slot] = (info.sid << 4 | info.tid) if info is not None else 0
+        history._resent[slot] = 0.0
         self.packets_sent += 1
-        self.bytes_sent += len(packet)
+        self.bytes_sent += size
         self._send(packet)
 
     def _renumbered(self, payload: bytes, info: LayerInfo, pid: int, out_pid: int) -> bytes | None:
@@ -363,6 +391,7 @@ class DownTrack:
         selector = self.selector
         layers = self.source.layers
         dd = info.dd
+        self._dd_quiet = -1
         if selector is None or layers is None or dd is None or layers.structure is None:
             return block
         if dd.structure is not None:  # a new structure: the receiver assumes all targets
@@ -372,6 +401,9 @@ class DownTrack:
         if source_mask is not None:
             mask &= source_mask
         elif mask == self._dd_mask:
+            if dd.structure is None:  # the same answer until the layers or structure change
+                self._dd_quiet = selector.switches
+                self._dd_structure = layers.structure
             return block
         try:
             rewritten = self.source.writer.with_active_decode_targets(elements, info, layers, mask)

@@ -228,10 +228,14 @@ class LayerSelector:
         if not forward:
             self.drop_reason = _LAYER if self.current_spatial >= 0 else _WAITING
             return DROP
-        bit = self._marker(info, marker)
-        if bit and not late:
-            self.chain.picture_end = frame
-        return bit
+        # (_marker, inlined: every forwarded packet)
+        if marker or (
+            self._multi_spatial and info.end_of_frame and info.sid == self.current_spatial
+        ):
+            if not late:
+                self.chain.picture_end = frame
+            return MARKER
+        return 0
 
     def _decide(self, info: LayerInfo, dd: DependencyDescriptor, parser: LayerParser) -> bool:
         """Whether a frame belongs to what this subscriber receives now."""

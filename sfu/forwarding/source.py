@@ -95,6 +95,9 @@ class MediaSource:
         if params.kind == "video":
             self.layers = LayerParser(params.codec, dd_in)
             self.meter = LayerMeter()
+        #: the levels as a subscriber keeping the lower layer's chain pays for them, and the
+        #: key they were priced for (see :meth:`Subscription.levels`): shared by subscribers
+        self.priced_levels: tuple[tuple[object, ...], tuple[Level, ...]] | None = None
         #: called when the layer structure (count, resolutions) changes
         self.on_structure: Callable[[MediaSource], None] | None = None
         self._structure_key: tuple[int, int, tuple[tuple[int, int], ...]] = (1, 1, ())

@@ -127,6 +127,11 @@ class Subscription:
         priced = self._priced
         if priced is not None and priced[0][0] is levels and priced[0][1] == top:
             return priced[1]
+        # the same for every subscriber of the source: priced once (per 0.5 s bucket)
+        shared = self.source.priced_levels
+        if shared is not None and shared[0][0] is levels and shared[0][1] == top:
+            self._priced = shared
+            return shared[1]
         base = {(level.spatial, level.temporal): level.bitrate for level in levels}
         result = tuple(
             Level(
@@ -141,7 +146,7 @@ class Subscription:
             else level
             for level in levels
         )
-        self._priced = (key, result)
+        self._priced = self.source.priced_levels = (key, result)
         return result
 
     def level_bitrate(self, now: float) -> int | None:
