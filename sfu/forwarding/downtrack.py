@@ -27,6 +27,7 @@ from .picture_ids import PictureIdMapper
 from .retransmission import MIN_RESEND_INTERVAL, Retransmitter, RtxStream
 from .rtx_budget import RetransmissionBudget
 from .selector import LayerSelector
+from .sequence import DROPPED
 
 _HEADER = struct.Struct("!BBHII")
 #: the RTP header, the extension block up to the transport-wide sequence number (5 bytes in
@@ -205,7 +206,16 @@ class DownTrack:
             else:
                 self._keyframe_asked = False
             if decision < 0:
-                self.munger.drop(seq)
+                munger = self.munger
+                if not munger.pending and (seq - munger.highest) & 0xFFFF == 1:
+                    # (SequenceMapper.drop of the next packet, the usual case, inlined)
+                    munger.highest = seq
+                    slot = seq & munger._ring_mask
+                    munger._slots[slot] = seq
+                    munger._offsets[slot] = DROPPED
+                    munger.offset = (munger.offset - 1) & 0xFFFF
+                else:
+                    munger.drop(seq)
                 self.packets_dropped += 1
                 self.drops[selector.drop_reason] += 1
                 return
