@@ -26,6 +26,9 @@ from loadtest.signaling import SignalingPeer
 from sfu.adapters import aiortc_plane as plane
 from sfu.adapters.peers import PeerSettings, PublisherPeer, SubscriberPeer
 from sfu.config import ConfigError, LimitSettings, Settings, parse_settings
+from sfu.forwarding.congestion import SendSideCongestion
+from sfu.rtp import rtcp
+from sfu.rtp.twcc import TransportFeedbackBuilder
 from sfu.sdp import limits as sdp_limits
 from sfu.sdp.limits import SdpLimitError, SdpLimits
 from sfu.signaling.server import create_app
@@ -530,3 +533,48 @@ async def test_offers_over_the_bounds_are_refused_before_any_ice() -> None:
                 reply = await client.request({"type": "publish", "sdp": many_lines})
                 assert reply["code"] == "bad_sdp"
                 assert "bytes (at most 32768: limits.max_sdp_bytes)" in reply["reason"]
+
+
+async def test_a_lone_transport_feedback_takes_the_short_path_to_the_same_estimate() -> None:
+    """A datagram that is one transport-wide feedback alone skips the RTCP parser; what it
+    does to the estimate is what the parsed path does (the same feedback after a receiver
+    report, or padded), and a malformed one is counted as before."""
+    settings = PeerSettings(bandwidth_estimation=True)
+    peers = [SubscriberPeer(lambda sdp: asyncio.sleep(0), settings) for _ in range(3)]
+    try:
+        builder = TransportFeedbackBuilder(1, 2)
+        now = 10.0
+        for n in range(600):  # 2 Mbit/s sent, arriving at 1 Mbit/s: a queue builds
+            for peer in peers:
+                peer.congestion.stamp(1250, now + n * 0.005)
+            builder.on_packet(n, now + 0.02 + n * 0.01)
+        feedbacks = builder.build()
+        assert feedbacks
+        rr = rtcp.build_rr(rtcp.ReceiverReport(1, []))
+        for i, feedback in enumerate(feedbacks):
+            at = now + 3.1 + i * 0.05
+            peers[0].on_rtcp(feedback, at)  # the short path
+            peers[1].on_rtcp(rr + feedback, at)  # the parser
+            peers[2].on_rtcp(feedback + rr, at)  # the parser
+        states = [
+            (
+                p.congestion.estimate,
+                p.congestion.estimator.delay_based_estimate,
+                p.congestion.estimator.acknowledged_bitrate,
+                p.congestion.estimator.loss_ratio,
+            )
+            for p in peers
+        ]
+        assert states[0] == states[1] == states[2]
+        estimate = states[0][0]
+        assert estimate is not None and estimate < SendSideCongestion.INITIAL_BITRATE
+        # the builder pads: both forms took the short path
+        assert {f[0] for f in feedbacks} == {0x8F, 0xAF} or len(feedbacks) == 1
+        # a lone feedback whose FCI is cut short: malformed, on either path
+        broken = b"\x8f\xcd\x00\x04" + feedbacks[0][4:20]  # the FCI's fields, no chunk
+        peers[0].on_rtcp(broken, now + 9)
+        peers[1].on_rtcp(rr + broken, now + 9)
+        assert peers[0].congestion.malformed_feedback == peers[1].congestion.malformed_feedback == 1
+    finally:
+        for peer in peers:
+            await peer.close()

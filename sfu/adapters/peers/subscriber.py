@@ -249,6 +249,19 @@ class SubscriberPeer(Peer):
 
     def on_rtcp(self, data: bytes, now: float) -> None:
         self.heard_at = now
+        size = len(data)
+        if (
+            size >= 20
+            and data[1] == rtcp.RTCP_RTPFB
+            and (data[2] << 8 | data[3]) * 4 + 4 == size
+            # V=2, FMT 15 (transport-wide feedback), without padding or with valid padding
+            and (data[0] == 0x8F or (data[0] == 0xAF and 0 < data[-1] <= size - 4))
+        ):
+            # the usual datagram, twenty a second: one transport-wide feedback alone
+            # (reduced-size RTCP, RFC 5506), its FCI (and padding, as the parser leaves it)
+            # handed on without parsing into objects
+            self._on_transport_feedback(data[12:], now)
+            return
         # NACK items beyond the budget's caps are not even listed by the parser
         nack_limit, nack_reason = self.budget.nack_limit(now)
         try:
@@ -288,12 +301,16 @@ class SubscriberPeer(Peer):
                     if downtrack is not None:
                         downtrack.handle_rtcp(packet, now)
             elif isinstance(packet, rtcp.TransportFeedback):
-                before = self.congestion.estimate
-                self.congestion.on_transport_feedback(packet.fci, now)
-                after = self.congestion.estimate
-                if self.settings.bandwidth_estimation and reallocate_now(before, after):
-                    # a sharp fall (a sudden drop): the layers follow now, not at the tick
-                    self.allocate(now)
+                self._on_transport_feedback(packet.fci, now)
+
+    def _on_transport_feedback(self, fci: bytes, now: float) -> None:
+        congestion = self.congestion
+        before = congestion.estimate
+        congestion.on_transport_feedback(fci, now)
+        after = congestion.estimate
+        if self.settings.bandwidth_estimation and reallocate_now(before, after):
+            # a sharp fall (a sudden drop): the layers follow now, not at the tick
+            self.allocate(now)
 
     def tick(self, now: float) -> None:
         budget = self.budget
