@@ -128,8 +128,21 @@ class LayerSelector:
             self.drop_reason = _INVALID
             return DROP
         parser = self._parser
-        if info.dd is not None and parser is not None and parser.structure is not None:
-            return self._select_dd(info, info.dd, parser, marker, late)
+        dd = info.dd
+        if dd is not None and parser is not None and parser.structure is not None:
+            if late or dd.start_of_frame or dd.frame_number != self._frame:
+                return self._select_dd(info, dd, parser, marker, late)
+            # the rest of the frame in hand, the usual packet: its first packet's decision
+            # (_select_dd's last branch, inlined)
+            if not self._frame_forwarded:
+                self.drop_reason = _LAYER if self.current_spatial >= 0 else _WAITING
+                return DROP
+            if marker or (
+                self._multi_spatial and info.end_of_frame and info.sid == self.current_spatial
+            ):
+                self.chain.picture_end = dd.frame_number
+                return MARKER
+            return 0
         if not late and info.start_of_frame and info.sid == 0:
             self._at_picture_start(info, None, None)
         if self.current_spatial < 0:  # not started
