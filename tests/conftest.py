@@ -93,18 +93,58 @@ _INTEGRATION_NAMES = (
 )
 
 
+#: modules whose tests load the machine or judge time or CPU (a load test, a NACK storm's
+#: CPU, the event loop's lag, frames dropped under load, shaped links, several servers at
+#: once, Chromium): .ci/run runs them one at a time, the rest on both cores (``serial``)
+_SERIAL_MODULES = frozenset(
+    {
+        "test_bandwidth",
+        "test_bench_figures",
+        "test_cascade",
+        "test_cascade_netns",
+        "test_churn",
+        "test_cluster",
+        "test_collector",
+        "test_draining",
+        "test_event_loop",
+        "test_integration",
+        "test_loadtest",
+        "test_loadtest_gate",
+        "test_loop_lag",
+        "test_nack_storm",
+        "test_probe",
+        "test_reachability",
+        "test_receiver_fit",
+        "test_recording",
+        "test_recording_decode",
+        "test_recording_figures",
+        "test_recording_room",
+        "test_send_batch",
+        "test_whip_whep",
+    }
+)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Markers by what a test needs, so the fast unit tests run alone in seconds
     (``pytest -m "not integration"``): ``browser`` (Chromium through Playwright), ``netns``
     (a shaped link in network namespaces), ``integration`` (the real server, real peers or
-    processes; the browser and netns tests are integration tests too)."""
+    processes; the browser and netns tests are integration tests too); ``serial`` (run one
+    at a time: browser and netns tests, and :data:`_SERIAL_MODULES`)."""
     for item in items:
-        names = vars(getattr(item, "module", None) or object())
+        module = getattr(item, "module", None)
+        names = vars(module or object())
         fixtures = getattr(item, "fixturenames", ())
         if "playwright" in fixtures or any(name in names for name in _BROWSER_NAMES):
             item.add_marker(pytest.mark.browser)
         if "namespaces" in fixtures:
             item.add_marker(pytest.mark.netns)
+        if (
+            item.get_closest_marker("browser") is not None
+            or item.get_closest_marker("netns") is not None
+            or (module is not None and module.__name__.rpartition(".")[2] in _SERIAL_MODULES)
+        ):
+            item.add_marker(pytest.mark.serial)
         if (
             item.get_closest_marker("browser") is not None
             or item.get_closest_marker("netns") is not None
