@@ -59,6 +59,26 @@ def _rtcp_packets() -> list[bytes]:
     return packets + [packets[1] + packets[3] + packets[5]]
 
 
+def _subscriber_rtcp() -> list[bytes]:
+    """Inputs of the ``subscriber_rtcp`` target: records (u16 size, datagram): transport-wide
+    feedbacks of the packets the target sends (padded and not), and other RTCP."""
+    builder = TransportFeedbackBuilder(1, 2)
+    records = []
+    for n in range(300):
+        builder.on_packet(n, 1.02 + n * 0.006)
+        if n % 25 == 24:
+            records += builder.build()
+    # the builder pads; without the padding bit, the same bytes are an unpadded feedback
+    # whose FCI ends in bytes the parser skips
+    records = [d if i % 2 else b"\x8f" + d[1:] for i, d in enumerate(records)]
+    other = _rtcp_packets()
+    mixed = records[:3] + other[:2] + records[3:6] + [records[6][:-4]] + records[6:]
+    return [
+        b"".join(len(d).to_bytes(2, "big") + d for d in datagrams)
+        for datagrams in (records, mixed, other)
+    ]
+
+
 def _media(captures: dict[str, list[bytes]]) -> list[bytes]:
     """Inputs of the ``media`` target: a codec byte, then records (kind, u16 size, bytes)."""
     dd_id = read_capture(CAPTURES / "av1_L3T3.sfucap").info.extensions[ext.DEPENDENCY_DESCRIPTOR]
@@ -193,6 +213,7 @@ def seeds() -> dict[str, list[bytes]]:
         "messages": _messages(),
         "session": _session(),
         "subscriber": _subscriber(),
+        "subscriber_rtcp": _subscriber_rtcp(),
         "config": configs + [b"", b"http: {port: 9000}\n"],
         "tokens": _tokens(),
     }

@@ -20,6 +20,7 @@ import yaml
 from pydantic import ValidationError
 
 from sfu import protocol as m
+from sfu.adapters.peers import PeerSettings, SubscriberPeer
 from sfu.auth.tokens import TokenError, verify_token
 from sfu.codecs.av1_dd import (
     DependencyDescriptor,
@@ -452,6 +453,52 @@ def subscriber(data: bytes) -> None:
         await session.handle(SUBSCRIBER_JOIN)
         assert any('"subscribe_offer"' in text for text in ws.sent), ws.sent
         await _handle_then_leave(session, ws, rooms, data)
+
+    asyncio.run(run())
+
+
+@target
+def subscriber_rtcp(data: bytes) -> None:
+    """A subscriber sends any RTCP datagrams (after the SFU sent it 300 packets): nothing
+    raises, and what a datagram does to the estimate is the same whether it takes the short
+    path of a lone transport-wide feedback or goes through the RTCP parser (the same
+    datagram after a receiver report)."""
+
+    async def run() -> None:
+        settings = PeerSettings(bandwidth_estimation=True)
+        alone, parsed = (
+            SubscriberPeer(lambda sdp: asyncio.sleep(0), settings),
+            SubscriberPeer(lambda sdp: asyncio.sleep(0), settings),
+        )
+        rr = rtcp.build_rr(rtcp.ReceiverReport(1, []))
+        try:
+            for n in range(300):
+                for peer in (alone, parsed):
+                    peer.congestion.stamp(1200, 1.0 + n * 0.004)
+            now = 3.0
+            pos = 0
+            while pos + 2 <= len(data):  # records: u16 size, then the datagram
+                size = (data[pos] << 8) | data[pos + 1]
+                datagram = data[pos + 2 : pos + 2 + size]
+                pos += 2 + size
+                now += 0.05
+                if not datagram:
+                    continue
+                alone.on_rtcp(datagram, now)
+                parsed.on_rtcp(rr + datagram, now)
+                a, b = alone.congestion, parsed.congestion
+                assert (a.estimate, a.feedback_seen, a.refused_feedback) == (
+                    b.estimate,
+                    b.feedback_seen,
+                    b.refused_feedback,
+                ), datagram.hex()
+                # a datagram the parser refuses whole is refused whole beside the report
+                assert a.malformed_feedback + alone.malformed_rtcp <= (
+                    b.malformed_feedback + parsed.malformed_rtcp
+                )
+        finally:
+            await alone.close()
+            await parsed.close()
 
     asyncio.run(run())
 
