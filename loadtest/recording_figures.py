@@ -107,7 +107,9 @@ def load(codec: str) -> Capture:
     return capture
 
 
-def _recorder(capture: Capture) -> VideoRecorder:
+def new_recorder(capture: Capture) -> VideoRecorder:
+    """A recorder of the capture's video track, with its codec, dependency descriptor id
+    and format parameters (the tests' too)."""
     info = capture.info
     return VideoRecorder(
         "video",
@@ -127,7 +129,7 @@ def _recorded(recorder: VideoRecorder, segments: list[Segment]) -> Recorded:
 
 def record_pass(capture: Capture, pictures: int | None = None) -> Recorded:
     """One pass over the capture (its first ``pictures`` only), as the packets came."""
-    recorder = _recorder(capture)
+    recorder = new_recorder(capture)
     segments: list[Segment] = []
     stamps: set[int] = set()
     for at, packet in replay(capture, 1):
@@ -150,7 +152,7 @@ def record_looped(capture: Capture, seconds: float = LOOPED_SECONDS) -> Recorded
         payload_type=capture.info.payload_type,
         extension_ids=None,
     )
-    recorder = _recorder(capture)
+    recorder = new_recorder(capture)
     segments: list[Segment] = []
     now = 0.0
     while now < seconds:

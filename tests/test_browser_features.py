@@ -66,6 +66,19 @@ def watch_errors(pages: dict[str, Any]) -> list[str]:
 
 
 @pytest.mark.timeout(180)
+async def two_pages(stack: AsyncExitStack, playwright: Any, url: str, room: str) -> dict[str, Any]:
+    """ann's and bob's pages in ``room``, each publishing VP9 at 640x360 (closed with
+    ``stack``)."""
+    pages = {}
+    for name in ("ann", "bob"):
+        pages[name] = await stack.enter_async_context(
+            chromium_page(
+                playwright, f"{url}/?room={room}&name={name}&codec=VP9&res=640x360&autojoin=1"
+            )
+        )
+    return pages
+
+
 async def test_dynacast_follows_the_viewer_tile(sfu_url_fit_off: str, playwright: Any) -> None:
     """A VP9 L3T3_KEY publisher at 1280x720 (S0 320 wide) and a viewer whose tile is
     320x180: after the server's 5 s the publisher encodes S0 only (L1T3 at a quarter of the
@@ -170,14 +183,7 @@ async def test_active_speaker_ring_and_speaker_view(sfu_url_fit_off: str, playwr
     enlarges it; a tile the user enlarges wins until clicked back."""
     room = "speakers"
     async with AsyncExitStack() as stack:
-        pages = {}
-        for name in ("ann", "bob"):
-            pages[name] = await stack.enter_async_context(
-                chromium_page(
-                    playwright,
-                    f"{sfu_url_fit_off}/?room={room}&name={name}&codec=VP9&res=640x360&autojoin=1",
-                )
-            )
+        pages = await two_pages(stack, playwright, sfu_url_fit_off, room)
         errors = watch_errors(pages)
         ann, bob = pages["ann"], pages["bob"]
         for page in pages.values():
@@ -246,14 +252,7 @@ async def test_screen_share_has_its_own_tile(sfu_url_fit_off: str, playwright: A
     the tile goes, and nobody shows an error."""
     room = "screen"
     async with AsyncExitStack() as stack:
-        pages = {}
-        for name in ("ann", "bob"):
-            pages[name] = await stack.enter_async_context(
-                chromium_page(
-                    playwright,
-                    f"{sfu_url_fit_off}/?room={room}&name={name}&codec=VP9&res=640x360&autojoin=1",
-                )
-            )
+        pages = await two_pages(stack, playwright, sfu_url_fit_off, room)
         errors = watch_errors(pages)
         ann, bob = pages["ann"], pages["bob"]
 

@@ -19,6 +19,7 @@ from support.captures import AV1, CAPTURES, VP8, VP9, load
 
 from loadtest.capturefile import Capture, read_capture
 from loadtest.looper import CaptureLooper, replay
+from loadtest.recording_figures import new_recorder
 from sfu.codecs.av1_dd import TemplateStructure, parse_dependency_descriptor
 from sfu.recording.layerfile import read_layer_file
 from sfu.recording.manifest import Level, Manifest, SegmentEntry, Track
@@ -56,16 +57,6 @@ class Recorded:
             for f in s.files:
                 counts[f.layer] = counts.get(f.layer, 0) + f.records
         return counts
-
-
-def new_recorder(capture: Capture) -> VideoRecorder:
-    info = capture.info
-    return VideoRecorder(
-        "video",
-        info.mime_type.split("/")[-1],
-        dd_extension_id=info.extensions.get(DEPENDENCY_DESCRIPTOR),
-        parameters={k: str(v) for k, v in info.parameters.items()},
-    )
 
 
 def record(capture: Capture, packets: Iterable[tuple[float, bytes]]) -> Recorded:
