@@ -575,6 +575,19 @@ async def test_a_lone_transport_feedback_takes_the_short_path_to_the_same_estima
         peers[0].on_rtcp(broken, now + 9)
         peers[1].on_rtcp(rr + broken, now + 9)
         assert peers[0].congestion.malformed_feedback == peers[1].congestion.malformed_feedback == 1
+        # a lone feedback that lies: 65535 statuses claimed (each would be parsed and
+        # estimated) for 600 packets sent: refused whole before parsing, on the short path too
+        congestion = peers[0].congestion
+        estimate, refused = congestion.estimate, congestion.refused_feedback
+        liar = bytearray(feedbacks[0])
+        liar[14:16] = (0xFFFF).to_bytes(2, "big")  # the FCI's packet status count
+        started = time.thread_time()
+        for i in range(1000):
+            peers[0].on_rtcp(bytes(liar), now + 10 + i * 0.001)
+        took = time.thread_time() - started
+        assert congestion.refused_feedback == refused + 1000
+        assert congestion.estimate == estimate
+        assert took < 1.0  # ~1000 x a comparison; parsing them would take tens of seconds
     finally:
         for peer in peers:
             await peer.close()
